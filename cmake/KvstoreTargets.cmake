@@ -1,0 +1,34 @@
+# Helpers shared by every CMakeLists.txt of the project.
+
+# Our own code builds warning-free.
+function(kvstore_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Werror)
+endfunction()
+
+# kvstore_component(NAME SOURCES... [LIBS ...]): one internal static library of the kvstore
+# package; it is installed and exported so that kvstore::kvstore can link it.
+function(kvstore_component name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${name} PUBLIC ${ARG_LIBS})
+  kvstore_warnings(${name})
+  set_property(GLOBAL APPEND PROPERTY KVSTORE_COMPONENTS ${name})
+endfunction()
+
+# kvstore_test(NAME SOURCES... [LIBS ...] [LABELS ...] [TIMEOUT s]): a GoogleTest binary run by ctest.
+function(kvstore_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gmock GTest::gtest_main)
+  kvstore_warnings(${name})
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+endfunction()

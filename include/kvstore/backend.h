@@ -1,0 +1,91 @@
+// The interface every key-value backend implements, and the smaller interfaces the stores need.
+#ifndef KVSTORE_BACKEND_H_
+#define KVSTORE_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvstore/context.h"
+#include "kvstore/events.h"
+
+namespace kvstore {
+
+struct Value {
+  std::string data;
+  int64_t mod_revision = 0;  // positive, grows with every write
+  int64_t lease_id = 0;      // 0: no lease
+  bool operator==(const Value&) const = default;
+};
+using KeyValuePairs = std::map<std::string, Value>;
+
+enum class BackendState { kOk, kWarning, kFailure, kClosed };
+
+struct BackendStatus {
+  BackendState state = BackendState::kOk;
+  std::string message;  // human-readable: endpoints, leader, leases
+};
+
+// Largest value (and request) a backend accepts: etcd's default request limit.
+inline constexpr size_t kMaxValueBytes = 1536 * 1024;
+
+// What SyncStore needs of a backend.
+class SyncStoreBackend {
+ public:
+  virtual ~SyncStoreBackend() = default;
+  // Writes `value` at `key`; with `lease` the key is attached to this instance's session lease.
+  virtual absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
+                              bool lease) = 0;
+  // Deletes `key`; OK when it does not exist.
+  virtual absl::Status Delete(const Context& ctx, std::string_view key) = 0;
+  // Calls `fn` with each leased key under `prefix` whose lease was lost. One observer per prefix;
+  // a null `fn` removes it. Callbacks run on a backend thread.
+  virtual void RegisterLeaseExpiredObserver(std::string_view prefix,
+                                            std::function<void(std::string_view key)> fn) = 0;
+};
+
+// What WatchStore needs of a backend.
+class WatchStoreBackend {
+ public:
+  virtual ~WatchStoreBackend() = default;
+  // Lists `prefix` (a kCreate per key, sorted), sends kListDone, then live events with no gap.
+  // Re-lists transparently when the watch breaks. Ends (closes the watcher) when `ctx` is done or
+  // the consumer calls Stop().
+  virtual std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
+                                                size_t capacity) = 0;
+};
+
+class Backend : public SyncStoreBackend, public WatchStoreBackend {
+ public:
+  // The value at `key`, or nullopt when missing.
+  virtual absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
+                                                         std::string_view key) = 0;
+  virtual absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) = 0;
+  // Writes only when the key is missing, its value differs, or `lease` is set and the key is not
+  // attached to this session's current lease. Returns whether it wrote.
+  virtual absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
+                                                 std::string_view value, bool lease) = 0;
+  // Creates `key` only if it does not exist. Returns whether it created it.
+  virtual absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key,
+                                          std::string_view value, bool lease) = 0;
+  virtual absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) = 0;
+  virtual BackendStatus Status() const = 0;
+  // Stops keep-alives and watches. Revokes nothing: leased keys expire after their TTL.
+  virtual void Close() = 0;
+};
+
+// The process-wide client used when a store is given no backend: an in-memory store's client
+// unless SetDefaultClient was called.
+std::shared_ptr<Backend> DefaultClient();
+void SetDefaultClient(std::shared_ptr<Backend> backend);
+
+}  // namespace kvstore
+
+#endif  // KVSTORE_BACKEND_H_

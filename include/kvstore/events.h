@@ -1,0 +1,86 @@
+// Watch events and the bounded channel that carries them from a backend to a consumer.
+#ifndef KVSTORE_EVENTS_H_
+#define KVSTORE_EVENTS_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "kvstore/context.h"
+
+namespace kvstore {
+
+enum class EventType { kCreate, kModify, kDelete, kListDone };
+
+// "create", "modify", "delete" or "list-done".
+std::string_view EventTypeName(EventType type);
+
+struct KeyValueEvent {
+  EventType type = EventType::kCreate;
+  std::string key;    // absolute key (with the watched prefix); empty for kListDone
+  std::string value;  // for kDelete: the last value when known
+  // Revision of the change (0 when unknown, e.g. synthetic events). Not part of equality.
+  int64_t revision = 0;
+
+  bool operator==(const KeyValueEvent& other) const {
+    return type == other.type && key == other.key && value == other.value;
+  }
+};
+
+// A bounded, closable channel of events between one producer (the backend) and one consumer.
+// Every event emitted before Close() is delivered exactly once, in order.
+// Thread-safe: Emit/Close may be called from any producer thread, Next/NextFor/Stop from consumers.
+class Watcher {
+ public:
+  // capacity 0 means as small as possible (1).
+  Watcher(std::string prefix, size_t capacity);
+  Watcher(const Watcher&) = delete;
+  Watcher& operator=(const Watcher&) = delete;
+  ~Watcher();
+
+  // Producer: queues `ev`, blocking while the channel is full. Returns false (dropping `ev`) once
+  // the consumer called Stop(), the channel was closed, or `ctx` is done.
+  bool Emit(KeyValueEvent ev, const Context& ctx);
+  // Producer: no more events. Buffered events are still delivered. Idempotent.
+  void Close();
+
+  // Consumer: the next event, blocking; nullopt once closed and drained.
+  std::optional<KeyValueEvent> Next();
+  // Consumer: like Next, but nullopt also when nothing arrived within `timeout`.
+  std::optional<KeyValueEvent> NextFor(std::chrono::nanoseconds timeout);
+  // Consumer: like Next, but nullopt also once `ctx` is done.
+  std::optional<KeyValueEvent> Next(const Context& ctx);
+
+  // Consumer: stops the watch. Blocked and later Emit calls return false; returns once the
+  // producer has closed the channel. Buffered events are discarded.
+  void Stop();
+  // True once Stop() was called: producers poll this to end their work early.
+  bool Stopped() const;
+  // True once closed and every buffered event was handed out.
+  bool Closed() const;
+
+  const std::string& Prefix() const { return prefix_; }
+
+  // Runs `fn` (once, from the thread calling Stop) when the consumer stops; producers use it to
+  // wake their own loops. At once if already stopped. Only one hook is kept.
+  void SetStopHook(std::function<void()> fn);
+
+ private:
+  const std::string prefix_;
+  const size_t capacity_;
+  mutable std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::deque<KeyValueEvent> buffer_;
+  bool closed_ = false;
+  bool stopped_ = false;
+  std::function<void()> stop_hook_;
+};
+
+}  // namespace kvstore
+
+#endif  // KVSTORE_EVENTS_H_

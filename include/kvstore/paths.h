@@ -1,0 +1,33 @@
+// Cilium's key layout. Stable API: a C++ collaborator and a Cilium agent share one etcd.
+#ifndef KVSTORE_PATHS_H_
+#define KVSTORE_PATHS_H_
+
+#include <string>
+#include <string_view>
+
+namespace kvstore {
+
+inline constexpr std::string_view kBaseKeyPrefix = "cilium";
+inline constexpr std::string_view kSyncedPrefix = "cilium/synced";
+inline constexpr std::string_view kHeartbeatPath = "cilium/.heartbeat";
+inline constexpr std::string_view kInitLockPath = "cilium/.initlock";
+inline constexpr std::string_view kStatePrefix = "cilium/state";
+inline constexpr std::string_view kCachePrefix = "cilium/cache";
+
+// Parts 3 and 4 of the path ("cilium/state/nodes/v1/x" -> "nodes/v1"); for keys with fewer than
+// four parts, the first 12 characters.
+std::string GetScopeFromKey(std::string_view key);
+
+// "cilium/state/..." -> "cilium/cache/..."; other keys unchanged.
+std::string StateToCachePrefix(std::string_view prefix);
+
+// Joins path parts with single slashes: no doubled separators at the joints, no trailing slash.
+// JoinPath("a/", "/b") == "a/b"; empty parts are skipped.
+std::string JoinPath(std::string_view a, std::string_view b);
+
+// cilium/synced/<cluster>/<key>
+std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key);
+
+}  // namespace kvstore
+
+#endif  // KVSTORE_PATHS_H_

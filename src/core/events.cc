@@ -1,0 +1,103 @@
+#include "kvstore/events.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace kvstore {
+
+std::string_view EventTypeName(EventType type) {
+  switch (type) {
+    case EventType::kCreate:
+      return "create";
+    case EventType::kModify:
+      return "modify";
+    case EventType::kDelete:
+      return "delete";
+    case EventType::kListDone:
+      return "list-done";
+  }
+  return "unknown";
+}
+
+Watcher::Watcher(std::string prefix, size_t capacity)
+    : prefix_(std::move(prefix)), capacity_(std::max<size_t>(capacity, 1)) {}
+
+Watcher::~Watcher() = default;
+
+bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
+  std::unique_lock<std::mutex> lock(mu_);
+  bool ready =
+      ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
+  if (!ready || stopped_ || closed_) return false;
+  buffer_.push_back(std::move(ev));
+  cv_.notify_all();
+  return true;
+}
+
+void Watcher::Close() {
+  std::lock_guard<std::mutex> guard(mu_);
+  closed_ = true;
+  cv_.notify_all();
+}
+
+std::optional<KeyValueEvent> Watcher::Next() { return Next(Context::Background()); }
+
+std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
+  std::unique_lock<std::mutex> lock(mu_);
+  ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
+  if (buffer_.empty() || stopped_) return std::nullopt;
+  KeyValueEvent ev = std::move(buffer_.front());
+  buffer_.pop_front();
+  cv_.notify_all();
+  return ev;
+}
+
+std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !buffer_.empty() || closed_ || stopped_; });
+  if (buffer_.empty() || stopped_) return std::nullopt;
+  KeyValueEvent ev = std::move(buffer_.front());
+  buffer_.pop_front();
+  cv_.notify_all();
+  return ev;
+}
+
+void Watcher::Stop() {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (!stopped_) {
+      stopped_ = true;
+      buffer_.clear();
+      hook = std::move(stop_hook_);
+      stop_hook_ = nullptr;
+      cv_.notify_all();
+    }
+  }
+  if (hook) hook();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return closed_; });
+}
+
+bool Watcher::Stopped() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return stopped_;
+}
+
+bool Watcher::Closed() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return closed_ && buffer_.empty();
+}
+
+void Watcher::SetStopHook(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (!stopped_) {
+      stop_hook_ = std::move(fn);
+      return;
+    }
+  }
+  fn();
+}
+
+}  // namespace kvstore

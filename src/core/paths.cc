@@ -1,0 +1,52 @@
+#include "kvstore/paths.h"
+
+#include <vector>
+
+namespace kvstore {
+
+std::string GetScopeFromKey(std::string_view key) {
+  // Only the first four parts matter; Cilium splits into at most five.
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (parts.size() < 4) {
+    size_t slash = key.find('/', start);
+    if (slash == std::string_view::npos) {
+      parts.push_back(key.substr(start));
+      break;
+    }
+    parts.push_back(key.substr(start, slash - start));
+    start = slash + 1;
+  }
+  if (parts.size() < 4) return std::string(key.substr(0, 12));
+  std::string scope(parts[2]);
+  scope += '/';
+  scope += parts[3];
+  return scope;
+}
+
+std::string StateToCachePrefix(std::string_view prefix) {
+  if (prefix.substr(0, kStatePrefix.size()) != kStatePrefix) return std::string(prefix);
+  std::string out(kCachePrefix);
+  out += prefix.substr(kStatePrefix.size());
+  return out;
+}
+
+std::string JoinPath(std::string_view a, std::string_view b) {
+  while (!a.empty() && a.back() == '/') a.remove_suffix(1);
+  while (!b.empty() && b.front() == '/') b.remove_prefix(1);
+  while (!b.empty() && b.back() == '/') b.remove_suffix(1);
+  if (a.empty()) return std::string(b);
+  if (b.empty()) return std::string(a);
+  std::string out;
+  out.reserve(a.size() + 1 + b.size());
+  out.append(a);
+  out += '/';
+  out.append(b);
+  return out;
+}
+
+std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key) {
+  return JoinPath(JoinPath(kSyncedPrefix, cluster_name), key);
+}
+
+}  // namespace kvstore

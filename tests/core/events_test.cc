@@ -1,0 +1,127 @@
+#include "kvstore/events.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace kvstore {
+namespace {
+
+using namespace std::chrono_literals;
+
+KeyValueEvent Create(std::string key, std::string value) {
+  return KeyValueEvent{EventType::kCreate, std::move(key), std::move(value)};
+}
+
+TEST(WatcherTest, DeliversBufferedEventsBeforeClosed) {
+  Watcher w("p/", 4);
+  EXPECT_EQ(w.Prefix(), "p/");
+  ASSERT_TRUE(w.Emit(Create("p/a", "1"), Context()));
+  ASSERT_TRUE(w.Emit(Create("p/b", "2"), Context()));
+  w.Close();
+  EXPECT_FALSE(w.Emit(Create("p/c", "3"), Context()));
+  EXPECT_EQ(w.Next(), Create("p/a", "1"));
+  EXPECT_FALSE(w.Closed());
+  EXPECT_EQ(w.Next(), Create("p/b", "2"));
+  EXPECT_EQ(w.Next(), std::nullopt);
+  EXPECT_TRUE(w.Closed());
+}
+
+TEST(WatcherTest, ZeroCapacityMeansOne) {
+  Watcher w("p", 0);
+  ASSERT_TRUE(w.Emit(Create("p/a", "1"), Context()));
+  auto [ctx, cancel] = WithTimeout(Context(), 20ms);
+  EXPECT_FALSE(w.Emit(Create("p/b", "2"), ctx));  // full: blocks until the context ends
+  EXPECT_EQ(w.Next(), Create("p/a", "1"));
+}
+
+TEST(WatcherTest, NextForTimesOut) {
+  Watcher w("p", 1);
+  EXPECT_EQ(w.NextFor(5ms), std::nullopt);
+  EXPECT_FALSE(w.Closed());
+}
+
+TEST(WatcherTest, NextWithContextEndsWhenDone) {
+  Watcher w("p", 1);
+  auto [ctx, cancel] = WithCancel(Context());
+  std::thread canceller([cancel = cancel] { cancel(); });
+  EXPECT_EQ(w.Next(ctx), std::nullopt);
+  canceller.join();
+}
+
+TEST(WatcherTest, StopUnblocksProducerAndWaitsForClose) {
+  auto w = std::make_shared<Watcher>("p", 1);
+  ASSERT_TRUE(w->Emit(Create("p/a", "1"), Context()));
+  std::atomic<bool> emit_result = true;
+  std::thread producer([&] {
+    emit_result = w->Emit(Create("p/b", "2"), Context());  // blocks: full
+    while (!w->Stopped()) std::this_thread::yield();
+    w->Close();
+  });
+  w->Stop();
+  producer.join();
+  EXPECT_FALSE(emit_result);
+  EXPECT_EQ(w->Next(), std::nullopt);
+  EXPECT_FALSE(w->Emit(Create("p/c", "3"), Context()));
+}
+
+TEST(WatcherTest, StopHookRunsOnce) {
+  Watcher w("p", 1);
+  int calls = 0;
+  w.SetStopHook([&] {
+    ++calls;
+    w.Close();
+  });
+  w.Stop();
+  w.Stop();
+  EXPECT_EQ(calls, 1);
+  // Set after stop: runs at once.
+  w.SetStopHook([&] { ++calls; });
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(WatcherTest, ConcurrentProducersLoseAndDuplicateNothing) {
+  constexpr int kProducers = 4;
+  constexpr int kPerProducer = 2000;
+  Watcher w("p", 8);
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&w, p] {
+      for (int i = 0; i < kPerProducer; ++i) {
+        ASSERT_TRUE(w.Emit(Create("p/" + std::to_string(p), std::to_string(i)), Context()));
+      }
+    });
+  }
+  std::thread closer([&] {
+    for (auto& t : producers) t.join();
+    w.Close();
+  });
+  std::vector<int> next_expected(kProducers, 0);
+  int total = 0;
+  while (auto ev = w.Next()) {
+    int p = std::stoi(ev->key.substr(2));
+    EXPECT_EQ(std::stoi(ev->value), next_expected[p]) << "producer " << p << " out of order";
+    next_expected[p] = std::stoi(ev->value) + 1;
+    ++total;
+  }
+  closer.join();
+  EXPECT_EQ(total, kProducers * kPerProducer);
+}
+
+TEST(WatcherTest, EventTypeNames) {
+  EXPECT_EQ(EventTypeName(EventType::kCreate), "create");
+  EXPECT_EQ(EventTypeName(EventType::kModify), "modify");
+  EXPECT_EQ(EventTypeName(EventType::kDelete), "delete");
+  EXPECT_EQ(EventTypeName(EventType::kListDone), "list-done");
+}
+
+TEST(WatcherTest, EventsAreCopyableAndAssignable) {
+  KeyValueEvent a = Create("k", "v");
+  KeyValueEvent b;
+  b = a;
+  EXPECT_EQ(a, b);
+}
+
+}  // namespace
+}  // namespace kvstore

@@ -1,0 +1,47 @@
+#include "kvstore/paths.h"
+
+#include <gtest/gtest.h>
+
+namespace kvstore {
+namespace {
+
+TEST(PathsTest, ScopeIsPartsThreeAndFour) {
+  EXPECT_EQ(GetScopeFromKey("cilium/state/nodes/v1"), "nodes/v1");
+  EXPECT_EQ(GetScopeFromKey("cilium/state/nodes/v1/default/node1"), "nodes/v1");
+  EXPECT_EQ(GetScopeFromKey("cilium/synced/cluster1/cilium/state/nodes/v1"), "cluster1/cilium");
+}
+
+TEST(PathsTest, ShortKeysUseTheirFirstTwelveCharacters) {
+  EXPECT_EQ(GetScopeFromKey("cilium/state/nodes"), "cilium/state");
+  EXPECT_EQ(GetScopeFromKey("short"), "short");
+  EXPECT_EQ(GetScopeFromKey(""), "");
+}
+
+TEST(PathsTest, StateToCachePrefix) {
+  EXPECT_EQ(StateToCachePrefix("cilium/state/nodes/v1"), "cilium/cache/nodes/v1");
+  EXPECT_EQ(StateToCachePrefix("cilium/state"), "cilium/cache");
+  EXPECT_EQ(StateToCachePrefix("other/state/x"), "other/state/x");
+}
+
+TEST(PathsTest, Constants) {
+  EXPECT_EQ(kBaseKeyPrefix, "cilium");
+  EXPECT_EQ(kSyncedPrefix, "cilium/synced");
+  EXPECT_EQ(kHeartbeatPath, "cilium/.heartbeat");
+  EXPECT_EQ(kInitLockPath, "cilium/.initlock");
+}
+
+TEST(PathsTest, JoinPathUsesSingleSlashes) {
+  EXPECT_EQ(JoinPath("a", "b"), "a/b");
+  EXPECT_EQ(JoinPath("a/", "b"), "a/b");
+  EXPECT_EQ(JoinPath("a//", "/b/"), "a/b");
+  EXPECT_EQ(JoinPath("", "b"), "b");
+  EXPECT_EQ(JoinPath("a", ""), "a");
+  EXPECT_EQ(JoinPath("a", "b/c"), "a/b/c");
+}
+
+TEST(PathsTest, SyncedKeyPath) {
+  EXPECT_EQ(SyncedKeyPath("c1", "cilium/state/nodes/v1"), "cilium/synced/c1/cilium/state/nodes/v1");
+}
+
+}  // namespace
+}  // namespace kvstore
