@@ -75,8 +75,10 @@ class DeadlineTimer {
         continue;
       }
       auto first = entries_.begin();
-      if (std::chrono::steady_clock::now() < first->first.first) {
-        cv_.wait_until(lock, first->first.first);
+      // A copy: Remove may erase the entry while we sleep.
+      const TimePoint deadline = first->first.first;
+      if (std::chrono::steady_clock::now() < deadline) {
+        cv_.wait_until(lock, deadline);
         continue;
       }
       std::weak_ptr<ContextState> weak = std::move(first->second);

@@ -1,0 +1,191 @@
+// A work queue with client-go semantics (k8s.io/client-go/util/workqueue), generic over the item
+// type: an item is queued at most once however often it is added, and never handed to two workers
+// at once.
+#ifndef KVSTORE_WORKQUEUE_QUEUE_H_
+#define KVSTORE_WORKQUEUE_QUEUE_H_
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "kvstore/context.h"
+
+namespace kvstore::workqueue {
+
+struct QueueOptions {
+  // Called with the new Len() after every change of it (Add, Get, a Done that re-queues). It runs
+  // with the queue's internal mutex held, so calls are serialized and in the order of the changes:
+  // a gauge set from it always ends equal to Len(). It must be quick and must not call the queue.
+  std::function<void(size_t len)> on_length_change;
+};
+
+// T must be copyable, hashable with std::hash<T> and equality-comparable. Thread-safe.
+//
+// An item is in at most one of two states: waiting (queued, counted by Len()) or processing (handed
+// out by Get and not yet Done). Adding an item that is waiting does nothing; adding an item that is
+// processing marks it dirty, and Done then queues it again once.
+template <typename T>
+class Queue {
+ public:
+  Queue() : Queue(QueueOptions{}) {}
+  explicit Queue(QueueOptions opts) : on_length_change_(std::move(opts.on_length_change)) {}
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+  // REQUIRES: no thread is blocked in a method of this queue.
+  virtual ~Queue() = default;
+
+  // Queues `item` unless it is already waiting. Ignored once the queue is shutting down.
+  void Add(T item) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return;
+    auto [it, inserted] = items_.try_emplace(std::move(item), State::kWaiting);
+    if (!inserted) {
+      // Waiting (or processing and already re-added): nothing to do. Processing: Done queues it.
+      if (it->second == State::kProcessing) it->second = State::kProcessingAndAdded;
+      return;
+    }
+    queue_.push_back(&*it);
+    LengthChanged();
+    items_cv_.notify_one();
+  }
+
+  // Blocks until an item is waiting and hands it out; the caller must call Done(item) when
+  // finished with it. After ShutDown, items still waiting are handed out; once none is left,
+  // returns nullopt.
+  std::optional<T> Get() {
+    std::unique_lock<std::mutex> lock(mu_);
+    items_cv_.wait(lock, [this] { return !queue_.empty() || shutting_down_; });
+    if (queue_.empty()) return std::nullopt;
+    return TakeFront();
+  }
+
+  // Like Get(), and also returns nullopt once `ctx` is done (at once if it already is).
+  std::optional<T> Get(const Context& ctx) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!WaitForItem(ctx, lock)) return std::nullopt;
+    return TakeFront();
+  }
+
+  // Like Get(ctx), but hands out up to `max_items` waiting items at once (in queue order) without
+  // waiting for more than the first. Each must be Done. Empty where Get would return nullopt.
+  // A `max_items` of 0 is taken as 1.
+  std::vector<T> GetBatch(const Context& ctx, size_t max_items) {
+    std::vector<T> items;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!WaitForItem(ctx, lock)) return items;
+    size_t n = std::min(queue_.size(), std::max<size_t>(max_items, 1));
+    items.reserve(n);
+    for (size_t i = 0; i < n; ++i) items.push_back(PopFront());
+    LengthChanged();
+    return items;
+  }
+
+  // Marks `item` as no longer processing; if it was added meanwhile, queues it again.
+  void Done(const T& item) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = items_.find(item);
+    if (it == items_.end() || it->second == State::kWaiting) return;
+    if (it->second == State::kProcessingAndAdded) {
+      it->second = State::kWaiting;
+      queue_.push_back(&*it);
+      LengthChanged();
+      items_cv_.notify_one();
+    } else {
+      items_.erase(it);
+    }
+    if (--num_processing_ == 0) drained_cv_.notify_all();
+  }
+
+  // Number of items waiting (not those being processed).
+  size_t Len() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
+
+  // Stops accepting items; Get hands out what is still waiting, then returns nullopt. Also makes a
+  // concurrent ShutDownWithDrain return without waiting further.
+  virtual void ShutDown() {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    drain_ = false;
+    items_cv_.notify_all();
+    drained_cv_.notify_all();
+  }
+
+  // Like ShutDown, then blocks until every item being processed is Done (or until ShutDown is
+  // called). REQUIRES: the caller is not itself holding an item that it would mark Done later.
+  virtual void ShutDownWithDrain() {
+    std::unique_lock<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    drain_ = true;
+    items_cv_.notify_all();
+    drained_cv_.wait(lock, [this] { return num_processing_ == 0 || !drain_; });
+  }
+
+  bool ShuttingDown() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return shutting_down_;
+  }
+
+ private:
+  // Waits until an item is waiting, returning false instead when the queue is shut down and empty
+  // or `ctx` is done.
+  bool WaitForItem(const Context& ctx, std::unique_lock<std::mutex>& lock) {
+    if (ctx.Done()) return false;
+    ctx.WaitOn(lock, items_cv_, [this] { return !queue_.empty() || shutting_down_; });
+    return !queue_.empty() && !ctx.Done();
+  }
+
+  // REQUIRES: mu_ held and queue_ not empty.
+  T TakeFront() {
+    T item = PopFront();
+    LengthChanged();
+    return item;
+  }
+
+  // Moves the first waiting item to processing and returns a copy of it. REQUIRES: mu_ held and
+  // queue_ not empty.
+  T PopFront() {
+    Entry* entry = queue_.front();
+    queue_.pop_front();
+    entry->second = State::kProcessing;
+    ++num_processing_;
+    return entry->first;
+  }
+
+  // REQUIRES: mu_ held.
+  void LengthChanged() {
+    if (on_length_change_) on_length_change_(queue_.size());
+  }
+
+  const std::function<void(size_t)> on_length_change_;
+
+  // What the queue knows of an item; items it does not know are neither waiting nor processing.
+  enum class State {
+    kWaiting,             // in queue_
+    kProcessing,          // handed out by Get, not yet Done
+    kProcessingAndAdded,  // as kProcessing, and added meanwhile: Done queues it again
+  };
+  using ItemMap = std::unordered_map<T, State>;
+  using Entry = typename ItemMap::value_type;
+
+  mutable std::mutex mu_;               // guards every field below
+  std::condition_variable items_cv_;    // an item was queued, or shutdown
+  std::condition_variable drained_cv_;  // num_processing_ became 0, or drain_ was cleared
+  ItemMap items_;             // every waiting or processing item: one lookup per Add, Get and Done
+  std::deque<Entry*> queue_;  // the waiting items, in order; entries of items_ (nodes are stable)
+  size_t num_processing_ = 0;
+  bool shutting_down_ = false;
+  bool drain_ = false;
+};
+
+}  // namespace kvstore::workqueue
+
+#endif  // KVSTORE_WORKQUEUE_QUEUE_H_
