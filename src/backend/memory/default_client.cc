@@ -1,0 +1,40 @@
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "kvstore/backend.h"
+#include "kvstore/memory/in_memory_store.h"
+
+namespace kvstore {
+namespace {
+
+struct DefaultClientState {
+  std::mutex mu;  // guards client
+  std::shared_ptr<Backend> client;
+};
+
+// Never destroyed: stores may use the default client from their own threads until the process
+// ends, after static destructors have run.
+DefaultClientState& State() {
+  static auto* state = new DefaultClientState;
+  return *state;
+}
+
+}  // namespace
+
+std::shared_ptr<Backend> DefaultClient() {
+  DefaultClientState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  if (!state.client) state.client = memory::InMemoryStore::Create()->NewClient("default");
+  return state.client;
+}
+
+void SetDefaultClient(std::shared_ptr<Backend> backend) {
+  std::shared_ptr<Backend> previous;  // released without the lock held
+  DefaultClientState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  previous = std::move(state.client);
+  state.client = std::move(backend);
+}
+
+}  // namespace kvstore

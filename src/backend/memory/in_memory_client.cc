@@ -1,0 +1,131 @@
+#include "backend/memory/in_memory_client.h"
+
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace kvstore::memory::internal {
+namespace {
+
+// Keys may hold any bytes: error messages show them escaped and shortened.
+std::string DescribeKey(std::string_view key) {
+  constexpr size_t kMaxShown = 128;
+  const std::string_view head = key.substr(0, kMaxShown);
+  std::string shown = absl::CHexEscape(absl::string_view(head.data(), head.size()));
+  if (key.size() > kMaxShown) absl::StrAppend(&shown, "...");
+  return absl::StrCat("\"", shown, "\"");
+}
+
+}  // namespace
+
+InMemoryClient::InMemoryClient(std::shared_ptr<InMemoryStore> store,
+                               std::shared_ptr<StoreCore> core, std::string name)
+    : store_(std::move(store)),
+      core_(std::move(core)),
+      name_(std::move(name)),
+      observers_(std::make_shared<LeaseObservers>()),
+      session_id_(core_->OpenSession(name_, observers_)) {}
+
+InMemoryClient::~InMemoryClient() { Close(); }
+
+absl::Status InMemoryClient::ClosedError() const {
+  return absl::FailedPreconditionError(
+      absl::StrCat("in-memory client ", name_.empty() ? "" : "\"" + name_ + "\" ", "is closed"));
+}
+
+absl::Status InMemoryClient::CheckUsable(const Context& ctx) const {
+  if (ctx.Done()) return ctx.Err();
+  if (closed_.load()) return ClosedError();
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryClient::CheckWrite(const Context& ctx, std::string_view key,
+                                        std::string_view value) const {
+  if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
+  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  if (key.size() > kMaxValueBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "key of ", key.size(), " bytes exceeds the request limit of ", kMaxValueBytes, " bytes"));
+  }
+  if (value.size() > kMaxValueBytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("value of key ", DescribeKey(key), " is ", value.size(),
+                     " bytes, more than the limit of ", kMaxValueBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryClient::Update(const Context& ctx, std::string_view key,
+                                    std::string_view value, bool lease) {
+  if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
+  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kAlways);
+  if (!wrote.ok()) return ClosedError();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> InMemoryClient::UpdateIfDifferent(const Context& ctx, std::string_view key,
+                                                       std::string_view value, bool lease) {
+  if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
+  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kIfDifferent);
+  if (!wrote.ok()) return ClosedError();
+  return wrote;
+}
+
+absl::StatusOr<bool> InMemoryClient::CreateOnly(const Context& ctx, std::string_view key,
+                                                std::string_view value, bool lease) {
+  if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
+  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kCreateOnly);
+  if (!wrote.ok()) return ClosedError();
+  return wrote;
+}
+
+absl::Status InMemoryClient::Delete(const Context& ctx, std::string_view key) {
+  if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
+  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  core_->Delete(key);
+  return absl::OkStatus();
+}
+
+absl::Status InMemoryClient::DeletePrefix(const Context& ctx, std::string_view prefix) {
+  if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
+  core_->DeletePrefix(prefix);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> InMemoryClient::Get(const Context& ctx,
+                                                               std::string_view key) {
+  if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
+  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  return core_->Get(key);
+}
+
+absl::StatusOr<KeyValuePairs> InMemoryClient::ListPrefix(const Context& ctx,
+                                                         std::string_view prefix) {
+  if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
+  return core_->ListPrefix(prefix);
+}
+
+void InMemoryClient::RegisterLeaseExpiredObserver(std::string_view prefix,
+                                                  std::function<void(std::string_view key)> fn) {
+  observers_->Register(prefix, std::move(fn));
+}
+
+std::shared_ptr<Watcher> InMemoryClient::ListAndWatch(const Context& ctx, std::string_view prefix,
+                                                      size_t capacity) {
+  // A closed client's session refuses the watch, which then closes at once.
+  return core_->ListAndWatch(session_id_, ctx, prefix, capacity);
+}
+
+BackendStatus InMemoryClient::Status() const {
+  if (closed_.load()) return BackendStatus{BackendState::kClosed, "in-memory store: client closed"};
+  return BackendStatus{BackendState::kOk, core_->StatusLine(session_id_)};
+}
+
+void InMemoryClient::Close() {
+  if (closed_.exchange(true)) return;
+  observers_->Disable();
+  core_->CloseSession(session_id_);
+}
+
+}  // namespace kvstore::memory::internal

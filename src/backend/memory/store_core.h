@@ -1,0 +1,232 @@
+// The state and machinery of an InMemoryStore: the key space with revisions, the leases of every
+// session, the history that watchers replay, and the threads that expire leases and feed watchers.
+// Private to src/backend/memory.
+#ifndef KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
+#define KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvstore/backend.h"
+#include "kvstore/clock.h"
+#include "kvstore/context.h"
+#include "kvstore/events.h"
+#include "kvstore/memory/in_memory_store.h"
+
+namespace kvstore::memory::internal {
+
+// Values are immutable once written, so the key space, the history and every watcher's view share
+// them instead of copying.
+using SharedValue = std::shared_ptr<const std::string>;
+
+// A watcher takes at most this many events from the history before handing them to its consumer,
+// so it holds the store lock only briefly and a compaction can overtake a slow consumer.
+inline constexpr size_t kMaxWatchBatchEvents = 256;
+// ...and scans at most this many revisions per batch (most may not match its prefix).
+inline constexpr size_t kMaxWatchBatchRevisions = 4096;
+// History beyond this many bytes is forgotten; watchers still behind it re-list.
+inline constexpr size_t kMaxHistoryBytes = 256u << 20;
+
+// The lease-expired observers of one client. Shared between the client (which registers them) and
+// the store (which calls them when a lease of that client's session is lost). Thread-safe.
+class LeaseObservers {
+ public:
+  using Fn = std::function<void(std::string_view key)>;
+
+  LeaseObservers() = default;
+  LeaseObservers(const LeaseObservers&) = delete;
+  LeaseObservers& operator=(const LeaseObservers&) = delete;
+
+  // One observer per prefix; a null `fn` removes it. Once this returns, a replaced or removed
+  // observer is not running and will not run again (unless this is called from an observer).
+  void Register(std::string_view prefix, Fn fn);
+  // Calls every observer whose prefix matches, once per key, in order. Dispatches of one client
+  // are serialised. Must be called without any store lock held.
+  void Dispatch(const std::vector<std::string>& keys);
+  // No more calls after this (the client was closed).
+  void Disable();
+
+ private:
+  std::mutex mu_;  // guards observers_ and disabled_
+  std::map<std::string, std::shared_ptr<Fn>, std::less<>> observers_;
+  bool disabled_ = false;
+  std::mutex dispatch_mu_;           // held while observers run
+  std::thread::id dispatch_thread_;  // guarded by mu_: the thread holding dispatch_mu_, if any
+};
+
+enum class PutMode { kAlways, kIfDifferent, kCreateOnly };
+
+struct KeyRecord {
+  SharedValue value;
+  int64_t create_revision = 0;
+  int64_t mod_revision = 0;
+  int64_t version = 0;  // number of writes since creation
+  int64_t lease_id = 0;
+};
+
+class StoreCore : public std::enable_shared_from_this<StoreCore> {
+ public:
+  explicit StoreCore(InMemoryOptions opts);
+  StoreCore(const StoreCore&) = delete;
+  StoreCore& operator=(const StoreCore&) = delete;
+  ~StoreCore();
+
+  // Starts the maintenance thread. REQUIRES: owned by a shared_ptr; called once.
+  void Start();
+  // Closes every watcher and joins every thread (detaching the calling thread if it is one of
+  // them). Called by the owning InMemoryStore when it goes away.
+  void Shutdown();
+
+  // A new session; `observers` are called when one of its leases is lost.
+  uint64_t OpenSession(std::string name, std::shared_ptr<LeaseObservers> observers);
+  // Stops the keep-alive of the session (its leases now expire a TTL from now, revoking nothing),
+  // ends its watches and drops its observers.
+  void CloseSession(uint64_t session_id);
+  // Revokes every lease of the session now; calls its observers on this thread.
+  void ExpireSession(uint64_t session_id);
+  // Revokes every lease whose TTL has passed; calls observers on this thread.
+  void ExpireDueLeases();
+
+  std::optional<std::string> Get(std::string_view key) const;
+  KeyValuePairs ListPrefix(std::string_view prefix) const;
+  // Writes `value` at `key` as `mode` allows; returns whether it wrote.
+  // FailedPrecondition once the session was closed.
+  absl::StatusOr<bool> Put(uint64_t session_id, std::string_view key, std::string_view value,
+                           bool lease, PutMode mode);
+  void Delete(std::string_view key);
+  void DeletePrefix(std::string_view prefix);
+
+  // Starts a watch of `prefix` owned by the session; the watcher is closed at once if the store is
+  // shutting down.
+  std::shared_ptr<Watcher> ListAndWatch(uint64_t session_id, const Context& ctx,
+                                        std::string_view prefix, size_t capacity);
+
+  void Compact(int64_t revision);
+  int64_t Revision() const;
+  // "in-memory store: 12 keys, revision 40, 1 lease" (the session's leases).
+  std::string StatusLine(uint64_t session_id) const;
+  // The session's live lease ids, oldest first (for tests and Status).
+  std::vector<int64_t> SessionLeases(uint64_t session_id) const;
+
+ private:
+  struct Lease {
+    int64_t id = 0;
+    uint64_t session_id = 0;
+    Clock::time_point expiry;  // meaningful only once the session stopped its keep-alive
+    std::set<std::string, std::less<>> keys;
+  };
+  struct Session {
+    std::string name;
+    std::vector<int64_t> lease_ids;  // live leases, oldest first; the last one takes new keys
+    bool kept_alive = true;
+    std::shared_ptr<LeaseObservers> observers;  // null once closed
+  };
+  // One key's change within a revision. For a delete, `value` is the last value.
+  struct Change {
+    std::string key;
+    SharedValue value;
+    bool deleted = false;
+  };
+  struct HistoryEntry {
+    int64_t revision = 0;
+    std::vector<Change> changes;
+    size_t bytes = 0;
+  };
+  struct Watch {
+    uint64_t id = 0;
+    uint64_t session_id = 0;
+    std::string prefix;
+    std::shared_ptr<Watcher> watcher;
+    Context ctx;  // a child of the caller's context, cancelled by Stop, Close and Shutdown
+    CancelFunc cancel;
+    int64_t next_revision = 0;   // guarded by mu_: the first revision not yet taken
+    std::condition_variable cv;  // with mu_: woken when a matching change is appended
+    std::thread thread;          // guarded by mu_
+    bool finished = false;       // guarded by mu_
+  };
+  // What the watcher's consumer has been told: the state of each key it knows.
+  struct ViewEntry {
+    int64_t mod_revision = 0;
+    SharedValue value;
+  };
+  using View = std::map<std::string, ViewEntry, std::less<>>;
+  // Keys of a lost lease, to report to their session's observers once the lock is released.
+  struct LostKeys {
+    std::shared_ptr<LeaseObservers> observers;
+    std::vector<std::string> keys;
+  };
+
+  void MaintenanceLoop();
+  void RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRecord>> initial,
+                int64_t list_revision);
+  // Emits the difference between `view` and `snapshot` (taken at `revision`) and updates `view`.
+  bool EmitRelist(Watch* watch, View& view,
+                  const std::vector<std::pair<std::string, KeyRecord>>& snapshot, int64_t revision);
+  static void Report(std::vector<LostKeys> lost);
+
+  std::vector<std::pair<std::string, KeyRecord>> SnapshotLocked(std::string_view prefix) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lease a leased write of `key` by the session uses: the session's lease the key is attached
+  // to, else its newest lease with room, else a new one.
+  int64_t LeaseForWriteLocked(uint64_t session_id, Session& session, std::string_view key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool LeaseOfSessionLocked(uint64_t session_id, int64_t lease_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DetachLocked(std::string_view key, int64_t lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the lease and its keys (in one revision); collects what the observers must hear.
+  void RevokeLeaseLocked(int64_t lease_id, std::vector<LostKeys>& lost)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a closed session once it has no lease left.
+  void MaybeForgetSessionLocked(uint64_t session_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Revokes the leases due at `now`; returns the earliest future expiry (or `idle_deadline`).
+  Clock::time_point RevokeDueLeasesLocked(Clock::time_point now, Clock::time_point idle_deadline,
+                                          std::vector<LostKeys>& lost)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a new revision made of `changes` and wakes the watchers it concerns.
+  void CommitLocked(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompactLocked(int64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TrimHistoryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::vector<std::thread> TakeFinishedWatchThreadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const InMemoryOptions opts_;
+  const std::shared_ptr<Clock> clock_;
+
+  mutable std::mutex mu_;  // guards everything below
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t revision_ ABSL_GUARDED_BY(mu_) = 1;  // like etcd: an empty store is at revision 1
+  // The history holds every revision after this one, contiguously.
+  int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<std::string, KeyRecord, std::less<>> keys_ ABSL_GUARDED_BY(mu_);
+  std::deque<HistoryEntry> history_ ABSL_GUARDED_BY(mu_);
+  size_t history_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t commits_since_trim_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  int64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::unique_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<uint64_t> finished_watches_ ABSL_GUARDED_BY(mu_);
+  std::condition_variable maintenance_cv_;  // with mu_: lease deadlines moved, watches finished
+  std::thread maintenance_thread_;
+};
+
+}  // namespace kvstore::memory::internal
+
+#endif  // KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
