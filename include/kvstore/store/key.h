@@ -1,0 +1,64 @@
+// Keys as the stores see them: named, (un)marshalled by the user, observed.
+#ifndef KVSTORE_STORE_KEY_H_
+#define KVSTORE_STORE_KEY_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kvstore::store {
+
+class NamedKey {
+ public:
+  virtual ~NamedKey() = default;
+  // The key's name relative to the store's prefix.
+  virtual std::string GetKeyName() const = 0;
+};
+
+class Key : public NamedKey {
+ public:
+  virtual absl::StatusOr<std::string> Marshal() const = 0;
+  // `key` is relative to the store's prefix; `data` is the stored value.
+  virtual absl::Status Unmarshal(std::string_view key, std::string_view data) = 0;
+};
+
+// A key owned by this process.
+class LocalKey : public Key {
+ public:
+  virtual std::unique_ptr<LocalKey> DeepKeyCopy() const = 0;
+};
+
+using KeyCreator = std::function<std::unique_ptr<Key>()>;
+
+// Observers are called from the store's own thread, one event at a time, in stream order.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void OnUpdate(const Key& key) = 0;
+  virtual void OnDelete(const NamedKey& key) = 0;
+};
+
+// A raw key/value pair: name = key, value = the bytes.
+struct KVPair final : LocalKey {
+  std::string key, value;
+
+  KVPair() = default;
+  KVPair(std::string k, std::string v);
+  // Compares key and value (a defaulted == would need == on the abstract bases).
+  bool operator==(const KVPair& other) const { return key == other.key && value == other.value; }
+
+  std::string GetKeyName() const override;
+  absl::StatusOr<std::string> Marshal() const override;
+  absl::Status Unmarshal(std::string_view key, std::string_view data) override;
+  std::unique_ptr<LocalKey> DeepKeyCopy() const override;
+};
+
+std::unique_ptr<Key> KVPairCreator();
+
+}  // namespace kvstore::store
+
+#endif  // KVSTORE_STORE_KEY_H_

@@ -1,0 +1,90 @@
+#include "kvstore/store/metrics.h"
+
+#include <string>
+
+namespace kvstore::store {
+namespace {
+
+// Latency of a round trip to etcd: from a fraction of a millisecond to many seconds when a
+// request waits for a quorum that is being re-elected.
+const prometheus::Histogram::BucketBoundaries& OperationBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return *kBuckets;
+}
+
+// Time a watch event waits before it is handed on: usually well below a millisecond, seconds
+// when a consumer falls behind.
+const prometheus::Histogram::BucketBoundaries& EventsQueueBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 5};
+  return *kBuckets;
+}
+
+}  // namespace
+
+Metrics::Metrics(prometheus::Registry& registry)
+    : sync_queue_size_(prometheus::BuildGauge()
+                           .Name("cilium_kvstore_sync_queue_size")
+                           .Help("Number of elements queued for synchronization in the kvstore")
+                           .Register(registry)),
+      sync_errors_(prometheus::BuildCounter()
+                       .Name("cilium_kvstore_sync_errors_total")
+                       .Help("Number of times synchronization to the kvstore failed")
+                       .Register(registry)),
+      initial_sync_completed_(
+          prometheus::BuildGauge()
+              .Name("cilium_kvstore_initial_sync_completed")
+              .Help("Whether the initial synchronization from/to the kvstore has completed")
+              .Register(registry)),
+      operations_duration_(prometheus::BuildHistogram()
+                               .Name("cilium_kvstore_operations_duration_seconds")
+                               .Help("Duration in seconds of kvstore operations")
+                               .Register(registry)),
+      events_queue_(prometheus::BuildHistogram()
+                        .Name("cilium_kvstore_events_queue_seconds")
+                        .Help("Seconds waited before a received event was queued")
+                        .Register(registry)),
+      leases_(prometheus::BuildGauge()
+                  .Name("cilium_kvstore_leases")
+                  .Help("Number of kvstore leases currently held")
+                  .Register(registry)) {}
+
+// Family::Add returns the existing series when the labels are already known, so every store
+// with the same labels shares one series.
+prometheus::Gauge& Metrics::SyncQueueSize(std::string_view scope, std::string_view source_cluster) {
+  return sync_queue_size_.Add(
+      {{"scope", std::string(scope)}, {"source_cluster", std::string(source_cluster)}});
+}
+
+prometheus::Counter& Metrics::SyncErrors(std::string_view scope, std::string_view source_cluster) {
+  return sync_errors_.Add(
+      {{"scope", std::string(scope)}, {"source_cluster", std::string(source_cluster)}});
+}
+
+prometheus::Gauge& Metrics::InitialSyncCompleted(std::string_view scope,
+                                                 std::string_view source_cluster,
+                                                 std::string_view action) {
+  return initial_sync_completed_.Add({{"scope", std::string(scope)},
+                                      {"source_cluster", std::string(source_cluster)},
+                                      {"action", std::string(action)}});
+}
+
+prometheus::Histogram& Metrics::OperationDuration(std::string_view scope, std::string_view kind,
+                                                  std::string_view action,
+                                                  std::string_view outcome) {
+  return operations_duration_.Add({{"scope", std::string(scope)},
+                                   {"kind", std::string(kind)},
+                                   {"action", std::string(action)},
+                                   {"outcome", std::string(outcome)}},
+                                  OperationBuckets());
+}
+
+prometheus::Histogram& Metrics::EventsQueueTime(std::string_view scope, std::string_view action) {
+  return events_queue_.Add({{"scope", std::string(scope)}, {"action", std::string(action)}},
+                           EventsQueueBuckets());
+}
+
+prometheus::Gauge& Metrics::Leases() { return leases_.Add({}); }
+
+}  // namespace kvstore::store

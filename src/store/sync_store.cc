@@ -1,0 +1,334 @@
+#include "kvstore/store/sync_store.h"
+
+#include <chrono>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kvstore/paths.h"
+#include "kvstore/workqueue/rate_limiting_queue.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::store {
+namespace {
+
+using Callbacks = std::vector<std::function<void(const Context&)>>;
+
+// The current wall-clock time as RFC 3339 in UTC, e.g. "2024-05-01T12:00:00Z".
+std::string Rfc3339Now() {
+  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char buf[32];
+  size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &utc);
+  return std::string(buf, n);
+}
+
+// Everything the workers, the public methods and the backend's lease-expired observers share. The
+// observers hold it weakly, so a late call from the backend after Run returned is harmless.
+class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
+ public:
+  SyncStoreCore(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
+                std::string prefix, WorkqueueSyncStoreOptions opts)
+      : cluster_name_(std::move(cluster_name)),
+        prefix_(std::move(prefix)),
+        synced_key_(SyncedKeyPath(
+            cluster_name_, opts.synced_key_override.empty() ? prefix_ : opts.synced_key_override)),
+        backend_(std::move(backend)),
+        workers_(opts.workers == 0 ? 1 : opts.workers),
+        with_lease_(opts.with_lease),
+        metrics_(std::move(opts.metrics)),
+        queue_size_(metrics_ ? &metrics_->SyncQueueSize(GetScopeFromKey(prefix_), cluster_name_)
+                             : nullptr),
+        errors_(metrics_ ? &metrics_->SyncErrors(GetScopeFromKey(prefix_), cluster_name_)
+                         : nullptr),
+        synced_metric_(metrics_ ? &metrics_->InitialSyncCompleted(GetScopeFromKey(prefix_),
+                                                                  cluster_name_, "write")
+                                : nullptr),
+        queue_(std::move(opts.rate_limiter), nullptr, QueueOptionsFor(queue_size_)) {}
+
+  void Run(const Context& ctx) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (run_started_) throw std::logic_error("SyncStore::Run called twice");
+      run_started_ = true;
+    }
+    SetSyncedMetric(false);
+    spdlog::info("Starting workqueue-based sync store (prefix {}, cluster {}, {} workers)", prefix_,
+                 cluster_name_, workers_);
+    if (backend_) {
+      std::weak_ptr<SyncStoreCore> weak = weak_from_this();
+      auto on_expired = [weak](std::string_view key) {
+        if (auto core = weak.lock()) core->HandleExpiredLease(key);
+      };
+      backend_->RegisterLeaseExpiredObserver(prefix_, on_expired);
+      backend_->RegisterLeaseExpiredObserver(synced_key_, on_expired);
+    }
+
+    // Workers return once `ctx` is done (Get(ctx) then hands out nothing more).
+    std::vector<std::thread> workers;
+    workers.reserve(workers_);
+    for (unsigned i = 0; i < workers_; ++i) {
+      workers.emplace_back([this, ctx] {
+        while (std::optional<std::string> item = queue_.Get(ctx)) {
+          Process(ctx, *item);
+          queue_.Done(*item);
+        }
+      });
+    }
+    for (std::thread& worker : workers) worker.join();
+
+    if (backend_) {
+      backend_->RegisterLeaseExpiredObserver(prefix_, nullptr);
+      backend_->RegisterLeaseExpiredObserver(synced_key_, nullptr);
+    }
+    spdlog::info("Shutting down workqueue-based sync store (prefix {}, cluster {})", prefix_,
+                 cluster_name_);
+    queue_.ShutDown();
+    SetSyncedMetric(false);
+  }
+
+  absl::Status UpsertKey(const Key& key) {
+    std::string name = key.GetKeyName();
+    absl::StatusOr<std::string> value = key.Marshal();
+    if (!value.ok()) {
+      return absl::Status(value.status().code(), absl::StrCat("failed marshaling key \"", name,
+                                                              "\": ", value.status().message()));
+    }
+    if (name == synced_key_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key name \"", name, "\" is reserved for the synced key of this store"));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    KeyState& state = keys_[name];
+    if (state.value.has_value() && *state.value == *value) {
+      spdlog::debug("Ignoring upsert of already up-to-date key {}", name);
+      return absl::OkStatus();
+    }
+    state.value = *std::move(value);
+    QueueChange(name, state);
+    return absl::OkStatus();
+  }
+
+  absl::Status DeleteKey(const NamedKey& key) {
+    std::string name = key.GetKeyName();
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = keys_.find(name);
+    if (it == keys_.end() || !it->second.value.has_value()) {
+      spdlog::debug("Ignoring delete of unknown key {}", name);
+      return absl::OkStatus();
+    }
+    it->second.value.reset();
+    QueueChange(name, it->second);
+    return absl::OkStatus();
+  }
+
+  absl::Status Synced(Callbacks callbacks) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (synced_called_) return absl::OkStatus();
+    synced_called_ = true;
+    synced_callbacks_ = std::move(callbacks);
+    queue_.Add(synced_key_);
+    return absl::OkStatus();
+  }
+
+ private:
+  // What the store last accepted for a key, until a delete of it has been written.
+  struct KeyState {
+    std::optional<std::string> value;  // nullopt: to be deleted
+    uint64_t change = 0;               // sequence number of the latest change
+  };
+
+  static workqueue::QueueOptions QueueOptionsFor(prometheus::Gauge* queue_size) {
+    workqueue::QueueOptions opts;
+    if (queue_size != nullptr) {
+      opts.on_length_change = [queue_size](size_t len) {
+        queue_size->Set(static_cast<double>(len));
+      };
+    }
+    return opts;
+  }
+
+  void SetSyncedMetric(bool synced) {
+    if (synced_metric_ != nullptr) synced_metric_->Set(synced ? 1 : 0);
+  }
+
+  // Records a change of `name` and queues it. REQUIRES: mu_ held.
+  void QueueChange(const std::string& name, KeyState& state) {
+    state.change = ++last_change_;
+    // Keeps the first change: any later write of the key also writes what was upserted before
+    // Synced().
+    if (!synced_called_) pending_sync_.try_emplace(name, state.change);
+    queue_.Add(name);
+  }
+
+  void Process(const Context& ctx, const std::string& item) {
+    if (item == synced_key_) {
+      WriteSyncedKey(ctx);
+    } else {
+      WriteKey(ctx, item);
+    }
+  }
+
+  void WriteKey(const Context& ctx, const std::string& name) {
+    std::optional<std::string> value;
+    uint64_t change;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = keys_.find(name);
+      if (it == keys_.end()) return;  // its delete was written already
+      value = it->second.value;
+      change = it->second.change;
+    }
+
+    std::string path = JoinPath(prefix_, name);
+    absl::Status status = !backend_           ? NoBackend()
+                          : value.has_value() ? backend_->Update(ctx, path, *value, with_lease_)
+                                              : backend_->Delete(ctx, path);
+    if (!status.ok()) {
+      spdlog::warn("Failed {} key {} in kvstore, retrying: {}",
+                   value.has_value() ? "upserting" : "deleting", path, status.ToString());
+      Failed(name);
+      return;
+    }
+    queue_.Forget(name);
+
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = keys_.find(name);
+    if (!value.has_value() && it != keys_.end() && it->second.change == change) keys_.erase(it);
+    auto pending = pending_sync_.find(name);
+    if (pending != pending_sync_.end() && change >= pending->second) {
+      pending_sync_.erase(pending);
+      if (pending_sync_.empty() && synced_key_waiting_) {
+        synced_key_waiting_ = false;
+        queue_.Add(synced_key_);
+      }
+    }
+  }
+
+  void WriteSyncedKey(const Context& ctx) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!pending_sync_.empty()) {
+        // Not a failure: the last pending write queues the synced key again.
+        synced_key_waiting_ = true;
+        return;
+      }
+    }
+    absl::Status status =
+        backend_ ? backend_->Update(ctx, synced_key_, Rfc3339Now(), with_lease_) : NoBackend();
+    if (!status.ok()) {
+      spdlog::warn("Failed upserting synced key {} in kvstore, retrying: {}", synced_key_,
+                   status.ToString());
+      Failed(synced_key_);
+      return;
+    }
+    queue_.Forget(synced_key_);
+    spdlog::info("Initial synchronization to the kvstore completed ({})", synced_key_);
+    SetSyncedMetric(true);
+
+    Callbacks callbacks;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (callbacks_ran_) return;
+      callbacks_ran_ = true;
+      callbacks.swap(synced_callbacks_);
+    }
+    for (const auto& callback : callbacks) {
+      if (callback) callback(ctx);
+    }
+  }
+
+  static absl::Status NoBackend() {
+    return absl::FailedPreconditionError("SyncStore was created without a backend");
+  }
+
+  void Failed(const std::string& item) {
+    if (errors_ != nullptr) errors_->Increment();
+    queue_.AddRateLimited(item);
+  }
+
+  // Runs on a backend thread. `key` is absolute.
+  void HandleExpiredLease(std::string_view key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (key == synced_key_) {
+      // Rewritten without callbacks: they run once, after the first successful write.
+      if (synced_called_) queue_.Add(synced_key_);
+      return;
+    }
+    std::string_view name = key;
+    if (name.substr(0, prefix_.size()) != prefix_) return;
+    name.remove_prefix(prefix_.size());
+    if (!prefix_.empty() && !prefix_.ends_with('/')) {
+      if (!name.starts_with('/')) return;  // a sibling prefix, e.g. "foo/barbaz" for "foo/bar"
+    }
+    while (name.starts_with('/')) name.remove_prefix(1);
+    auto it = keys_.find(std::string(name));
+    if (it == keys_.end() || !it->second.value.has_value()) return;
+    spdlog::debug("Re-queueing key {} as its lease expired", it->first);
+    QueueChange(it->first, it->second);
+  }
+
+  const std::string cluster_name_;
+  const std::string prefix_;
+  // The synced canary's absolute path; also its item in the queue.
+  const std::string synced_key_;
+  const std::shared_ptr<SyncStoreBackend> backend_;
+  const unsigned workers_;
+  const bool with_lease_;
+  const std::shared_ptr<Metrics> metrics_;
+  prometheus::Gauge* const queue_size_;     // null without metrics
+  prometheus::Counter* const errors_;       // null without metrics
+  prometheus::Gauge* const synced_metric_;  // null without metrics
+
+  // Items are key names and synced_key_. Its length-change hook feeds queue_size_.
+  workqueue::RateLimitingQueue<std::string> queue_;
+
+  std::mutex mu_;  // guards every field below; may be held while calling queue_ (never inversely)
+  std::unordered_map<std::string, KeyState> keys_;
+  uint64_t last_change_ = 0;
+  // Keys changed before Synced() and not written since, with the sequence number of that change.
+  std::unordered_map<std::string, uint64_t> pending_sync_;
+  bool synced_called_ = false;
+  bool synced_key_waiting_ = false;  // the synced key waits for pending_sync_ to empty
+  bool callbacks_ran_ = false;
+  Callbacks synced_callbacks_;
+  bool run_started_ = false;
+};
+
+class WorkqueueSyncStore final : public SyncStore {
+ public:
+  explicit WorkqueueSyncStore(std::shared_ptr<SyncStoreCore> core) : core_(std::move(core)) {}
+
+  void Run(const Context& ctx) override { core_->Run(ctx); }
+  absl::Status UpsertKey(const Context&, const Key& key) override { return core_->UpsertKey(key); }
+  absl::Status DeleteKey(const Context&, const NamedKey& key) override {
+    return core_->DeleteKey(key);
+  }
+  absl::Status Synced(const Context&, Callbacks callbacks) override {
+    return core_->Synced(std::move(callbacks));
+  }
+
+ private:
+  const std::shared_ptr<SyncStoreCore> core_;
+};
+
+}  // namespace
+
+std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
+                                                 std::shared_ptr<SyncStoreBackend> backend,
+                                                 std::string prefix,
+                                                 WorkqueueSyncStoreOptions opts) {
+  return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncStoreCore>(
+      std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts)));
+}
+
+}  // namespace kvstore::store

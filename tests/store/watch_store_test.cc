@@ -1,0 +1,331 @@
+#include "kvstore/store/watch_store.h"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kvstore/store/key.h"
+#include "kvstore/store/metrics.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+#include "tests/support/eventually.h"
+#include "tests/support/fake_watch_store_backend.h"
+#include "tests/support/metrics_reader.h"
+#include "tests/support/recording_observer.h"
+
+namespace kvstore::store {
+namespace {
+
+using ::kvstore::testing::Eventually;
+using ::kvstore::testing::FakeWatchStoreBackend;
+using ::kvstore::testing::ReadMetric;
+using ::kvstore::testing::RecordingObserver;
+using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
+using Event = RecordingObserver::Event;
+
+KeyValueEvent Create(std::string key, std::string value) {
+  return KeyValueEvent{EventType::kCreate, std::move(key), std::move(value)};
+}
+KeyValueEvent Modify(std::string key, std::string value) {
+  return KeyValueEvent{EventType::kModify, std::move(key), std::move(value)};
+}
+KeyValueEvent Remove(std::string key) {
+  return KeyValueEvent{EventType::kDelete, std::move(key), ""};
+}
+KeyValueEvent ListDone() { return KeyValueEvent{EventType::kListDone, "", ""}; }
+
+Event Updated(std::string key, std::string value) {
+  return RecordingObserver::Update(std::move(key), std::move(value));
+}
+Event Deleted(std::string key, std::string value) {
+  return RecordingObserver::Delete(std::move(key), std::move(value));
+}
+
+// Runs one Watch on a thread for the lifetime of this object; the destructor cancels it and
+// waits for Watch to return.
+class WatchRun {
+ public:
+  WatchRun(WatchStore& store, WatchStoreBackend& backend, std::string prefix) {
+    std::tie(ctx_, cancel_) = WithCancel(Context::Background());
+    thread_ = std::thread([this, &store, &backend, prefix] {
+      store.Watch(ctx_, backend, prefix);
+      returned_ = true;
+    });
+  }
+  ~WatchRun() { Stop(); }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    cancel_();
+    thread_.join();
+  }
+  bool Returned() const { return returned_; }
+  const Context& ctx() const { return ctx_; }
+
+ private:
+  Context ctx_;
+  CancelFunc cancel_;
+  std::atomic<bool> returned_{false};
+  std::thread thread_;
+};
+
+class WatchStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<WatchStore> NewStore(RestartableWatchStoreOptions opts = {}) {
+    return NewRestartableWatchStore("qux", KVPairCreator, observer_, std::move(opts));
+  }
+  bool WaitForEvents(size_t n) { return observer_->WaitForEvents(n); }
+
+  std::shared_ptr<RecordingObserver> observer_ = std::make_shared<RecordingObserver>();
+};
+
+TEST_F(WatchStoreTest, PropagatesCreateModifyDeleteAndListDone) {
+  auto store = NewStore();
+  EXPECT_EQ(store->NumEntries(), 0u);
+  EXPECT_FALSE(store->Synced());
+  FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
+  {
+    WatchRun run(*store, backend, "foo/bar");
+    ASSERT_TRUE(WaitForEvents(2));
+    EXPECT_FALSE(store->Synced());
+    EXPECT_EQ(store->NumEntries(), 2u);
+    backend.Feed(ListDone());
+    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+    backend.Feed(Modify("key2", "value2B"));
+    backend.Feed(Create("key3", "value3A"));
+    backend.Feed(Remove("key4"));  // unknown: no event
+    backend.Feed(Remove("key3"));
+    ASSERT_TRUE(WaitForEvents(5));
+    EXPECT_EQ(store->NumEntries(), 2u);
+  }
+  EXPECT_FALSE(store->Synced());
+  EXPECT_THAT(observer_->Events(),
+              ElementsAre(Updated("key1", "value1A"), Updated("key2", "value2A"),
+                          Updated("key2", "value2B"), Updated("key3", "value3A"),
+                          Deleted("key3", "value3A")));
+  EXPECT_THAT(backend.Prefixes(), ElementsAre("foo/bar/"));
+}
+
+TEST_F(WatchStoreTest, SecondRunOnAnotherPrefixDeletesStaleKeys) {
+  auto store = NewStore();
+  {
+    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2B"),
+                                   Create("key3", "value3A"), ListDone()});
+    WatchRun run(*store, backend, "foo/bar");
+    ASSERT_TRUE(WaitForEvents(3));
+    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+  }
+  FakeWatchStoreBackend backend({Create("key1", "value1C"), Create("key4", "value4A"), ListDone()});
+  {
+    WatchRun run(*store, backend, "foo/baz");
+    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+    ASSERT_TRUE(WaitForEvents(7));
+    backend.Feed(Create("key2", "value2C"));
+    ASSERT_TRUE(WaitForEvents(8));
+    EXPECT_EQ(store->NumEntries(), 3u);
+  }
+  std::vector<Event> events = observer_->Events();
+  ASSERT_EQ(events.size(), 8u);
+  EXPECT_THAT(std::vector<Event>(events.begin() + 3, events.end()),
+              ElementsAre(Updated("key1", "value1C"), Updated("key4", "value4A"),
+                          Deleted("key2", "value2B"), Deleted("key3", "value3A"),
+                          Updated("key2", "value2C")));
+  EXPECT_THAT(backend.Prefixes(), ElementsAre("foo/baz/"));
+}
+
+TEST_F(WatchStoreTest, ModifyOfUnknownKeyActsAsCreate) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({ListDone(), Modify("key3", "value3A")});
+  WatchRun run(*store, backend, "foo/bar");
+  ASSERT_TRUE(WaitForEvents(1));
+  EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key3", "value3A")));
+  EXPECT_EQ(store->NumEntries(), 1u);
+}
+
+TEST_F(WatchStoreTest, DeleteOfUnknownKeyIsIgnored) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({ListDone(), Remove("ghost"), Create("key1", "value1")});
+  WatchRun run(*store, backend, "foo/bar");
+  ASSERT_TRUE(WaitForEvents(1));
+  EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key1", "value1")));
+}
+
+TEST_F(WatchStoreTest, PassesPrefixWithExactlyOneTrailingSlash) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({}, {.close_after_script = true});
+  for (const char* prefix : {"foo/bar", "foo/bar/", "foo/bar//"}) {
+    store->Watch(Context::Background(), backend, prefix);
+  }
+  EXPECT_THAT(backend.Prefixes(), ElementsAre("foo/bar/", "foo/bar/", "foo/bar/"));
+}
+
+TEST_F(WatchStoreTest, ReturnsWhenWatcherCloses) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({Create("key1", "value1"), ListDone()},
+                                {.close_after_script = true});
+  store->Watch(Context::Background(), backend, "foo/bar");
+  EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key1", "value1")));
+  EXPECT_FALSE(store->Synced());
+}
+
+TEST_F(WatchStoreTest, ReturnsWhenContextIsDone) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({Create("key1", "value1")});
+  WatchRun run(*store, backend, "foo/bar");
+  ASSERT_TRUE(WaitForEvents(1));
+  EXPECT_FALSE(run.Returned());
+  run.Stop();
+  EXPECT_TRUE(run.Returned());
+  // The backend's producer was told to end.
+  EXPECT_TRUE(Eventually([&] { return backend.NumClosed() == 1; }));
+}
+
+TEST_F(WatchStoreTest, SkipsValuesThatFailToUnmarshal) {
+  // Accepts only values starting with "ok".
+  class PickyKey final : public Key {
+   public:
+    std::string GetKeyName() const override { return pair_.key; }
+    absl::StatusOr<std::string> Marshal() const override { return pair_.value; }
+    absl::Status Unmarshal(std::string_view key, std::string_view data) override {
+      if (!data.starts_with("ok")) return absl::InvalidArgumentError("not ok");
+      return pair_.Unmarshal(key, data);
+    }
+
+   private:
+    KVPair pair_;
+  };
+  auto store = NewRestartableWatchStore(
+      "qux", [] { return std::make_unique<PickyKey>(); }, observer_);
+  FakeWatchStoreBackend backend({Create("key1", "bad"), Create("key2", "ok2"), ListDone(),
+                                 Modify("key2", "broken"), Create("key3", "ok3")});
+  WatchRun run(*store, backend, "foo/bar");
+  ASSERT_TRUE(WaitForEvents(2));
+  EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key2", "ok2"), Updated("key3", "ok3")));
+  EXPECT_EQ(store->NumEntries(), 2u);
+}
+
+TEST_F(WatchStoreTest, DrainDeletesEveryKnownKey) {
+  auto store = NewStore();
+  {
+    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A"), ListDone(),
+                                   Modify("key3", "value3A"), Remove("key2")});
+    WatchRun run(*store, backend, "foo/bar");
+    ASSERT_TRUE(WaitForEvents(4));
+  }
+  store->Drain();
+  std::vector<Event> events = observer_->Events();
+  ASSERT_EQ(events.size(), 6u);
+  EXPECT_THAT(std::vector<Event>(events.begin() + 4, events.end()),
+              UnorderedElementsAre(Deleted("key1", "value1A"), Deleted("key3", "value3A")));
+  EXPECT_EQ(store->NumEntries(), 0u);
+
+  // The store can watch again, and be drained again.
+  {
+    FakeWatchStoreBackend backend({Create("key1", "value1A")});
+    WatchRun run(*store, backend, "foo/bar");
+    ASSERT_TRUE(WaitForEvents(7));
+  }
+  store->Drain();
+  events = observer_->Events();
+  ASSERT_EQ(events.size(), 8u);
+  EXPECT_EQ(events[6], Updated("key1", "value1A"));
+  EXPECT_EQ(events[7], Deleted("key1", "value1A"));
+}
+
+TEST_F(WatchStoreTest, OnSyncCallbacksRunOnceAcrossRuns) {
+  auto callback = [this](std::string value) {
+    return [this, value](const Context&) { observer_->OnUpdate(KVPair("callback", value)); };
+  };
+  RestartableWatchStoreOptions opts;
+  opts.on_sync_callbacks = {callback("1"), callback("2")};
+  auto store = NewStore(std::move(opts));
+
+  {  // Closed before kListDone: no callbacks.
+    FakeWatchStoreBackend backend({Create("key1", "value1A")}, {.close_after_script = true});
+    store->Watch(Context::Background(), backend, "foo/bar");
+  }
+  {
+    FakeWatchStoreBackend backend(
+        {Create("key1", "value1A"), ListDone(), Create("key2", "value2A")},
+        {.close_after_script = true});
+    store->Watch(Context::Background(), backend, "foo/bar");
+  }
+  {
+    FakeWatchStoreBackend backend(
+        {Create("key1", "value1A"), ListDone(), Create("key3", "value3A")},
+        {.close_after_script = true});
+    store->Watch(Context::Background(), backend, "foo/bar");
+  }
+  EXPECT_THAT(observer_->Events(),
+              ElementsAre(Updated("key1", "value1A"),                              // run 1
+                          Updated("key1", "value1A"), Updated("callback", "1"),    // run 2
+                          Updated("callback", "2"), Updated("key2", "value2A"),    //
+                          Updated("key1", "value1A"), Deleted("key2", "value2A"),  // run 3
+                          Updated("key3", "value3A")));
+}
+
+TEST_F(WatchStoreTest, ConcurrentWatchAndDrainThrow) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({Create("key1", "value1")});
+  WatchRun run(*store, backend, "foo/bar/");
+  ASSERT_TRUE(WaitForEvents(1));
+  EXPECT_THROW(store->Watch(run.ctx(), backend, "foo/bar/"), std::logic_error);
+  EXPECT_THROW(store->Drain(), std::logic_error);
+  // The running Watch is unaffected.
+  backend.Feed(Create("key2", "value2"));
+  ASSERT_TRUE(WaitForEvents(2));
+  EXPECT_EQ(backend.Prefixes().size(), 1u);
+}
+
+TEST_F(WatchStoreTest, ReportsEntriesAndInitialSyncMetrics) {
+  prometheus::Registry registry;
+  auto metrics = std::make_shared<Metrics>(registry);
+  prometheus::Gauge& entries =
+      prometheus::BuildGauge().Name("test_elements_metric").Register(registry).Add({});
+  auto synced = [&] {
+    return ReadMetric(registry, "cilium_kvstore_initial_sync_completed",
+                      {{"scope", "nodes/v1"}, {"source_cluster", "qux"}, {"action", "read"}});
+  };
+  RestartableWatchStoreOptions opts;
+  opts.entries_metric = &entries;
+  opts.metrics = metrics;
+  auto store = NewStore(std::move(opts));
+  EXPECT_EQ(entries.Value(), 0);
+
+  {
+    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
+    WatchRun run(*store, backend, "cilium/state/nodes/v1");
+    ASSERT_TRUE(WaitForEvents(2));
+    EXPECT_EQ(synced(), 0);
+    EXPECT_EQ(entries.Value(), 2);
+    backend.Feed(ListDone());
+    ASSERT_TRUE(Eventually([&] { return synced() == 1; }));
+    backend.Feed(Remove("key1"));
+    backend.Feed(Create("key2", "value2B"));
+    backend.Feed(Create("key3", "value3A"));
+    ASSERT_TRUE(WaitForEvents(5));
+  }
+  EXPECT_EQ(entries.Value(), 2);
+  EXPECT_EQ(synced(), 0);
+
+  {
+    FakeWatchStoreBackend backend({Create("key3", "value3A")});
+    WatchRun run(*store, backend, "cilium/state/nodes/v1");
+    ASSERT_TRUE(WaitForEvents(6));
+    EXPECT_EQ(synced(), 0);
+    backend.Feed(ListDone());
+    ASSERT_TRUE(WaitForEvents(7));  // key2 went stale
+    ASSERT_TRUE(Eventually([&] { return synced() == 1; }));
+    EXPECT_EQ(entries.Value(), 1);
+  }
+  EXPECT_EQ(synced(), 0);
+}
+
+}  // namespace
+}  // namespace kvstore::store
