@@ -15,6 +15,7 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
 
   bool Done();
   absl::Status Err();
+  bool DeadlinePassed() const;
   // Makes the context done with `err` (first reason wins) and runs the callbacks.
   void Cancel(absl::Status err);
   uint64_t AddCallback(std::function<void()> fn);
@@ -36,6 +37,8 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
 };
 
 namespace {
+
+absl::Status DeadlineExceeded() { return absl::DeadlineExceededError("context deadline exceeded"); }
 
 // Cancels contexts whose deadline passed. One thread for the whole process; it lives as long as
 // the process (leaked on purpose: contexts may be used from static destructors).
@@ -86,7 +89,7 @@ class DeadlineTimer {
       entries_.erase(first);
       lock.unlock();
       if (auto state = weak.lock()) {
-        state->Cancel(absl::DeadlineExceededError("context deadline exceeded"));
+        state->Cancel(DeadlineExceeded());
       }
       lock.lock();
     }
@@ -107,29 +110,31 @@ ContextState::~ContextState() {
   if (parent && parent_callback != 0) parent->RemoveCallback(parent_callback);
 }
 
+bool ContextState::DeadlinePassed() const {
+  return deadline && std::chrono::steady_clock::now() >= *deadline;
+}
+
+// Neither Done nor Err runs callbacks: they may be called with a lock held that a callback takes
+// (Context::WaitOn does exactly that). A passed deadline is reported at once; the deadline timer
+// runs the callbacks.
 bool ContextState::Done() {
-  {
-    std::lock_guard<std::mutex> guard(mu);
-    if (done) return true;
-  }
-  if (deadline && std::chrono::steady_clock::now() >= *deadline) {
-    Cancel(absl::DeadlineExceededError("context deadline exceeded"));
-    return true;
-  }
-  return false;
+  std::lock_guard<std::mutex> guard(mu);
+  return done || DeadlinePassed();
 }
 
 absl::Status ContextState::Err() {
-  if (!Done()) return absl::OkStatus();
   std::lock_guard<std::mutex> guard(mu);
-  return err;
+  if (done) return err;
+  if (DeadlinePassed()) return DeadlineExceeded();
+  return absl::OkStatus();
 }
 
 void ContextState::Cancel(absl::Status reason) {
   std::unique_lock<std::mutex> lock(mu);
   if (done) return;
   done = true;
-  err = std::move(reason);
+  // The first reason wins, and a passed deadline came first even if its timer has not fired yet.
+  err = DeadlinePassed() ? DeadlineExceeded() : std::move(reason);
   cv.notify_all();
   uint64_t timer = std::exchange(timer_id, 0);
   // Run callbacks one at a time without the lock, so RemoveCallback can still drop those that

@@ -137,6 +137,26 @@ TEST(ContextTest, WaitOnReturnsWhenPredicateHolds) {
   EXPECT_FALSE(ctx.Done());
 }
 
+// A deadline that passes while WaitOn holds the waiter's lock must end the wait, not deadlock on
+// the wake-up callback that takes that same lock.
+TEST(ContextTest, WaitOnEndsAtDeadline) {
+  for (int i = 0; i < 200; ++i) {
+    auto [ctx, cancel] = WithTimeout(Context::Background(), std::chrono::microseconds(i % 20));
+    std::mutex mu;
+    std::condition_variable cv;
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_FALSE(ctx.WaitOn(lock, cv, [] { return false; }));
+    EXPECT_EQ(ctx.Err().code(), absl::StatusCode::kDeadlineExceeded);
+  }
+}
+
+TEST(ContextTest, CancelAfterPassedDeadlineKeepsDeadlineReason) {
+  auto [ctx, cancel] = WithTimeout(Context::Background(), 1us);
+  while (!ctx.Done()) std::this_thread::yield();
+  cancel();
+  EXPECT_EQ(ctx.Err().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
 TEST(ContextTest, WaitForReturnsEarlyOnCancel) {
   auto [ctx, cancel] = WithCancel(Context::Background());
   std::thread canceller([cancel = cancel] { cancel(); });

@@ -1,0 +1,461 @@
+#include "kvstore/store/shared_store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kvstore/events.h"
+#include "kvstore/paths.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::store {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Room for a burst of events (a re-list after a reconnect) without stalling the backend.
+constexpr size_t kWatcherCapacity = 1024;
+
+// The prefix handed to ListAndWatch: the store's prefix with exactly one trailing slash, so that
+// "a/b" does not also match keys of a store "a/bc".
+std::string WatchPrefix(std::string_view prefix) {
+  std::string_view trimmed = prefix;
+  while (!trimmed.empty() && trimmed.back() == '/') trimmed.remove_suffix(1);
+  std::string watch_prefix(trimmed);
+  watch_prefix += '/';
+  return watch_prefix;
+}
+
+class SharedStoreImpl final : public SharedStore {
+ public:
+  SharedStoreImpl(Configuration config, std::shared_ptr<Backend> backend)
+      : config_(std::move(config)),
+        backend_(std::move(backend)),
+        watch_prefix_(WatchPrefix(config_.prefix)),
+        sync_interval_(config_.synchronization_interval.count() > 0
+                           ? config_.synchronization_interval
+                           : std::chrono::milliseconds(kDefaultSynchronizationInterval)),
+        delete_delay_(std::max(config_.shared_key_delete_delay, std::chrono::milliseconds(0))) {
+    std::tie(ctx_, cancel_) = WithCancel(config_.context);
+  }
+
+  ~SharedStoreImpl() override { Release(); }
+
+  SharedStoreImpl(const SharedStoreImpl&) = delete;
+  SharedStoreImpl& operator=(const SharedStoreImpl&) = delete;
+
+  // Starts watching and syncing; returns once the initial list arrived, or the error that ended
+  // the wait. On error the caller destroys the store, which stops everything started here.
+  absl::Status Start() {
+    // Waits under mu_ test flags set by context callbacks, never Context::Done(): Done() may run
+    // the context's callbacks inline, and this one takes mu_.
+    ctx_wakeup_.emplace(ctx_, [this] {
+      std::lock_guard<std::mutex> guard(mu_);
+      ctx_done_ = true;
+      cv_.notify_all();
+    });
+    watcher_ = backend_->ListAndWatch(ctx_, watch_prefix_, kWatcherCapacity);
+    if (watcher_ == nullptr) {
+      if (config_.context.Done()) return config_.context.Err();
+      return absl::UnavailableError(
+          absl::StrCat("shared store ", config_.prefix, ": backend returned no watcher"));
+    }
+    watch_thread_ = std::thread([this] { WatchLoop(); });
+    sync_thread_ = std::thread([this] { SyncLoop(); });
+
+    std::unique_lock<std::mutex> lock(mu_);
+    const bool ended = cv_.wait_until(lock, std::chrono::steady_clock::now() + kJoinListTimeout,
+                                      [this] { return list_done_ || watch_ended_ || ctx_done_; });
+    const bool list_done = list_done_;
+    lock.unlock();
+    if (list_done) return absl::OkStatus();
+    if (config_.context.Done()) return config_.context.Err();
+    if (!ended) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("shared store ", config_.prefix,
+                       ": timeout while retrieving the initial list of objects from the kvstore"));
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "shared store ", config_.prefix, ": watch ended before the initial list was received"));
+  }
+
+  void Close(const Context& ctx) override {
+    Stop();
+    while (true) {
+      std::shared_ptr<const LocalKey> key;
+      {
+        std::lock_guard<std::mutex> write_guard(write_mu_);
+        {
+          std::lock_guard<std::mutex> guard(mu_);
+          if (local_keys_.empty()) break;
+          auto it = local_keys_.begin();
+          key = it->second;
+          // The watch is stopped, so our own delete event will never remove the shared entry.
+          shared_keys_.erase(it->first);
+          local_keys_.erase(it);
+        }
+        absl::Status status = backend_->Delete(ctx, KeyPath(key->GetKeyName()));
+        if (!status.ok()) {
+          spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix,
+                       key->GetKeyName(), status.ToString());
+        }
+      }
+      NotifyDelete(*key);
+    }
+  }
+
+  void Release() override { Stop(); }
+
+  void DeleteLocalKey(const Context& ctx, const NamedKey& key) override {
+    const std::string name = key.GetKeyName();
+    bool was_local;
+    absl::Status status;
+    {
+      std::lock_guard<std::mutex> write_guard(write_mu_);
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        was_local = local_keys_.erase(name) > 0;
+      }
+      status = backend_->Delete(ctx, KeyPath(name));
+    }
+    if (!was_local) return;
+    if (!status.ok()) {
+      spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix, name,
+                   status.ToString());
+    }
+    // The watch reports this delete too (a second OnDelete, as in Cilium).
+    NotifyDelete(key);
+  }
+
+  int NumEntries() const override {
+    std::lock_guard<std::mutex> guard(mu_);
+    return static_cast<int>(shared_keys_.size());
+  }
+
+  std::map<std::string, std::shared_ptr<const Key>> SharedKeysMap() const override {
+    std::lock_guard<std::mutex> guard(mu_);
+    return shared_keys_;
+  }
+
+  absl::Status UpdateKeySync(const Context& ctx, const LocalKey& key, bool lease) override {
+    std::lock_guard<std::mutex> write_guard(write_mu_);
+    return WriteKey(ctx, key, lease);
+  }
+
+  absl::Status UpdateLocalKeySync(const Context& ctx, const LocalKey& key) override {
+    std::shared_ptr<const LocalKey> copy = key.DeepKeyCopy();
+    if (copy == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DeepKeyCopy of key ", key.GetKeyName(), " returned no key"));
+    }
+    std::lock_guard<std::mutex> write_guard(write_mu_);
+    absl::Status status = WriteKey(ctx, *copy, /*lease=*/true);
+    if (!status.ok()) return status;
+    std::lock_guard<std::mutex> guard(mu_);
+    local_keys_[copy->GetKeyName()] = std::move(copy);
+    return absl::OkStatus();
+  }
+
+ private:
+  // A shared key deleted from the kvstore whose OnDelete waits for the delete delay.
+  struct PendingDelete {
+    SteadyTime due;
+    std::shared_ptr<const Key> key;
+  };
+
+  // WARNING - stable API: the layout of a key's path is shared with Cilium agents.
+  std::string KeyPath(std::string_view name) const { return JoinPath(config_.prefix, name); }
+
+  // Writes `key` unless the kvstore already holds the same value (on our lease when `lease`).
+  // REQUIRES: write_mu_ held, so that writes and deletes of one key reach the backend in the
+  // order the caller issued them.
+  absl::Status WriteKey(const Context& ctx, const Key& key, bool lease) {
+    absl::StatusOr<std::string> value = key.Marshal();
+    if (!value.ok()) return value.status();
+    absl::StatusOr<bool> written =
+        backend_->UpdateIfDifferent(ctx, KeyPath(key.GetKeyName()), *value, lease);
+    return written.status();
+  }
+
+  // Requests a stop (idempotent) and joins the threads, unless called from one of them (an
+  // observer calling Release): the owner's destructor joins them then.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      stopping_ = true;
+      cv_.notify_all();
+    }
+    cancel_();
+    if (watcher_ != nullptr) watcher_->Stop();
+    const std::thread::id self = std::this_thread::get_id();
+    std::lock_guard<std::mutex> join_guard(join_mu_);
+    for (std::thread* thread : {&watch_thread_, &sync_thread_}) {
+      if (thread->joinable() && thread->get_id() != self) thread->join();
+    }
+  }
+
+  bool Stopping() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return stopping_;
+  }
+
+  void NotifyUpdate(const Key& key) {
+    if (config_.observer == nullptr) return;
+    std::lock_guard<std::recursive_mutex> guard(observer_mu_);
+    config_.observer->OnUpdate(key);
+  }
+
+  void NotifyDelete(const NamedKey& key) {
+    if (config_.observer == nullptr) return;
+    std::lock_guard<std::recursive_mutex> guard(observer_mu_);
+    config_.observer->OnDelete(key);
+  }
+
+  // The store's event thread: applies watch events and delivers delayed deletes, one at a time in
+  // one order, so observers never see two calls at once from it.
+  void WatchLoop() {
+    while (!Stopping()) {
+      std::optional<KeyValueEvent> event;
+      if (pending_by_due_.empty()) {
+        event = watcher_->Next();
+      } else {
+        SteadyTime now = std::chrono::steady_clock::now();
+        SteadyTime due = pending_by_due_.begin()->first;
+        if (due <= now) {
+          DeliverDueDeletes(now);
+          continue;
+        }
+        event = watcher_->NextFor(due - now);
+      }
+      if (event.has_value()) {
+        if (!Stopping()) HandleEvent(*event);
+      } else if (watcher_->Closed() || watcher_->Stopped()) {
+        break;
+      }
+    }
+    std::lock_guard<std::mutex> guard(mu_);
+    watch_ended_ = true;
+    cv_.notify_all();
+  }
+
+  void HandleEvent(const KeyValueEvent& event) {
+    if (event.type == EventType::kListDone) {
+      spdlog::debug("shared store {}: initial list of objects received", config_.prefix);
+      std::lock_guard<std::mutex> guard(mu_);
+      list_done_ = true;
+      cv_.notify_all();
+      return;
+    }
+    if (!event.key.starts_with(watch_prefix_)) {
+      spdlog::warn("shared store {}: ignoring event for foreign key {}", config_.prefix, event.key);
+      return;
+    }
+    const std::string name = event.key.substr(watch_prefix_.size());
+    switch (event.type) {
+      case EventType::kCreate:
+      case EventType::kModify:
+        UpdateSharedKey(name, event.value);
+        return;
+      case EventType::kDelete:
+        DeleteSharedKey(name);
+        return;
+      case EventType::kListDone:
+        return;
+    }
+  }
+
+  void UpdateSharedKey(const std::string& name, const std::string& value) {
+    std::unique_ptr<Key> key = config_.key_creator();
+    if (key == nullptr) {
+      spdlog::warn("shared store {}: KeyCreator returned no key for {}", config_.prefix, name);
+      return;
+    }
+    absl::Status status = key->Unmarshal(name, value);
+    if (!status.ok()) {
+      spdlog::warn("shared store {}: unable to unmarshal value of key {}: {}", config_.prefix, name,
+                   status.ToString());
+      return;
+    }
+    std::shared_ptr<const Key> shared = std::move(key);
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      shared_keys_[name] = shared;
+    }
+    // The key re-appeared within the delete delay: its delete is never reported.
+    if (auto it = pending_deletes_.find(name); it != pending_deletes_.end()) {
+      spdlog::info("shared store {}: key {} re-appeared within the delete delay", config_.prefix,
+                   name);
+      pending_by_due_.erase({it->second.due, name});
+      pending_deletes_.erase(it);
+    }
+    NotifyUpdate(*shared);
+  }
+
+  void DeleteSharedKey(const std::string& name) {
+    std::shared_ptr<const Key> existing;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      if (local_keys_.contains(name)) {
+        // An agent protects its own keys: the sync thread writes it again.
+        spdlog::warn("shared store {}: local key {} was deleted, re-creating it", config_.prefix,
+                     name);
+        recreate_requests_.insert(name);
+        cv_.notify_all();
+        return;
+      }
+      auto it = shared_keys_.find(name);
+      if (it == shared_keys_.end()) {
+        spdlog::debug("shared store {}: deleted key {} was not known", config_.prefix, name);
+        return;
+      }
+      existing = std::move(it->second);
+      shared_keys_.erase(it);
+    }
+    if (delete_delay_.count() == 0) {
+      NotifyDelete(*existing);
+      return;
+    }
+    SteadyTime due = std::chrono::steady_clock::now() + delete_delay_;
+    if (auto it = pending_deletes_.find(name); it != pending_deletes_.end()) {
+      pending_by_due_.erase({it->second.due, name});
+    }
+    pending_deletes_[name] = PendingDelete{due, std::move(existing)};
+    pending_by_due_.emplace(due, name);
+  }
+
+  void DeliverDueDeletes(SteadyTime now) {
+    while (!pending_by_due_.empty() && pending_by_due_.begin()->first <= now) {
+      std::string name = pending_by_due_.begin()->second;
+      pending_by_due_.erase(pending_by_due_.begin());
+      auto it = pending_deletes_.find(name);
+      std::shared_ptr<const Key> key = std::move(it->second.key);
+      pending_deletes_.erase(it);
+      NotifyDelete(*key);
+    }
+  }
+
+  // The store's sync thread: re-creates deleted local keys at once and re-writes every local key
+  // each synchronization interval. Kept off the event thread so that a backend write never waits
+  // for the consumer of its own watch events.
+  void SyncLoop() {
+    SteadyTime next_sync = std::chrono::steady_clock::now() + sync_interval_;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait_until(lock, next_sync,
+                     [this] { return stopping_ || ctx_done_ || !recreate_requests_.empty(); });
+      if (stopping_ || ctx_done_) return;
+      if (!recreate_requests_.empty()) {
+        std::set<std::string> names = std::move(recreate_requests_);
+        recreate_requests_.clear();
+        lock.unlock();
+        SyncLocalKeys(names);
+        lock.lock();
+        continue;
+      }
+      if (std::chrono::steady_clock::now() >= next_sync) {
+        lock.unlock();
+        SyncLocalKeys(std::nullopt);
+        lock.lock();
+        next_sync = std::chrono::steady_clock::now() + sync_interval_;
+      }
+    }
+  }
+
+  // Writes the local keys named in `names` (all when nullopt) unless the kvstore holds them
+  // already. A failure is logged; the next round retries.
+  void SyncLocalKeys(const std::optional<std::set<std::string>>& names) {
+    std::vector<std::string> todo;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      for (const auto& [name, key] : local_keys_) {
+        if (!names.has_value() || names->contains(name)) todo.push_back(name);
+      }
+    }
+    for (const std::string& name : todo) {
+      if (ctx_.Done()) return;
+      std::lock_guard<std::mutex> write_guard(write_mu_);
+      std::shared_ptr<const LocalKey> key;
+      {
+        // Re-read under write_mu_: a key deleted or replaced meanwhile must not be written back.
+        std::lock_guard<std::mutex> guard(mu_);
+        auto it = local_keys_.find(name);
+        if (it == local_keys_.end()) continue;
+        key = it->second;
+      }
+      absl::Status status = WriteKey(ctx_, *key, /*lease=*/true);
+      if (!status.ok() && !ctx_.Done()) {
+        spdlog::warn("shared store {}: unable to synchronize local key {}: {}", config_.prefix,
+                     name, status.ToString());
+      }
+    }
+  }
+
+  const Configuration config_;
+  const std::shared_ptr<Backend> backend_;
+  const std::string watch_prefix_;
+  const std::chrono::milliseconds sync_interval_;
+  const std::chrono::milliseconds delete_delay_;
+  Context ctx_;  // ends the watch, the sync thread and their backend calls
+  CancelFunc cancel_;
+  std::shared_ptr<Watcher> watcher_;  // set by Start before the threads exist, then constant
+
+  std::mutex join_mu_;  // serializes joining the threads
+  std::thread watch_thread_;
+  std::thread sync_thread_;
+
+  // Orders backend writes and deletes of keys issued by this store, so that a periodic sync never
+  // writes back a key that DeleteLocalKey removed or an older value of one just updated.
+  std::mutex write_mu_;
+  // One observer call at a time, also between the event thread and DeleteLocalKey/Close callers.
+  // Recursive: an observer may call DeleteLocalKey, which reports to the observer.
+  std::recursive_mutex observer_mu_;
+
+  mutable std::mutex mu_;       // guards the fields below
+  std::condition_variable cv_;  // signals changes of the flags and of recreate_requests_
+  bool list_done_ = false;
+  bool watch_ended_ = false;
+  bool stopping_ = false;
+  bool ctx_done_ = false;  // ctx_ is done (set by ctx_wakeup_)
+  std::map<std::string, std::shared_ptr<const LocalKey>> local_keys_;
+  std::map<std::string, std::shared_ptr<const Key>> shared_keys_;
+  std::set<std::string> recreate_requests_;  // deleted local keys for the sync thread to write
+
+  // Used by the event thread only.
+  std::map<std::string, PendingDelete> pending_deletes_;
+  std::set<std::pair<SteadyTime, std::string>> pending_by_due_;
+
+  // Sets ctx_done_. Last member: unregistered before mu_ and cv_ go away.
+  std::optional<ScopedContextCallback> ctx_wakeup_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SharedStore>> SharedStore::Join(Configuration c) {
+  if (c.prefix.empty()) return absl::InvalidArgumentError("prefix must be specified");
+  if (!c.key_creator) return absl::InvalidArgumentError("KeyCreator must be specified");
+  std::shared_ptr<Backend> backend = c.backend != nullptr ? c.backend : DefaultClient();
+  if (backend == nullptr) {
+    return absl::FailedPreconditionError("no backend given and no default kvstore client");
+  }
+  auto store = std::make_unique<SharedStoreImpl>(std::move(c), std::move(backend));
+  absl::Status status = store->Start();
+  if (!status.ok()) return status;
+  return std::unique_ptr<SharedStore>(std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<SharedStore>> JoinSharedStore(Configuration c) {
+  return SharedStore::Join(std::move(c));
+}
+
+}  // namespace kvstore::store
