@@ -1,0 +1,41 @@
+// The etcd v3 backend over gRPC: the distributed engine.
+#ifndef KVSTORE_ETCD_ETCD_BACKEND_H_
+#define KVSTORE_ETCD_ETCD_BACKEND_H_
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kvstore/backend.h"
+
+namespace kvstore::etcd {
+
+struct EtcdConfig {
+  std::vector<std::string> endpoints;  // "host:port" or "http(s)://host:port"; several: fail-over
+  std::string trusted_ca_file, cert_file, key_file;  // TLS; cert+key: mutual TLS
+  std::string username, password;                    // etcd auth (token refreshed when it expires)
+  std::chrono::seconds lease_ttl{15 * 60};
+  size_t max_keys_per_lease = 1000;
+  size_t list_page_size = 0;  // 0: the library's measured default, bounded in bytes
+  double qps = 0;             // 0: no rate limit
+  std::chrono::milliseconds dial_timeout{5000}, request_timeout{15000};
+  // Pings on open connections detect members that stopped answering (paused, cut off): a member
+  // silent for keepalive_time + keepalive_timeout is given up. etcd refuses pings more often than
+  // every 5 s, so keepalive_time is at least that.
+  std::chrono::milliseconds keepalive_time{10000}, keepalive_timeout{5000};
+
+  // Reads Cilium's etcd config YAML: endpoints, trusted-ca-file, cert-file, key-file, username,
+  // password.
+  static absl::StatusOr<EtcdConfig> FromFile(const std::string& path);
+};
+
+// Does not wait for a connection: operations on an unreachable cluster fail with Unavailable or
+// DeadlineExceeded after request_timeout; watchers keep retrying.
+absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config);
+
+}  // namespace kvstore::etcd
+
+#endif  // KVSTORE_ETCD_ETCD_BACKEND_H_

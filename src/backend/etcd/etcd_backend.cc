@@ -1,0 +1,316 @@
+// The etcd v3 backend: Backend's operations as etcd KV requests and transactions, leases from the
+// LeaseManager, watchers from the WatchHub, all over one RpcClient.
+#include "kvstore/etcd/etcd_backend.h"
+
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "backend/etcd/executor.h"
+#include "backend/etcd/key_range.h"
+#include "backend/etcd/lease_manager.h"
+#include "backend/etcd/rpc_client.h"
+#include "backend/etcd/watch_hub.h"
+
+namespace kvstore::etcd {
+namespace {
+
+// Threads for delivery, timers and observers, whatever the number of watchers.
+constexpr int kExecutorThreads = 2;
+// A configured page size above this lists with one unpaginated request.
+constexpr size_t kUnpaginated = size_t{1} << 40;
+
+std::string Quoted(std::string_view key) { return absl::StrCat("'", ToAbsl(key), "'"); }
+
+class EtcdBackend final : public Backend {
+ public:
+  EtcdBackend(const EtcdConfig& config, std::unique_ptr<RpcClient> rpc)
+      : config_(config),
+        page_size_(config.list_page_size == 0 ? kDefaultListPageSize
+                   : config.list_page_size >= kUnpaginated
+                       ? 0
+                       : static_cast<int64_t>(config.list_page_size)),
+        rpc_(std::move(rpc)),
+        executor_(std::make_unique<Executor>(kExecutorThreads)),
+        leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
+                                               config.max_keys_per_lease)),
+        hub_(std::make_shared<WatchHub>(
+            rpc_.get(), executor_.get(),
+            page_size_ == 0 ? std::numeric_limits<int64_t>::max() : page_size_)),
+        limiter_(config.qps) {}
+
+  ~EtcdBackend() override { Close(); }
+
+  absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
+                                                 std::string_view key) override {
+    if (absl::Status s = Begin(ctx, key); !s.ok()) return s;
+    etcdserverpb::RangeRequest request;
+    request.set_key(std::string(key));
+    etcdserverpb::RangeResponse response;
+    absl::Status status = rpc_->Range(ctx, absl::StrCat("get ", Quoted(key)), request, &response);
+    if (!status.ok()) return status;
+    if (response.kvs_size() == 0) return std::optional<std::string>();
+    return std::optional<std::string>(std::move(*response.mutable_kvs(0)->mutable_value()));
+  }
+
+  absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) override {
+    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return s;
+    const KeyRange range = PrefixRange(prefix);
+    const std::string what = absl::StrCat("list of prefix ", Quoted(prefix));
+    KeyValuePairs result;
+    std::string cursor = range.start;
+    int64_t revision = 0;  // pinned by the first page
+    int64_t limit = page_size_ == 0 ? 0 : FirstPageLimit(page_size_);
+    for (int restarts = 0;;) {
+      etcdserverpb::RangeRequest request;
+      request.set_key(cursor);
+      request.set_range_end(range.end);
+      request.set_limit(limit);
+      request.set_revision(revision);
+      etcdserverpb::RangeResponse response;
+      absl::Status status = rpc_->Range(ctx, what, request, &response);
+      if (IsCompactedError(status) && restarts < 3) {
+        // The pinned revision was compacted between two pages: start over at a fresh one.
+        ++restarts;
+        result.clear();
+        cursor = range.start;
+        revision = 0;
+        limit = page_size_ == 0 ? 0 : FirstPageLimit(page_size_);
+        continue;
+      }
+      if (!status.ok()) return status;
+      if (revision == 0) revision = response.header().revision();
+      size_t bytes = 0;
+      for (mvccpb::KeyValue& kv : *response.mutable_kvs()) {
+        bytes += kv.key().size() + kv.value().size();
+        result.insert_or_assign(
+            kv.key(), Value{std::move(*kv.mutable_value()), kv.mod_revision(), kv.lease()});
+      }
+      if (!response.more() || response.kvs_size() == 0 || limit == 0) break;
+      cursor = KeyAfter(response.kvs(response.kvs_size() - 1).key());
+      limit = NextPageLimit(page_size_, limit, response.kvs_size(), bytes);
+    }
+    return result;
+  }
+
+  absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
+                      bool lease) override {
+    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    for (int attempt = 0;; ++attempt) {
+      int64_t lease_id = 0;
+      if (lease) {
+        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
+        if (!id.ok()) return id.status();
+        lease_id = *id;
+      }
+      etcdserverpb::PutRequest request;
+      request.set_key(std::string(key));
+      request.set_value(std::string(value));
+      request.set_lease(lease_id);
+      etcdserverpb::PutResponse response;
+      absl::Status status =
+          rpc_->Put(ctx, absl::StrCat("update ", Quoted(key)), request, &response);
+      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
+      if (status.ok() && !lease) leases_->Release(key);
+      return status;
+    }
+  }
+
+  absl::Status Delete(const Context& ctx, std::string_view key) override {
+    if (absl::Status s = Begin(ctx, key); !s.ok()) return s;
+    etcdserverpb::DeleteRangeRequest request;
+    request.set_key(std::string(key));
+    etcdserverpb::DeleteRangeResponse response;
+    absl::Status status =
+        rpc_->DeleteRange(ctx, absl::StrCat("delete ", Quoted(key)), request, &response);
+    if (status.ok()) leases_->Release(key);
+    return status;
+  }
+
+  absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
+                                         std::string_view value, bool lease) override {
+    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    for (int attempt = 0;; ++attempt) {
+      int64_t lease_id = 0;
+      if (lease) {
+        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
+        if (!id.ok()) return id.status();
+        lease_id = *id;
+      }
+      // Nothing to do when the value (and, with a lease, the lease) is already the same;
+      // otherwise write. A missing key fails the value comparison.
+      etcdserverpb::TxnRequest request;
+      etcdserverpb::Compare* same_value = request.add_compare();
+      same_value->set_key(std::string(key));
+      same_value->set_target(etcdserverpb::Compare::VALUE);
+      same_value->set_result(etcdserverpb::Compare::EQUAL);
+      same_value->set_value(std::string(value));
+      if (lease) {
+        etcdserverpb::Compare* same_lease = request.add_compare();
+        same_lease->set_key(std::string(key));
+        same_lease->set_target(etcdserverpb::Compare::LEASE);
+        same_lease->set_result(etcdserverpb::Compare::EQUAL);
+        same_lease->set_lease(lease_id);
+      }
+      etcdserverpb::PutRequest* put = request.add_failure()->mutable_request_put();
+      put->set_key(std::string(key));
+      put->set_value(std::string(value));
+      put->set_lease(lease_id);
+      etcdserverpb::TxnResponse response;
+      absl::Status status =
+          rpc_->Txn(ctx, absl::StrCat("update-if-different ", Quoted(key)), request, &response);
+      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
+      if (!status.ok()) return status;
+      bool wrote = !response.succeeded();
+      if (wrote && !lease) leases_->Release(key);
+      return wrote;
+    }
+  }
+
+  absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key, std::string_view value,
+                                  bool lease) override {
+    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    const bool attached_before = leases_->LeaseOfKey(key) != 0;
+    for (int attempt = 0;; ++attempt) {
+      int64_t lease_id = 0;
+      if (lease) {
+        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
+        if (!id.ok()) return id.status();
+        lease_id = *id;
+      }
+      etcdserverpb::TxnRequest request;
+      etcdserverpb::Compare* missing = request.add_compare();
+      missing->set_key(std::string(key));
+      missing->set_target(etcdserverpb::Compare::VERSION);
+      missing->set_result(etcdserverpb::Compare::EQUAL);
+      missing->set_version(0);
+      etcdserverpb::PutRequest* put = request.add_success()->mutable_request_put();
+      put->set_key(std::string(key));
+      put->set_value(std::string(value));
+      put->set_lease(lease_id);
+      etcdserverpb::TxnResponse response;
+      absl::Status status =
+          rpc_->Txn(ctx, absl::StrCat("create-only ", Quoted(key)), request, &response);
+      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
+      if (!status.ok()) return status;
+      // Someone else's key is not ours to keep alive.
+      if (lease && !response.succeeded() && !attached_before) leases_->Release(key);
+      return response.succeeded();
+    }
+  }
+
+  absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) override {
+    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return s;
+    const KeyRange range = PrefixRange(prefix);
+    etcdserverpb::DeleteRangeRequest request;
+    request.set_key(range.start);
+    request.set_range_end(range.end);
+    etcdserverpb::DeleteRangeResponse response;
+    absl::Status status = rpc_->DeleteRange(ctx, absl::StrCat("delete of prefix ", Quoted(prefix)),
+                                            request, &response);
+    if (status.ok()) leases_->ReleasePrefix(prefix);
+    return status;
+  }
+
+  void RegisterLeaseExpiredObserver(std::string_view prefix,
+                                    std::function<void(std::string_view key)> fn) override {
+    leases_->SetObserver(prefix, std::move(fn));
+  }
+
+  std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
+                                        size_t capacity) override {
+    return hub_->ListAndWatch(ctx, prefix, capacity);
+  }
+
+  BackendStatus Status() const override {
+    if (closed_) return {BackendState::kClosed, "etcd: closed"};
+    auto timeout = std::min<std::chrono::milliseconds>(config_.request_timeout,
+                                                       std::chrono::milliseconds(5000));
+    std::vector<RpcClient::EndpointStatus> results = rpc_->StatusOfEndpoints(timeout);
+    size_t connected = 0;
+    bool has_leader = false;
+    std::vector<std::string> parts;
+    for (const RpcClient::EndpointStatus& r : results) {
+      if (!r.status.ok()) {
+        parts.push_back(absl::StrCat(r.endpoint, " - ", r.status.message()));
+        continue;
+      }
+      ++connected;
+      const etcdserverpb::StatusResponse& s = r.response;
+      has_leader = has_leader || s.leader() != 0;
+      bool is_leader = s.leader() != 0 && s.leader() == s.header().member_id();
+      parts.push_back(absl::StrCat(r.endpoint, " - ", s.version(), is_leader ? " (Leader)" : "",
+                                   s.leader() == 0 ? " (no leader)" : ""));
+    }
+    BackendStatus status;
+    status.state = connected == 0                              ? BackendState::kFailure
+                   : connected < results.size() || !has_leader ? BackendState::kWarning
+                                                               : BackendState::kOk;
+    status.message = absl::StrCat(
+        "etcd: ", connected, "/", results.size(), " connected, leases=", leases_->NumLeases(),
+        ", watchers=", hub_->NumWatchers(), ", has-quorum=", has_leader ? "true" : "false", ": ",
+        absl::StrJoin(parts, "; "));
+    return status;
+  }
+
+  void Close() override {
+    {
+      std::lock_guard<std::mutex> guard(close_mu_);
+      if (closed_) return;
+      closed_ = true;
+    }
+    hub_->Shutdown();
+    leases_->Shutdown();
+    rpc_->Shutdown();
+    executor_->Shutdown();
+  }
+
+ private:
+  // Common checks before an operation (`key` empty for operations on a prefix); the rate
+  // limiter's wait.
+  absl::Status Begin(const Context& ctx, std::string_view key = {}, std::string_view value = {},
+                     bool needs_key = true) {
+    if (closed_) return absl::FailedPreconditionError("etcd backend is closed");
+    if (needs_key && key.empty()) return absl::InvalidArgumentError("empty key");
+    if (value.size() > kMaxValueBytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("value of ", value.size(), " bytes for key ",
+                                                       Quoted(key), " exceeds the limit of ",
+                                                       kMaxValueBytes, " bytes"));
+    }
+    if (ctx.Done()) return ctx.Err();
+    return limiter_.Wait(ctx);
+  }
+
+  // When etcd says the lease of a write does not exist, the session lease is lost: observers
+  // learn about its other keys (the caller retries `key` itself at once, with a new lease).
+  bool LeaseWasLost(const absl::Status& status, std::string_view key, int64_t lease_id) {
+    if (!IsLeaseNotFoundError(status)) return false;
+    leases_->Release(key);
+    leases_->OnLeaseLost(lease_id, ToStd(status.message()));
+    return true;
+  }
+
+  const EtcdConfig config_;
+  const int64_t page_size_;  // 0: unpaginated
+  std::unique_ptr<RpcClient> rpc_;
+  std::unique_ptr<Executor> executor_;
+  std::shared_ptr<LeaseManager> leases_;
+  std::shared_ptr<WatchHub> hub_;
+  QpsLimiter limiter_;
+  std::mutex close_mu_;
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config) {
+  absl::StatusOr<std::unique_ptr<RpcClient>> rpc = RpcClient::Create(config);
+  if (!rpc.ok()) return rpc.status();
+  return std::shared_ptr<Backend>(std::make_shared<EtcdBackend>(config, std::move(*rpc)));
+}
+
+}  // namespace kvstore::etcd

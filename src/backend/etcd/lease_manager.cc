@@ -1,0 +1,236 @@
+#include "backend/etcd/lease_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace kvstore::etcd {
+
+LeaseManager::LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
+                           size_t max_keys_per_lease)
+    : rpc_(rpc),
+      executor_(executor),
+      ttl_(ttl),
+      max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)) {}
+
+absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::string_view key) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (shutdown_) return absl::FailedPreconditionError("etcd backend is closed");
+    if (auto it = key_lease_.find(key); it != key_lease_.end()) return it->second;
+    if (current_ != 0 && leases_[current_].keys.size() < max_keys_per_lease_) {
+      leases_[current_].keys.emplace(key);
+      key_lease_.emplace(std::string(key), current_);
+      return current_;
+    }
+    if (!granting_) break;
+    if (!ctx.WaitOn(lock, cv_, [&] { return !granting_ || shutdown_; })) {
+      return absl::Status(ctx.Err().code(),
+                          absl::StrCat("waiting for an etcd lease: ", ctx.Err().message()));
+    }
+  }
+  granting_ = true;
+  lock.unlock();
+  etcdserverpb::LeaseGrantRequest request;
+  request.set_ttl(ttl_.count());
+  etcdserverpb::LeaseGrantResponse response;
+  absl::Status status = rpc_->LeaseGrant(ctx, request, &response);
+  lock.lock();
+  granting_ = false;
+  cv_.notify_all();
+  if (!status.ok()) return status;
+  if (shutdown_) return absl::FailedPreconditionError("etcd backend is closed");
+  int64_t id = response.id();
+  LeaseInfo& info = leases_[id];
+  info.ttl_seconds = response.ttl() > 0 ? response.ttl() : ttl_.count();
+  info.keys.emplace(key);
+  key_lease_[std::string(key)] = id;
+  current_ = id;
+  ScheduleKeepAliveLocked();
+  return id;
+}
+
+int64_t LeaseManager::LeaseOfKey(std::string_view key) const {
+  std::lock_guard<std::mutex> guard(mu_);
+  auto it = key_lease_.find(key);
+  return it == key_lease_.end() ? 0 : it->second;
+}
+
+void LeaseManager::DetachLocked(std::string_view key) {
+  auto it = key_lease_.find(key);
+  if (it == key_lease_.end()) return;
+  if (auto lease = leases_.find(it->second); lease != leases_.end()) {
+    if (auto k = lease->second.keys.find(key); k != lease->second.keys.end()) {
+      lease->second.keys.erase(k);
+    }
+  }
+  key_lease_.erase(it);
+}
+
+void LeaseManager::Release(std::string_view key) {
+  std::lock_guard<std::mutex> guard(mu_);
+  DetachLocked(key);
+}
+
+void LeaseManager::ReleasePrefix(std::string_view prefix) {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::vector<std::string> keys;
+  for (auto it = key_lease_.lower_bound(prefix);
+       it != key_lease_.end() && absl::StartsWith(it->first, ToAbsl(prefix)); ++it) {
+    keys.push_back(it->first);
+  }
+  for (const std::string& key : keys) DetachLocked(key);
+}
+
+void LeaseManager::OnLeaseLost(int64_t id, std::string_view reason) {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    auto it = leases_.find(id);
+    if (it == leases_.end()) return;
+    keys.assign(it->second.keys.begin(), it->second.keys.end());
+    for (const std::string& key : keys) key_lease_.erase(key);
+    leases_.erase(it);
+    if (current_ == id) current_ = 0;
+  }
+  spdlog::warn("etcd lease {:x} lost ({}); {} attached keys are reported as expired", id, reason,
+               keys.size());
+  if (keys.empty()) return;
+  std::weak_ptr<LeaseManager> weak = weak_from_this();
+  executor_->Post([weak, keys = std::move(keys)] {
+    if (auto self = weak.lock()) self->CallObservers(keys);
+  });
+}
+
+void LeaseManager::CallObservers(const std::vector<std::string>& keys) {
+  std::lock_guard<std::mutex> dispatch(dispatch_mu_);
+  dispatch_thread_ = std::this_thread::get_id();
+  for (const std::string& key : keys) {
+    std::vector<std::shared_ptr<Observer>> matching;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      for (const auto& [prefix, fn] : observers_) {
+        if (absl::StartsWith(key, prefix)) matching.push_back(fn);
+      }
+    }
+    for (const auto& fn : matching) (*fn)(key);
+  }
+  dispatch_thread_ = std::thread::id();
+}
+
+void LeaseManager::SetObserver(std::string_view prefix, Observer fn) {
+  if (fn) {
+    std::lock_guard<std::mutex> guard(mu_);
+    observers_[std::string(prefix)] = std::make_shared<Observer>(std::move(fn));
+    return;
+  }
+  std::unique_lock<std::mutex> dispatch(dispatch_mu_, std::defer_lock);
+  if (dispatch_thread_.load() != std::this_thread::get_id()) dispatch.lock();
+  std::lock_guard<std::mutex> guard(mu_);
+  if (auto it = observers_.find(prefix); it != observers_.end()) observers_.erase(it);
+}
+
+size_t LeaseManager::NumLeases() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return leases_.size();
+}
+
+std::vector<int64_t> LeaseManager::LeaseIds() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::vector<int64_t> ids;
+  for (const auto& [id, info] : leases_) ids.push_back(id);
+  return ids;
+}
+
+void LeaseManager::ScheduleKeepAliveLocked() {
+  if (tick_scheduled_ || shutdown_ || leases_.empty()) return;
+  int64_t ttl = ttl_.count();
+  for (const auto& [id, info] : leases_) ttl = std::min(ttl, info.ttl_seconds);
+  auto interval = std::max<std::chrono::milliseconds>(std::chrono::milliseconds(ttl * 1000 / 3),
+                                                      std::chrono::milliseconds(200));
+  tick_scheduled_ = true;
+  std::weak_ptr<LeaseManager> weak = weak_from_this();
+  executor_->PostAfter(interval, [weak] {
+    if (auto self = weak.lock()) self->KeepAliveTick();
+  });
+}
+
+void LeaseManager::KeepAliveTick() {
+  std::shared_ptr<KeepAliveStream> stream;
+  uint64_t generation = 0;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    tick_scheduled_ = false;
+    if (shutdown_ || leases_.empty()) return;
+    stream = stream_;
+    generation = stream_generation_;
+  }
+  if (!stream) {
+    std::weak_ptr<LeaseManager> weak = weak_from_this();
+    generation = [&] {
+      std::lock_guard<std::mutex> guard(mu_);
+      return ++stream_generation_;
+    }();
+    absl::StatusOr<std::shared_ptr<KeepAliveStream>> started = rpc_->StartKeepAliveStream(
+        [weak, generation](etcdserverpb::LeaseKeepAliveResponse& response) {
+          if (auto self = weak.lock()) {
+            self->OnKeepAliveResponse(generation, response.id(), response.ttl());
+          }
+        },
+        [weak, generation](const absl::Status& status) {
+          if (auto self = weak.lock()) self->OnKeepAliveDone(generation, status);
+        });
+    std::lock_guard<std::mutex> guard(mu_);
+    if (!started.ok()) {
+      spdlog::warn("etcd lease keep-alive stream: {}", started.status().ToString());
+    } else if (generation == stream_generation_) {
+      stream_ = *started;
+      stream = stream_;
+    }
+  }
+  std::vector<int64_t> ids = LeaseIds();
+  if (stream) {
+    for (int64_t id : ids) {
+      etcdserverpb::LeaseKeepAliveRequest request;
+      request.set_id(id);
+      stream->Write(std::move(request));
+    }
+  }
+  std::lock_guard<std::mutex> guard(mu_);
+  ScheduleKeepAliveLocked();
+}
+
+void LeaseManager::OnKeepAliveResponse(uint64_t generation, int64_t id, int64_t ttl) {
+  (void)generation;
+  if (ttl <= 0) OnLeaseLost(id, "keep-alive answered that it expired or was revoked");
+}
+
+void LeaseManager::OnKeepAliveDone(uint64_t generation, const absl::Status& status) {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (generation == stream_generation_) {
+    stream_ = nullptr;
+    // A new generation makes a late assignment of this stream (see KeepAliveTick) a no-op.
+    ++stream_generation_;
+  }
+  if (!shutdown_) {
+    spdlog::info("etcd lease keep-alive stream ended ({}); reopened at the next keep-alive",
+                 status.ToString());
+    if (IsAuthTokenError(status)) rpc_->InvalidateToken();
+  }
+}
+
+void LeaseManager::Shutdown() {
+  std::shared_ptr<KeepAliveStream> stream;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    shutdown_ = true;
+    stream = std::move(stream_);
+    cv_.notify_all();
+  }
+  if (stream) stream->Cancel();
+}
+
+}  // namespace kvstore::etcd

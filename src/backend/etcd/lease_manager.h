@@ -1,0 +1,97 @@
+// The session leases of one backend instance: which key is attached to which lease, granting
+// (one grant in flight at a time, at most max_keys_per_lease keys per lease), keep-alives over one
+// LeaseKeepAlive stream at a third of the TTL, and the lease-expired observers called with each
+// key of a lease that was lost.
+#ifndef KVSTORE_BACKEND_ETCD_LEASE_MANAGER_H_
+#define KVSTORE_BACKEND_ETCD_LEASE_MANAGER_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "backend/etcd/executor.h"
+#include "backend/etcd/rpc_client.h"
+#include "kvstore/context.h"
+
+namespace kvstore::etcd {
+
+class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
+ public:
+  using Observer = std::function<void(std::string_view key)>;
+
+  LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
+               size_t max_keys_per_lease);
+  LeaseManager(const LeaseManager&) = delete;
+  LeaseManager& operator=(const LeaseManager&) = delete;
+
+  // The lease `key` is attached to; otherwise attaches it to the current session lease, granting
+  // a new one when there is none or it is full.
+  absl::StatusOr<int64_t> LeaseForKey(const Context& ctx, std::string_view key);
+  // The lease `key` is attached to, 0 if none.
+  int64_t LeaseOfKey(std::string_view key) const;
+  // Detaches `key` (written without lease, or deleted).
+  void Release(std::string_view key);
+  void ReleasePrefix(std::string_view prefix);
+
+  // Forgets lease `id` (expired, revoked, not found) and calls the observers matching each key
+  // that was attached to it, on an executor thread. The next leased write gets a new lease.
+  void OnLeaseLost(int64_t id, std::string_view reason);
+
+  // One observer per prefix; a null `fn` removes it and waits until a running call of it returned
+  // (unless called from that very callback).
+  void SetObserver(std::string_view prefix, Observer fn);
+
+  size_t NumLeases() const;
+  std::vector<int64_t> LeaseIds() const;
+
+  // Stops keep-alives and fails pending grants. Revokes nothing.
+  void Shutdown();
+
+ private:
+  struct LeaseInfo {
+    int64_t ttl_seconds = 0;
+    std::set<std::string, std::less<>> keys;
+  };
+
+  void ScheduleKeepAliveLocked();
+  void KeepAliveTick();
+  void OnKeepAliveResponse(uint64_t generation, int64_t id, int64_t ttl);
+  void OnKeepAliveDone(uint64_t generation, const absl::Status& status);
+  void CallObservers(const std::vector<std::string>& keys);
+  void DetachLocked(std::string_view key);
+
+  RpcClient* const rpc_;
+  Executor* const executor_;
+  const std::chrono::seconds ttl_;
+  const size_t max_keys_per_lease_;
+
+  mutable std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::map<int64_t, LeaseInfo> leases_;
+  std::map<std::string, int64_t, std::less<>> key_lease_;
+  int64_t current_ = 0;  // 0: the next leased write grants a lease
+  bool granting_ = false;
+  bool shutdown_ = false;
+  std::map<std::string, std::shared_ptr<Observer>, std::less<>> observers_;
+  std::shared_ptr<KeepAliveStream> stream_;
+  uint64_t stream_generation_ = 0;
+  bool tick_scheduled_ = false;
+
+  std::mutex dispatch_mu_;  // held while observers run, so that removal can wait for them
+  std::atomic<std::thread::id> dispatch_thread_{};
+};
+
+}  // namespace kvstore::etcd
+
+#endif  // KVSTORE_BACKEND_ETCD_LEASE_MANAGER_H_
