@@ -13,8 +13,7 @@ void BackendFlags::AddTo(CLI::App& app) {
       ->check(CLI::ExistingFile);
 }
 
-absl::StatusOr<std::shared_ptr<kvstore::Backend>> BackendFlags::Open() const {
-  if (!UsesEtcd()) return kvstore::DefaultClient();
+absl::StatusOr<kvstore::etcd::EtcdConfig> BackendFlags::EtcdConfig() const {
   kvstore::etcd::EtcdConfig config;
   if (!etcd_config.empty()) {
     auto from_file = kvstore::etcd::EtcdConfig::FromFile(etcd_config);
@@ -22,7 +21,14 @@ absl::StatusOr<std::shared_ptr<kvstore::Backend>> BackendFlags::Open() const {
     config = *std::move(from_file);
   }
   if (!endpoints.empty()) config.endpoints = endpoints;
-  return kvstore::etcd::NewEtcdBackend(std::move(config));
+  return config;
+}
+
+absl::StatusOr<std::shared_ptr<kvstore::Backend>> BackendFlags::Open() const {
+  if (!UsesEtcd()) return kvstore::DefaultClient();
+  auto config = EtcdConfig();
+  if (!config.ok()) return config.status();
+  return kvstore::etcd::NewEtcdBackend(*std::move(config));
 }
 
 }  // namespace kvstorectl

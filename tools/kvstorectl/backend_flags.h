@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
 #include "kvstore/backend.h"
+#include "kvstore/etcd/etcd_backend.h"
 
 namespace kvstorectl {
 
@@ -19,6 +20,8 @@ struct BackendFlags {
   // Adds --endpoints and --etcd-config to `app`.
   void AddTo(CLI::App& app);
   bool UsesEtcd() const { return !endpoints.empty() || !etcd_config.empty(); }
+  // The etcd configuration the flags describe (--etcd-config, then --endpoints over it).
+  absl::StatusOr<kvstore::etcd::EtcdConfig> EtcdConfig() const;
   // An etcd backend when flags name one, else the process-wide embedded in-memory client.
   absl::StatusOr<std::shared_ptr<kvstore::Backend>> Open() const;
 };

@@ -71,7 +71,9 @@ void Executor::Loop(std::shared_ptr<State> state) {
     if (state->timers.empty()) {
       state->cv.wait(lock);
     } else {
-      state->cv.wait_until(lock, state->timers.begin()->first);
+      // A copy: the timer may be taken by another thread while this one sleeps.
+      const auto next = state->timers.begin()->first;
+      state->cv.wait_until(lock, next);
     }
   }
 }
