@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test test-asan test-tsan clean format
+.PHONY: all deps configure build run test test-asan test-tsan clean format fuzz
 
 all: build
 
@@ -41,6 +41,25 @@ test-tsan: deps
 	@cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j $(JOBS) $(SAN_CTEST_ARGS)
+
+# libFuzzer targets (clang), built in build-fuzz. Each runs FUZZ_SECONDS on a scratch copy of its
+# seed corpus fuzz/corpus/<name>/ (the committed corpus never grows); a crash stops the run and
+# leaves the reproducer in build-fuzz/artifacts/. FUZZERS="a b" builds and runs only those.
+FUZZ_SECONDS ?= 60
+FUZZERS ?= watch_store_fuzzer shared_store_fuzzer workqueue_fuzzer etcd_config_fuzzer
+fuzz: deps
+	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DKVSTORE_FUZZ=ON -DKVSTORE_BUILD_TESTS=OFF -DKVSTORE_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZERS)
+	@mkdir -p build-fuzz/artifacts
+	@set -e; for f in $(FUZZERS); do \
+	  rm -rf build-fuzz/corpus/$$f; mkdir -p build-fuzz/corpus/$$f; \
+	  cp fuzz/corpus/$$f/* build-fuzz/corpus/$$f/; \
+	  echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    build-fuzz/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=120 -print_final_stats=1 \
+	    -artifact_prefix=build-fuzz/artifacts/$$f- build-fuzz/corpus/$$f; \
+	done
 
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

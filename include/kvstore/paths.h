@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
+
 namespace kvstore {
 
 inline constexpr std::string_view kBaseKeyPrefix = "cilium";
@@ -24,6 +26,10 @@ std::string StateToCachePrefix(std::string_view prefix);
 // Joins path parts with single slashes: no doubled separators at the joints, no trailing slash.
 // JoinPath("a/", "/b") == "a/b"; empty parts are skipped.
 std::string JoinPath(std::string_view a, std::string_view b);
+
+// OK when `name` can be joined below a prefix and read back unchanged: not empty, and neither
+// starting nor ending with '/'. InvalidArgument otherwise.
+absl::Status CheckKeyName(std::string_view name);
 
 // cilium/synced/<cluster>/<key>
 std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key);

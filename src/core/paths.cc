@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace kvstore {
 
 std::string GetScopeFromKey(std::string_view key) {
@@ -43,6 +45,16 @@ std::string JoinPath(std::string_view a, std::string_view b) {
   out += '/';
   out.append(b);
   return out;
+}
+
+absl::Status CheckKeyName(std::string_view name) {
+  if (name.empty()) return absl::InvalidArgumentError("key name must not be empty");
+  if (name.front() == '/' || name.back() == '/') {
+    return absl::InvalidArgumentError(absl::StrCat("key name \"",
+                                                   absl::string_view(name.data(), name.size()),
+                                                   "\" must not start or end with '/'"));
+  }
+  return absl::OkStatus();
 }
 
 std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key) {

@@ -120,12 +120,22 @@ class SharedStoreImpl final : public SharedStore {
   void DeleteLocalKey(const Context& ctx, const NamedKey& key) override {
     const std::string name = key.GetKeyName();
     bool was_local;
+    std::shared_ptr<const Key> swallowed;  // shared entry whose delete event was already seen
     absl::Status status;
     {
       std::lock_guard<std::mutex> write_guard(write_mu_);
       {
         std::lock_guard<std::mutex> guard(mu_);
         was_local = local_keys_.erase(name) > 0;
+        if (awaiting_recreate_.erase(name) > 0) {
+          // The kvstore lost this key and its delete event was held back to re-create it; no
+          // other delete event will come, so the shared entry goes now.
+          recreate_requests_.erase(name);
+          if (auto it = shared_keys_.find(name); it != shared_keys_.end()) {
+            swallowed = std::move(it->second);
+            shared_keys_.erase(it);
+          }
+        }
       }
       status = backend_->Delete(ctx, KeyPath(name));
     }
@@ -134,8 +144,10 @@ class SharedStoreImpl final : public SharedStore {
       spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix, name,
                    status.ToString());
     }
-    // The watch reports this delete too (a second OnDelete, as in Cilium).
     NotifyDelete(key);
+    // The watch reports the delete as well (a second OnDelete, as in Cilium); when the watch had
+    // reported it already, that report is delivered here.
+    if (swallowed != nullptr) NotifyDelete(*swallowed);
   }
 
   int NumEntries() const override {
@@ -181,6 +193,7 @@ class SharedStoreImpl final : public SharedStore {
   // REQUIRES: write_mu_ held, so that writes and deletes of one key reach the backend in the
   // order the caller issued them.
   absl::Status WriteKey(const Context& ctx, const Key& key, bool lease) {
+    if (absl::Status name_ok = CheckKeyName(key.GetKeyName()); !name_ok.ok()) return name_ok;
     absl::StatusOr<std::string> value = key.Marshal();
     if (!value.ok()) return value.status();
     absl::StatusOr<bool> written =
@@ -311,6 +324,7 @@ class SharedStoreImpl final : public SharedStore {
         spdlog::warn("shared store {}: local key {} was deleted, re-creating it", config_.prefix,
                      name);
         recreate_requests_.insert(name);
+        awaiting_recreate_.insert(name);
         cv_.notify_all();
         return;
       }
@@ -394,7 +408,10 @@ class SharedStoreImpl final : public SharedStore {
         key = it->second;
       }
       absl::Status status = WriteKey(ctx_, *key, /*lease=*/true);
-      if (!status.ok() && !ctx_.Done()) {
+      if (status.ok()) {
+        std::lock_guard<std::mutex> guard(mu_);
+        awaiting_recreate_.erase(name);  // its create event follows
+      } else if (!ctx_.Done()) {
         spdlog::warn("shared store {}: unable to synchronize local key {}: {}", config_.prefix,
                      name, status.ToString());
       }
@@ -430,6 +447,9 @@ class SharedStoreImpl final : public SharedStore {
   std::map<std::string, std::shared_ptr<const LocalKey>> local_keys_;
   std::map<std::string, std::shared_ptr<const Key>> shared_keys_;
   std::set<std::string> recreate_requests_;  // deleted local keys for the sync thread to write
+  // Local keys deleted in the kvstore and not written again yet: their delete events were
+  // swallowed, so their shared entries stay until the re-create or until DeleteLocalKey.
+  std::set<std::string> awaiting_recreate_;
 
   // Used by the event thread only.
   std::map<std::string, PendingDelete> pending_deletes_;

@@ -39,6 +39,14 @@ TEST(PathsTest, JoinPathUsesSingleSlashes) {
   EXPECT_EQ(JoinPath("a", "b/c"), "a/b/c");
 }
 
+TEST(PathsTest, CheckKeyNameRejectsNamesThatJoiningWouldChange) {
+  EXPECT_TRUE(CheckKeyName("node1").ok());
+  EXPECT_TRUE(CheckKeyName("default/node1").ok());
+  EXPECT_EQ(CheckKeyName("").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckKeyName("/a").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(CheckKeyName("a/").code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(PathsTest, SyncedKeyPath) {
   EXPECT_EQ(SyncedKeyPath("c1", "cilium/state/nodes/v1"), "cilium/synced/c1/cilium/state/nodes/v1");
 }

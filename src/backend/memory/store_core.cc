@@ -403,9 +403,9 @@ void StoreCore::CommitLocked(std::vector<Change> changes) {
 
   for (auto& [id, watch] : watches_) {
     if (watch->finished) continue;
-    const bool matches =
-        std::any_of(entry.changes.begin(), entry.changes.end(),
-                    [&](const Change& change) { return HasPrefix(change.key, watch->prefix); });
+    const bool matches = std::any_of(
+        entry.changes.begin(), entry.changes.end(),
+        [&prefix = watch->prefix](const Change& change) { return HasPrefix(change.key, prefix); });
     if (matches) {
       watch->cv.notify_all();
     } else if (watch->next_revision == revision) {
