@@ -1,0 +1,642 @@
+// End-to-end tests of `kvstorectl agent` and `kvstorectl mesh`: the built binary runs against real
+// etcd members started by the fixture, is watched through its stdout and stderr, and is stopped
+// with SIGTERM as a user would.
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "kvstore/backend.h"
+#include "kvstore/etcd/etcd_backend.h"
+#include "nlohmann/json.hpp"
+#include "tests/support/etcd_fixture.h"
+#include "tests/tools/tool_runner.h"
+
+namespace kvstore::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+// Generous: only a broken tool (or a stuck etcd) ever waits this long.
+constexpr auto kTimeout = 30s;
+
+bool Eventually(const std::function<bool()>& condition,
+                std::chrono::milliseconds timeout = kTimeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// kvstorectl running in the background, its stdout and stderr collected line by line.
+class RunningTool {
+ public:
+  explicit RunningTool(const std::vector<std::string>& args) {
+    std::vector<std::string> storage = {KVSTORECTL_PATH};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& arg : storage) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls until exec.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+      dup2(out[1], STDOUT_FILENO);
+      dup2(err[1], STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    if (pid_ < 0) {
+      close(out[0]);
+      close(err[0]);
+      return;
+    }
+    readers_.emplace_back([this, fd = out[0]] { Read(fd, stdout_); });
+    readers_.emplace_back([this, fd = err[0]] { Read(fd, stderr_); });
+  }
+
+  RunningTool(const RunningTool&) = delete;
+  RunningTool& operator=(const RunningTool&) = delete;
+
+  ~RunningTool() {
+    if (pid_ > 0 && !exit_code_) {
+      kill(pid_, SIGKILL);
+      Wait(kTimeout);
+    }
+    for (auto& reader : readers_) reader.join();
+  }
+
+  bool Started() const { return pid_ > 0; }
+
+  // Waits for a stdout line matching `match`; returns it.
+  std::optional<std::string> AwaitLine(const std::function<bool(const std::string&)>& match,
+                                       std::chrono::milliseconds timeout = kTimeout) {
+    return Await(stdout_, match, timeout);
+  }
+  std::optional<std::string> AwaitLine(const std::string& exact,
+                                       std::chrono::milliseconds timeout = kTimeout) {
+    return AwaitLine([&](const std::string& line) { return line == exact; }, timeout);
+  }
+  std::optional<std::string> AwaitStderr(const std::function<bool(const std::string&)>& match,
+                                         std::chrono::milliseconds timeout = kTimeout) {
+    return Await(stderr_, match, timeout);
+  }
+
+  size_t CountLines(const std::function<bool(const std::string&)>& match) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t count = 0;
+    for (const auto& line : stdout_) count += match(line) ? 1 : 0;
+    return count;
+  }
+
+  void Signal(int signal) {
+    if (pid_ > 0) kill(pid_, signal);
+  }
+
+  // The exit code, or nullopt if it did not exit normally within `timeout`.
+  std::optional<int> Wait(std::chrono::milliseconds timeout = kTimeout) {
+    if (exit_code_) return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      int status = 0;
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
+      }
+      if (r < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+  // Everything printed so far, for failure messages.
+  std::string Transcript() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string text = "--- stdout\n";
+    for (const auto& line : stdout_) text += line + "\n";
+    text += "--- stderr\n";
+    for (const auto& line : stderr_) text += line + "\n";
+    return text;
+  }
+
+ private:
+  void Read(int fd, std::vector<std::string>& lines) {
+    std::string partial;
+    char buffer[4096];
+    while (true) {
+      ssize_t n = read(fd, buffer, sizeof(buffer));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      partial.append(buffer, static_cast<size_t>(n));
+      std::lock_guard<std::mutex> lock(mu_);
+      for (size_t newline; (newline = partial.find('\n')) != std::string::npos;) {
+        lines.push_back(partial.substr(0, newline));
+        partial.erase(0, newline + 1);
+      }
+      cv_.notify_all();
+    }
+    close(fd);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!partial.empty()) lines.push_back(partial);
+    cv_.notify_all();
+  }
+
+  std::optional<std::string> Await(const std::vector<std::string>& lines,
+                                   const std::function<bool(const std::string&)>& match,
+                                   std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    size_t checked = 0;
+    std::optional<std::string> found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (; checked < lines.size(); ++checked) {
+        if (match(lines[checked])) {
+          found = lines[checked];
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+
+  pid_t pid_ = -1;
+  std::optional<int> exit_code_;
+  std::vector<std::thread> readers_;
+  std::mutex mu_;  // guards stdout_ and stderr_
+  std::condition_variable cv_;
+  std::vector<std::string> stdout_, stderr_;
+};
+
+std::unique_ptr<EtcdCluster> StartEtcd() {
+  auto cluster = EtcdCluster::Start();
+  EXPECT_TRUE(cluster.ok()) << cluster.status();
+  return cluster.ok() ? *std::move(cluster) : nullptr;
+}
+
+std::shared_ptr<Backend> Connect(const EtcdCluster& cluster) {
+  auto backend = etcd::NewEtcdBackend(cluster.ClientConfig());
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  return backend.ok() ? *backend : nullptr;
+}
+
+std::optional<std::string> GetValue(Backend& backend, const std::string& key) {
+  auto value = backend.Get(Context::Background(), key);
+  if (!value.ok()) {
+    ADD_FAILURE() << "Get " << key << ": " << value.status();
+    return std::nullopt;
+  }
+  return *value;
+}
+
+bool HasKey(Backend& backend, const std::string& key) { return GetValue(backend, key).has_value(); }
+
+// The port from the stderr line "... metrics listening on 127.0.0.1:PORT".
+std::optional<int> MetricsPort(RunningTool& tool) {
+  static constexpr std::string_view kListening = "metrics listening on 127.0.0.1:";
+  auto line = tool.AwaitStderr(
+      [](const std::string& l) { return l.find(kListening) != std::string::npos; });
+  if (!line) return std::nullopt;
+  size_t at = line->find(kListening) + kListening.size();
+  size_t end = line->find_first_not_of("0123456789", at);
+  std::string digits = line->substr(at, end == std::string::npos ? end : end - at);
+  if (digits.empty()) return std::nullopt;
+  return std::stoi(digits);
+}
+
+struct Sample {
+  std::string name;
+  std::string labels;  // the text between the braces
+  double value = 0;
+};
+
+// Scrapes /metrics with curl and parses the samples of the text exposition format
+// (`name{labels} value` or `name value`).
+std::vector<Sample> Scrape(int port) {
+  CommandResult result = RunCommand(
+      {"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  std::vector<Sample> samples;
+  for (const std::string& line : Lines(result.output)) {
+    if (line.empty() || line[0] == '#') continue;
+    size_t value_at = line.rfind(' ');
+    if (value_at == std::string::npos) continue;
+    Sample sample;
+    std::string head = line.substr(0, value_at);
+    if (size_t brace = head.find('{'); brace != std::string::npos && head.ends_with('}')) {
+      sample.name = head.substr(0, brace);
+      sample.labels = head.substr(brace + 1, head.size() - brace - 2);
+    } else {
+      sample.name = head;
+    }
+    try {
+      sample.value = std::stod(line.substr(value_at + 1));
+    } catch (const std::exception&) {
+      continue;
+    }
+    samples.push_back(std::move(sample));
+  }
+  return samples;
+}
+
+// --- agent --------------------------------------------------------------------------------------
+
+constexpr char kAgentPrefix[] = "cilium/state/agents/v1";
+
+std::vector<std::string> AgentArgs(const EtcdCluster& etcd, const std::string& name,
+                                   std::vector<std::string> extra) {
+  std::vector<std::string> args = {
+      "--log-level", "info", "agent",    "--endpoints", etcd.ClientEndpoint(0),
+      "--name",      name,   "--prefix", kAgentPrefix};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+TEST(AgentTest, TwoAgentsSeeEachOtherAndTakeTheirKeysAlongWhenTheyLeave) {
+  auto etcd = StartEtcd();
+  ASSERT_NE(etcd, nullptr);
+  auto client = Connect(*etcd);
+  ASSERT_NE(client, nullptr);
+
+  RunningTool alice(AgentArgs(*etcd, "alice",
+                              {"--key", "alice/ip", "--value", "10.0.0.1", "-o", "json",
+                               "--metrics-listen", "127.0.0.1:0"}));
+  RunningTool bob(AgentArgs(*etcd, "bob", {"--key", "bob/ip", "--value", "10.0.0.2"}));
+  ASSERT_TRUE(alice.Started() && bob.Started());
+
+  auto is_json_event = [](const std::string& event, const std::string& key,
+                          std::optional<std::string> value = std::nullopt) {
+    return [=](const std::string& line) {
+      auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || j.value("agent", "") != "alice" || j.value("event", "") != event ||
+          j.value("key", "") != key) {
+        return false;
+      }
+      return !value || j.value("value", "") == *value;
+    };
+  };
+  // Each sees its own key and the other's.
+  EXPECT_TRUE(alice.AwaitLine(is_json_event("update", "bob/ip", "10.0.0.2"))) << alice.Transcript();
+  EXPECT_TRUE(alice.AwaitLine(is_json_event("update", "alice/ip", "10.0.0.1")))
+      << alice.Transcript();
+  EXPECT_TRUE(bob.AwaitLine("update alice/ip 10.0.0.1")) << bob.Transcript();
+  EXPECT_TRUE(bob.AwaitLine("update bob/ip 10.0.0.2")) << bob.Transcript();
+  EXPECT_EQ(GetValue(*client, std::string(kAgentPrefix) + "/alice/ip"), "10.0.0.1");
+
+  // A key deleted from outside is written again by its owner.
+  ASSERT_TRUE(client->Delete(Context::Background(), std::string(kAgentPrefix) + "/bob/ip").ok());
+  EXPECT_TRUE(alice.AwaitLine(is_json_event("delete", "bob/ip"))) << alice.Transcript();
+  EXPECT_TRUE(Eventually([&] { return HasKey(*client, std::string(kAgentPrefix) + "/bob/ip"); }))
+      << bob.Transcript();
+
+  // The agent's metrics endpoint serves the store metrics.
+  std::optional<int> port = MetricsPort(alice);
+  ASSERT_TRUE(port.has_value()) << alice.Transcript();
+  std::vector<Sample> samples = Scrape(*port);
+  auto is_publish_count = [](const Sample& sample) {
+    return sample.name == "cilium_kvstore_operations_duration_seconds_count" &&
+           sample.labels.find("scope=\"agents/v1\"") != std::string::npos &&
+           sample.labels.find("outcome=\"success\"") != std::string::npos &&
+           sample.labels.find("kind=\"set\"") != std::string::npos;
+  };
+  auto publish = std::find_if(samples.begin(), samples.end(), is_publish_count);
+  ASSERT_NE(publish, samples.end()) << "no successful writes recorded";
+  EXPECT_GE(publish->value, 1.0);
+
+  // Bob leaves: his key disappears from etcd and for Alice (her second delete of it; the first
+  // was the outside delete above).
+  bob.Signal(SIGTERM);
+  EXPECT_EQ(bob.Wait(), 0) << bob.Transcript();
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/bob/ip"));
+  EXPECT_TRUE(Eventually([&] { return alice.CountLines(is_json_event("delete", "bob/ip")) == 2; }))
+      << alice.Transcript();
+  EXPECT_TRUE(HasKey(*client, std::string(kAgentPrefix) + "/alice/ip"));
+
+  alice.Signal(SIGTERM);
+  EXPECT_EQ(alice.Wait(), 0) << alice.Transcript();
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/alice/ip"));
+}
+
+TEST(AgentTest, PublishesValueFilesBytesAsTheyAre) {
+  auto etcd = StartEtcd();
+  ASSERT_NE(etcd, nullptr);
+  auto client = Connect(*etcd);
+  ASSERT_NE(client, nullptr);
+  std::string file = etcd->dir() + "/value.bin";
+  {
+    std::FILE* f = std::fopen(file.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("line one\nline two\n", f);
+    std::fclose(f);
+  }
+  RunningTool agent(AgentArgs(*etcd, "carol", {"--key", "carol/config", "--value-file", file}));
+  ASSERT_TRUE(agent.Started());
+  // Text output keeps one record on one line.
+  EXPECT_TRUE(agent.AwaitLine("update carol/config line one\\x0aline two\\x0a"))
+      << agent.Transcript();
+  EXPECT_EQ(GetValue(*client, std::string(kAgentPrefix) + "/carol/config"), "line one\nline two\n");
+  agent.Signal(SIGINT);
+  EXPECT_EQ(agent.Wait(), 0) << agent.Transcript();
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/carol/config"));
+}
+
+TEST(AgentTest, FailsOnAValueEtcdRefusesAndLeavesNothingBehind) {
+  auto etcd = StartEtcd();
+  ASSERT_NE(etcd, nullptr);
+  auto client = Connect(*etcd);
+  ASSERT_NE(client, nullptr);
+  std::string file = etcd->dir() + "/big.bin";
+  {
+    std::FILE* f = std::fopen(file.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::string big(kMaxValueBytes + 1024, 'x');
+    std::fwrite(big.data(), 1, big.size(), f);
+    std::fclose(f);
+  }
+  ToolRun run = RunKvstorectl(AgentArgs(
+      *etcd, "dave",
+      {"--key", "dave/small", "--value", "1", "--key", "dave/big", "--value-file", file}));
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("publishing dave/big"));
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/dave/small"));
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/dave/big"));
+}
+
+// --- mesh ---------------------------------------------------------------------------------------
+
+TEST(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
+  auto source = StartEtcd();
+  auto target = StartEtcd();
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  auto source_client = Connect(*source);
+  auto target_client = Connect(*target);
+  ASSERT_NE(source_client, nullptr);
+  ASSERT_NE(target_client, nullptr);
+  const Context bg;
+
+  const std::string nodes = "cilium/state/nodes/v1/C/";
+  const std::string cached = "cilium/cache/nodes/v1/C/";
+  ASSERT_TRUE(source_client->Update(bg, nodes + "node1", "v1", false).ok());
+  ASSERT_TRUE(source_client->Update(bg, nodes + "node2", "v2", false).ok());
+  // Another cluster's key is not this mirror's business.
+  ASSERT_TRUE(source_client->Update(bg, "cilium/state/nodes/v1/D/other", "x", false).ok());
+
+  RunningTool mesh({"--log-level", "info", "mesh", "--source-endpoints", source->ClientEndpoint(0),
+                    "--target-endpoints", target->ClientEndpoint(0), "--cluster-name", "C",
+                    "--prefix", "cilium/state/nodes/v1", "--prefix", "cilium/state/services/v1",
+                    "--metrics-listen", "127.0.0.1:0"});
+  ASSERT_TRUE(mesh.Started());
+  EXPECT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/C -> cilium/cache/nodes/v1/C keys=2"))
+      << mesh.Transcript();
+  EXPECT_TRUE(
+      mesh.AwaitLine("synced cilium/state/services/v1/C -> cilium/cache/services/v1/C keys=0"))
+      << mesh.Transcript();
+
+  // The first list is mirrored before the canaries are written.
+  EXPECT_EQ(GetValue(*target_client, cached + "node1"), "v1");
+  EXPECT_EQ(GetValue(*target_client, cached + "node2"), "v2");
+  EXPECT_TRUE(HasKey(*target_client, "cilium/synced/C/cilium/cache/nodes/v1"));
+  EXPECT_TRUE(HasKey(*target_client, "cilium/synced/C/cilium/cache/services/v1"));
+  auto cache = target_client->ListPrefix(bg, "cilium/cache/");
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  EXPECT_EQ(cache->size(), 2u);
+
+  // Metrics of the mirror's stores are served.
+  std::optional<int> port = MetricsPort(mesh);
+  ASSERT_TRUE(port.has_value()) << mesh.Transcript();
+  std::vector<Sample> samples = Scrape(*port);
+  auto sample_value = [&](const std::string& name, const std::vector<std::string>& labels) {
+    for (const Sample& sample : samples) {
+      if (sample.name != name) continue;
+      bool all = true;
+      for (const auto& label : labels) all = all && sample.labels.find(label) != std::string::npos;
+      if (all) return std::optional<double>(sample.value);
+    }
+    return std::optional<double>();
+  };
+  EXPECT_EQ(sample_value("cilium_kvstore_initial_sync_completed",
+                         {"scope=\"nodes/v1\"", "source_cluster=\"C\"", "action=\"write\""}),
+            1.0);
+  EXPECT_EQ(sample_value("cilium_kvstore_initial_sync_completed",
+                         {"scope=\"nodes/v1\"", "source_cluster=\"C\"", "action=\"read\""}),
+            1.0);
+
+  // Live changes and deletes are mirrored.
+  ASSERT_TRUE(source_client->Update(bg, nodes + "node1", "v1b", false).ok());
+  ASSERT_TRUE(source_client->Update(bg, nodes + "node3", "v3", false).ok());
+  ASSERT_TRUE(source_client->Delete(bg, nodes + "node2").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return GetValue(*target_client, cached + "node1") == "v1b" &&
+           HasKey(*target_client, cached + "node3") && !HasKey(*target_client, cached + "node2");
+  })) << mesh.Transcript();
+
+  // The source restarts: the mirror goes on.
+  ASSERT_TRUE(source->StopMember(0).ok());
+  ASSERT_TRUE(source->StartMember(0).ok());
+  EXPECT_TRUE(
+      Eventually([&] { return source_client->Update(bg, nodes + "node4", "v4", false).ok(); }));
+  ASSERT_TRUE(source_client->Delete(bg, nodes + "node3").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return GetValue(*target_client, cached + "node4") == "v4" &&
+           !HasKey(*target_client, cached + "node3");
+  })) << mesh.Transcript();
+
+  // The target restarts: the mirror goes on.
+  ASSERT_TRUE(target->StopMember(0).ok());
+  ASSERT_TRUE(target->StartMember(0).ok());
+  ASSERT_TRUE(source_client->Update(bg, nodes + "node5", "v5", false).ok());
+  EXPECT_TRUE(Eventually([&] { return GetValue(*target_client, cached + "node5") == "v5"; }))
+      << mesh.Transcript();
+  EXPECT_EQ(GetValue(*target_client, cached + "node1"), "v1b");
+  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/C/D/other"));
+  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/D/other"));
+
+  mesh.Signal(SIGTERM);
+  EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
+}
+
+TEST(MeshTest, DeletesKeysThatVanishedWhileTheSourceWasUnreachable) {
+  auto source = StartEtcd();
+  auto target = StartEtcd();
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  auto source_client = Connect(*source);
+  auto target_client = Connect(*target);
+  ASSERT_NE(source_client, nullptr);
+  ASSERT_NE(target_client, nullptr);
+  const Context bg;
+  const std::string nodes = "cilium/state/nodes/v1/C/";
+  const std::string cached = "cilium/cache/nodes/v1/C/";
+  ASSERT_TRUE(source_client->Update(bg, nodes + "stays", "1", false).ok());
+  ASSERT_TRUE(source_client->Update(bg, nodes + "vanishes", "1", false).ok());
+
+  auto port = source->ClientEndpoint(0).substr(source->ClientEndpoint(0).rfind(':') + 1);
+  TcpProxy proxy(std::stoi(port));
+  RunningTool mesh({"--log-level", "info", "mesh", "--source-endpoints", proxy.Endpoint(),
+                    "--target-endpoints", target->ClientEndpoint(0), "--cluster-name", "C",
+                    "--prefix", "cilium/state/nodes/v1"});
+  ASSERT_TRUE(mesh.Started());
+  ASSERT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/C -> cilium/cache/nodes/v1/C keys=2"))
+      << mesh.Transcript();
+
+  // While the mesh cannot reach the source, a key goes away and the history is compacted: the
+  // mirror learns of it only by listing again.
+  proxy.Cut();
+  ASSERT_TRUE(source_client->Delete(bg, nodes + "vanishes").ok());
+  ASSERT_TRUE(source_client->Update(bg, nodes + "appears", "1", false).ok());
+  ASSERT_TRUE(source->Compact().ok());
+  proxy.Restore();
+
+  EXPECT_TRUE(Eventually([&] {
+    return !HasKey(*target_client, cached + "vanishes") &&
+           HasKey(*target_client, cached + "appears");
+  })) << mesh.Transcript();
+  EXPECT_TRUE(HasKey(*target_client, cached + "stays"));
+  mesh.Signal(SIGTERM);
+  EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
+}
+
+TEST(MeshTest, ReportsSyncInJson) {
+  auto source = StartEtcd();
+  auto target = StartEtcd();
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  auto source_client = Connect(*source);
+  ASSERT_NE(source_client, nullptr);
+  ASSERT_TRUE(
+      source_client->Update(Context(), "cilium/state/identities/v1/id/1234", "labels", false).ok());
+  RunningTool mesh({"mesh", "--source-endpoints", source->ClientEndpoint(0), "--target-endpoints",
+                    target->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
+                    "cilium/state/identities/v1=cilium/state/identities/v1/id", "-o", "json"});
+  ASSERT_TRUE(mesh.Started());
+  auto line = mesh.AwaitLine([](const std::string& l) { return l.starts_with("{"); });
+  ASSERT_TRUE(line.has_value()) << mesh.Transcript();
+  auto j = nlohmann::json::parse(*line);
+  EXPECT_EQ(j["event"], "synced");
+  EXPECT_EQ(j["source"], "cilium/state/identities/v1/id");
+  EXPECT_EQ(j["target"], "cilium/cache/identities/v1/C");
+  EXPECT_EQ(j["canary"], "cilium/synced/C/cilium/cache/identities/v1");
+  EXPECT_EQ(j["keys"], 1);
+  auto target_client = Connect(*target);
+  ASSERT_NE(target_client, nullptr);
+  EXPECT_EQ(GetValue(*target_client, "cilium/cache/identities/v1/C/1234"), "labels");
+  mesh.Signal(SIGTERM);
+  EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
+}
+
+TEST(MeshTest, WaitsForTheSourceCanaryWhenAsked) {
+  auto source = StartEtcd();
+  auto target = StartEtcd();
+  ASSERT_NE(source, nullptr);
+  ASSERT_NE(target, nullptr);
+  auto source_client = Connect(*source);
+  auto target_client = Connect(*target);
+  ASSERT_NE(source_client, nullptr);
+  ASSERT_NE(target_client, nullptr);
+  const Context bg;
+  ASSERT_TRUE(source_client->Update(bg, "cilium/state/services/v1/C/default/web", "1", false).ok());
+  ASSERT_TRUE(source_client->Update(bg, "cilium/state/nodes/v1/C/node1", "1", false).ok());
+  RunningTool mesh({"mesh", "--source-endpoints", source->ClientEndpoint(0), "--target-endpoints",
+                    target->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
+                    "cilium/state/services/v1", "--prefix", "cilium/state/nodes/v1",
+                    "--wait-source-synced"});
+  ASSERT_TRUE(mesh.Started());
+
+  // Only the prefix whose source canary exists is mirrored.
+  ASSERT_TRUE(
+      source_client->Update(bg, "cilium/synced/C/cilium/state/services/v1", "now", false).ok());
+  EXPECT_TRUE(
+      mesh.AwaitLine("synced cilium/state/services/v1/C -> cilium/cache/services/v1/C keys=1"))
+      << mesh.Transcript();
+  EXPECT_EQ(GetValue(*target_client, "cilium/cache/services/v1/C/default/web"), "1");
+  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/C/node1"));
+  EXPECT_FALSE(HasKey(*target_client, "cilium/synced/C/cilium/cache/nodes/v1"));
+
+  ASSERT_TRUE(
+      source_client->Update(bg, "cilium/synced/C/cilium/state/nodes/v1", "now", false).ok());
+  EXPECT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/C -> cilium/cache/nodes/v1/C keys=1"))
+      << mesh.Transcript();
+  EXPECT_EQ(GetValue(*target_client, "cilium/cache/nodes/v1/C/node1"), "1");
+  mesh.Signal(SIGTERM);
+  EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
+}
+
+// --- usage errors -------------------------------------------------------------------------------
+
+struct BadUsage {
+  std::vector<std::string> args;
+  std::string message;
+};
+
+TEST(UsageTest, BadFlagsGiveAClearErrorAndExitCode2) {
+  const std::vector<BadUsage> cases = {
+      {{"agent", "--prefix", "p"}, "--name is required"},
+      {{"agent", "--name", "a"}, "--prefix is required"},
+      {{"agent", "--name", "a", "--prefix", "p", "--value", "x"}, "must follow a --key"},
+      {{"agent", "--name", "a", "--prefix", "p", "--key", "k"}, "needs a --value or --value-file"},
+      {{"agent", "--name", "a", "--prefix", "p", "--key", "k", "--value", "1", "--key", "k",
+        "--value", "2"},
+       "given twice"},
+      {{"agent", "--name", "a", "--prefix", "p", "--key", "/k", "--value", "1"},
+       "invalid key name"},
+      {{"agent", "--name", "a", "--prefix", "p", "--metrics-listen", "nowhere"},
+       "invalid listen address"},
+      {{"agent", "--name", "a", "--prefix", "p", "--no-such-flag"}, "--no-such-flag"},
+      {{"mesh", "--cluster-name", "C", "--prefix", "cilium/state/nodes/v1", "--target-endpoints",
+        "127.0.0.1:1"},
+       "mesh needs a source"},
+      {{"mesh", "--cluster-name", "C", "--prefix", "cilium/state/nodes/v1", "--source-endpoints",
+        "127.0.0.1:1"},
+       "mesh needs a target"},
+      {{"mesh", "--cluster-name", "C", "--prefix", "other/nodes", "--source-endpoints",
+        "127.0.0.1:1", "--target-endpoints", "127.0.0.1:2"},
+       "is not under cilium/state/"},
+      {{"mesh", "--cluster-name", "a/b", "--prefix", "cilium/state/nodes/v1", "--source-endpoints",
+        "127.0.0.1:1", "--target-endpoints", "127.0.0.1:2"},
+       "--cluster-name"},
+      {{"mesh", "--prefix", "cilium/state/nodes/v1", "--source-endpoints", "127.0.0.1:1",
+        "--target-endpoints", "127.0.0.1:2"},
+       "--cluster-name is required"},
+      {{"mesh", "--endpoints", "127.0.0.1:1", "--cluster-name", "C", "--prefix",
+        "cilium/state/nodes/v1", "--source-endpoints", "127.0.0.1:1", "--target-endpoints",
+        "127.0.0.1:2"},
+       "do not apply"},
+      {{"mesh", "--cluster-name", "C", "--prefix", "cilium/state/nodes/v1", "--source-etcd-config",
+        "/nonexistent/etcd.yaml", "--target-endpoints", "127.0.0.1:2"},
+       "/nonexistent/etcd.yaml"},
+  };
+  for (const BadUsage& usage : cases) {
+    ToolRun run = RunKvstorectl(usage.args);
+    std::string command = ::testing::PrintToString(usage.args);
+    EXPECT_EQ(run.exit_code, 2) << command << "\n" << run.err;
+    EXPECT_THAT(run.err, HasSubstr(usage.message)) << command;
+    EXPECT_EQ(run.out, "") << command;
+  }
+}
+
+}  // namespace
+}  // namespace kvstore::testing

@@ -1,0 +1,128 @@
+#include "agent_mesh_support.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <iostream>
+
+#include "spdlog/sinks/sink.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstorectl {
+
+void Announce(const std::string& message) {
+  auto logger = spdlog::default_logger();
+  if (!logger || logger->level() == spdlog::level::off) return;
+  if (logger->should_log(spdlog::level::info)) {
+    logger->info(message);
+    return;
+  }
+  // Straight to the sinks: they format the line as every other one (text or JSON).
+  spdlog::details::log_msg msg(logger->name(), spdlog::level::info, message);
+  for (auto& sink : logger->sinks()) {
+    sink->log(msg);
+    sink->flush();
+  }
+}
+
+absl::StatusOr<std::string> NormalizeListenAddress(std::string_view listen) {
+  std::string_view host;
+  std::string_view port = listen;
+  if (listen.starts_with('[')) {  // [ipv6]:port
+    size_t close = listen.find("]:");
+    if (close == std::string_view::npos) {
+      return absl::InvalidArgumentError("invalid listen address \"" + std::string(listen) +
+                                        "\": expected [IPv6]:PORT");
+    }
+    host = listen.substr(0, close + 1);
+    port = listen.substr(close + 2);
+  } else if (size_t colon = listen.rfind(':'); colon != std::string_view::npos) {
+    host = listen.substr(0, colon);
+    port = listen.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return absl::InvalidArgumentError("invalid listen address \"" + std::string(listen) +
+                                        "\": write IPv6 hosts as [ADDRESS]:PORT");
+    }
+  }
+  int number = -1;
+  auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (port.empty() || error != std::errc() || end != port.data() + port.size() || number < 0 ||
+      number > 65535) {
+    return absl::InvalidArgumentError("invalid listen address \"" + std::string(listen) +
+                                      "\": expected HOST:PORT with a port from 0 to 65535");
+  }
+  if (host.empty()) host = "127.0.0.1";
+  return std::string(host) + ":" + std::to_string(number);
+}
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(std::string_view listen) {
+  auto address = NormalizeListenAddress(listen);
+  if (!address.ok()) return address.status();
+  auto server = MetricsServer::Start(*address);
+  if (!server.ok()) return server.status();
+  std::string host = address->substr(0, address->rfind(':'));
+  Announce("metrics listening on " + host + ":" + std::to_string((*server)->Port()));
+  return server;
+}
+
+std::string EscapeForLine(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size());
+  for (char c : bytes) {
+    auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string DumpJsonLine(const nlohmann::json& object) {
+  return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Output::Output() : interactive_(isatty(STDOUT_FILENO) != 0) {}
+
+void Output::EraseProgressLocked() {
+  if (!progress_.empty()) std::cout << "\r\033[K";
+}
+
+void Output::PrintLine(std::string_view line) {
+  std::lock_guard<std::mutex> lock(mu_);
+  EraseProgressLocked();
+  std::cout << line << '\n';
+  if (!progress_.empty()) std::cout << progress_;
+  std::cout.flush();
+}
+
+void Output::SetProgress(std::string_view progress) {
+  if (!interactive_) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (progress == progress_) return;
+  EraseProgressLocked();
+  progress_ = progress;
+  std::cout << progress_;
+  std::cout.flush();
+}
+
+void Output::ClearProgress() {
+  std::lock_guard<std::mutex> lock(mu_);
+  EraseProgressLocked();
+  progress_.clear();
+  std::cout.flush();
+}
+
+std::chrono::milliseconds Backoff::Next() {
+  std::chrono::milliseconds wait = base_;
+  for (int i = 0; i < attempts_ && wait < max_; ++i) wait *= 2;
+  if (attempts_ < 64) ++attempts_;
+  return std::min(wait, max_);
+}
+
+}  // namespace kvstorectl
