@@ -8,8 +8,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +38,14 @@ struct BackendStatus {
 // Largest value (and request) a backend accepts: etcd's default request limit.
 inline constexpr size_t kMaxValueBytes = 1536 * 1024;
 
+// One write of a batch (SyncStoreBackend::ApplyBatch): an Update, or a Delete when `value` is
+// nullopt. The views must stay valid for the call.
+struct WriteOp {
+  std::string_view key;
+  std::optional<std::string_view> value;
+  bool lease = false;
+};
+
 // What SyncStore needs of a backend.
 class SyncStoreBackend {
  public:
@@ -49,6 +59,23 @@ class SyncStoreBackend {
   // a null `fn` removes it. Callbacks run on a backend thread.
   virtual void RegisterLeaseExpiredObserver(std::string_view prefix,
                                             std::function<void(std::string_view key)> fn) = 0;
+
+  // Optional batching (an addition to the interface; backends that do not override it are
+  // written one key at a time). The most operations ApplyBatch should be given at once; SyncStore
+  // batches only when this is above 1.
+  virtual size_t MaxBatchOps() const { return 1; }
+  // Applies `ops` (distinct keys) with the semantics of Update/Delete each, returning one status
+  // per op in order. A backend may apply them in one request; an op that failed may or may not
+  // have been written, like a failed Update. The default applies them one by one.
+  virtual std::vector<absl::Status> ApplyBatch(const Context& ctx, std::span<const WriteOp> ops) {
+    std::vector<absl::Status> results;
+    results.reserve(ops.size());
+    for (const WriteOp& op : ops) {
+      results.push_back(op.value.has_value() ? Update(ctx, op.key, *op.value, op.lease)
+                                             : Delete(ctx, op.key));
+    }
+    return results;
+  }
 };
 
 // What WatchStore needs of a backend.

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -49,6 +50,15 @@ class Watcher {
   // Producer: no more events. Buffered events are still delivered. Idempotent.
   void Close();
 
+  // Producer, non-blocking: queues `ev` (moving from it) when there is room now and returns true;
+  // otherwise returns false and leaves `ev` as it was (full, stopped or closed).
+  bool TryEmit(KeyValueEvent& ev);
+  // Producer: runs `fn` once as soon as the channel is at most half full (capacity / 2 events
+  // or fewer) or is stopped or closed: at once (on this thread) when it already is, else on the
+  // thread that made room (a consumer taking an event) or stopped or closed it, outside the
+  // channel's lock. `fn` must not block. One hook is kept: a later call replaces one not yet run.
+  void NotifyWhenSpace(std::function<void()> fn);
+
   // Consumer: the next event, blocking; nullopt once closed and drained.
   std::optional<KeyValueEvent> Next();
   // Consumer: like Next, but nullopt also when nothing arrived within `timeout`.
@@ -79,6 +89,12 @@ class Watcher {
   bool closed_ = false;
   bool stopped_ = false;
   std::function<void()> stop_hook_;
+  std::function<void()> space_hook_;
+
+  // The space hook, taken when it is due. REQUIRES: mu_ held.
+  std::function<void()> TakeSpaceHookLocked();
+  // Hands out the front event after a wait; runs a due space hook outside the lock.
+  std::optional<KeyValueEvent> PopLocked(std::unique_lock<std::mutex>& lock);
 };
 
 }  // namespace kvstore

@@ -35,9 +35,55 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
 }
 
 void Watcher::Close() {
+  std::function<void()> hook;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    closed_ = true;
+    cv_.notify_all();
+    hook = TakeSpaceHookLocked();
+  }
+  if (hook) hook();
+}
+
+bool Watcher::TryEmit(KeyValueEvent& ev) {
   std::lock_guard<std::mutex> guard(mu_);
-  closed_ = true;
+  if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
+  buffer_.push_back(std::move(ev));
   cv_.notify_all();
+  return true;
+}
+
+void Watcher::NotifyWhenSpace(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    space_hook_ = std::move(fn);
+    fn = TakeSpaceHookLocked();
+  }
+  if (fn) fn();
+}
+
+std::function<void()> Watcher::TakeSpaceHookLocked() {
+  std::function<void()> hook;
+  // Half empty rather than one free slot: the producer then hands over a batch per wake-up
+  // instead of one event each time the consumer takes one.
+  if (space_hook_ && (stopped_ || closed_ || buffer_.size() <= capacity_ / 2)) {
+    hook = std::move(space_hook_);
+    space_hook_ = nullptr;
+  }
+  return hook;
+}
+
+std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lock) {
+  if (buffer_.empty() || stopped_) return std::nullopt;
+  KeyValueEvent ev = std::move(buffer_.front());
+  buffer_.pop_front();
+  cv_.notify_all();
+  std::function<void()> hook = TakeSpaceHookLocked();
+  if (hook) {
+    lock.unlock();
+    hook();
+  }
+  return ev;
 }
 
 std::optional<KeyValueEvent> Watcher::Next() { return Next(Context::Background()); }
@@ -45,25 +91,18 @@ std::optional<KeyValueEvent> Watcher::Next() { return Next(Context::Background()
 std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
-  if (buffer_.empty() || stopped_) return std::nullopt;
-  KeyValueEvent ev = std::move(buffer_.front());
-  buffer_.pop_front();
-  cv_.notify_all();
-  return ev;
+  return PopLocked(lock);
 }
 
 std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !buffer_.empty() || closed_ || stopped_; });
-  if (buffer_.empty() || stopped_) return std::nullopt;
-  KeyValueEvent ev = std::move(buffer_.front());
-  buffer_.pop_front();
-  cv_.notify_all();
-  return ev;
+  return PopLocked(lock);
 }
 
 void Watcher::Stop() {
   std::function<void()> hook;
+  std::function<void()> space_hook;
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (!stopped_) {
@@ -72,8 +111,10 @@ void Watcher::Stop() {
       hook = std::move(stop_hook_);
       stop_hook_ = nullptr;
       cv_.notify_all();
+      space_hook = TakeSpaceHookLocked();
     }
   }
+  if (space_hook) space_hook();
   if (hook) hook();
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return closed_; });

@@ -76,7 +76,19 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     // Workers return once `ctx` is done (Get(ctx) then hands out nothing more).
     std::vector<std::thread> workers;
     workers.reserve(workers_);
+    const size_t max_batch = backend_ ? backend_->MaxBatchOps() : 1;
     for (unsigned i = 0; i < workers_; ++i) {
+      if (max_batch > 1) {
+        workers.emplace_back([this, ctx, max_batch] {
+          while (true) {
+            std::vector<std::string> items = queue_.GetBatch(ctx, max_batch);
+            if (items.empty()) break;
+            ProcessBatch(ctx, items);
+            for (const std::string& item : items) queue_.Done(item);
+          }
+        });
+        continue;
+      }
       workers.emplace_back([this, ctx] {
         while (std::optional<std::string> item = queue_.Get(ctx)) {
           Process(ctx, *item);
@@ -98,6 +110,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
   absl::Status UpsertKey(const Key& key) {
     std::string name = key.GetKeyName();
+    if (absl::Status name_ok = CheckKeyName(name); !name_ok.ok()) return name_ok;
     absl::StatusOr<std::string> value = key.Marshal();
     if (!value.ok()) {
       return absl::Status(value.status().code(), absl::StrCat("failed marshaling key \"", name,
@@ -178,6 +191,51 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     }
   }
 
+  // Writes several keys with one backend request. The synced key, when among them, is written
+  // last and on its own: it must follow every earlier key, which its pending check decides.
+  void ProcessBatch(const Context& ctx, const std::vector<std::string>& items) {
+    struct Pending {
+      const std::string* name;
+      std::string path;
+      std::optional<std::string> value;
+      uint64_t change;
+    };
+    std::vector<Pending> pending;
+    pending.reserve(items.size());
+    bool synced_key = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::string& item : items) {
+        if (item == synced_key_) {
+          synced_key = true;
+          continue;
+        }
+        auto it = keys_.find(item);
+        if (it == keys_.end()) continue;  // its delete was written already
+        pending.push_back(Pending{&item, std::string(), it->second.value, it->second.change});
+      }
+    }
+    if (!pending.empty()) {
+      std::vector<WriteOp> ops;
+      ops.reserve(pending.size());
+      for (Pending& p : pending) {
+        p.path = JoinPath(prefix_, *p.name);
+        ops.push_back(WriteOp{
+            p.path, p.value.has_value() ? std::optional<std::string_view>(*p.value) : std::nullopt,
+            with_lease_});
+      }
+      std::vector<absl::Status> results = backend_->ApplyBatch(ctx, ops);
+      for (size_t i = 0; i < pending.size(); ++i) {
+        absl::Status status = i < results.size()
+                                  ? results[i]
+                                  : absl::InternalError("backend returned too few batch results");
+        WriteDone(*pending[i].name, pending[i].path, pending[i].value.has_value(),
+                  pending[i].change, status);
+      }
+    }
+    if (synced_key) WriteSyncedKey(ctx);
+  }
+
   void WriteKey(const Context& ctx, const std::string& name) {
     std::optional<std::string> value;
     uint64_t change;
@@ -193,9 +251,15 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     absl::Status status = !backend_           ? NoBackend()
                           : value.has_value() ? backend_->Update(ctx, path, *value, with_lease_)
                                               : backend_->Delete(ctx, path);
+    WriteDone(name, path, value.has_value(), change, status);
+  }
+
+  // Records the outcome of writing change number `change` of `name` (an upsert when `upsert`).
+  void WriteDone(const std::string& name, const std::string& path, bool upsert, uint64_t change,
+                 const absl::Status& status) {
     if (!status.ok()) {
-      spdlog::warn("Failed {} key {} in kvstore, retrying: {}",
-                   value.has_value() ? "upserting" : "deleting", path, status.ToString());
+      spdlog::warn("Failed {} key {} in kvstore, retrying: {}", upsert ? "upserting" : "deleting",
+                   path, status.ToString());
       Failed(name);
       return;
     }
@@ -203,7 +267,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
     std::lock_guard<std::mutex> lock(mu_);
     auto it = keys_.find(name);
-    if (!value.has_value() && it != keys_.end() && it->second.change == change) keys_.erase(it);
+    if (!upsert && it != keys_.end() && it->second.change == change) keys_.erase(it);
     auto pending = pending_sync_.find(name);
     if (pending != pending_sync_.end() && change >= pending->second) {
       pending_sync_.erase(pending);

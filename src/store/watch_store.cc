@@ -15,8 +15,9 @@
 namespace kvstore::store {
 namespace {
 
-// Room for a burst of events between the backend's thread and the observer.
-constexpr size_t kWatcherCapacity = 128;
+// Room for a burst of events between the backend's thread and the observer; large enough that
+// the backend hands over events in batches rather than one per wake-up.
+constexpr size_t kWatcherCapacity = 1024;
 
 class RestartableWatchStore final : public WatchStore {
  public:

@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -121,6 +127,147 @@ TEST(WatcherTest, EventsAreCopyableAndAssignable) {
   KeyValueEvent b;
   b = a;
   EXPECT_EQ(a, b);
+}
+
+TEST(WatcherTest, TryEmitQueuesOnlyWhenThereIsRoom) {
+  Watcher w("p/", 1);
+  KeyValueEvent a = Create("p/a", "1");
+  ASSERT_TRUE(w.TryEmit(a));
+  KeyValueEvent b = Create("p/b", "2");
+  EXPECT_FALSE(w.TryEmit(b));  // full: does not block, keeps the event
+  EXPECT_EQ(b, Create("p/b", "2"));
+  EXPECT_EQ(w.Next(), Create("p/a", "1"));
+  ASSERT_TRUE(w.TryEmit(b));
+  EXPECT_EQ(w.Next(), Create("p/b", "2"));
+  w.Close();
+  KeyValueEvent c = Create("p/c", "3");
+  EXPECT_FALSE(w.TryEmit(c));
+  EXPECT_EQ(c, Create("p/c", "3"));
+}
+
+TEST(WatcherTest, TryEmitFailsOnceStopped) {
+  auto w = std::make_shared<Watcher>("p/", 4);
+  std::thread stopper([w] { w->Stop(); });
+  while (!w->Stopped()) std::this_thread::yield();
+  KeyValueEvent a = Create("p/a", "1");
+  EXPECT_FALSE(w->TryEmit(a));
+  w->Close();
+  stopper.join();
+}
+
+TEST(WatcherTest, SpaceHookRunsAtOnceWhenThereIsRoom) {
+  Watcher w("p/", 2);
+  int runs = 0;
+  w.NotifyWhenSpace([&] { ++runs; });
+  EXPECT_EQ(runs, 1);
+  // Run once only: making room later does not run it again.
+  KeyValueEvent a = Create("p/a", "1");
+  ASSERT_TRUE(w.TryEmit(a));
+  EXPECT_EQ(w.Next(), Create("p/a", "1"));
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(WatcherTest, SpaceHookRunsWhenTheConsumerMakesRoom) {
+  Watcher w("p/", 1);
+  KeyValueEvent a = Create("p/a", "1");
+  ASSERT_TRUE(w.TryEmit(a));
+  std::atomic<int> runs = 0;
+  w.NotifyWhenSpace([&] { ++runs; });
+  EXPECT_EQ(runs.load(), 0);
+  EXPECT_EQ(w.NextFor(std::chrono::seconds(1)), Create("p/a", "1"));
+  EXPECT_EQ(runs.load(), 1);
+  KeyValueEvent b = Create("p/b", "2");
+  EXPECT_TRUE(w.TryEmit(b));
+}
+
+TEST(WatcherTest, LaterSpaceHookReplacesAPendingOne) {
+  Watcher w("p/", 1);
+  KeyValueEvent a = Create("p/a", "1");
+  ASSERT_TRUE(w.TryEmit(a));
+  int first = 0, second = 0;
+  w.NotifyWhenSpace([&] { ++first; });
+  w.NotifyWhenSpace([&] { ++second; });
+  EXPECT_EQ(w.Next(), Create("p/a", "1"));
+  EXPECT_EQ(first, 0);
+  EXPECT_EQ(second, 1);
+}
+
+TEST(WatcherTest, SpaceHookRunsOnCloseAndOnStop) {
+  {
+    Watcher w("p/", 1);
+    KeyValueEvent a = Create("p/a", "1");
+    ASSERT_TRUE(w.TryEmit(a));
+    int runs = 0;
+    w.NotifyWhenSpace([&] { ++runs; });
+    w.Close();
+    EXPECT_EQ(runs, 1);
+  }
+  {
+    auto w = std::make_shared<Watcher>("p/", 1);
+    KeyValueEvent a = Create("p/a", "1");
+    ASSERT_TRUE(w->TryEmit(a));
+    std::atomic<int> runs = 0;
+    // The hook closes the channel, as a producer would once it sees the stop; Stop waits for it.
+    w->NotifyWhenSpace([&] {
+      ++runs;
+      w->Close();
+    });
+    w->Stop();
+    EXPECT_EQ(runs.load(), 1);
+  }
+}
+
+TEST(WatcherTest, SpaceHookWaitsUntilHalfEmpty) {
+  Watcher w("p/", 4);
+  for (int i = 0; i < 4; ++i) {
+    KeyValueEvent ev = Create("p/k", std::to_string(i));
+    ASSERT_TRUE(w.TryEmit(ev));
+  }
+  int runs = 0;
+  w.NotifyWhenSpace([&] { ++runs; });
+  ASSERT_TRUE(w.Next().has_value());  // 3 left: room, but more than half full
+  EXPECT_EQ(runs, 0);
+  ASSERT_TRUE(w.Next().has_value());  // 2 left: half
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(WatcherTest, ProducerDrivenBySpaceHookDeliversEverythingInOrder) {
+  // A producer that never blocks: it offers events with TryEmit and, when full, continues from
+  // the space hook (here on its own thread, as an executor would).
+  constexpr int kEvents = 2000;
+  Watcher w("p/", 4);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool resume = true;
+  std::thread producer([&] {
+    for (int i = 0; i < kEvents;) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return resume; });
+        resume = false;
+      }
+      while (i < kEvents) {
+        KeyValueEvent ev = Create("p/k", std::to_string(i));
+        if (!w.TryEmit(ev)) break;
+        ++i;
+      }
+      if (i < kEvents) {
+        w.NotifyWhenSpace([&] {
+          std::lock_guard<std::mutex> lock(mu);
+          resume = true;
+          cv.notify_all();
+        });
+      }
+    }
+    w.Close();
+  });
+  int expected = 0;
+  while (auto ev = w.Next()) {
+    EXPECT_EQ(ev->value, std::to_string(expected));
+    ++expected;
+  }
+  producer.join();
+  EXPECT_EQ(expected, kEvents);
 }
 
 }  // namespace

@@ -451,11 +451,12 @@ TEST_F(SyncStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
   }
 }
 
-// Known issue, reported to the store area: the empty name is written at the prefix key itself.
-// Enable once SyncStore rejects it.
-TEST_F(SyncStoreBadInputTest, DISABLED_EmptyKeyNameIsInvalidArgument) {
+// The empty name would be written at the prefix key itself, "b/" where the watch reports "b".
+TEST_F(SyncStoreBadInputTest, EmptyKeyNameIsInvalidArgument) {
   SyncStore& store = NewStore();
   EXPECT_EQ(store.UpsertKey(Context(), KVPair("", "v")).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.UpsertKey(Context(), KVPair("b/", "v")).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

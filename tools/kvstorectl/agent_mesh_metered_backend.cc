@@ -1,5 +1,6 @@
 #include "agent_mesh_metered_backend.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "kvstore/paths.h"
@@ -39,6 +40,24 @@ absl::Status MeteredBackend::Update(const kvstore::Context& ctx, std::string_vie
 
 absl::Status MeteredBackend::Delete(const kvstore::Context& ctx, std::string_view key) {
   return Measure(key, kDelete, "Delete", [&] { return backend_->Delete(ctx, key); });
+}
+
+// One observation per batch, under the scope of its first key and outcome "fail" when any op
+// failed: a batch is one request.
+std::vector<absl::Status> MeteredBackend::ApplyBatch(const kvstore::Context& ctx,
+                                                     std::span<const kvstore::WriteOp> ops) {
+  auto start = std::chrono::steady_clock::now();
+  std::vector<absl::Status> results = backend_->ApplyBatch(ctx, ops);
+  std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start;
+  if (!ops.empty()) {
+    bool ok = std::all_of(results.begin(), results.end(),
+                          [](const absl::Status& status) { return status.ok(); });
+    metrics_
+        ->OperationDuration(kvstore::GetScopeFromKey(ops.front().key), "batch", "ApplyBatch",
+                            ok ? "success" : "fail")
+        .Observe(elapsed.count());
+  }
+  return results;
 }
 
 void MeteredBackend::RegisterLeaseExpiredObserver(std::string_view prefix,

@@ -22,6 +22,9 @@ class MeteredBackend final : public kvstore::Backend {
   absl::Status Update(const kvstore::Context& ctx, std::string_view key, std::string_view value,
                       bool lease) override;
   absl::Status Delete(const kvstore::Context& ctx, std::string_view key) override;
+  size_t MaxBatchOps() const override { return backend_->MaxBatchOps(); }
+  std::vector<absl::Status> ApplyBatch(const kvstore::Context& ctx,
+                                       std::span<const kvstore::WriteOp> ops) override;
   void RegisterLeaseExpiredObserver(std::string_view prefix,
                                     std::function<void(std::string_view key)> fn) override;
   std::shared_ptr<kvstore::Watcher> ListAndWatch(const kvstore::Context& ctx,

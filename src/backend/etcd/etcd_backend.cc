@@ -6,7 +6,10 @@
 #include <atomic>
 #include <limits>
 #include <mutex>
+#include <set>
+#include <span>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -118,6 +121,45 @@ class EtcdBackend final : public Backend {
       if (status.ok() && !lease) leases_->Release(key);
       return status;
     }
+  }
+
+  size_t MaxBatchOps() const override { return kMaxTxnOps; }
+
+  // Each chunk of at most kMaxTxnOps operations and kMaxTxnBytes is one unconditional
+  // transaction, so its writes succeed or fail together.
+  std::vector<absl::Status> ApplyBatch(const Context& ctx, std::span<const WriteOp> ops) override {
+    std::vector<absl::Status> results(ops.size());
+    std::vector<size_t> chunk;  // indexes into ops
+    size_t chunk_bytes = 0;
+    // etcd refuses a transaction that names a key twice.
+    std::set<std::string_view> chunk_keys;
+    auto flush = [&] {
+      if (!chunk.empty()) ApplyChunk(ctx, ops, chunk, results);
+      chunk.clear();
+      chunk_keys.clear();
+      chunk_bytes = 0;
+    };
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const WriteOp& op = ops[i];
+      if (op.key.empty()) {
+        results[i] = absl::InvalidArgumentError("empty key");
+        continue;
+      }
+      const size_t bytes = op.key.size() + (op.value ? op.value->size() : 0) + kTxnOpOverhead;
+      if (op.value && op.value->size() > kMaxValueBytes) {
+        results[i] = Begin(ctx, op.key, *op.value);  // reports the size
+        continue;
+      }
+      if (chunk.size() == kMaxTxnOps || (!chunk.empty() && chunk_bytes + bytes > kMaxTxnBytes) ||
+          chunk_keys.contains(op.key)) {
+        flush();
+      }
+      chunk_keys.insert(op.key);
+      chunk.push_back(i);
+      chunk_bytes += bytes;
+    }
+    flush();
+    return results;
   }
 
   absl::Status Delete(const Context& ctx, std::string_view key) override {
@@ -270,6 +312,65 @@ class EtcdBackend final : public Backend {
   }
 
  private:
+  // etcd's default --max-txn-ops, and a total below its default request limit of 1.5 MiB.
+  static constexpr size_t kMaxTxnOps = 128;
+  static constexpr size_t kMaxTxnBytes = 1024 * 1024;
+  static constexpr size_t kTxnOpOverhead = 32;  // protobuf framing of one put
+
+  // One transaction of the ops at `chunk` (distinct keys); fills their results.
+  void ApplyChunk(const Context& ctx, std::span<const WriteOp> ops,
+                  const std::vector<size_t>& chunk, std::vector<absl::Status>& results) {
+    auto fail_all = [&](const absl::Status& status) {
+      for (size_t i : chunk) results[i] = status;
+    };
+    if (chunk.size() == 1) {
+      const WriteOp& op = ops[chunk[0]];
+      results[chunk[0]] = op.value ? Update(ctx, op.key, *op.value, op.lease) : Delete(ctx, op.key);
+      return;
+    }
+    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return fail_all(s);
+    etcdserverpb::TxnRequest request;
+    request.mutable_success()->Reserve(static_cast<int>(chunk.size()));
+    for (size_t i : chunk) {
+      const WriteOp& op = ops[i];
+      etcdserverpb::RequestOp* request_op = request.add_success();
+      if (!op.value) {
+        request_op->mutable_request_delete_range()->set_key(op.key.data(), op.key.size());
+        continue;
+      }
+      int64_t lease_id = 0;
+      if (op.lease) {
+        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, op.key);
+        if (!id.ok()) return fail_all(id.status());
+        lease_id = *id;
+      }
+      etcdserverpb::PutRequest* put = request_op->mutable_request_put();
+      put->set_key(op.key.data(), op.key.size());
+      put->set_value(op.value->data(), op.value->size());
+      put->set_lease(lease_id);
+    }
+    etcdserverpb::TxnResponse response;
+    absl::Status status = rpc_->Txn(
+        ctx,
+        absl::StrCat("batch of ", chunk.size(), " writes from ", Quoted(ops[chunk.front()].key)),
+        request, &response);
+    if (IsLeaseNotFoundError(status)) {
+      // Some lease of the batch is gone, and the answer does not say which: write the keys one
+      // by one, which finds it and retries with a new lease.
+      for (size_t i : chunk) {
+        const WriteOp& op = ops[i];
+        results[i] = op.value ? Update(ctx, op.key, *op.value, op.lease) : Delete(ctx, op.key);
+      }
+      return;
+    }
+    if (!status.ok()) return fail_all(status);
+    for (size_t i : chunk) {
+      const WriteOp& op = ops[i];
+      if (!op.value || !op.lease) leases_->Release(op.key);
+      results[i] = absl::OkStatus();
+    }
+  }
+
   // Common checks before an operation (`key` empty for operations on a prefix); the rate
   // limiter's wait.
   absl::Status Begin(const Context& ctx, std::string_view key = {}, std::string_view value = {},

@@ -3,10 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/key_range.h"
@@ -14,22 +14,6 @@
 namespace kvstore::etcd {
 namespace {
 
-// Delivery never blocks an executor thread on a full watcher: it offers each event with a
-// context that is already done, which Watcher::Emit accepts only when there is room (it checks
-// for room before the context), and retries a full watcher after a short pause. Every few
-// retries it waits a little instead, so delivery still progresses should Emit check the context
-// first.
-const Context& NonBlocking() {
-  static const Context* done = [] {
-    auto [ctx, cancel] = WithCancel(Context::Background());
-    cancel();
-    return new Context(ctx);
-  }();
-  return *done;
-}
-constexpr auto kBlockingEmitWait = std::chrono::milliseconds(2);
-constexpr int kBlockingEmitEvery = 8;
-constexpr auto kFullRetryMax = std::chrono::milliseconds(20);
 // Events delivered to one watcher before yielding the executor thread to others.
 constexpr int kDeliveryBatch = 256;
 
@@ -59,8 +43,16 @@ struct WatchHub::Entry {
   int64_t revision = 0;  // every change up to this revision is reflected in `known`
   bool list_done_sent = false;
   // The keys this watcher reported as existing, with their mod revision: decides kCreate vs
-  // kModify, which deletes to report, and the difference after a re-list.
-  std::map<std::string, int64_t> known;
+  // kModify, which deletes to report, and the difference after a re-list. Keyed without the
+  // watched prefix (every key in the range has it), which keeps most names short and inline.
+  // A B-tree: each watch event looks its key up here, and with many watchers the nodes of a
+  // red-black tree missed the cache on most of the ~17 levels.
+  absl::btree_map<std::string, int64_t, std::less<>> known;
+
+  // `key` without the watched prefix.
+  std::string_view Relative(std::string_view key) const {
+    return key.starts_with(prefix) ? key.substr(prefix.size()) : key;
+  }
   // The running (re)list: its pinned revision (0 before the first page) and where the next page
   // starts. Keys of `known` below `list_cursor` were compared with the listing already.
   int64_t list_revision = 0;
@@ -70,7 +62,6 @@ struct WatchHub::Entry {
   int failures = 0;
   std::deque<KeyValueEvent> pending;
   bool delivering = false;  // an executor thread owns delivery (or a retry is scheduled)
-  int full_retries = 0;
 };
 
 WatchHub::WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size)
@@ -168,32 +159,44 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
   entry->failures = 0;
   if (entry->list_revision == 0) entry->list_revision = response.header().revision();
   size_t bytes = 0;
-  auto emit_vanished_before = [&](const std::string* bound) {
-    auto it = entry->known.lower_bound(entry->list_cursor);
-    while (it != entry->known.end() && (bound == nullptr || it->first < *bound)) {
-      entry->pending.push_back(
-          KeyValueEvent{EventType::kDelete, it->first, std::string(), entry->list_revision});
+  // At the end of the list: every key of `known` after the cursor vanished.
+  auto emit_vanished_after_cursor = [&] {
+    auto it = entry->known.lower_bound(entry->Relative(entry->list_cursor));
+    while (it != entry->known.end()) {
+      entry->pending.push_back(KeyValueEvent{EventType::kDelete, entry->prefix + it->first,
+                                             std::string(), entry->list_revision});
       it = entry->known.erase(it);
     }
   };
+  // Keys arrive sorted: one walk along `known` finds the vanished ones (those between two listed
+  // keys) and where each listed key goes.
+  auto it = entry->known.lower_bound(entry->Relative(entry->list_cursor));
   for (mvccpb::KeyValue& kv : *response.mutable_kvs()) {
     bytes += kv.key().size() + kv.value().size();
-    emit_vanished_before(&kv.key());
-    auto [it, inserted] = entry->known.try_emplace(kv.key(), kv.mod_revision());
+    const std::string_view rel = entry->Relative(kv.key());
+    while (it != entry->known.end() && it->first < rel) {
+      entry->pending.push_back(KeyValueEvent{EventType::kDelete, entry->prefix + it->first,
+                                             std::string(), entry->list_revision});
+      it = entry->known.erase(it);
+    }
+    const bool inserted = it == entry->known.end() || it->first != rel;
+    if (inserted) it = entry->known.emplace_hint(it, std::string(rel), kv.mod_revision());
+    entry->list_cursor.assign(kv.key());
+    entry->list_cursor.push_back('\0');  // KeyAfter
     if (inserted || it->second != kv.mod_revision()) {
       it->second = kv.mod_revision();
       entry->pending.push_back(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify,
-                                             kv.key(), std::move(*kv.mutable_value()),
-                                             kv.mod_revision()});
+                                             std::move(*kv.mutable_key()),
+                                             std::move(*kv.mutable_value()), kv.mod_revision()});
     }
-    entry->list_cursor = KeyAfter(kv.key());
+    ++it;
   }
   entry->page_limit = NextPageLimit(page_size_, entry->page_limit, response.kvs_size(), bytes);
   if (response.more() && response.kvs_size() > 0) {
     entry->page_wanted = true;
     RequestPageIfDueLocked(entry);
   } else {
-    emit_vanished_before(nullptr);
+    emit_vanished_after_cursor();
     if (!entry->list_done_sent) {
       entry->list_done_sent = true;
       entry->pending.push_back(KeyValueEvent{EventType::kListDone, "", "", entry->list_revision});
@@ -339,12 +342,13 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
     int64_t revision = kv->mod_revision();
     entry->revision = std::max(entry->revision, revision);
     if (event.type() == mvccpb::Event::PUT) {
-      auto [known, inserted] = entry->known.try_emplace(kv->key(), revision);
+      auto [known, inserted] =
+          entry->known.try_emplace(std::string(entry->Relative(kv->key())), revision);
       known->second = revision;
       entry->pending.push_back(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify,
                                              kv->key(), std::move(*kv->mutable_value()), revision});
     } else {
-      auto known = entry->known.find(kv->key());
+      auto known = entry->known.find(entry->Relative(kv->key()));
       if (known == entry->known.end()) continue;  // never reported: nothing to take back
       entry->known.erase(known);
       std::string last_value =
@@ -373,6 +377,16 @@ void WatchHub::OnStreamDone(uint64_t generation, const absl::Status& status) {
 
 void WatchHub::ScheduleDeliveryLocked(const std::shared_ptr<Entry>& entry) {
   if (entry->delivering || entry->pending.empty() || entry->phase == Phase::kDone) return;
+  // While the watcher has room, hand events over right here: TryEmit never blocks, and this
+  // saves waking an executor thread per event (mu_ is taken before a watcher's lock, never
+  // after). Nobody else delivers for the entry meanwhile, as `delivering` is false and mu_ held.
+  while (!entry->pending.empty() && entry->watcher->TryEmit(entry->pending.front())) {
+    entry->pending.pop_front();
+  }
+  if (entry->pending.empty()) {
+    RequestPageIfDueLocked(entry);
+    return;
+  }
   entry->delivering = true;
   std::weak_ptr<WatchHub> weak = weak_from_this();
   executor_->Post([weak, entry] {
@@ -382,57 +396,51 @@ void WatchHub::ScheduleDeliveryLocked(const std::shared_ptr<Entry>& entry) {
 
 void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  Context emit_ctx = NonBlocking();
-  CancelFunc cancel_wait;
-  {
-    std::lock_guard<std::mutex> guard(mu_);
-    if (entry->full_retries > 0 && entry->full_retries % kBlockingEmitEvery == 0) {
-      std::tie(emit_ctx, cancel_wait) = WithTimeout(entry->ctx, kBlockingEmitWait);
-    }
-  }
+  KeyValueEvent event;
   for (int delivered = 0;; ++delivered) {
-    KeyValueEvent event;
     {
       std::lock_guard<std::mutex> guard(mu_);
       if (entry->phase == Phase::kDone || entry->pending.empty()) {
         entry->delivering = false;
         RequestPageIfDueLocked(entry);
-        break;
+        return;
       }
       if (delivered == kDeliveryBatch) {
         // Yield to other watchers; delivery continues from the executor's queue.
+        RequestPageIfDueLocked(entry);
         executor_->Post([weak, entry] {
           if (auto self = weak.lock()) self->Deliver(entry);
         });
-        break;
+        return;
       }
-      event = entry->pending.front();
+      event = std::move(entry->pending.front());
+      entry->pending.pop_front();
     }
-    bool emitted = entry->watcher->Emit(std::move(event), emit_ctx);
-    std::unique_lock<std::mutex> lock(mu_);
-    if (emitted) {
-      entry->full_retries = 0;
-      if (entry->phase != Phase::kDone) entry->pending.pop_front();
+    if (entry->watcher->TryEmit(event)) continue;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      if (entry->phase == Phase::kDone) {
+        entry->delivering = false;
+        return;
+      }
+      entry->pending.push_front(std::move(event));
       RequestPageIfDueLocked(entry);
-      continue;
-    }
-    if (entry->phase == Phase::kDone) {
-      entry->delivering = false;
-      break;
     }
     if (entry->watcher->Stopped() || entry->ctx.Done()) {
-      lock.unlock();
       Finish(entry);
-      break;
+      return;
     }
-    // The watcher is full: come back later instead of holding this thread.
-    auto delay = Backoff(entry->full_retries++, std::chrono::milliseconds(1), kFullRetryMax);
-    executor_->PostAfter(delay, [weak, entry] {
-      if (auto self = weak.lock()) self->Deliver(entry);
+    // Full: the consumer's next read (or a stop or close) resumes delivery, so no executor
+    // thread waits or polls meanwhile. `delivering` stays set until then.
+    entry->watcher->NotifyWhenSpace([weak, entry] {
+      if (auto self = weak.lock()) {
+        self->executor_->Post([weak, entry] {
+          if (auto self = weak.lock()) self->Deliver(entry);
+        });
+      }
     });
-    break;
+    return;
   }
-  if (cancel_wait) cancel_wait();
 }
 
 void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {

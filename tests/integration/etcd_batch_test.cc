@@ -1,0 +1,201 @@
+// Batched writes of the etcd backend (SyncStoreBackend::ApplyBatch) against a real etcd, directly
+// and through a WorkqueueSyncStore: transactions of up to 128 ops, leases (keys per lease
+// respected), deletes, ops that fail on their own, and a lost lease.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kvstore/store/key.h"
+#include "kvstore/store/sync_store.h"
+#include "tests/integration/etcd_test_util.h"
+
+namespace kvstore::testing {
+namespace {
+
+class EtcdBatchTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = std::move(*cluster).release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(cluster_, nullptr);
+    prefix_ = std::string("batch/") +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "/";
+  }
+
+  std::shared_ptr<Backend> Connect(size_t max_keys_per_lease = 1000) {
+    etcd::EtcdConfig config = cluster_->ClientConfig();
+    config.max_keys_per_lease = max_keys_per_lease;
+    return MustConnect(config);
+  }
+
+  static EtcdCluster* cluster_;
+  std::string prefix_;
+  Context ctx_;
+};
+
+EtcdCluster* EtcdBatchTest::cluster_ = nullptr;
+
+TEST_F(EtcdBatchTest, AdvertisesTransactionSizedBatches) {
+  std::shared_ptr<Backend> backend = Connect();
+  EXPECT_EQ(backend->MaxBatchOps(), 128u);
+}
+
+TEST_F(EtcdBatchTest, WritesAndDeletesABatchWithLeases) {
+  std::shared_ptr<Backend> backend = Connect(/*max_keys_per_lease=*/50);
+  ASSERT_TRUE(backend->Update(ctx_, prefix_ + "gone", "x", false).ok());
+  std::vector<std::string> keys, values;
+  for (int i = 0; i < 120; ++i) {
+    keys.push_back(prefix_ + "k" + std::to_string(i));
+    values.push_back("value-" + std::to_string(i));
+  }
+  std::vector<WriteOp> ops;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ops.push_back(WriteOp{keys[i], std::string_view(values[i]), /*lease=*/i % 2 == 0});
+  }
+  const std::string gone = prefix_ + "gone";
+  ops.push_back(WriteOp{gone, std::nullopt, false});
+  std::vector<absl::Status> results = backend->ApplyBatch(ctx_, ops);
+  ASSERT_EQ(results.size(), ops.size());
+  for (const absl::Status& status : results) EXPECT_TRUE(status.ok()) << status;
+
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), keys.size());
+  std::set<int64_t> leases;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Value& value = list->at(keys[i]);
+    EXPECT_EQ(value.data, values[i]);
+    if (i % 2 == 0) {
+      EXPECT_NE(value.lease_id, 0) << keys[i];
+      leases.insert(value.lease_id);
+    } else {
+      EXPECT_EQ(value.lease_id, 0) << keys[i];
+    }
+  }
+  // 60 leased keys, at most 50 per lease.
+  EXPECT_EQ(leases.size(), 2u);
+  // One transaction: every key has the same mod revision.
+  std::set<int64_t> revisions;
+  for (const auto& [key, value] : *list) revisions.insert(value.mod_revision);
+  EXPECT_EQ(revisions.size(), 1u);
+}
+
+TEST_F(EtcdBatchTest, SplitsIntoTransactionsOf128AndByBytes) {
+  std::shared_ptr<Backend> backend = Connect();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(prefix_ + "k" + std::to_string(i));
+  const std::string big(200 * 1024, 'b');  // 300 x 200 KiB: far above one request's limit
+  std::vector<WriteOp> ops;
+  for (const std::string& key : keys) ops.push_back(WriteOp{key, std::string_view(big), false});
+  std::vector<absl::Status> results = backend->ApplyBatch(ctx_, ops);
+  ASSERT_EQ(results.size(), ops.size());
+  for (const absl::Status& status : results) EXPECT_TRUE(status.ok()) << status;
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->size(), keys.size());
+}
+
+TEST_F(EtcdBatchTest, BadOpsFailAloneAndDuplicatesAreSplit) {
+  std::shared_ptr<Backend> backend = Connect();
+  const std::string a = prefix_ + "a", b = prefix_ + "b";
+  const std::string huge(kMaxValueBytes + 1, 'x');
+  std::vector<WriteOp> ops = {
+      WriteOp{a, std::string_view("1"), false},
+      WriteOp{"", std::string_view("x"), false},
+      WriteOp{b, std::string_view(huge), false},
+      WriteOp{a, std::string_view("2"), false},
+  };
+  std::vector<absl::Status> results = backend->ApplyBatch(ctx_, ops);
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  EXPECT_EQ(results[1].code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(results[2].code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(results[3].ok()) << results[3];
+  auto value = backend->Get(ctx_, a);
+  ASSERT_TRUE(value.ok()) << value.status();
+  EXPECT_EQ(value->value_or(""), "2");  // in order
+}
+
+TEST_F(EtcdBatchTest, LostLeaseIsReplacedAndReported) {
+  std::shared_ptr<Backend> backend = Connect();
+  std::atomic<int> expired = 0;
+  backend->RegisterLeaseExpiredObserver(prefix_, [&](std::string_view) { ++expired; });
+  const std::string a = prefix_ + "a", b = prefix_ + "b";
+  ASSERT_TRUE(backend->Update(ctx_, a, "1", true).ok());
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok());
+  const int64_t lease = list->at(a).lease_id;
+  ASSERT_NE(lease, 0);
+  // Revoke it behind the backend's back.
+  ASSERT_TRUE(cluster_->RevokeLease(lease).ok());
+
+  std::vector<WriteOp> ops = {WriteOp{a, std::string_view("2"), true},
+                              WriteOp{b, std::string_view("2"), true}};
+  std::vector<absl::Status> results = backend->ApplyBatch(ctx_, ops);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  EXPECT_TRUE(results[1].ok()) << results[1];
+  list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_NE(list->at(a).lease_id, 0);
+  EXPECT_NE(list->at(a).lease_id, lease);
+  EXPECT_EQ(list->at(b).lease_id, list->at(a).lease_id);
+  EXPECT_TRUE(Eventually([&] { return expired.load() >= 1; }));
+  backend->RegisterLeaseExpiredObserver(prefix_, nullptr);
+}
+
+TEST_F(EtcdBatchTest, SyncStoreWritesThousandsOfKeysInBatches) {
+  std::shared_ptr<Backend> backend = Connect(/*max_keys_per_lease=*/1000);
+  const std::string prefix = "cilium/state/" + prefix_ + "v1";
+  store::WorkqueueSyncStoreOptions opts;
+  opts.workers = 4;
+  auto sync_store = store::NewWorkqueueSyncStore("c1", backend, prefix, opts);
+  constexpr int kKeys = 3000;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(
+        sync_store->UpsertKey(ctx_, store::KVPair("k" + std::to_string(i), std::to_string(i)))
+            .ok());
+  }
+  std::atomic<bool> synced = false;
+  ASSERT_TRUE(sync_store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());
+  auto [run_ctx, cancel] = WithCancel(Context::Background());
+  std::thread runner([&, run_ctx = run_ctx] { sync_store->Run(run_ctx); });
+  EXPECT_TRUE(Eventually([&] { return synced.load(); }, std::chrono::seconds(60)));
+  cancel();
+  runner.join();
+
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix + "/");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), static_cast<size_t>(kKeys));
+  std::set<int64_t> leases;
+  int64_t last_key_revision = 0;
+  for (const auto& [key, value] : *list) {
+    leases.insert(value.lease_id);
+    last_key_revision = std::max(last_key_revision, value.mod_revision);
+  }
+  EXPECT_EQ(leases.count(0), 0u);
+  EXPECT_GE(leases.size(), 3u);  // at most 1000 keys per lease
+  // The synced canary follows every key.
+  absl::StatusOr<KeyValuePairs> synced_key =
+      backend->ListPrefix(ctx_, "cilium/synced/c1/" + prefix);
+  ASSERT_TRUE(synced_key.ok());
+  ASSERT_EQ(synced_key->size(), 1u);
+  EXPECT_GT(synced_key->begin()->second.mod_revision, last_key_revision);
+}
+
+}  // namespace
+}  // namespace kvstore::testing
