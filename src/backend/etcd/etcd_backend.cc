@@ -104,12 +104,9 @@ class EtcdBackend final : public Backend {
                       bool lease) override {
     if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
     for (int attempt = 0;; ++attempt) {
-      int64_t lease_id = 0;
-      if (lease) {
-        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
-        if (!id.ok()) return id.status();
-        lease_id = *id;
-      }
+      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
+      if (!leased.ok()) return leased.status();
+      const int64_t lease_id = *leased;
       etcdserverpb::PutRequest request;
       request.set_key(std::string(key));
       request.set_value(std::string(value));
@@ -177,12 +174,9 @@ class EtcdBackend final : public Backend {
                                          std::string_view value, bool lease) override {
     if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
     for (int attempt = 0;; ++attempt) {
-      int64_t lease_id = 0;
-      if (lease) {
-        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
-        if (!id.ok()) return id.status();
-        lease_id = *id;
-      }
+      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
+      if (!leased.ok()) return leased.status();
+      const int64_t lease_id = *leased;
       // Nothing to do when the value (and, with a lease, the lease) is already the same;
       // otherwise write. A missing key fails the value comparison.
       etcdserverpb::TxnRequest request;
@@ -218,12 +212,9 @@ class EtcdBackend final : public Backend {
     if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
     const bool attached_before = leases_->LeaseOfKey(key) != 0;
     for (int attempt = 0;; ++attempt) {
-      int64_t lease_id = 0;
-      if (lease) {
-        absl::StatusOr<int64_t> id = leases_->LeaseForKey(ctx, key);
-        if (!id.ok()) return id.status();
-        lease_id = *id;
-      }
+      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
+      if (!leased.ok()) return leased.status();
+      const int64_t lease_id = *leased;
       etcdserverpb::TxnRequest request;
       etcdserverpb::Compare* missing = request.add_compare();
       missing->set_key(std::string(key));
@@ -384,6 +375,12 @@ class EtcdBackend final : public Backend {
     }
     if (ctx.Done()) return ctx.Err();
     return limiter_.Wait(ctx);
+  }
+
+  // The session lease `key` is to be written with, or 0 when `lease` is false.
+  absl::StatusOr<int64_t> LeaseIdFor(const Context& ctx, std::string_view key, bool lease) {
+    if (!lease) return 0;
+    return leases_->LeaseForKey(ctx, key);
   }
 
   // When etcd says the lease of a write does not exist, the session lease is lost: observers
