@@ -11,17 +11,8 @@
 namespace kvstore::testing {
 namespace {
 
-class EtcdBasicTest : public ::testing::Test {
+class EtcdBasicTest : public SharedEtcdTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = std::move(*cluster).release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
     prefix_ = std::string("test/") +
@@ -33,13 +24,10 @@ class EtcdBasicTest : public ::testing::Test {
     if (backend_) backend_->Close();
   }
 
-  static EtcdCluster* cluster_;
   std::string prefix_;
   std::shared_ptr<Backend> backend_;
   Context ctx_;
 };
-
-EtcdCluster* EtcdBasicTest::cluster_ = nullptr;
 
 TEST_F(EtcdBasicTest, GetUpdateDelete) {
   std::string key = prefix_ + "a";

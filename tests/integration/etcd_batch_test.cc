@@ -18,17 +18,8 @@
 namespace kvstore::testing {
 namespace {
 
-class EtcdBatchTest : public ::testing::Test {
+class EtcdBatchTest : public SharedEtcdTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = std::move(*cluster).release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
     prefix_ = std::string("batch/") +
@@ -41,12 +32,9 @@ class EtcdBatchTest : public ::testing::Test {
     return MustConnect(config);
   }
 
-  static EtcdCluster* cluster_;
   std::string prefix_;
   Context ctx_;
 };
-
-EtcdCluster* EtcdBatchTest::cluster_ = nullptr;
 
 TEST_F(EtcdBatchTest, AdvertisesTransactionSizedBatches) {
   std::shared_ptr<Backend> backend = Connect();

@@ -13,17 +13,8 @@
 namespace kvstore::testing {
 namespace {
 
-class EtcdLeaseTest : public ::testing::Test {
+class EtcdLeaseTest : public SharedEtcdTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = std::move(*cluster).release();
-  }
-  static void TearDownTestSuite() {
-    delete cluster_;
-    cluster_ = nullptr;
-  }
   void SetUp() override {
     ASSERT_NE(cluster_, nullptr);
     prefix_ = std::string("lease/") +
@@ -59,12 +50,9 @@ class EtcdLeaseTest : public ::testing::Test {
     }
   };
 
-  static EtcdCluster* cluster_;
   std::string prefix_;
   Context ctx_;
 };
-
-EtcdCluster* EtcdLeaseTest::cluster_ = nullptr;
 
 TEST_F(EtcdLeaseTest, KeepAliveOutlivesTheTtlAndCloseLetsKeysExpire) {
   std::shared_ptr<Backend> backend = Connect(std::chrono::seconds(2));

@@ -19,6 +19,23 @@
 
 namespace kvstore::testing {
 
+// A test suite whose tests share one single-member etcd, started before its first test and
+// stopped after its last. Tests keep apart by key prefix.
+class SharedEtcdTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = std::move(*cluster).release();
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  static inline EtcdCluster* cluster_ = nullptr;
+};
+
 inline std::shared_ptr<Backend> MustConnect(const etcd::EtcdConfig& config) {
   absl::StatusOr<std::shared_ptr<Backend>> backend = etcd::NewEtcdBackend(config);
   EXPECT_TRUE(backend.ok()) << backend.status();
