@@ -16,6 +16,10 @@ namespace kvstore::testing {
 std::optional<double> ReadMetric(const prometheus::Registry& registry, std::string_view name,
                                  const std::map<std::string, std::string>& labels);
 
+// The sum of the samples of histogram `name` with exactly `labels`; nullopt when no such series.
+std::optional<double> ReadHistogramSum(const prometheus::Registry& registry, std::string_view name,
+                                       const std::map<std::string, std::string>& labels);
+
 }  // namespace kvstore::testing
 
 #endif  // KVSTORE_TESTS_SUPPORT_METRICS_READER_H_

@@ -11,6 +11,10 @@
 #include "absl/status/statusor.h"
 #include "kvstore/backend.h"
 
+namespace kvstore::store {
+class Metrics;
+}  // namespace kvstore::store
+
 namespace kvstore::etcd {
 
 struct EtcdConfig {
@@ -26,6 +30,9 @@ struct EtcdConfig {
   // silent for keepalive_time + keepalive_timeout is given up. etcd refuses pings more often than
   // every 5 s, so keepalive_time is at least that.
   std::chrono::milliseconds keepalive_time{10000}, keepalive_timeout{5000};
+  // When set, the backend records its operations, watch event queue times and leases here
+  // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
+  std::shared_ptr<store::Metrics> metrics = nullptr;
 
   // Reads Cilium's etcd config YAML: endpoints, trusted-ca-file, cert-file, key-file, username,
   // password.

@@ -12,6 +12,10 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 
+namespace kvstore::store {
+class Metrics;
+}  // namespace kvstore::store
+
 namespace kvstore::memory {
 
 struct InMemoryOptions {
@@ -23,6 +27,9 @@ struct InMemoryOptions {
   // Revisions of history kept for watchers whose consumer lags behind; a watcher that falls
   // further behind (or behind a Compact) re-lists transparently instead of replaying.
   size_t max_history_revisions = 100000;
+  // When set, every client records its operations, watch event queue times and leases here
+  // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
+  std::shared_ptr<store::Metrics> metrics = nullptr;
 };
 
 // The store lives as long as the handle returned by Create or any of its clients. It owns one

@@ -18,6 +18,7 @@
 #include "backend/etcd/lease_manager.h"
 #include "backend/etcd/rpc_client.h"
 #include "backend/etcd/watch_hub.h"
+#include "metrics/backend_metrics.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -40,10 +41,11 @@ class EtcdBackend final : public Backend {
         rpc_(std::move(rpc)),
         executor_(std::make_unique<Executor>(kExecutorThreads)),
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
-                                               config.max_keys_per_lease)),
+                                               config.max_keys_per_lease, config_.metrics.get())),
         hub_(std::make_shared<WatchHub>(
             rpc_.get(), executor_.get(),
-            page_size_ == 0 ? std::numeric_limits<int64_t>::max() : page_size_)),
+            page_size_ == 0 ? std::numeric_limits<int64_t>::max() : page_size_,
+            config_.metrics.get())),
         limiter_(config.qps) {}
 
   ~EtcdBackend() override { Close(); }
@@ -408,7 +410,9 @@ class EtcdBackend final : public Backend {
 absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config) {
   absl::StatusOr<std::unique_ptr<RpcClient>> rpc = RpcClient::Create(config);
   if (!rpc.ok()) return rpc.status();
-  return std::shared_ptr<Backend>(std::make_shared<EtcdBackend>(config, std::move(*rpc)));
+  std::shared_ptr<store::Metrics> metrics = config.metrics;
+  return internal::WithOperationMetrics(std::make_shared<EtcdBackend>(config, std::move(*rpc)),
+                                        std::move(metrics));
 }
 
 }  // namespace kvstore::etcd

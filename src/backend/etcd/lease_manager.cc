@@ -10,11 +10,12 @@
 namespace kvstore::etcd {
 
 LeaseManager::LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
-                           size_t max_keys_per_lease)
+                           size_t max_keys_per_lease, store::Metrics* metrics)
     : rpc_(rpc),
       executor_(executor),
       ttl_(ttl),
-      max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)) {}
+      max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)),
+      lease_gauge_(metrics) {}
 
 absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::string_view key) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -44,7 +45,9 @@ absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::strin
   if (!status.ok()) return status;
   if (shutdown_) return absl::FailedPreconditionError("etcd backend is closed");
   int64_t id = response.id();
-  LeaseInfo& info = leases_[id];
+  auto [granted, inserted] = leases_.try_emplace(id);
+  if (inserted) lease_gauge_.Add(1);
+  LeaseInfo& info = granted->second;
   info.ttl_seconds = response.ttl() > 0 ? response.ttl() : ttl_.count();
   info.keys.emplace(key);
   key_lease_[std::string(key)] = id;
@@ -94,6 +97,7 @@ void LeaseManager::OnLeaseLost(int64_t id, std::string_view reason) {
     keys.assign(it->second.keys.begin(), it->second.keys.end());
     for (const std::string& key : keys) key_lease_.erase(key);
     leases_.erase(it);
+    if (!shutdown_) lease_gauge_.Remove(1);
     if (current_ == id) current_ = 0;
   }
   spdlog::warn("etcd lease {:x} lost ({}); {} attached keys are reported as expired", id, reason,
@@ -226,6 +230,7 @@ void LeaseManager::Shutdown() {
   std::shared_ptr<KeepAliveStream> stream;
   {
     std::lock_guard<std::mutex> guard(mu_);
+    if (!shutdown_) lease_gauge_.Remove(static_cast<double>(leases_.size()));
     shutdown_ = true;
     stream = std::move(stream_);
     cv_.notify_all();

@@ -23,6 +23,7 @@
 #include "backend/etcd/executor.h"
 #include "backend/etcd/rpc_client.h"
 #include "kvstore/context.h"
+#include "metrics/backend_metrics.h"
 
 namespace kvstore::etcd {
 
@@ -30,8 +31,9 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
  public:
   using Observer = std::function<void(std::string_view key)>;
 
+  // `metrics` (may be null; must outlive this) counts the leases held in cilium_kvstore_leases.
   LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
-               size_t max_keys_per_lease);
+               size_t max_keys_per_lease, store::Metrics* metrics = nullptr);
   LeaseManager(const LeaseManager&) = delete;
   LeaseManager& operator=(const LeaseManager&) = delete;
 
@@ -75,6 +77,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   Executor* const executor_;
   const std::chrono::seconds ttl_;
   const size_t max_keys_per_lease_;
+  const kvstore::internal::LeaseGauge lease_gauge_;  // leases_ while not shut down
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/key_range.h"
+#include "metrics/backend_metrics.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -23,12 +24,16 @@ constexpr auto kRetryMax = std::chrono::milliseconds(5000);
 }  // namespace
 
 struct WatchHub::Entry {
-  Entry(uint64_t id, std::string prefix, std::shared_ptr<Watcher> watcher, Context ctx)
+  using TimePoint = kvstore::internal::EventsQueueRecorder::TimePoint;
+
+  Entry(uint64_t id, std::string prefix, std::shared_ptr<Watcher> watcher, Context ctx,
+        store::Metrics* metrics)
       : id(id),
         range(PrefixRange(prefix)),
         prefix(std::move(prefix)),
         watcher(std::move(watcher)),
-        ctx(std::move(ctx)) {}
+        ctx(std::move(ctx)),
+        queue_metrics(metrics, this->prefix) {}
 
   const uint64_t id;
   const KeyRange range;
@@ -60,12 +65,32 @@ struct WatchHub::Entry {
   int64_t page_limit = 0;
   bool page_wanted = false;  // the next page waits for the consumer to catch up
   int failures = 0;
-  std::deque<KeyValueEvent> pending;
+  // Events received for the watcher and not yet taken by it, each with when it was received.
+  struct Pending {
+    KeyValueEvent event;
+    TimePoint received;
+  };
+  std::deque<Pending> pending;
   bool delivering = false;  // an executor thread owns delivery (or a retry is scheduled)
+  kvstore::internal::EventsQueueRecorder queue_metrics;  // used by whoever delivers
+
+  void Queue(KeyValueEvent event, TimePoint received) {
+    pending.push_back(Pending{std::move(event), received});
+  }
+  // Hands `item` to the watcher if it has room now (moving its event out).
+  bool TryHandOver(Pending& item) {
+    const EventType type = item.event.type;
+    if (!watcher->TryEmit(item.event)) return false;
+    queue_metrics.Accepted(type, item.received);
+    return true;
+  }
 };
 
-WatchHub::WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size)
-    : rpc_(rpc), executor_(executor), page_size_(std::max<int64_t>(page_size, 1)) {}
+WatchHub::WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size, store::Metrics* metrics)
+    : rpc_(rpc),
+      executor_(executor),
+      page_size_(std::max<int64_t>(page_size, 1)),
+      metrics_(metrics) {}
 
 std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_view prefix,
                                                 size_t capacity) {
@@ -77,7 +102,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
       watcher->Close();
       return watcher;
     }
-    entry = std::make_shared<Entry>(next_entry_id_++, std::string(prefix), watcher, ctx);
+    entry = std::make_shared<Entry>(next_entry_id_++, std::string(prefix), watcher, ctx, metrics_);
     entry->list_cursor = entry->range.start;
     entry->page_limit = FirstPageLimit(page_size_);
     entries_.emplace(entry->id, entry);
@@ -158,13 +183,15 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
   }
   entry->failures = 0;
   if (entry->list_revision == 0) entry->list_revision = response.header().revision();
+  const Entry::TimePoint received = entry->queue_metrics.Received();
   size_t bytes = 0;
   // At the end of the list: every key of `known` after the cursor vanished.
   auto emit_vanished_after_cursor = [&] {
     auto it = entry->known.lower_bound(entry->Relative(entry->list_cursor));
     while (it != entry->known.end()) {
-      entry->pending.push_back(KeyValueEvent{EventType::kDelete, entry->prefix + it->first,
-                                             std::string(), entry->list_revision});
+      entry->Queue(KeyValueEvent{EventType::kDelete, entry->prefix + it->first, std::string(),
+                                 entry->list_revision},
+                   received);
       it = entry->known.erase(it);
     }
   };
@@ -175,8 +202,9 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
     bytes += kv.key().size() + kv.value().size();
     const std::string_view rel = entry->Relative(kv.key());
     while (it != entry->known.end() && it->first < rel) {
-      entry->pending.push_back(KeyValueEvent{EventType::kDelete, entry->prefix + it->first,
-                                             std::string(), entry->list_revision});
+      entry->Queue(KeyValueEvent{EventType::kDelete, entry->prefix + it->first, std::string(),
+                                 entry->list_revision},
+                   received);
       it = entry->known.erase(it);
     }
     const bool inserted = it == entry->known.end() || it->first != rel;
@@ -185,9 +213,10 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
     entry->list_cursor.push_back('\0');  // KeyAfter
     if (inserted || it->second != kv.mod_revision()) {
       it->second = kv.mod_revision();
-      entry->pending.push_back(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify,
-                                             std::move(*kv.mutable_key()),
-                                             std::move(*kv.mutable_value()), kv.mod_revision()});
+      entry->Queue(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify,
+                                 std::move(*kv.mutable_key()), std::move(*kv.mutable_value()),
+                                 kv.mod_revision()},
+                   received);
     }
     ++it;
   }
@@ -199,7 +228,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
     emit_vanished_after_cursor();
     if (!entry->list_done_sent) {
       entry->list_done_sent = true;
-      entry->pending.push_back(KeyValueEvent{EventType::kListDone, "", "", entry->list_revision});
+      entry->Queue(KeyValueEvent{EventType::kListDone, "", "", entry->list_revision}, received);
     }
     entry->revision = entry->list_revision;
     entry->phase = Phase::kWatching;
@@ -337,6 +366,7 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
     entry->revision = std::max(entry->revision, response.header().revision());
     return;
   }
+  const Entry::TimePoint received = entry->queue_metrics.Received();
   for (mvccpb::Event& event : *response.mutable_events()) {
     mvccpb::KeyValue* kv = event.mutable_kv();
     int64_t revision = kv->mod_revision();
@@ -345,16 +375,17 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
       auto [known, inserted] =
           entry->known.try_emplace(std::string(entry->Relative(kv->key())), revision);
       known->second = revision;
-      entry->pending.push_back(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify,
-                                             kv->key(), std::move(*kv->mutable_value()), revision});
+      entry->Queue(KeyValueEvent{inserted ? EventType::kCreate : EventType::kModify, kv->key(),
+                                 std::move(*kv->mutable_value()), revision},
+                   received);
     } else {
       auto known = entry->known.find(entry->Relative(kv->key()));
       if (known == entry->known.end()) continue;  // never reported: nothing to take back
       entry->known.erase(known);
       std::string last_value =
           event.has_prev_kv() ? std::move(*event.mutable_prev_kv()->mutable_value()) : "";
-      entry->pending.push_back(
-          KeyValueEvent{EventType::kDelete, kv->key(), std::move(last_value), revision});
+      entry->Queue(KeyValueEvent{EventType::kDelete, kv->key(), std::move(last_value), revision},
+                   received);
     }
   }
   ScheduleDeliveryLocked(entry);
@@ -380,7 +411,7 @@ void WatchHub::ScheduleDeliveryLocked(const std::shared_ptr<Entry>& entry) {
   // While the watcher has room, hand events over right here: TryEmit never blocks, and this
   // saves waking an executor thread per event (mu_ is taken before a watcher's lock, never
   // after). Nobody else delivers for the entry meanwhile, as `delivering` is false and mu_ held.
-  while (!entry->pending.empty() && entry->watcher->TryEmit(entry->pending.front())) {
+  while (!entry->pending.empty() && entry->TryHandOver(entry->pending.front())) {
     entry->pending.pop_front();
   }
   if (entry->pending.empty()) {
@@ -396,7 +427,7 @@ void WatchHub::ScheduleDeliveryLocked(const std::shared_ptr<Entry>& entry) {
 
 void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  KeyValueEvent event;
+  Entry::Pending item;
   for (int delivered = 0;; ++delivered) {
     {
       std::lock_guard<std::mutex> guard(mu_);
@@ -413,17 +444,17 @@ void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
         });
         return;
       }
-      event = std::move(entry->pending.front());
+      item = std::move(entry->pending.front());
       entry->pending.pop_front();
     }
-    if (entry->watcher->TryEmit(event)) continue;
+    if (entry->TryHandOver(item)) continue;
     {
       std::lock_guard<std::mutex> guard(mu_);
       if (entry->phase == Phase::kDone) {
         entry->delivering = false;
         return;
       }
-      entry->pending.push_front(std::move(event));
+      entry->pending.push_front(std::move(item));
       RequestPageIfDueLocked(entry);
     }
     if (entry->watcher->Stopped() || entry->ctx.Done()) {

@@ -21,13 +21,16 @@
 #include "backend/etcd/rpc_client.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/store/metrics.h"
 
 namespace kvstore::etcd {
 
 class WatchHub : public std::enable_shared_from_this<WatchHub> {
  public:
-  // `page_size`: keys per list page (before the byte bound shrinks it).
-  WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size);
+  // `page_size`: keys per list page (before the byte bound shrinks it). `metrics` (may be null;
+  // must outlive this) receives how long events wait for their watcher.
+  WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size,
+           store::Metrics* metrics = nullptr);
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
@@ -62,6 +65,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   RpcClient* const rpc_;
   Executor* const executor_;
   const int64_t page_size_;
+  store::Metrics* const metrics_;
 
   mutable std::mutex mu_;  // guards everything below and the mutable state of every Entry
   bool shutdown_ = false;

@@ -5,6 +5,7 @@
 
 #include "backend/memory/in_memory_client.h"
 #include "backend/memory/store_core.h"
+#include "metrics/backend_metrics.h"
 
 namespace kvstore::memory {
 namespace {
@@ -14,17 +15,20 @@ namespace {
 class InMemoryStoreImpl final : public InMemoryStore {
  public:
   explicit InMemoryStoreImpl(InMemoryOptions opts)
-      : core_(std::make_shared<internal::StoreCore>(std::move(opts))) {
+      : metrics_(opts.metrics), core_(std::make_shared<internal::StoreCore>(std::move(opts))) {
     core_->Start();
   }
   ~InMemoryStoreImpl() override { core_->Shutdown(); }
 
   std::shared_ptr<Backend> NewClient(std::string name) override {
-    return std::make_shared<internal::InMemoryClient>(shared_from_this(), core_, std::move(name));
+    return kvstore::internal::WithOperationMetrics(
+        std::make_shared<internal::InMemoryClient>(shared_from_this(), core_, std::move(name)),
+        metrics_);
   }
 
   void ExpireSession(const Backend& client) override {
-    const auto* in_memory = dynamic_cast<const internal::InMemoryClient*>(&client);
+    const auto* in_memory = dynamic_cast<const internal::InMemoryClient*>(
+        &kvstore::internal::UnwrapOperationMetrics(client));
     if (in_memory == nullptr || in_memory->core() != core_.get()) return;  // not ours
     core_->ExpireSession(in_memory->session_id());
   }
@@ -34,6 +38,7 @@ class InMemoryStoreImpl final : public InMemoryStore {
   void ExpireDueLeases() override { core_->ExpireDueLeases(); }
 
  private:
+  const std::shared_ptr<store::Metrics> metrics_;
   const std::shared_ptr<internal::StoreCore> core_;
 };
 

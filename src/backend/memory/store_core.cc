@@ -74,7 +74,9 @@ void LeaseObservers::Disable() {
 // ---- StoreCore: lifecycle ----
 
 StoreCore::StoreCore(InMemoryOptions opts)
-    : opts_(std::move(opts)), clock_(opts_.clock ? opts_.clock : SystemClock()) {}
+    : opts_(std::move(opts)),
+      clock_(opts_.clock ? opts_.clock : SystemClock()),
+      lease_gauge_(opts_.metrics.get()) {}
 
 StoreCore::~StoreCore() = default;
 
@@ -169,6 +171,7 @@ void StoreCore::CloseSession(uint64_t session_id) {
     observers = std::move(session.observers);
     // The last keep-alive happened just now: the leases run out one TTL later.
     for (int64_t lease_id : session.lease_ids) leases_.at(lease_id).expiry = expiry;
+    lease_gauge_.Remove(static_cast<double>(session.lease_ids.size()));
     for (auto& [id, watch] : watches_) {
       if (watch->session_id == session_id && !watch->finished) cancels.push_back(watch->cancel);
     }
@@ -230,6 +233,7 @@ void StoreCore::RevokeLeaseLocked(int64_t lease_id, std::vector<LostKeys>& lost)
   leases_.erase(it);
   Session& session = sessions_.at(lease.session_id);
   std::erase(session.lease_ids, lease_id);
+  if (session.kept_alive) lease_gauge_.Remove(1);
 
   std::vector<Change> changes;
   std::vector<std::string> keys;
@@ -279,6 +283,7 @@ int64_t StoreCore::LeaseForWriteLocked(uint64_t session_id, Session& session,
   lease.id = id;
   lease.session_id = session_id;
   session.lease_ids.push_back(id);
+  lease_gauge_.Add(1);
   return id;
 }
 
@@ -493,6 +498,7 @@ std::shared_ptr<Watcher> StoreCore::ListAndWatch(uint64_t session_id, const Cont
       watch->ctx = watch_ctx;
       watch->cancel = cancel;
       watch->next_revision = revision_ + 1;
+      watch->queue_metrics = kvstore::internal::EventsQueueRecorder(opts_.metrics.get(), prefix);
       Watch* raw = watch.get();
       try {
         raw->thread =
@@ -524,14 +530,14 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
   bool ok = true;
   for (auto& [key, record] : initial) {
     KeyValueEvent event{EventType::kCreate, key, *record.value, record.mod_revision};
-    if (!watcher.Emit(std::move(event), ctx)) {
+    if (!Emit(watch, std::move(event))) {
       ok = false;
       break;
     }
     view.emplace_hint(view.end(), std::move(key), ViewEntry{record.mod_revision, record.value});
   }
   initial = {};
-  if (ok) ok = watcher.Emit(KeyValueEvent{EventType::kListDone, "", "", list_revision}, ctx);
+  if (ok) ok = Emit(watch, KeyValueEvent{EventType::kListDone, "", "", list_revision});
 
   while (ok) {
     std::vector<std::pair<int64_t, Change>> batch;
@@ -584,7 +590,7 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
         event.type = EventType::kModify;
         view_it->second = ViewEntry{revision, std::move(change.value)};
       }
-      if (!watcher.Emit(std::move(event), ctx)) {
+      if (!Emit(watch, std::move(event))) {
         ok = false;
         break;
       }
@@ -601,7 +607,6 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
 bool StoreCore::EmitRelist(Watch* watch, View& view,
                            const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
                            int64_t revision) {
-  Watcher& watcher = *watch->watcher;
   auto view_it = view.begin();
   size_t index = 0;
   while (view_it != view.end() || index < snapshot.size()) {
@@ -625,8 +630,16 @@ bool StoreCore::EmitRelist(Watch* watch, View& view,
         if (!changed) continue;
       }
     }
-    if (!watcher.Emit(std::move(event), watch->ctx)) return false;
+    if (!Emit(watch, std::move(event))) return false;
   }
+  return true;
+}
+
+bool StoreCore::Emit(Watch* watch, KeyValueEvent event) {
+  const EventType type = event.type;
+  const auto received = watch->queue_metrics.Received();
+  if (!watch->watcher->Emit(std::move(event), watch->ctx)) return false;
+  watch->queue_metrics.Accepted(type, received);
   return true;
 }
 

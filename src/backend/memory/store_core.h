@@ -28,6 +28,7 @@
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "metrics/backend_metrics.h"
 
 namespace kvstore::memory::internal {
 
@@ -159,6 +160,7 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
     std::condition_variable cv;  // with mu_: woken when a matching change is appended
     std::thread thread;          // guarded by mu_
     bool finished = false;       // guarded by mu_
+    kvstore::internal::EventsQueueRecorder queue_metrics;  // used by the watch's thread only
   };
   // What the watcher's consumer has been told: the state of each key it knows.
   struct ViewEntry {
@@ -178,6 +180,9 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   // Emits the difference between `view` and `snapshot` (taken at `revision`) and updates `view`.
   bool EmitRelist(Watch* watch, View& view,
                   const std::vector<std::pair<std::string, KeyRecord>>& snapshot, int64_t revision);
+  // Hands `event` to the watch's consumer (blocking while its watcher is full) and records how
+  // long it waited; false once the watch ends.
+  static bool Emit(Watch* watch, KeyValueEvent event);
   static void Report(std::vector<LostKeys> lost);
 
   std::vector<std::pair<std::string, KeyRecord>> SnapshotLocked(std::string_view prefix) const
@@ -206,6 +211,7 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
 
   const InMemoryOptions opts_;
   const std::shared_ptr<Clock> clock_;
+  const kvstore::internal::LeaseGauge lease_gauge_;  // the leases of sessions still kept alive
 
   mutable std::mutex mu_;  // guards everything below
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
