@@ -262,6 +262,20 @@ std::vector<Sample> Scrape(int port) {
   return samples;
 }
 
+// The value of the first sample named `name` whose labels contain every one of `labels`.
+std::optional<double> SampleValue(const std::vector<Sample>& samples, std::string_view name,
+                                  const std::vector<std::string>& labels) {
+  for (const Sample& sample : samples) {
+    if (sample.name != name) continue;
+    if (std::all_of(labels.begin(), labels.end(), [&](const std::string& label) {
+          return sample.labels.find(label) != std::string::npos;
+        })) {
+      return sample.value;
+    }
+  }
+  return std::nullopt;
+}
+
 // --- agent --------------------------------------------------------------------------------------
 
 constexpr char kAgentPrefix[] = "cilium/state/agents/v1";
@@ -325,6 +339,12 @@ TEST(AgentTest, TwoAgentsSeeEachOtherAndTakeTheirKeysAlongWhenTheyLeave) {
   auto publish = std::find_if(samples.begin(), samples.end(), is_publish_count);
   ASSERT_NE(publish, samples.end()) << "no successful writes recorded";
   EXPECT_GE(publish->value, 1.0);
+  // Alice saw both keys arrive through her watch, and holds one session lease.
+  std::optional<double> created = SampleValue(samples, "cilium_kvstore_events_queue_seconds_count",
+                                              {"scope=\"agents/v1\"", "action=\"create\""});
+  ASSERT_TRUE(created.has_value()) << "no watch events recorded";
+  EXPECT_GE(*created, 2.0);
+  EXPECT_EQ(SampleValue(samples, "cilium_kvstore_leases", {}), 1.0);
 
   // Bob leaves: his key disappears from etcd and for Alice (her second delete of it; the first
   // was the outside delete above).
@@ -338,6 +358,36 @@ TEST(AgentTest, TwoAgentsSeeEachOtherAndTakeTheirKeysAlongWhenTheyLeave) {
   alice.Signal(SIGTERM);
   EXPECT_EQ(alice.Wait(), 0) << alice.Transcript();
   EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/alice/ip"));
+}
+
+// An agent killed with SIGKILL cannot leave: the others keep its key until its lease runs out,
+// then see it deleted once.
+TEST(AgentTest, KilledAgentsKeysExpireWithItsLease) {
+  constexpr auto kTtl = 3s;
+  auto etcd = StartEtcd();
+  ASSERT_NE(etcd, nullptr);
+  auto client = Connect(*etcd);
+  ASSERT_NE(client, nullptr);
+  RunningTool carol(AgentArgs(
+      *etcd, "carol",
+      {"--key", "carol/ip", "--value", "10.0.0.3", "--lease-ttl", std::to_string(kTtl.count())}));
+  RunningTool dave(AgentArgs(*etcd, "dave", {"--key", "dave/ip", "--value", "10.0.0.4"}));
+  ASSERT_TRUE(carol.Started() && dave.Started());
+  ASSERT_TRUE(dave.AwaitLine("update carol/ip 10.0.0.3")) << dave.Transcript();
+  ASSERT_TRUE(carol.AwaitLine("update dave/ip 10.0.0.4")) << carol.Transcript();
+
+  const auto killed = std::chrono::steady_clock::now();
+  carol.Signal(SIGKILL);
+  EXPECT_FALSE(carol.Wait().has_value()) << "killed, not exited";
+  ASSERT_TRUE(dave.AwaitLine("delete carol/ip", kTtl + kTimeout)) << dave.Transcript();
+  // The last keep-alive was at most a third of the TTL before the kill.
+  EXPECT_GE(std::chrono::steady_clock::now() - killed, kTtl * 2 / 3 - 200ms);
+  EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/carol/ip"));
+  EXPECT_TRUE(HasKey(*client, std::string(kAgentPrefix) + "/dave/ip"));
+  EXPECT_EQ(dave.CountLines([](const std::string& line) { return line == "delete carol/ip"; }), 1u);
+
+  dave.Signal(SIGTERM);
+  EXPECT_EQ(dave.Wait(), 0) << dave.Transcript();
 }
 
 TEST(AgentTest, PublishesValueFilesBytesAsTheyAre) {
@@ -606,6 +656,7 @@ TEST(UsageTest, BadFlagsGiveAClearErrorAndExitCode2) {
       {{"agent", "--name", "a", "--prefix", "p", "--metrics-listen", "nowhere"},
        "invalid listen address"},
       {{"agent", "--name", "a", "--prefix", "p", "--no-such-flag"}, "--no-such-flag"},
+      {{"agent", "--name", "a", "--prefix", "p", "--lease-ttl", "-1"}, "--lease-ttl"},
       {{"mesh", "--cluster-name", "C", "--prefix", "cilium/state/nodes/v1", "--target-endpoints",
         "127.0.0.1:1"},
        "mesh needs a source"},

@@ -12,7 +12,6 @@
 #include <utility>
 #include <vector>
 
-#include "agent_mesh_metered_backend.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
 #include "kvstore/paths.h"
@@ -60,6 +59,7 @@ struct AgentOptions {
   std::string metrics_listen;
   std::string output = "text";
   double sync_interval_seconds = 0;
+  int64_t lease_ttl_seconds = 0;  // 0: the backend's default (15 minutes)
 };
 
 // Prints what the store reports and keeps the terminal's progress line current.
@@ -230,13 +230,15 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
     }
     metrics = *std::move(started);
   }
-  auto opened = env.backend.Open();
+  OpenOptions open_options;
+  if (metrics) open_options.metrics = metrics->metrics();
+  open_options.lease_ttl = std::chrono::seconds(opts.lease_ttl_seconds);
+  auto opened = env.backend.Open(open_options);
   if (!opened.ok()) {
     std::cerr << "error: " << opened.status() << "\n";
     return kExitFailure;
   }
   std::shared_ptr<kvstore::Backend> backend = *std::move(opened);
-  if (metrics) backend = std::make_shared<MeteredBackend>(backend, metrics->metrics());
 
   std::set<std::string> own;
   for (const KVPair& key : keys) own.insert(key.key);
@@ -323,6 +325,10 @@ void AddAgentCommand(CLI::App& app, CommandEnv& env) {
   cmd->add_option("--sync-interval", opts->sync_interval_seconds,
                   "seconds between re-writes of this agent's keys (0: 5 minutes)")
       ->check(CLI::Range(0.0, 365 * 24 * 3600.0));
+  cmd->add_option("--lease-ttl", opts->lease_ttl_seconds,
+                  "seconds this agent's keys outlive it if it dies without leaving "
+                  "(0: 15 minutes; etcd raises very short TTLs to its minimum)")
+      ->check(CLI::Range(int64_t{0}, int64_t{365} * 24 * 3600));
   cmd->add_option("--metrics-listen", opts->metrics_listen,
                   "serve Prometheus metrics at HOST:PORT/metrics (port 0: any free port; "
                   "a bare port binds to 127.0.0.1); off by default");

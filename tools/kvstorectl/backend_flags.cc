@@ -1,6 +1,7 @@
 #include "backend_flags.h"
 
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/memory/in_memory_store.h"
 
 namespace kvstorectl {
 
@@ -24,10 +25,21 @@ absl::StatusOr<kvstore::etcd::EtcdConfig> BackendFlags::EtcdConfig() const {
   return config;
 }
 
-absl::StatusOr<std::shared_ptr<kvstore::Backend>> BackendFlags::Open() const {
-  if (!UsesEtcd()) return kvstore::DefaultClient();
+absl::StatusOr<std::shared_ptr<kvstore::Backend>> BackendFlags::Open(
+    const OpenOptions& options) const {
+  const bool ttl_given = options.lease_ttl.count() > 0;
+  if (!UsesEtcd()) {
+    if (options.metrics == nullptr && !ttl_given) return kvstore::DefaultClient();
+    kvstore::memory::InMemoryOptions memory_options;
+    if (ttl_given) memory_options.lease_ttl = options.lease_ttl;
+    memory_options.metrics = options.metrics;
+    return kvstore::memory::InMemoryStore::Create(std::move(memory_options))
+        ->NewClient("kvstorectl");
+  }
   auto config = EtcdConfig();
   if (!config.ok()) return config.status();
+  if (ttl_given) config->lease_ttl = options.lease_ttl;
+  config->metrics = options.metrics;
   return kvstore::etcd::NewEtcdBackend(*std::move(config));
 }
 

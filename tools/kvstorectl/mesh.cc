@@ -11,7 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include "agent_mesh_metered_backend.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
 #include "kvstore/paths.h"
@@ -214,9 +213,9 @@ absl::StatusOr<std::shared_ptr<kvstore::Backend>> OpenCluster(std::vector<std::s
   BackendFlags flags;
   flags.endpoints = std::move(endpoints);
   flags.etcd_config = std::move(etcd_config);
-  auto backend = flags.Open();
-  if (!backend.ok() || metrics == nullptr) return backend;
-  return std::make_shared<MeteredBackend>(*std::move(backend), metrics->metrics());
+  OpenOptions options;
+  if (metrics != nullptr) options.metrics = metrics->metrics();
+  return flags.Open(options);
 }
 
 int RunMesh(CommandEnv& env, const MeshOptions& opts, std::vector<MirrorSpec> specs) {
