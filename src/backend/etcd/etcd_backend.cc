@@ -97,7 +97,7 @@ class EtcdBackend final : public Backend {
       }
       if (!response.more() || response.kvs_size() == 0 || limit == 0) break;
       cursor = KeyAfter(response.kvs(response.kvs_size() - 1).key());
-      limit = NextPageLimit(page_size_, limit, response.kvs_size(), bytes);
+      limit = FittingPageLimit(page_size_, response.kvs_size(), bytes);
     }
     return result;
   }

@@ -13,9 +13,12 @@ namespace kvstore::etcd {
 // List pages. etcd 3.4 walks the whole rest of the range for every page it answers, so a list
 // costs about n^2 / page_size: pages must be large (see tests/integration/etcd_list_bench.cc;
 // 100,000 keys of 256 B took 11.6 s with Cilium's 256 keys a page, 3.9 s with 1000, 0.8 s
-// unpaginated). The default is large and bounded in bytes instead: the first page is small, later
-// pages grow while a page stays under kListPageTargetBytes and shrink when one goes over it.
-inline constexpr int64_t kDefaultListPageSize = 10000;
+// unpaginated). The default is large and bounded in bytes instead: the first page is small and
+// tells the size of the keys; every later page holds as many keys of the size seen last as fit in
+// kListPageTargetBytes (FittingPageLimit). Not growing in steps matters: each page costs etcd 3.4
+// a walk of the rest of the range whatever its limit (with 100,000 keys, a page of 500 took as
+// long as one of 10,000), and the count bound is high enough for the byte bound to decide.
+inline constexpr int64_t kDefaultListPageSize = 100000;
 inline constexpr int64_t kFirstListPageSize = 500;
 inline constexpr size_t kListPageTargetBytes = 4 << 20;
 
@@ -53,21 +56,12 @@ inline int64_t FirstPageLimit(int64_t configured) {
   return std::min(configured, kFirstListPageSize);
 }
 
-// The limit for the next page after one of `keys` keys and `bytes` bytes was received with
-// `limit`: shrunk when the page was over the byte target, grown (at most fourfold, at most to
-// `configured`) while pages stay under it.
-inline int64_t NextPageLimit(int64_t configured, int64_t limit, size_t keys, size_t bytes) {
-  if (bytes > kListPageTargetBytes && keys > 0) {
-    auto fitting = static_cast<int64_t>(keys * kListPageTargetBytes / bytes);
-    return std::max<int64_t>(1, fitting);
-  }
-  int64_t grown = limit * 4;
-  if (bytes > 0 && keys > 0) {
-    // Keys of the size seen so far that fit in the target.
-    auto fitting = static_cast<int64_t>(keys * kListPageTargetBytes / bytes);
-    grown = std::min(grown, std::max(limit, fitting));
-  }
-  return std::min(configured, grown);
+// The limit for the next page after one of `keys` keys and `bytes` bytes: as many keys of that
+// size as fit in the byte target, at least 1 and at most `configured`.
+inline int64_t FittingPageLimit(int64_t configured, size_t keys, size_t bytes) {
+  if (keys == 0 || bytes == 0) return configured;
+  auto fitting = static_cast<int64_t>(keys * kListPageTargetBytes / bytes);
+  return std::min(configured, std::max<int64_t>(1, fitting));
 }
 
 }  // namespace kvstore::etcd

@@ -220,7 +220,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
     }
     ++it;
   }
-  entry->page_limit = NextPageLimit(page_size_, entry->page_limit, response.kvs_size(), bytes);
+  entry->page_limit = FittingPageLimit(page_size_, response.kvs_size(), bytes);
   if (response.more() && response.kvs_size() > 0) {
     entry->page_wanted = true;
     RequestPageIfDueLocked(entry);

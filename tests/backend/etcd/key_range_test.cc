@@ -31,17 +31,23 @@ TEST(KeyAfterTest, IsTheSmallestLargerKey) {
   EXPECT_LT(KeyAfter("abc"), std::string("abc\x01", 4));
 }
 
-TEST(NextPageLimitTest, StartsSmallGrowsWhileUnderTheByteTargetAndShrinksOver) {
-  EXPECT_EQ(FirstPageLimit(10000), kFirstListPageSize);
+TEST(FirstPageLimitTest, IsSmallUnlessConfiguredSmaller) {
+  EXPECT_EQ(FirstPageLimit(kDefaultListPageSize), kFirstListPageSize);
   EXPECT_EQ(FirstPageLimit(256), 256);
-  // Small values: fourfold growth, capped at the configured size.
-  EXPECT_EQ(NextPageLimit(10000, 500, 500, 500 * 300), 2000);
-  EXPECT_EQ(NextPageLimit(10000, 8000, 8000, 8000 * 300), 10000);
-  // 16 KiB values: only as many as fit in the target.
-  EXPECT_EQ(NextPageLimit(10000, 100, 100, 100 * 16384), 256);
-  // Over the target: shrunk to what fits, never below one key.
-  EXPECT_EQ(NextPageLimit(10000, 1000, 1000, 1000 * 16384), 256);
-  EXPECT_EQ(NextPageLimit(10000, 10, 1, kListPageTargetBytes * 100), 1);
+}
+
+TEST(FittingPageLimitTest, GoesStraightToWhatFitsInTheByteTarget) {
+  // After a first page of small keys: straight to the byte target, no growth in steps.
+  EXPECT_EQ(FittingPageLimit(kDefaultListPageSize, 500, 500 * 256),
+            static_cast<int64_t>(kListPageTargetBytes / 256));
+  // Capped at the configured size.
+  EXPECT_EQ(FittingPageLimit(1000, 500, 500 * 256), 1000);
+  // Large keys: fewer, never below one.
+  EXPECT_EQ(FittingPageLimit(kDefaultListPageSize, 100, 100 * 16384),
+            static_cast<int64_t>(kListPageTargetBytes / 16384));
+  EXPECT_EQ(FittingPageLimit(kDefaultListPageSize, 1, kListPageTargetBytes * 100), 1);
+  // An empty page tells nothing: the configured size.
+  EXPECT_EQ(FittingPageLimit(1000, 0, 0), 1000);
 }
 
 }  // namespace
