@@ -90,6 +90,27 @@ void BM_WatchStoreModify(benchmark::State& state) {
 }
 BENCHMARK(BM_WatchStoreModify)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 
+// A store that knows `n` keys lists again and finds none of them: an OnDelete each, with the
+// last value (the store keeps values, not Key objects, so each delete makes its Key again).
+void BM_WatchStoreStaleDeletes(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  PreparedBackend backend;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto observer = std::make_shared<CountingObserver>();
+    auto store =
+        kvstore::store::NewRestartableWatchStore("bench", kvstore::store::KVPairCreator, observer);
+    backend.next = PrepareWatcher(n, EventType::kCreate);
+    store->Watch(Context::Background(), backend, kPrefix);
+    backend.next = PrepareWatcher(1, EventType::kListDone);
+    state.ResumeTiming();
+    store->Watch(Context::Background(), backend, kPrefix);
+    if (observer->deletes != n) state.SkipWithError("not every key was deleted");
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_WatchStoreStaleDeletes)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -327,5 +327,45 @@ TEST_F(WatchStoreTest, ReportsEntriesAndInitialSyncMetrics) {
   EXPECT_EQ(synced(), 0);
 }
 
+// The store keeps names and values, not the Key objects: each delete makes its Key again with the
+// KeyCreator. A key that no longer unmarshals is still reported gone, with its last value.
+TEST_F(WatchStoreTest, DeleteRebuildsTheKeyAndReportsItEvenWhenItNoLongerUnmarshals) {
+  struct PickyKey final : Key {
+    explicit PickyKey(const std::atomic<bool>* refuse) : refuse(refuse) {}
+    std::string GetKeyName() const override { return name; }
+    absl::StatusOr<std::string> Marshal() const override { return "picky:" + value; }
+    absl::Status Unmarshal(std::string_view key, std::string_view data) override {
+      if (refuse->load()) return absl::InvalidArgumentError("refused");
+      name.assign(key);
+      value.assign(data);
+      return absl::OkStatus();
+    }
+    const std::atomic<bool>* refuse;
+    std::string name, value;
+  };
+  std::atomic<bool> refuse{false};
+  std::atomic<int> created{0};
+  auto store = NewRestartableWatchStore(
+      "qux",
+      [&]() -> std::unique_ptr<Key> {
+        ++created;
+        return std::make_unique<PickyKey>(&refuse);
+      },
+      observer_);
+  FakeWatchStoreBackend backend({Create("a", "1"), Create("b", "2"), ListDone()});
+  WatchRun run(*store, backend, "foo");
+  ASSERT_TRUE(WaitForEvents(2));
+  ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+  backend.Feed(Remove("a"));
+  ASSERT_TRUE(WaitForEvents(3));
+  refuse = true;
+  backend.Feed(Remove("b"));
+  ASSERT_TRUE(WaitForEvents(4));
+  EXPECT_EQ(created.load(), 4);  // two updates, two deletes
+  EXPECT_THAT(observer_->Events(), ElementsAre(Updated("a", "picky:1"), Updated("b", "picky:2"),
+                                               Deleted("a", "picky:1"), Deleted("b", "2")));
+  EXPECT_EQ(store->NumEntries(), 0u);
+}
+
 }  // namespace
 }  // namespace kvstore::store
