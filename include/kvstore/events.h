@@ -91,6 +91,8 @@ class Watcher {
   std::function<void()> stop_hook_;
   std::function<void()> space_hook_;
 
+  // Appends `ev` and wakes consumers waiting for one. REQUIRES: mu_ held, room in the buffer.
+  void PushLocked(KeyValueEvent ev);
   // The space hook, taken when it is due. REQUIRES: mu_ held.
   std::function<void()> TakeSpaceHookLocked();
   // Hands out the front event after a wait; runs a due space hook outside the lock.

@@ -29,8 +29,7 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
   bool ready =
       ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
   if (!ready || stopped_ || closed_) return false;
-  buffer_.push_back(std::move(ev));
-  cv_.notify_all();
+  PushLocked(std::move(ev));
   return true;
 }
 
@@ -48,9 +47,15 @@ void Watcher::Close() {
 bool Watcher::TryEmit(KeyValueEvent& ev) {
   std::lock_guard<std::mutex> guard(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
-  buffer_.push_back(std::move(ev));
-  cv_.notify_all();
+  PushLocked(std::move(ev));
   return true;
+}
+
+void Watcher::PushLocked(KeyValueEvent ev) {
+  buffer_.push_back(std::move(ev));
+  // Consumers wait only on an empty buffer: waking them once per event would make a consumer
+  // that keeps up take the lock twice per event for nothing.
+  if (buffer_.size() == 1) cv_.notify_all();
 }
 
 void Watcher::NotifyWhenSpace(std::function<void()> fn) {
@@ -77,7 +82,8 @@ std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lo
   if (buffer_.empty() || stopped_) return std::nullopt;
   KeyValueEvent ev = std::move(buffer_.front());
   buffer_.pop_front();
-  cv_.notify_all();
+  // Producers wait only on a full buffer.
+  if (buffer_.size() + 1 == capacity_) cv_.notify_all();
   std::function<void()> hook = TakeSpaceHookLocked();
   if (hook) {
     lock.unlock();
