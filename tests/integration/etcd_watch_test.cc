@@ -161,5 +161,25 @@ TEST_F(EtcdWatchTest, OperationsDuringACutFailWithTheEndpoint) {
   EXPECT_TRUE(Retry([&] { return backend->Update(ctx_, prefix_ + "x", "3", false); }).ok());
 }
 
+// The process's only backend, destroyed while its watch stream and list calls end: each time,
+// the last gRPC channel goes away, and with it gRPC's callback threads. That must happen on our
+// thread; a call context outliving the backend on a callback thread made such a thread free its
+// own completion queue (a double free under ASan, seen in kvstorectl mesh).
+TEST(EtcdBackendLifetimeTest, DestroyingTheOnlyBackendWhileStreamsEndIsClean) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  Context ctx;
+  for (int i = 0; i < 20; ++i) {
+    std::shared_ptr<Backend> backend = MustConnect((*cluster)->ClientConfig());
+    ASSERT_NE(backend, nullptr);
+    ASSERT_TRUE(backend->Update(ctx, "life/" + std::to_string(i), "v", /*lease=*/true).ok());
+    std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx, "life/", 4);
+    WatchView view;
+    ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
+    backend.reset();  // the last reference: closes the backend and its watchers
+    EXPECT_TRUE(view.ReadUntil(*watcher, [&](const WatchView&) { return watcher->Closed(); }));
+  }
+}
+
 }  // namespace
 }  // namespace kvstore::testing

@@ -260,12 +260,18 @@ bool RpcClient::Register(grpc::ClientContext* context) {
   std::lock_guard<std::mutex> guard(calls_mu_);
   if (shutdown_) return false;
   in_flight_.insert(context);
+  ++live_contexts_;
   return true;
 }
 
 void RpcClient::Unregister(grpc::ClientContext* context) {
   std::lock_guard<std::mutex> guard(calls_mu_);
   in_flight_.erase(context);
+}
+
+void RpcClient::Release() {
+  std::lock_guard<std::mutex> guard(calls_mu_);
+  --live_contexts_;
   calls_cv_.notify_all();
 }
 
@@ -273,7 +279,7 @@ void RpcClient::Shutdown() {
   std::unique_lock<std::mutex> lock(calls_mu_);
   shutdown_ = true;
   for (grpc::ClientContext* context : in_flight_) context->TryCancel();
-  calls_cv_.wait(lock, [&] { return in_flight_.empty(); });
+  calls_cv_.wait(lock, [&] { return live_contexts_ == 0; });
 }
 
 void RpcClient::PrepareContext(grpc::ClientContext* context, const Context& ctx,
@@ -378,26 +384,28 @@ absl::Status RpcClient::BlockingCall(
       if (!t.ok()) return t.status();
       token = *t;
     }
-    grpc::ClientContext context;
-    PrepareContext(&context, ctx, token, deadline);
-    if (!Register(&context)) return absl::FailedPreconditionError("etcd backend is closed");
+    auto context = std::make_unique<grpc::ClientContext>();
+    PrepareContext(context.get(), ctx, token, deadline);
+    if (!Register(context.get())) return absl::FailedPreconditionError("etcd backend is closed");
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
     grpc::Status result;
-    start(&context, [&](grpc::Status s) {
+    start(context.get(), [&](grpc::Status s) {
       std::lock_guard<std::mutex> guard(mu);
       result = std::move(s);
       done = true;
       cv.notify_all();
     });
     {
-      ScopedContextCallback cancel(ctx, [&context] { context.TryCancel(); });
+      ScopedContextCallback cancel(ctx, [&context] { context->TryCancel(); });
       std::unique_lock<std::mutex> lock(mu);
       cv.wait(lock, [&] { return done; });
     }
-    Unregister(&context);
-    absl::Status status = Translate(result, what, context, ctx);
+    Unregister(context.get());
+    absl::Status status = Translate(result, what, *context, ctx);
+    context.reset();
+    Release();
     if (with_token && !username_.empty() && IsAuthTokenError(status)) {
       InvalidateToken();
       if (!reauthenticated) {
@@ -495,12 +503,18 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
     done(absl::FailedPreconditionError("etcd backend is closed"), call->response);
     return;
   }
-  kv_->async()->Range(&call->context, &call->request, &call->response,
-                      [this, call, what = std::move(what), done = std::move(done)](grpc::Status s) {
+  // Only the callback owns the call: it destroys the ClientContext before Release (see there).
+  Call* const c = call.get();
+  kv_->async()->Range(&c->context, &c->request, &c->response,
+                      [this, call = std::move(call), what = std::move(what),
+                       done = std::move(done)](grpc::Status s) mutable {
                         absl::Status status = Translate(s, what, call->context, Context());
                         if (!username_.empty() && IsAuthTokenError(status)) InvalidateToken();
                         done(status, call->response);
+                        done = nullptr;
                         Unregister(&call->context);
+                        call.reset();
+                        Release();
                       });
 }
 
@@ -515,6 +529,7 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
   std::mutex mu;
   std::condition_variable cv;
   size_t remaining = 0;
+  size_t registered = 0;  // contexts to Release once destroyed
   std::string token;
   {
     std::lock_guard<std::mutex> guard(auth_mu_);
@@ -529,6 +544,7 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
       results[i].status = absl::FailedPreconditionError("etcd backend is closed");
       continue;
     }
+    ++registered;
     {
       std::lock_guard<std::mutex> guard(mu);
       ++remaining;
@@ -542,8 +558,12 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
           cv.notify_all();
         });
   }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return remaining == 0; });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return remaining == 0; });
+  }
+  calls.clear();
+  for (size_t i = 0; i < registered; ++i) Release();
   return results;
 }
 

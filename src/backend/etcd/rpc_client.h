@@ -79,7 +79,7 @@ class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
   using DoneHandler = std::function<void(const absl::Status& status)>;
 
   void Write(Req request);
-  void Cancel() { context_.TryCancel(); }
+  void Cancel();
 
  private:
   friend class RpcClient;
@@ -98,7 +98,10 @@ class BidiStream : public grpc::ClientBidiReactor<Req, Resp> {
   const std::string what_;
   ReadHandler on_read_;
   DoneHandler on_done_;
-  grpc::ClientContext context_;
+  // Destroyed in OnDone, not with the stream: it holds a reference to the channel (see
+  // RpcClient::Release). context_mu_ guards the pointer, not the context.
+  std::mutex context_mu_;
+  std::unique_ptr<grpc::ClientContext> context_ = std::make_unique<grpc::ClientContext>();
   Resp response_;
   std::shared_ptr<BidiStream> self_;  // keeps the reactor alive until OnDone
 
@@ -192,8 +195,15 @@ class RpcClient {
   absl::Status BlockingCall(
       const Context& ctx, std::string_view what, bool with_token,
       const std::function<void(grpc::ClientContext*, std::function<void(grpc::Status)>)>& start);
+  // Register adds a call's context to those Shutdown cancels (false once shut down), Unregister
+  // removes it once its callback ran. Release follows once that ClientContext is destroyed, as the
+  // call's last use of the client: a ClientContext holds a reference to the channel, and dropping
+  // the last one on a gRPC callback thread makes gRPC's callback completion queue shut itself down
+  // from its own thread (it cannot join itself, frees the queue and the thread then uses it: a
+  // double free). Shutdown waits for every Release, so ~RpcClient drops the last reference.
   bool Register(grpc::ClientContext* context);
   void Unregister(grpc::ClientContext* context);
+  void Release();
   template <typename Stream, typename Starter>
   absl::StatusOr<std::shared_ptr<Stream>> StartStream(std::string what,
                                                       typename Stream::ReadHandler on_read,
@@ -219,6 +229,7 @@ class RpcClient {
   mutable std::mutex calls_mu_;  // guards the in-flight registry below
   std::condition_variable calls_cv_;
   std::set<grpc::ClientContext*> in_flight_;
+  size_t live_contexts_ = 0;  // registered and not yet released
   bool shutdown_ = false;
 };
 
@@ -230,6 +241,12 @@ void BidiStream<Req, Resp>::Write(Req request) {
   if (reads_finished_) return;
   pending_writes_.push_back(std::move(request));
   if (!writing_) StartNextWriteLocked(lock);
+}
+
+template <typename Req, typename Resp>
+void BidiStream<Req, Resp>::Cancel() {
+  std::lock_guard<std::mutex> guard(context_mu_);
+  if (context_) context_->TryCancel();
 }
 
 template <typename Req, typename Resp>
@@ -275,14 +292,23 @@ void BidiStream<Req, Resp>::OnReadDone(bool ok) {
 
 template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::OnDone(const grpc::Status& status) {
-  absl::Status translated = client_->Translate(status, what_, context_, Context());
+  absl::Status translated = client_->Translate(status, what_, *context_, Context());
   DoneHandler on_done = std::move(on_done_);
   on_read_ = nullptr;
   if (on_done) on_done(translated);
   on_done = nullptr;
-  client_->Unregister(&context_);
+  RpcClient* const client = client_;
+  client->Unregister(context_.get());
+  std::unique_ptr<grpc::ClientContext> context;
+  {
+    std::lock_guard<std::mutex> guard(context_mu_);
+    context = std::move(context_);
+  }
+  context.reset();
   std::shared_ptr<BidiStream> self = std::move(self_);
-  // `self` may be the last reference: the reactor is destroyed here, its last use by gRPC.
+  client->Release();
+  // `self` may be the last reference: the reactor is destroyed here, its last use by gRPC. It no
+  // longer holds anything of the client's.
 }
 
 template <typename Stream, typename Starter>
@@ -294,7 +320,7 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(std::string what,
   if (!token.ok()) return token.status();
   std::shared_ptr<Stream> stream(
       new Stream(this, std::move(what), std::move(on_read), std::move(on_done)));
-  grpc::ClientContext* context = &stream->context_;
+  grpc::ClientContext* context = stream->context_.get();
   context->set_wait_for_ready(true);
   // Makes a member without a leader end the stream instead of keeping it silently.
   context->AddMetadata("hasleader", "true");
