@@ -108,12 +108,17 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
     entries_.emplace(entry->id, entry);
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  watcher->SetStopHook([weak, entry] {
-    if (auto self = weak.lock()) self->Finish(entry);
-  });
-  uint64_t callback = ctx.AddCallback([weak, entry] {
-    if (auto self = weak.lock()) self->Finish(entry);
-  });
+  // Weak: the entry owns the watcher, so a strong reference in the watcher's hook would keep both
+  // alive forever once the consumer drops the watcher without stopping it. While the watch runs,
+  // entries_ keeps the entry alive.
+  std::weak_ptr<Entry> weak_entry = entry;
+  auto finish = [weak, weak_entry] {
+    std::shared_ptr<WatchHub> self = weak.lock();
+    std::shared_ptr<Entry> live = weak_entry.lock();
+    if (self && live) self->Finish(live);
+  };
+  watcher->SetStopHook(finish);
+  uint64_t callback = ctx.AddCallback(finish);
   {
     std::lock_guard<std::mutex> guard(mu_);
     entry->ctx_callback = callback;
@@ -464,11 +469,14 @@ void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
     // Full: the consumer's next read (or a stop or close) resumes delivery, so no executor
     // thread waits or polls meanwhile. `delivering` stays set until then.
     entry->watcher->NotifyWhenSpace([weak, entry] {
-      if (auto self = weak.lock()) {
-        self->executor_->Post([weak, entry] {
-          if (auto self = weak.lock()) self->Deliver(entry);
-        });
-      }
+      std::shared_ptr<WatchHub> self = weak.lock();
+      if (!self) return;
+      // On the consumer's thread: after Shutdown the executor may be gone.
+      std::lock_guard<std::mutex> guard(self->mu_);
+      if (self->shutdown_) return;
+      self->executor_->Post([weak, entry] {
+        if (auto self = weak.lock()) self->Deliver(entry);
+      });
     });
     return;
   }
@@ -496,14 +504,16 @@ void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {
     if (entries_.empty() && stream_) stream = stream_;  // no watcher left: close the stream
     callback = entry->ctx_callback;
     entry->ctx_callback = 0;
+    // Not on this thread: this may run inside that very callback. Only before Shutdown: Finish
+    // also runs on the context's and the consumer's threads, and the executor goes away with the
+    // backend once Shutdown returned (the callback only holds weak references, so it may stay).
+    if (callback != 0 && !shutdown_) {
+      Context ctx = entry->ctx;
+      executor_->Post([ctx, callback] { ctx.RemoveCallback(callback); });
+    }
   }
   entry->watcher->Close();
   if (stream) stream->Cancel();
-  if (callback != 0) {
-    // Not here: this may run inside that very callback.
-    Context ctx = entry->ctx;
-    executor_->Post([ctx, callback] { ctx.RemoveCallback(callback); });
-  }
 }
 
 void WatchHub::Shutdown() {
