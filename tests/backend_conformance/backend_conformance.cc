@@ -390,9 +390,16 @@ TEST_P(BackendConformanceTest, LeasedKeysOfOneSessionShareALease) {
 }
 
 TEST_P(BackendConformanceTest, LeaseLossDeletesKeysAndNotifiesMatchingObservers) {
+  ObserverRecorder under_a, under_b, unrelated, of_other;
   auto client = NewClient();
   auto other = NewClient();
-  ObserverRecorder under_a, under_b, unrelated, of_other;
+  // Closed before the recorders their observers call go away.
+  struct Closer {
+    std::vector<std::shared_ptr<Backend>> clients;
+    ~Closer() {
+      for (auto& c : clients) c->Close();
+    }
+  } closer{{client, other}};
   client->RegisterLeaseExpiredObserver(Key("a/"), under_a.Fn());
   client->RegisterLeaseExpiredObserver(Key("b/"), under_b.Fn());
   client->RegisterLeaseExpiredObserver(Key("zzz/"), unrelated.Fn());

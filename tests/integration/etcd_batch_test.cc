@@ -118,8 +118,8 @@ TEST_F(EtcdBatchTest, BadOpsFailAloneAndDuplicatesAreSplit) {
 }
 
 TEST_F(EtcdBatchTest, LostLeaseIsReplacedAndReported) {
+  std::atomic<int> expired = 0;  // outlives the backend, whose executor counts here
   std::shared_ptr<Backend> backend = Connect();
-  std::atomic<int> expired = 0;
   backend->RegisterLeaseExpiredObserver(prefix_, [&](std::string_view) { ++expired; });
   const std::string a = prefix_ + "a", b = prefix_ + "b";
   ASSERT_TRUE(backend->Update(ctx_, a, "1", true).ok());

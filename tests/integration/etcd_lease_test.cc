@@ -71,8 +71,8 @@ TEST_F(EtcdLeaseTest, KeepAliveOutlivesTheTtlAndCloseLetsKeysExpire) {
 }
 
 TEST_F(EtcdLeaseTest, RevokedLeaseCallsObserversAndNextWriteGetsANewLease) {
+  Recorder matching, other;  // outlives the backend, whose executor calls them
   std::shared_ptr<Backend> backend = Connect(std::chrono::seconds(3));
-  Recorder matching, other;
   backend->RegisterLeaseExpiredObserver(prefix_ + "a/", matching.Fn());
   backend->RegisterLeaseExpiredObserver("elsewhere/", other.Fn());
   ASSERT_TRUE(backend->Update(ctx_, prefix_ + "a/1", "v", true).ok());
@@ -113,8 +113,8 @@ TEST_F(EtcdLeaseTest, RevokedLeaseCallsObserversAndNextWriteGetsANewLease) {
 
 TEST_F(EtcdLeaseTest, WriteOnALostLeaseRetriesWithANewOne) {
   // A long TTL: the keep-alive does not notice before the write does.
+  Recorder observer;  // outlives the backend, whose executor calls it
   std::shared_ptr<Backend> backend = Connect(std::chrono::seconds(120));
-  Recorder observer;
   backend->RegisterLeaseExpiredObserver(prefix_, observer.Fn());
   ASSERT_TRUE(backend->Update(ctx_, prefix_ + "old", "v", true).ok());
   int64_t lease = LeaseOf(*backend, prefix_ + "old");
