@@ -24,13 +24,23 @@ run: build
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
-# Sanitizer builds live in their own directories. UNIT_ONLY=1 skips the tests that start etcd.
+# Sanitizer builds live in their own directories and build only the test binaries ctest runs
+# (target all_tests, or unit_tests with UNIT_ONLY=1, which also skips the tests that start etcd).
+# Timeouts are tripled under sanitizers (cmake/KvstoreTargets.cmake).
+# Debian's gRPC, abseil, OpenSSL and spdlog are not built with TSan, so TSan cannot see their
+# synchronisation: tests/tsan.supp suppresses the races reported inside them. With it, every unit
+# binary (the gRPC-using etcd_unit_test and kvstorectl_bench_test included) passed 5 repeated TSan
+# runs, so none is excluded. TSAN_CTEST_EXCLUDE (a ctest label regex, e.g. grpc) would leave
+# labelled tests out of the TSan unit run (UNIT_ONLY=1) should that change.
+SAN_TARGETS = $(if $(UNIT_ONLY),unit_tests,all_tests)
 SAN_CTEST_ARGS = $(if $(UNIT_ONLY),-LE etcd,)
+TSAN_CTEST_EXCLUDE ?=
+TSAN_CTEST_ARGS = $(if $(UNIT_ONLY),-LE '$(if $(TSAN_CTEST_EXCLUDE),^(etcd|$(TSAN_CTEST_EXCLUDE))$$,etcd)',)
 
 test-asan: deps
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DKVSTORE_SANITIZE=address,undefined >/dev/null
-	@cmake --build build-asan -j $(JOBS)
+	@cmake --build build-asan -j $(JOBS) --target $(SAN_TARGETS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) $(SAN_CTEST_ARGS)
@@ -38,9 +48,9 @@ test-asan: deps
 test-tsan: deps
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DKVSTORE_SANITIZE=thread >/dev/null
-	@cmake --build build-tsan -j $(JOBS)
+	@cmake --build build-tsan -j $(JOBS) --target $(SAN_TARGETS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
-	  ctest --output-on-failure -j $(JOBS) $(SAN_CTEST_ARGS)
+	  ctest --output-on-failure -j $(JOBS) $(TSAN_CTEST_ARGS)
 
 # libFuzzer targets (clang), built in build-fuzz. Each runs FUZZ_SECONDS on a scratch copy of its
 # seed corpus fuzz/corpus/<name>/ (the committed corpus never grows); a crash stops the run and

@@ -30,5 +30,16 @@ function(kvstore_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  # Sanitized code runs several times slower: the same test gets more time rather than being
+  # skipped.
+  if(KVSTORE_SANITIZE)
+    math(EXPR ARG_TIMEOUT "${ARG_TIMEOUT} * 3")
+  endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+  # Aggregate targets (see tests/CMakeLists.txt): `all_tests` builds every binary ctest runs,
+  # `unit_tests` those that need no etcd (label `etcd`), without benchmarks or manual tools.
+  set_property(GLOBAL APPEND PROPERTY KVSTORE_TESTS ${name})
+  if(NOT "etcd" IN_LIST ARG_LABELS)
+    set_property(GLOBAL APPEND PROPERTY KVSTORE_UNIT_TESTS ${name})
+  endif()
 endfunction()
