@@ -155,11 +155,7 @@ std::vector<KVPair> ValidateAgentOptions(const AgentOptions& opts) {
   std::string_view prefix = opts.prefix;
   while (prefix.ends_with('/')) prefix.remove_suffix(1);
   if (prefix.empty()) throw CLI::ValidationError("--prefix", "must not be empty");
-  if (!opts.metrics_listen.empty()) {
-    if (auto address = NormalizeListenAddress(opts.metrics_listen); !address.ok()) {
-      throw CLI::ValidationError("--metrics-listen", std::string(address.status().message()));
-    }
-  }
+  ValidateMetricsListen(opts.metrics_listen);
   std::vector<KVPair> keys;
   std::set<std::string> names;
   for (const KeyArg& arg : opts.keys) {
@@ -221,15 +217,12 @@ absl::Status PublishKeys(const kvstore::Context& ctx, kvstore::store::SharedStor
 
 int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys) {
   auto output = std::make_shared<Output>();
-  std::unique_ptr<MetricsServer> metrics;
-  if (!opts.metrics_listen.empty()) {
-    auto started = StartMetrics(opts.metrics_listen);
-    if (!started.ok()) {
-      std::cerr << "error: " << started.status().message() << "\n";
-      return kExitFailure;
-    }
-    metrics = *std::move(started);
+  auto started = StartMetrics(opts.metrics_listen);
+  if (!started.ok()) {
+    std::cerr << "error: " << started.status().message() << "\n";
+    return kExitFailure;
   }
+  std::unique_ptr<MetricsServer> metrics = *std::move(started);
   OpenOptions open_options;
   if (metrics) open_options.metrics = metrics->metrics();
   open_options.lease_ttl = std::chrono::seconds(opts.lease_ttl_seconds);

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <iostream>
 
+#include "CLI/CLI.hpp"
 #include "spdlog/sinks/sink.h"
 #include "spdlog/spdlog.h"
 
@@ -56,7 +57,15 @@ absl::StatusOr<std::string> NormalizeListenAddress(std::string_view listen) {
   return std::string(host) + ":" + std::to_string(number);
 }
 
+void ValidateMetricsListen(std::string_view listen) {
+  if (listen.empty()) return;
+  if (auto address = NormalizeListenAddress(listen); !address.ok()) {
+    throw CLI::ValidationError("--metrics-listen", std::string(address.status().message()));
+  }
+}
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(std::string_view listen) {
+  if (listen.empty()) return nullptr;
   auto address = NormalizeListenAddress(listen);
   if (!address.ok()) return address.status();
   auto server = MetricsServer::Start(*address);

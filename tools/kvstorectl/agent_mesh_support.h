@@ -22,8 +22,12 @@ void Announce(const std::string& message);
 // loopback unless a host is named. InvalidArgument for anything else.
 absl::StatusOr<std::string> NormalizeListenAddress(std::string_view listen);
 
+// Throws CLI::ValidationError for --metrics-listen when `listen` is neither empty nor an address
+// NormalizeListenAddress takes.
+void ValidateMetricsListen(std::string_view listen);
+
 // Starts serving metrics on `listen` (see NormalizeListenAddress) and announces
-// "metrics listening on HOST:PORT" with the actual port.
+// "metrics listening on HOST:PORT" with the actual port. An empty `listen` (metrics off): nullptr.
 absl::StatusOr<std::unique_ptr<MetricsServer>> StartMetrics(std::string_view listen);
 
 // `bytes` with control characters (newlines included) written as \xNN, so that one record stays

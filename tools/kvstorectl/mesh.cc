@@ -121,11 +121,7 @@ std::vector<MirrorSpec> ValidateMeshOptions(const CommandEnv& env, const MeshOpt
       throw CLI::ValidationError("--cluster-name", "must not contain spaces or control characters");
     }
   }
-  if (!opts.metrics_listen.empty()) {
-    if (auto address = NormalizeListenAddress(opts.metrics_listen); !address.ok()) {
-      throw CLI::ValidationError("--metrics-listen", std::string(address.status().message()));
-    }
-  }
+  ValidateMetricsListen(opts.metrics_listen);
   std::vector<MirrorSpec> specs;
   std::set<std::string> seen;
   for (const std::string& arg : opts.prefixes) {
@@ -222,15 +218,12 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, std::vector<MirrorSpec> sp
   const std::string& cluster = opts.cluster_name;
   const bool json = opts.output == "json";
   auto output = std::make_shared<Output>();
-  std::unique_ptr<MetricsServer> metrics;
-  if (!opts.metrics_listen.empty()) {
-    auto started = StartMetrics(opts.metrics_listen);
-    if (!started.ok()) {
-      std::cerr << "error: " << started.status().message() << "\n";
-      return kExitFailure;
-    }
-    metrics = *std::move(started);
+  auto started = StartMetrics(opts.metrics_listen);
+  if (!started.ok()) {
+    std::cerr << "error: " << started.status().message() << "\n";
+    return kExitFailure;
   }
+  std::unique_ptr<MetricsServer> metrics = *std::move(started);
   auto source = OpenCluster(opts.source_endpoints, opts.source_etcd_config, metrics.get());
   if (!source.ok()) {
     std::cerr << "error: source cluster: " << source.status() << "\n";
