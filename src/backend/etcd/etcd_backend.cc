@@ -410,9 +410,8 @@ class EtcdBackend final : public Backend {
 absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config) {
   absl::StatusOr<std::unique_ptr<RpcClient>> rpc = RpcClient::Create(config);
   if (!rpc.ok()) return rpc.status();
-  std::shared_ptr<store::Metrics> metrics = config.metrics;
   return internal::WithOperationMetrics(std::make_shared<EtcdBackend>(config, std::move(*rpc)),
-                                        std::move(metrics));
+                                        config.metrics);
 }
 
 }  // namespace kvstore::etcd
