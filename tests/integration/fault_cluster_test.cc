@@ -54,34 +54,20 @@ class ClusterFaultTest : public ::testing::Test {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  // Reads through a fresh client to the running members.
-  std::string CompareEtcd(const std::string& prefix, const KeyMap& want) {
-    absl::StatusOr<KeyMap> got = ReadPrefix(config_, prefix);
-    if (!got.ok()) return "etcd read: " + got.status().ToString();
-    std::string diff = DescribeDifference(want, *got);
-    return diff.empty() ? "" : "etcd " + prefix + ": " + diff;
-  }
-
-  void ExpectConverged(const KeyMap& sync_want, const std::vector<WatchingStore*>& watchers,
+  // etcd is read through a fresh client to the running members.
+  void ExpectConverged(const KeyMap& sync_want, const std::vector<const WatchingStore*>& watchers,
                        const KeyMap& shared_want, const std::vector<Collaborator*>& collaborators) {
     auto start = std::chrono::steady_clock::now();
     std::string reason = PollUntil(
-        [&]() -> std::string {
-          if (std::string d = CompareEtcd(kSyncPrefix, sync_want); !d.empty()) return d;
-          for (WatchingStore* w : watchers) {
-            if (std::string d = w->Compare(sync_want); !d.empty()) return d;
-          }
-          if (std::string d = CompareEtcd(kSharedPrefix, shared_want); !d.empty()) return d;
-          for (Collaborator* c : collaborators) {
-            if (std::string d = c->Compare(shared_want); !d.empty()) return d;
-          }
-          return "";
+        [&] {
+          return CompareConvergence(config_, kSyncPrefix, sync_want, watchers, kSharedPrefix,
+                                    shared_want, collaborators);
         },
         kConvergeTimeout);
     EXPECT_EQ(reason, "");
     std::printf("[ figures  ] converged %.1f s after the fault\n",
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    for (WatchingStore* w : watchers) {
+    for (const WatchingStore* w : watchers) {
       EXPECT_EQ(w->observer().SpuriousDeletes(), 0u);
       EXPECT_EQ(w->WatchReturns(), 0);
     }
@@ -140,7 +126,7 @@ TEST_F(ClusterFaultTest, LeaderKilledDuringWrites) {
   std::future<absl::Status> pb = b->PublishRange("b", 0, 50, "b1", shared_want);
   ASSERT_TRUE(pa.get().ok());
   ASSERT_TRUE(pb.get().ok());
-  std::vector<WatchingStore*> views;
+  std::vector<const WatchingStore*> views;
   for (auto& w : watchers) views.push_back(w.get());
   ExpectConverged(want, views, shared_want, {a.get(), b.get()});
 

@@ -59,29 +59,22 @@ class FaultTest : public ::testing::Test {
     return c.ok() ? std::move(*c) : nullptr;
   }
 
-  // Reads the prefix through a fresh client; "" when it equals `want`.
+  // Reads the prefix through a fresh client (with the default request timeout); "" when it
+  // equals `want`.
   std::string CompareEtcd(const std::string& prefix, const KeyMap& want) {
-    absl::StatusOr<KeyMap> got = ReadPrefix(cluster_->ClientConfig(), prefix);
-    if (!got.ok()) return "etcd read: " + got.status().ToString();
-    std::string diff = DescribeDifference(want, *got);
-    return diff.empty() ? "" : "etcd " + prefix + ": " + diff;
+    return testing::CompareEtcd(cluster_->ClientConfig(), prefix, want);
   }
 
   // Waits until etcd, the watch store and every collaborator agree with what was written.
   void ExpectConverged(const KeyMap& sync_want, const WatchingStore* watching,
                        const KeyMap& shared_want, const std::vector<Collaborator*>& collaborators) {
     auto start = std::chrono::steady_clock::now();
+    std::vector<const WatchingStore*> watchers;
+    if (watching) watchers.push_back(watching);
     std::string reason = PollUntil(
-        [&]() -> std::string {
-          if (std::string d = CompareEtcd(kSyncPrefix, sync_want); !d.empty()) return d;
-          if (watching) {
-            if (std::string d = watching->Compare(sync_want); !d.empty()) return d;
-          }
-          if (std::string d = CompareEtcd(kSharedPrefix, shared_want); !d.empty()) return d;
-          for (Collaborator* c : collaborators) {
-            if (std::string d = c->Compare(shared_want); !d.empty()) return d;
-          }
-          return "";
+        [&] {
+          return CompareConvergence(cluster_->ClientConfig(), kSyncPrefix, sync_want, watchers,
+                                    kSharedPrefix, shared_want, collaborators);
         },
         kConvergeTimeout);
     EXPECT_EQ(reason, "");

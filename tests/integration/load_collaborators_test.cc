@@ -63,9 +63,7 @@ class LoadCollaboratorsTest : public ::testing::Test {
         return absl::StrCat("a collaborator holds ", c->store().NumEntries(), " of ", want.size());
       }
     }
-    absl::StatusOr<KeyMap> etcd_keys = ReadPrefix(config_, kPrefix);
-    if (!etcd_keys.ok()) return etcd_keys.status().ToString();
-    if (std::string d = DescribeDifference(want, *etcd_keys); !d.empty()) return "etcd: " + d;
+    if (std::string d = CompareEtcd(config_, kPrefix, want); !d.empty()) return d;
     for (auto& c : collaborators_) {
       if (std::string d = c->Compare(want); !d.empty()) return d;
     }

@@ -154,6 +154,30 @@ std::string DescribeDifference(const KeyMap& want, const KeyMap& got) {
                       absl::StrJoin(extra, ", "), "]");
 }
 
+std::string CompareEtcd(const etcd::EtcdConfig& config, const std::string& prefix,
+                        const KeyMap& want) {
+  absl::StatusOr<KeyMap> got = ReadPrefix(config, prefix);
+  if (!got.ok()) return "etcd read: " + got.status().ToString();
+  std::string diff = DescribeDifference(want, *got);
+  return diff.empty() ? "" : "etcd " + prefix + ": " + diff;
+}
+
+std::string CompareConvergence(const etcd::EtcdConfig& config, const std::string& sync_prefix,
+                               const KeyMap& sync_want,
+                               const std::vector<const WatchingStore*>& watchers,
+                               const std::string& shared_prefix, const KeyMap& shared_want,
+                               const std::vector<Collaborator*>& collaborators) {
+  if (std::string d = CompareEtcd(config, sync_prefix, sync_want); !d.empty()) return d;
+  for (const WatchingStore* w : watchers) {
+    if (std::string d = w->Compare(sync_want); !d.empty()) return d;
+  }
+  if (std::string d = CompareEtcd(config, shared_prefix, shared_want); !d.empty()) return d;
+  for (const Collaborator* c : collaborators) {
+    if (std::string d = c->Compare(shared_want); !d.empty()) return d;
+  }
+  return "";
+}
+
 std::string PollUntil(const std::function<std::string()>& check,
                       std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -176,6 +176,19 @@ class Collaborator {
   std::atomic<uint64_t> failed_publishes_{0};
 };
 
+// Empty when etcd holds exactly `want` under `prefix` (read with ReadPrefix), else
+// "etcd PREFIX: " and the difference.
+std::string CompareEtcd(const etcd::EtcdConfig& config, const std::string& prefix,
+                        const KeyMap& want);
+
+// Empty once etcd under `sync_prefix` and every watching store hold `sync_want`, and etcd under
+// `shared_prefix` and every collaborator hold `shared_want`; otherwise the first difference.
+std::string CompareConvergence(const etcd::EtcdConfig& config, const std::string& sync_prefix,
+                               const KeyMap& sync_want,
+                               const std::vector<const WatchingStore*>& watchers,
+                               const std::string& shared_prefix, const KeyMap& shared_want,
+                               const std::vector<Collaborator*>& collaborators);
+
 // Resident memory (VmRSS) of this process in bytes, and its number of threads.
 int64_t ResidentBytes();
 int ThreadCount();
