@@ -437,26 +437,36 @@ TEST(AgentTest, FailsOnAValueEtcdRefusesAndLeavesNothingBehind) {
 
 // --- mesh ---------------------------------------------------------------------------------------
 
-TEST(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
-  auto source = StartEtcd();
-  auto target = StartEtcd();
-  ASSERT_NE(source, nullptr);
-  ASSERT_NE(target, nullptr);
-  auto source_client = Connect(*source);
-  auto target_client = Connect(*target);
-  ASSERT_NE(source_client, nullptr);
-  ASSERT_NE(target_client, nullptr);
+// Two etcds, the source and the target cluster of a mesh, with a client to each.
+class MeshTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    source_ = StartEtcd();
+    target_ = StartEtcd();
+    ASSERT_NE(source_, nullptr);
+    ASSERT_NE(target_, nullptr);
+    source_client_ = Connect(*source_);
+    target_client_ = Connect(*target_);
+    ASSERT_NE(source_client_, nullptr);
+    ASSERT_NE(target_client_, nullptr);
+  }
+
+  std::unique_ptr<EtcdCluster> source_, target_;
+  std::shared_ptr<Backend> source_client_, target_client_;  // closed before the clusters stop
+};
+
+TEST_F(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
   const Context bg;
 
   const std::string nodes = "cilium/state/nodes/v1/C/";
   const std::string cached = "cilium/cache/nodes/v1/C/";
-  ASSERT_TRUE(source_client->Update(bg, nodes + "node1", "v1", false).ok());
-  ASSERT_TRUE(source_client->Update(bg, nodes + "node2", "v2", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "node1", "v1", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "node2", "v2", false).ok());
   // Another cluster's key is not this mirror's business.
-  ASSERT_TRUE(source_client->Update(bg, "cilium/state/nodes/v1/D/other", "x", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, "cilium/state/nodes/v1/D/other", "x", false).ok());
 
-  RunningTool mesh({"--log-level", "info", "mesh", "--source-endpoints", source->ClientEndpoint(0),
-                    "--target-endpoints", target->ClientEndpoint(0), "--cluster-name", "C",
+  RunningTool mesh({"--log-level", "info", "mesh", "--source-endpoints", source_->ClientEndpoint(0),
+                    "--target-endpoints", target_->ClientEndpoint(0), "--cluster-name", "C",
                     "--prefix", "cilium/state/nodes/v1", "--prefix", "cilium/state/services/v1",
                     "--metrics-listen", "127.0.0.1:0"});
   ASSERT_TRUE(mesh.Started());
@@ -467,11 +477,11 @@ TEST(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
       << mesh.Transcript();
 
   // The first list is mirrored before the canaries are written.
-  EXPECT_EQ(GetValue(*target_client, cached + "node1"), "v1");
-  EXPECT_EQ(GetValue(*target_client, cached + "node2"), "v2");
-  EXPECT_TRUE(HasKey(*target_client, "cilium/synced/C/cilium/cache/nodes/v1"));
-  EXPECT_TRUE(HasKey(*target_client, "cilium/synced/C/cilium/cache/services/v1"));
-  auto cache = target_client->ListPrefix(bg, "cilium/cache/");
+  EXPECT_EQ(GetValue(*target_client_, cached + "node1"), "v1");
+  EXPECT_EQ(GetValue(*target_client_, cached + "node2"), "v2");
+  EXPECT_TRUE(HasKey(*target_client_, "cilium/synced/C/cilium/cache/nodes/v1"));
+  EXPECT_TRUE(HasKey(*target_client_, "cilium/synced/C/cilium/cache/services/v1"));
+  auto cache = target_client_->ListPrefix(bg, "cilium/cache/");
   ASSERT_TRUE(cache.ok()) << cache.status();
   EXPECT_EQ(cache->size(), 2u);
 
@@ -496,91 +506,78 @@ TEST(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
             1.0);
 
   // Live changes and deletes are mirrored.
-  ASSERT_TRUE(source_client->Update(bg, nodes + "node1", "v1b", false).ok());
-  ASSERT_TRUE(source_client->Update(bg, nodes + "node3", "v3", false).ok());
-  ASSERT_TRUE(source_client->Delete(bg, nodes + "node2").ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "node1", "v1b", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "node3", "v3", false).ok());
+  ASSERT_TRUE(source_client_->Delete(bg, nodes + "node2").ok());
   EXPECT_TRUE(Eventually([&] {
-    return GetValue(*target_client, cached + "node1") == "v1b" &&
-           HasKey(*target_client, cached + "node3") && !HasKey(*target_client, cached + "node2");
+    return GetValue(*target_client_, cached + "node1") == "v1b" &&
+           HasKey(*target_client_, cached + "node3") && !HasKey(*target_client_, cached + "node2");
   })) << mesh.Transcript();
 
   // The source restarts: the mirror goes on.
-  ASSERT_TRUE(source->StopMember(0).ok());
-  ASSERT_TRUE(source->StartMember(0).ok());
+  ASSERT_TRUE(source_->StopMember(0).ok());
+  ASSERT_TRUE(source_->StartMember(0).ok());
   EXPECT_TRUE(
-      Eventually([&] { return source_client->Update(bg, nodes + "node4", "v4", false).ok(); }));
-  ASSERT_TRUE(source_client->Delete(bg, nodes + "node3").ok());
+      Eventually([&] { return source_client_->Update(bg, nodes + "node4", "v4", false).ok(); }));
+  ASSERT_TRUE(source_client_->Delete(bg, nodes + "node3").ok());
   EXPECT_TRUE(Eventually([&] {
-    return GetValue(*target_client, cached + "node4") == "v4" &&
-           !HasKey(*target_client, cached + "node3");
+    return GetValue(*target_client_, cached + "node4") == "v4" &&
+           !HasKey(*target_client_, cached + "node3");
   })) << mesh.Transcript();
 
   // The target restarts: the mirror goes on.
-  ASSERT_TRUE(target->StopMember(0).ok());
-  ASSERT_TRUE(target->StartMember(0).ok());
-  ASSERT_TRUE(source_client->Update(bg, nodes + "node5", "v5", false).ok());
-  EXPECT_TRUE(Eventually([&] { return GetValue(*target_client, cached + "node5") == "v5"; }))
+  ASSERT_TRUE(target_->StopMember(0).ok());
+  ASSERT_TRUE(target_->StartMember(0).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "node5", "v5", false).ok());
+  EXPECT_TRUE(Eventually([&] { return GetValue(*target_client_, cached + "node5") == "v5"; }))
       << mesh.Transcript();
-  EXPECT_EQ(GetValue(*target_client, cached + "node1"), "v1b");
-  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/C/D/other"));
-  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/D/other"));
+  EXPECT_EQ(GetValue(*target_client_, cached + "node1"), "v1b");
+  EXPECT_FALSE(HasKey(*target_client_, "cilium/cache/nodes/v1/C/D/other"));
+  EXPECT_FALSE(HasKey(*target_client_, "cilium/cache/nodes/v1/D/other"));
 
   mesh.Signal(SIGTERM);
   EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
 }
 
-TEST(MeshTest, DeletesKeysThatVanishedWhileTheSourceWasUnreachable) {
-  auto source = StartEtcd();
-  auto target = StartEtcd();
-  ASSERT_NE(source, nullptr);
-  ASSERT_NE(target, nullptr);
-  auto source_client = Connect(*source);
-  auto target_client = Connect(*target);
-  ASSERT_NE(source_client, nullptr);
-  ASSERT_NE(target_client, nullptr);
+TEST_F(MeshTest, DeletesKeysThatVanishedWhileTheSourceWasUnreachable) {
   const Context bg;
   const std::string nodes = "cilium/state/nodes/v1/C/";
   const std::string cached = "cilium/cache/nodes/v1/C/";
-  ASSERT_TRUE(source_client->Update(bg, nodes + "stays", "1", false).ok());
-  ASSERT_TRUE(source_client->Update(bg, nodes + "vanishes", "1", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "stays", "1", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "vanishes", "1", false).ok());
 
-  auto port = source->ClientEndpoint(0).substr(source->ClientEndpoint(0).rfind(':') + 1);
+  auto port = source_->ClientEndpoint(0).substr(source_->ClientEndpoint(0).rfind(':') + 1);
   TcpProxy proxy(std::stoi(port));
   RunningTool mesh({"--log-level", "info", "mesh", "--source-endpoints", proxy.Endpoint(),
-                    "--target-endpoints", target->ClientEndpoint(0), "--cluster-name", "C",
+                    "--target-endpoints", target_->ClientEndpoint(0), "--cluster-name", "C",
                     "--prefix", "cilium/state/nodes/v1"});
   ASSERT_TRUE(mesh.Started());
   ASSERT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/C -> cilium/cache/nodes/v1/C keys=2"))
       << mesh.Transcript();
 
-  // While the mesh cannot reach the source, a key goes away and the history is compacted: the
+  // While the mesh cannot reach the source_, a key goes away and the history is compacted: the
   // mirror learns of it only by listing again.
   proxy.Cut();
-  ASSERT_TRUE(source_client->Delete(bg, nodes + "vanishes").ok());
-  ASSERT_TRUE(source_client->Update(bg, nodes + "appears", "1", false).ok());
-  ASSERT_TRUE(source->Compact().ok());
+  ASSERT_TRUE(source_client_->Delete(bg, nodes + "vanishes").ok());
+  ASSERT_TRUE(source_client_->Update(bg, nodes + "appears", "1", false).ok());
+  ASSERT_TRUE(source_->Compact().ok());
   proxy.Restore();
 
   EXPECT_TRUE(Eventually([&] {
-    return !HasKey(*target_client, cached + "vanishes") &&
-           HasKey(*target_client, cached + "appears");
+    return !HasKey(*target_client_, cached + "vanishes") &&
+           HasKey(*target_client_, cached + "appears");
   })) << mesh.Transcript();
-  EXPECT_TRUE(HasKey(*target_client, cached + "stays"));
+  EXPECT_TRUE(HasKey(*target_client_, cached + "stays"));
   mesh.Signal(SIGTERM);
   EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
 }
 
-TEST(MeshTest, ReportsSyncInJson) {
-  auto source = StartEtcd();
-  auto target = StartEtcd();
-  ASSERT_NE(source, nullptr);
-  ASSERT_NE(target, nullptr);
-  auto source_client = Connect(*source);
-  ASSERT_NE(source_client, nullptr);
+TEST_F(MeshTest, ReportsSyncInJson) {
   ASSERT_TRUE(
-      source_client->Update(Context(), "cilium/state/identities/v1/id/1234", "labels", false).ok());
-  RunningTool mesh({"mesh", "--source-endpoints", source->ClientEndpoint(0), "--target-endpoints",
-                    target->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
+      source_client_->Update(Context(), "cilium/state/identities/v1/id/1234", "labels", false)
+          .ok());
+  RunningTool mesh({"mesh", "--source-endpoints", source_->ClientEndpoint(0), "--target-endpoints",
+                    target_->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
                     "cilium/state/identities/v1=cilium/state/identities/v1/id", "-o", "json"});
   ASSERT_TRUE(mesh.Started());
   auto line = mesh.AwaitLine([](const std::string& l) { return l.starts_with("{"); });
@@ -591,46 +588,37 @@ TEST(MeshTest, ReportsSyncInJson) {
   EXPECT_EQ(j["target"], "cilium/cache/identities/v1/C");
   EXPECT_EQ(j["canary"], "cilium/synced/C/cilium/cache/identities/v1");
   EXPECT_EQ(j["keys"], 1);
-  auto target_client = Connect(*target);
-  ASSERT_NE(target_client, nullptr);
-  EXPECT_EQ(GetValue(*target_client, "cilium/cache/identities/v1/C/1234"), "labels");
+  EXPECT_EQ(GetValue(*target_client_, "cilium/cache/identities/v1/C/1234"), "labels");
   mesh.Signal(SIGTERM);
   EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
 }
 
-TEST(MeshTest, WaitsForTheSourceCanaryWhenAsked) {
-  auto source = StartEtcd();
-  auto target = StartEtcd();
-  ASSERT_NE(source, nullptr);
-  ASSERT_NE(target, nullptr);
-  auto source_client = Connect(*source);
-  auto target_client = Connect(*target);
-  ASSERT_NE(source_client, nullptr);
-  ASSERT_NE(target_client, nullptr);
+TEST_F(MeshTest, WaitsForTheSourceCanaryWhenAsked) {
   const Context bg;
-  ASSERT_TRUE(source_client->Update(bg, "cilium/state/services/v1/C/default/web", "1", false).ok());
-  ASSERT_TRUE(source_client->Update(bg, "cilium/state/nodes/v1/C/node1", "1", false).ok());
-  RunningTool mesh({"mesh", "--source-endpoints", source->ClientEndpoint(0), "--target-endpoints",
-                    target->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
+  ASSERT_TRUE(
+      source_client_->Update(bg, "cilium/state/services/v1/C/default/web", "1", false).ok());
+  ASSERT_TRUE(source_client_->Update(bg, "cilium/state/nodes/v1/C/node1", "1", false).ok());
+  RunningTool mesh({"mesh", "--source-endpoints", source_->ClientEndpoint(0), "--target-endpoints",
+                    target_->ClientEndpoint(0), "--cluster-name", "C", "--prefix",
                     "cilium/state/services/v1", "--prefix", "cilium/state/nodes/v1",
                     "--wait-source-synced"});
   ASSERT_TRUE(mesh.Started());
 
   // Only the prefix whose source canary exists is mirrored.
   ASSERT_TRUE(
-      source_client->Update(bg, "cilium/synced/C/cilium/state/services/v1", "now", false).ok());
+      source_client_->Update(bg, "cilium/synced/C/cilium/state/services/v1", "now", false).ok());
   EXPECT_TRUE(
       mesh.AwaitLine("synced cilium/state/services/v1/C -> cilium/cache/services/v1/C keys=1"))
       << mesh.Transcript();
-  EXPECT_EQ(GetValue(*target_client, "cilium/cache/services/v1/C/default/web"), "1");
-  EXPECT_FALSE(HasKey(*target_client, "cilium/cache/nodes/v1/C/node1"));
-  EXPECT_FALSE(HasKey(*target_client, "cilium/synced/C/cilium/cache/nodes/v1"));
+  EXPECT_EQ(GetValue(*target_client_, "cilium/cache/services/v1/C/default/web"), "1");
+  EXPECT_FALSE(HasKey(*target_client_, "cilium/cache/nodes/v1/C/node1"));
+  EXPECT_FALSE(HasKey(*target_client_, "cilium/synced/C/cilium/cache/nodes/v1"));
 
   ASSERT_TRUE(
-      source_client->Update(bg, "cilium/synced/C/cilium/state/nodes/v1", "now", false).ok());
+      source_client_->Update(bg, "cilium/synced/C/cilium/state/nodes/v1", "now", false).ok());
   EXPECT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/C -> cilium/cache/nodes/v1/C keys=1"))
       << mesh.Transcript();
-  EXPECT_EQ(GetValue(*target_client, "cilium/cache/nodes/v1/C/node1"), "1");
+  EXPECT_EQ(GetValue(*target_client_, "cilium/cache/nodes/v1/C/node1"), "1");
   mesh.Signal(SIGTERM);
   EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
 }
