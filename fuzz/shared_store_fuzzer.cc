@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fuzz/fuzz_input.h"
+#include "fuzz/store_fuzz_keys.h"
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
 #include "kvstore/memory/in_memory_store.h"
@@ -42,28 +43,9 @@
 namespace kvstore::fuzz {
 namespace {
 
-constexpr std::string_view kPrefixes[] = {"cilium/state/fuzz/v1", "cilium/state/fuzz/v1/",
-                                          "cilium/state/fuzz/v1//", "x"};
-constexpr std::string_view kNames[] = {"a", "b", "a/b", "node/1", "\xff\xfe", "", "c d", "b/"};
-constexpr char kRejectedMarker = '!';
 constexpr auto kConvergeTimeout = std::chrono::seconds(30);
 // Written last by the other client; no decoded name is this long without raw bytes.
 constexpr char kMarkerName[] = "~all-events-before-this-one";
-
-class PickyKey final : public store::Key {
- public:
-  std::string GetKeyName() const override { return name_; }
-  absl::StatusOr<std::string> Marshal() const override { return value_; }
-  absl::Status Unmarshal(std::string_view key, std::string_view data) override {
-    if (data.starts_with(kRejectedMarker)) return absl::InvalidArgumentError("rejected value");
-    name_ = std::string(key);
-    value_ = std::string(data);
-    return absl::OkStatus();
-  }
-
- private:
-  std::string name_, value_;
-};
 
 std::string ValueOf(const store::NamedKey& named) {
   const auto* key = dynamic_cast<const store::Key*>(&named);
@@ -126,12 +108,6 @@ std::string Describe(const std::map<std::string, std::string>& view) {
     out += " " + Printable(name) + "=" + Printable(value);
   }
   return out + " }";
-}
-
-std::string DecodeName(FuzzInput& in) {
-  uint8_t b = in.Byte();
-  if (b < 0xc0) return std::string(kNames[b % std::size(kNames)]);
-  return in.Raw(b & 0x3f);
 }
 
 std::string WatchPrefix(std::string_view prefix) {

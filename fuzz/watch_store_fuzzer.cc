@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fuzz/fuzz_input.h"
+#include "fuzz/store_fuzz_keys.h"
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
@@ -35,28 +36,6 @@
 
 namespace kvstore::fuzz {
 namespace {
-
-constexpr std::string_view kPrefixes[] = {"cilium/state/fuzz/v1", "cilium/state/fuzz/v1/",
-                                          "cilium/state/fuzz/v1//", "x"};
-constexpr std::string_view kNames[] = {"a", "b", "a/b", "node/1", "\xff\xfe", "", "c d", "b/"};
-constexpr char kRejectedMarker = '!';
-
-// A raw key whose Unmarshal fails for values starting with kRejectedMarker: a user type that
-// cannot parse what another writer put into the kvstore.
-class PickyKey final : public store::Key {
- public:
-  std::string GetKeyName() const override { return name_; }
-  absl::StatusOr<std::string> Marshal() const override { return value_; }
-  absl::Status Unmarshal(std::string_view key, std::string_view data) override {
-    if (data.starts_with(kRejectedMarker)) return absl::InvalidArgumentError("rejected value");
-    name_ = std::string(key);
-    value_ = std::string(data);
-    return absl::OkStatus();
-  }
-
- private:
-  std::string name_, value_;
-};
 
 bool Accepted(bool picky, std::string_view value) {
   return !picky || !value.starts_with(kRejectedMarker);
@@ -221,12 +200,6 @@ class Model {
   bool list_done_seen_ = false;
   std::vector<Call> expected_;
 };
-
-std::string DecodeName(FuzzInput& in) {
-  uint8_t b = in.Byte();
-  if (b < 0xc0) return std::string(kNames[b % std::size(kNames)]);
-  return in.Raw(b & 0x3f);
-}
 
 struct Operation {
   enum class Kind { kEvent, kEndRound, kEndRoundAndDrain } kind = Kind::kEvent;
