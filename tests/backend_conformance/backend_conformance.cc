@@ -213,6 +213,40 @@ TEST_P(BackendConformanceTest, UpdateIfDifferentWritesOnlyWhenNeeded) {
   EXPECT_FALSE(*wrote) << "same value, already on the session lease";
 }
 
+TEST_P(BackendConformanceTest, UpdateIfDifferentWithLeaseWritesOnlyWhenNeeded) {
+  auto client = NewClient();
+  auto other = NewClient();
+  const std::string key = Key("k");
+  auto wrote = client->UpdateIfDifferent(Context(), key, "v", true);
+  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  EXPECT_TRUE(*wrote) << "missing key";
+  const std::optional<Value> first = GetValue(*client, key);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_NE(first->lease_id, 0);
+
+  wrote = client->UpdateIfDifferent(Context(), key, "v", true);
+  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  EXPECT_FALSE(*wrote) << "same value, already on the session lease";
+  EXPECT_EQ(GetValue(*client, key)->mod_revision, first->mod_revision) << "no write expected";
+
+  // Another client deletes the key: it is missing again, whatever this session wrote before.
+  ASSERT_TRUE(other->Delete(Context(), key).ok());
+  wrote = client->UpdateIfDifferent(Context(), key, "v", true);
+  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  EXPECT_TRUE(*wrote) << "deleted by another client";
+  EXPECT_EQ(client->Get(Context(), key)->value_or(""), "v");
+
+  // Another client overwrites the value, keeping no lease.
+  ASSERT_TRUE(other->Update(Context(), key, "w", false).ok());
+  wrote = client->UpdateIfDifferent(Context(), key, "v", true);
+  ASSERT_TRUE(wrote.ok()) << wrote.status();
+  EXPECT_TRUE(*wrote) << "overwritten by another client";
+  const std::optional<Value> last = GetValue(*client, key);
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->data, "v");
+  EXPECT_EQ(last->lease_id, first->lease_id) << "back on the session lease";
+}
+
 TEST_P(BackendConformanceTest, UpdateIfDifferentRewritesKeyLeasedByAnotherSession) {
   auto first = NewClient();
   auto second = NewClient();
