@@ -91,11 +91,14 @@ class Watcher {
   std::function<void()> stop_hook_;
   std::function<void()> space_hook_;
 
-  // Appends `ev` and wakes consumers waiting for one. REQUIRES: mu_ held, room in the buffer.
-  void PushLocked(KeyValueEvent ev);
+  // Appends `ev`; true when consumers may be waiting for it, and the caller wakes them once it
+  // released mu_ (woken under the lock, they would block on it again at once). REQUIRES: mu_
+  // held, room in the buffer.
+  bool PushLocked(KeyValueEvent ev);
   // The space hook, taken when it is due. REQUIRES: mu_ held.
   std::function<void()> TakeSpaceHookLocked();
-  // Hands out the front event after a wait; runs a due space hook outside the lock.
+  // Hands out the front event after a wait, and releases the lock; wakes waiting producers and
+  // runs a due space hook outside it.
   std::optional<KeyValueEvent> PopLocked(std::unique_lock<std::mutex>& lock);
 };
 

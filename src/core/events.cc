@@ -29,7 +29,9 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
   bool ready =
       ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
   if (!ready || stopped_ || closed_) return false;
-  PushLocked(std::move(ev));
+  const bool wake = PushLocked(std::move(ev));
+  lock.unlock();
+  if (wake) cv_.notify_all();
   return true;
 }
 
@@ -45,17 +47,19 @@ void Watcher::Close() {
 }
 
 bool Watcher::TryEmit(KeyValueEvent& ev) {
-  std::lock_guard<std::mutex> guard(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
-  PushLocked(std::move(ev));
+  const bool wake = PushLocked(std::move(ev));
+  lock.unlock();
+  if (wake) cv_.notify_all();
   return true;
 }
 
-void Watcher::PushLocked(KeyValueEvent ev) {
+bool Watcher::PushLocked(KeyValueEvent ev) {
   buffer_.push_back(std::move(ev));
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
-  if (buffer_.size() == 1) cv_.notify_all();
+  return buffer_.size() == 1;
 }
 
 void Watcher::NotifyWhenSpace(std::function<void()> fn) {
@@ -83,12 +87,11 @@ std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lo
   KeyValueEvent ev = std::move(buffer_.front());
   buffer_.pop_front();
   // Producers wait only on a full buffer.
-  if (buffer_.size() + 1 == capacity_) cv_.notify_all();
+  const bool wake = buffer_.size() + 1 == capacity_;
   std::function<void()> hook = TakeSpaceHookLocked();
-  if (hook) {
-    lock.unlock();
-    hook();
-  }
+  lock.unlock();
+  if (wake) cv_.notify_all();
+  if (hook) hook();
   return ev;
 }
 

@@ -387,21 +387,29 @@ absl::Status RpcClient::BlockingCall(
     auto context = std::make_unique<grpc::ClientContext>();
     PrepareContext(context.get(), ctx, token, deadline);
     if (!Register(context.get())) return absl::FailedPreconditionError("etcd backend is closed");
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status result;
-    start(context.get(), [&](grpc::Status s) {
-      std::lock_guard<std::mutex> guard(mu);
-      result = std::move(s);
-      done = true;
-      cv.notify_all();
+    // Shared with the callback, which wakes the caller after releasing the lock (woken under
+    // it, the caller would block on it again at once) and so must keep it alive meanwhile.
+    struct Completion {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      grpc::Status result;
+    };
+    auto completion = std::make_shared<Completion>();
+    start(context.get(), [completion](grpc::Status s) {
+      {
+        std::lock_guard<std::mutex> guard(completion->mu);
+        completion->result = std::move(s);
+        completion->done = true;
+      }
+      completion->cv.notify_all();
     });
     {
       ScopedContextCallback cancel(ctx, [&context] { context->TryCancel(); });
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return done; });
+      std::unique_lock<std::mutex> lock(completion->mu);
+      completion->cv.wait(lock, [&] { return completion->done; });
     }
+    const grpc::Status& result = completion->result;
     Unregister(context.get());
     absl::Status status = Translate(result, what, *context, ctx);
     context.reset();
