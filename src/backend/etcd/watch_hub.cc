@@ -190,15 +190,17 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
   if (entry->list_revision == 0) entry->list_revision = response.header().revision();
   const Entry::TimePoint received = entry->queue_metrics.Received();
   size_t bytes = 0;
+  // Reports the key at `it` as deleted and forgets it; returns the key after it.
+  auto vanish = [&](auto it) {
+    entry->Queue(KeyValueEvent{EventType::kDelete, entry->prefix + it->first, std::string(),
+                               entry->list_revision},
+                 received);
+    return entry->known.erase(it);
+  };
   // At the end of the list: every key of `known` after the cursor vanished.
   auto emit_vanished_after_cursor = [&] {
     auto it = entry->known.lower_bound(entry->Relative(entry->list_cursor));
-    while (it != entry->known.end()) {
-      entry->Queue(KeyValueEvent{EventType::kDelete, entry->prefix + it->first, std::string(),
-                                 entry->list_revision},
-                   received);
-      it = entry->known.erase(it);
-    }
+    while (it != entry->known.end()) it = vanish(it);
   };
   // Keys arrive sorted: one walk along `known` finds the vanished ones (those between two listed
   // keys) and where each listed key goes.
@@ -206,12 +208,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
   for (mvccpb::KeyValue& kv : *response.mutable_kvs()) {
     bytes += kv.key().size() + kv.value().size();
     const std::string_view rel = entry->Relative(kv.key());
-    while (it != entry->known.end() && it->first < rel) {
-      entry->Queue(KeyValueEvent{EventType::kDelete, entry->prefix + it->first, std::string(),
-                                 entry->list_revision},
-                   received);
-      it = entry->known.erase(it);
-    }
+    while (it != entry->known.end() && it->first < rel) it = vanish(it);
     const bool inserted = it == entry->known.end() || it->first != rel;
     if (inserted) it = entry->known.emplace_hint(it, std::string(rel), kv.mod_revision());
     entry->list_cursor.assign(kv.key());
