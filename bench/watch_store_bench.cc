@@ -37,6 +37,13 @@ class PreparedBackend final : public kvstore::WatchStoreBackend {
   std::shared_ptr<Watcher> next;
 };
 
+// A new store with an observer of its own.
+struct CountingStore {
+  std::shared_ptr<CountingObserver> observer = std::make_shared<CountingObserver>();
+  std::unique_ptr<kvstore::store::WatchStore> store =
+      kvstore::store::NewRestartableWatchStore("bench", kvstore::store::KVPairCreator, observer);
+};
+
 // A closed watcher holding `n` events of `type` for keys node-0 ... node-(n-1).
 std::shared_ptr<Watcher> PrepareWatcher(int64_t n, EventType type) {
   auto watcher = std::make_shared<Watcher>(std::string(kPrefix), static_cast<size_t>(n));
@@ -57,13 +64,11 @@ void BM_WatchStoreInitialList(benchmark::State& state) {
   PreparedBackend backend;
   for (auto _ : state) {
     state.PauseTiming();
-    auto observer = std::make_shared<CountingObserver>();
-    auto store =
-        kvstore::store::NewRestartableWatchStore("bench", kvstore::store::KVPairCreator, observer);
+    CountingStore fresh;
     backend.next = PrepareWatcher(n, EventType::kCreate);
     state.ResumeTiming();
-    store->Watch(Context::Background(), backend, kPrefix);
-    benchmark::DoNotOptimize(observer->updates);
+    fresh.store->Watch(Context::Background(), backend, kPrefix);
+    benchmark::DoNotOptimize(fresh.observer->updates);
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
@@ -73,19 +78,17 @@ BENCHMARK(BM_WatchStoreInitialList)->Arg(1000)->Arg(10000)->Unit(benchmark::kMic
 void BM_WatchStoreModify(benchmark::State& state) {
   const int64_t n = state.range(0);
   PreparedBackend backend;
-  auto observer = std::make_shared<CountingObserver>();
-  auto store =
-      kvstore::store::NewRestartableWatchStore("bench", kvstore::store::KVPairCreator, observer);
+  CountingStore known;
   backend.next = PrepareWatcher(n, EventType::kCreate);
-  store->Watch(Context::Background(), backend, kPrefix);
+  known.store->Watch(Context::Background(), backend, kPrefix);
   for (auto _ : state) {
     state.PauseTiming();
     // No kListDone: keys marked stale by Watch are refreshed, never deleted.
     backend.next = PrepareWatcher(n, EventType::kModify);
     state.ResumeTiming();
-    store->Watch(Context::Background(), backend, kPrefix);
+    known.store->Watch(Context::Background(), backend, kPrefix);
   }
-  if (observer->deletes != 0) state.SkipWithError("keys were deleted");
+  if (known.observer->deletes != 0) state.SkipWithError("keys were deleted");
   state.SetItemsProcessed(state.iterations() * n);
 }
 BENCHMARK(BM_WatchStoreModify)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
@@ -97,15 +100,13 @@ void BM_WatchStoreStaleDeletes(benchmark::State& state) {
   PreparedBackend backend;
   for (auto _ : state) {
     state.PauseTiming();
-    auto observer = std::make_shared<CountingObserver>();
-    auto store =
-        kvstore::store::NewRestartableWatchStore("bench", kvstore::store::KVPairCreator, observer);
+    CountingStore known;
     backend.next = PrepareWatcher(n, EventType::kCreate);
-    store->Watch(Context::Background(), backend, kPrefix);
+    known.store->Watch(Context::Background(), backend, kPrefix);
     backend.next = PrepareWatcher(1, EventType::kListDone);
     state.ResumeTiming();
-    store->Watch(Context::Background(), backend, kPrefix);
-    if (observer->deletes != n) state.SkipWithError("not every key was deleted");
+    known.store->Watch(Context::Background(), backend, kPrefix);
+    if (known.observer->deletes != n) state.SkipWithError("not every key was deleted");
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
