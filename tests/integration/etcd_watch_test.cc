@@ -158,7 +158,8 @@ TEST_F(EtcdWatchTest, OperationsDuringACutFailWithTheEndpoint) {
       << status;
   EXPECT_NE(status.message().find(proxy.Endpoint()), absl::string_view::npos) << status;
   proxy.Restore();
-  EXPECT_TRUE(Retry([&] { return backend->Update(ctx_, prefix_ + "x", "3", false); }).ok());
+  absl::Status restored = Retry([&] { return backend->Update(ctx_, prefix_ + "x", "3", false); });
+  EXPECT_TRUE(restored.ok()) << restored;
 }
 
 // The process's only backend, destroyed while its watch stream and list calls end: each time,

@@ -180,6 +180,19 @@ TEST_F(FaultTest, MemberPausedLongerThanTheRequestTimeout) {
   ExpectConverged(want, &watching, shared_want, {a.get(), b.get()});
 }
 
+// A call on an open connection to a member that stopped answering ends with the request timeout,
+// enforced by the client itself: the member cannot answer, and the connection stays open.
+TEST_F(FaultTest, CallToAPausedMemberEndsAtTheRequestTimeout) {
+  std::shared_ptr<Backend> backend = MustConnect(config_);
+  ASSERT_TRUE(backend->Update(Context(), "paused/k", "1", false).ok());
+  ASSERT_TRUE(cluster_->PauseMember(0).ok());
+  absl::Status status = backend->Update(Context(), "paused/k", "2", false);
+  ASSERT_TRUE(cluster_->ResumeMember(0).ok());
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded) << status;
+  EXPECT_NE(status.message().find("request timeout of 1500 ms"), absl::string_view::npos) << status;
+  EXPECT_TRUE(Retry([&] { return backend->Update(Context(), "paused/k", "3", false); }).ok());
+}
+
 // The watchers' connections are cut (a TCP proxy) while keys change, the history is compacted to
 // the current revision, then the network comes back: every watcher must re-list.
 TEST_F(FaultTest, CompactionPastEveryWatchersRevision) {

@@ -217,6 +217,11 @@ absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& c
 
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
+  // Leaves out the optional filters (compression, idleness) that every call would pass through,
+  // about a tenth of the client's instructions per call. Deadlines stay enforced on the client,
+  // so an unresponsive member still times a call out.
+  args.SetInt(GRPC_ARG_MINIMAL_STACK, 1);
+  args.SetInt(GRPC_ARG_ENABLE_DEADLINE_CHECKS, 1);
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
   // Detects members that stopped answering (paused, cut off) on an open connection. etcd refuses
