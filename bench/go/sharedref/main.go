@@ -80,9 +80,14 @@ func main() {
 	}
 
 	var watchers sync.WaitGroup
+	// The watches end before the cleanup below: a delete of every key seen by watchers that ask for
+	// previous values makes etcd 3.4 look up each previous value through a read transaction, which
+	// keeps it busy for minutes and slows whatever runs next.
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	defer stopWatches()
 	if *watch {
 		for _, c := range clients {
-			events := c.Watch(ctx, *prefix+"/", clientv3.WithPrefix(), clientv3.WithPrevKV(),
+			events := c.Watch(watchCtx, *prefix+"/", clientv3.WithPrefix(), clientv3.WithPrevKV(),
 				clientv3.WithCreatedNotify())
 			if created := <-events; !created.Created {
 				fmt.Fprintln(os.Stderr, "watch not created:", created.Err())
@@ -136,8 +141,24 @@ func main() {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	fmt.Printf("workload=shared-go keys=%d seconds=%.3f ops_per_s=%.0f client_cpu_s=%.3f cpu_us_per_op=%.1f maxrss_kb=%d writes_seconds=%.3f watch=%v lease=%v txn=%v\n",
 		total, seconds, float64(total)/seconds, cpu, cpu*1e6/float64(total), ru.Maxrss, writes, *watch, *lease, *txn)
-	if _, err := clients[0].Delete(ctx, *prefix+"/", clientv3.WithPrefix()); err != nil {
+	// Closing the clients ends their watch streams at once; the cleanup uses a client of its own.
+	stopWatches()
+	for _, c := range clients {
+		c.Close()
+	}
+	cleanup, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(*endpoints, ","), DialTimeout: 5 * time.Second})
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
+	}
+	defer cleanup.Close()
+	if _, err := cleanup.Delete(ctx, *prefix+"/", clientv3.WithPrefix()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, id := range leases {
+		if id != 0 {
+			cleanup.Revoke(ctx, id)
+		}
 	}
 }
