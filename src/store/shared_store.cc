@@ -11,10 +11,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "kvstore/events.h"
 #include "kvstore/paths.h"
@@ -448,8 +448,9 @@ class SharedStoreImpl final : public SharedStore {
   bool ctx_done_ = false;  // ctx_ is done (set by ctx_wakeup_)
   std::map<std::string, std::shared_ptr<const LocalKey>> local_keys_;
   // Hashed: every watch event of every collaborator looks its key up here, and ordered lookups
-  // were a measurable part of a store's CPU (SharedKeysMap sorts on demand).
-  std::unordered_map<std::string, std::shared_ptr<const Key>> shared_keys_;
+  // were a measurable part of a store's CPU (SharedKeysMap sorts on demand). Open addressing: a
+  // lookup touches one group of slots instead of a bucket and a chain of nodes.
+  absl::flat_hash_map<std::string, std::shared_ptr<const Key>> shared_keys_;
   std::set<std::string> recreate_requests_;  // deleted local keys for the sync thread to write
   // Local keys deleted in the kvstore and not written again yet: their delete events were
   // swallowed, so their shared entries stay until the re-create or until DeleteLocalKey.
