@@ -15,7 +15,6 @@
 #include "kvstore/memory/in_memory_store.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
-#include "spdlog/spdlog.h"
 
 namespace {
 
@@ -95,13 +94,3 @@ void BM_SharedStoreSeesWrites(benchmark::State& state) {
 BENCHMARK(BM_SharedStoreSeesWrites)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  // The store logs its start and stop at info level.
-  spdlog::set_level(spdlog::level::warn);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -9,7 +9,6 @@
 #include "kvstore/events.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/watch_store.h"
-#include "spdlog/spdlog.h"
 
 namespace {
 
@@ -113,13 +112,3 @@ void BM_WatchStoreStaleDeletes(benchmark::State& state) {
 BENCHMARK(BM_WatchStoreStaleDeletes)->Arg(1000)->Arg(10000)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  // The store logs each Watch start and stop at info level.
-  spdlog::set_level(spdlog::level::warn);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
