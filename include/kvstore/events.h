@@ -91,10 +91,10 @@ class Watcher {
   std::function<void()> stop_hook_;
   std::function<void()> space_hook_;
 
-  // Appends `ev`; true when consumers may be waiting for it, and the caller wakes them once it
-  // released mu_ (woken under the lock, they would block on it again at once). REQUIRES: mu_
-  // held, room in the buffer.
-  bool PushLocked(KeyValueEvent ev);
+  // Appends `ev` and releases the lock; then wakes consumers that may wait for it (woken under
+  // the lock, they would block on it again at once). REQUIRES: `lock` holds mu_, room in the
+  // buffer.
+  void PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock);
   // The space hook, taken when it is due. REQUIRES: mu_ held.
   std::function<void()> TakeSpaceHookLocked();
   // Hands out the front event after a wait, and releases the lock; wakes waiting producers and

@@ -29,9 +29,7 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
   bool ready =
       ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
   if (!ready || stopped_ || closed_) return false;
-  const bool wake = PushLocked(std::move(ev));
-  lock.unlock();
-  if (wake) cv_.notify_all();
+  PushLocked(std::move(ev), lock);
   return true;
 }
 
@@ -49,17 +47,17 @@ void Watcher::Close() {
 bool Watcher::TryEmit(KeyValueEvent& ev) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
-  const bool wake = PushLocked(std::move(ev));
-  lock.unlock();
-  if (wake) cv_.notify_all();
+  PushLocked(std::move(ev), lock);
   return true;
 }
 
-bool Watcher::PushLocked(KeyValueEvent ev) {
+void Watcher::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
   buffer_.push_back(std::move(ev));
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
-  return buffer_.size() == 1;
+  const bool wake = buffer_.size() == 1;
+  lock.unlock();
+  if (wake) cv_.notify_all();
 }
 
 void Watcher::NotifyWhenSpace(std::function<void()> fn) {
