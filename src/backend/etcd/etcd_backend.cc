@@ -174,17 +174,18 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
                                          std::string_view value, bool lease) override {
-    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
     if (lease && leases_->LeaseOfKey(key) == 0) {
       // This session never attached the key to one of its leases, so etcd cannot hold it on
       // one: it differs, and a plain put writes it. This matters under a burst of writes
       // (agents publishing their keys): etcd 3.4 copies its whole buffer of uncommitted writes
       // for every transaction and every range, so there a comparison cost etcd several times
       // the write itself (6.8 GB allocated for 10,000 of them while 10 watchers were attached).
+      // Update checks the arguments and waits for the rate limiter itself.
       absl::Status status = Update(ctx, key, value, lease);
       if (!status.ok()) return status;
       return true;
     }
+    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
       if (!leased.ok()) return leased.status();
