@@ -43,6 +43,8 @@ class MeasuredPhase {
 
   // Ends the phase. Call once.
   Measurement Finish();
+  // When the phase started.
+  std::chrono::steady_clock::time_point start() const { return start_; }
 
  private:
   std::chrono::steady_clock::time_point start_;

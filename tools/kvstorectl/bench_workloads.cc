@@ -564,7 +564,7 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   // When the last writer's last write returned: shows whether etcd's accepting the writes or the
   // fan-out of the events to every collaborator took the time.
   std::atomic<int> writers_left = k;
-  std::chrono::steady_clock::time_point phase_start, writes_done;
+  std::chrono::steady_clock::time_point writes_done;
   Gang writers(k, [&](int i) {
     for (int64_t j = 0; j < m; ++j) {
       std::string name = CollaboratorKeyName(i, j);
@@ -590,7 +590,6 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   };
   Progress progress(config.progress, "shared", describe);
   MeasuredPhase phase;
-  phase_start = std::chrono::steady_clock::now();
   writers.Start();
   bool converged = signal.WaitUntil(
       phase_ctx, [&] { return error.Failed() || least_seen() == total; }, kFallbackPoll);
@@ -612,7 +611,8 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
       {"value_size", std::to_string(config.value_size)},
       {"backend", BackendKind(config)},
       {"writes_seconds",
-       absl::StrFormat("%.3f", std::chrono::duration<double>(writes_done - phase_start).count())}};
+       absl::StrFormat("%.3f",
+                       std::chrono::duration<double>(writes_done - phase.start()).count())}};
   auto name_of = [m](int64_t i) { return CollaboratorKeyName(static_cast<int>(i / m), i % m); };
   for (int i = 0; i < k && outcome.verification.ok(); ++i) {
     auto seen = collaborators[i].store->SharedKeysMap();
