@@ -56,6 +56,33 @@ bool WaitExit(pid_t pid, std::chrono::milliseconds timeout, int* status = nullpt
   }
 }
 
+// Waits up to `timeout` until waitpid reports the change `options` asks about (WUNTRACED: the
+// child stopped, WCONTINUED: it resumed). kill() returns before the signal has taken effect, so
+// a SIGSTOP'd member may still answer a request sent right after it; waiting for the report
+// means every thread of the child has stopped. kAborted when the child exited (it is reaped).
+absl::Status WaitStateChange(pid_t pid, int options, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (true) {
+    int st = 0;
+    pid_t r = waitpid(pid, &st, WNOHANG | options);
+    if (r == pid) {
+      if ((options & WUNTRACED) && WIFSTOPPED(st)) return absl::OkStatus();
+      if ((options & WCONTINUED) && WIFCONTINUED(st)) return absl::OkStatus();
+      if (WIFEXITED(st) || WIFSIGNALED(st)) {
+        return absl::AbortedError(absl::StrCat("process ", pid, " exited"));
+      }
+    } else if (r < 0) {
+      return absl::InternalError(absl::StrCat("waitpid ", pid, ": ", std::strerror(errno)));
+    }
+    if (Clock::now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("process ", pid, " did not ",
+                                                      (options & WUNTRACED) ? "stop" : "resume",
+                                                      " within ", timeout.count(), " ms"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 std::string Hex(int64_t id) {
   std::ostringstream out;
   out << std::hex << id;
@@ -364,6 +391,14 @@ absl::Status EtcdCluster::Signal(int member, int signal, bool wait_exit) {
   if (m.pid <= 0) return absl::FailedPreconditionError(m.name + " is not running");
   if (kill(m.pid, signal) != 0) {
     return absl::InternalError(absl::StrCat("kill ", m.name, ": ", std::strerror(errno)));
+  }
+  if (signal == SIGSTOP || signal == SIGCONT) {
+    absl::Status changed = WaitStateChange(m.pid, signal == SIGSTOP ? WUNTRACED : WCONTINUED,
+                                           std::chrono::seconds(10));
+    if (!changed.ok()) {
+      if (changed.code() == absl::StatusCode::kAborted) m.pid = -1;
+      return absl::InternalError(absl::StrCat(m.name, ": ", changed.message()));
+    }
   }
   if (!wait_exit) return absl::OkStatus();
   if (!WaitExit(m.pid, std::chrono::seconds(15))) {
