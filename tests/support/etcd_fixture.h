@@ -72,8 +72,8 @@ class EtcdCluster {
   absl::Status StopMember(int member);    // SIGTERM, waits for the exit
   absl::Status KillMember(int member);    // SIGKILL, waits for the exit
   absl::Status StartMember(int member);   // after Stop/Kill: same ports and data; waits healthy
-  absl::Status PauseMember(int member);   // SIGSTOP
-  absl::Status ResumeMember(int member);  // SIGCONT
+  absl::Status PauseMember(int member);   // SIGSTOP, waits until every thread has stopped
+  absl::Status ResumeMember(int member);  // SIGCONT, waits until it runs again
   bool IsRunning(int member) const;
   absl::Status WaitHealthy(int member, std::chrono::milliseconds timeout);
 
