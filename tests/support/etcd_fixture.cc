@@ -19,12 +19,14 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/eventually.h"
 
 namespace kvstore::testing {
 namespace {
@@ -41,46 +43,27 @@ struct Argv {
   std::vector<char*> pointers;
 };
 
-// Waits up to `timeout` for `pid` to exit; true when it did (and was reaped).
-bool WaitExit(pid_t pid, std::chrono::milliseconds timeout, int* status = nullptr) {
-  auto deadline = Clock::now() + timeout;
-  while (true) {
-    int st = 0;
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid || (r < 0 && errno == ECHILD)) {
-      if (status) *status = st;
-      return true;
-    }
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+// Polls waitpid(pid, WNOHANG | options) for up to `timeout`: the status of the change it
+// reported (termination, and with WUNTRACED a stop, with WCONTINUED a resumption), or nullopt
+// when none came. A child already reaped (ECHILD) counts as exited with status 0.
+std::optional<int> PollChild(pid_t pid, int options, std::chrono::milliseconds timeout) {
+  int status = 0;
+  bool changed = Eventually(
+      [&] {
+        pid_t r = waitpid(pid, &status, WNOHANG | options);
+        if (r < 0 && errno == ECHILD) {
+          status = 0;
+          return true;
+        }
+        return r == pid;
+      },
+      timeout);
+  return changed ? std::optional<int>(status) : std::nullopt;
 }
 
-// Waits up to `timeout` until waitpid reports the change `options` asks about (WUNTRACED: the
-// child stopped, WCONTINUED: it resumed). kill() returns before the signal has taken effect, so
-// a SIGSTOP'd member may still answer a request sent right after it; waiting for the report
-// means every thread of the child has stopped. kAborted when the child exited (it is reaped).
-absl::Status WaitStateChange(pid_t pid, int options, std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  while (true) {
-    int st = 0;
-    pid_t r = waitpid(pid, &st, WNOHANG | options);
-    if (r == pid) {
-      if ((options & WUNTRACED) && WIFSTOPPED(st)) return absl::OkStatus();
-      if ((options & WCONTINUED) && WIFCONTINUED(st)) return absl::OkStatus();
-      if (WIFEXITED(st) || WIFSIGNALED(st)) {
-        return absl::AbortedError(absl::StrCat("process ", pid, " exited"));
-      }
-    } else if (r < 0) {
-      return absl::InternalError(absl::StrCat("waitpid ", pid, ": ", std::strerror(errno)));
-    }
-    if (Clock::now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("process ", pid, " did not ",
-                                                      (options & WUNTRACED) ? "stop" : "resume",
-                                                      " within ", timeout.count(), " ms"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+// Waits up to `timeout` for `pid` to exit; true when it did (and was reaped).
+bool WaitExit(pid_t pid, std::chrono::milliseconds timeout) {
+  return PollChild(pid, 0, timeout).has_value();
 }
 
 std::string Hex(int64_t id) {
@@ -393,11 +376,18 @@ absl::Status EtcdCluster::Signal(int member, int signal, bool wait_exit) {
     return absl::InternalError(absl::StrCat("kill ", m.name, ": ", std::strerror(errno)));
   }
   if (signal == SIGSTOP || signal == SIGCONT) {
-    absl::Status changed = WaitStateChange(m.pid, signal == SIGSTOP ? WUNTRACED : WCONTINUED,
-                                           std::chrono::seconds(10));
-    if (!changed.ok()) {
-      if (changed.code() == absl::StatusCode::kAborted) m.pid = -1;
-      return absl::InternalError(absl::StrCat(m.name, ": ", changed.message()));
+    // kill() returns before the signal has taken effect: a member sent SIGSTOP may still answer
+    // a request sent right after it. waitpid reports the stop once every thread has stopped.
+    const bool stop = signal == SIGSTOP;
+    std::optional<int> changed =
+        PollChild(m.pid, stop ? WUNTRACED : WCONTINUED, std::chrono::seconds(10));
+    if (!changed) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(m.name, " did not ", stop ? "stop" : "resume", " within 10 s"));
+    }
+    if (WIFEXITED(*changed) || WIFSIGNALED(*changed)) {
+      m.pid = -1;  // reaped
+      return absl::InternalError(absl::StrCat(m.name, " exited"));
     }
   }
   if (!wait_exit) return absl::OkStatus();
