@@ -1,5 +1,5 @@
 # Installs the library so that users can `find_package(kvstore)` and link `kvstore::kvstore`.
-include(GNUInstallDirs)
+# GNUInstallDirs is included by the top-level CMakeLists.txt, before the targets.
 include(CMakePackageConfigHelpers)
 
 get_property(kvstore_components GLOBAL PROPERTY KVSTORE_COMPONENTS)
