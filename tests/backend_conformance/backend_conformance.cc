@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvstore/context.h"
@@ -651,10 +652,9 @@ TEST_P(BackendConformanceTest, NoGapBetweenListAndLiveEventsUnderConcurrentWrite
   std::thread writer([&] {
     for (int round = 1; !stop.load(); ++round) {
       for (int k = 0; k < kKeys; ++k) {
-        ASSERT_TRUE(
-            writer_client
-                ->Update(Context(), Key("k" + std::to_string(k)), std::to_string(round), false)
-                .ok());
+        ASSERT_TRUE(writer_client
+                        ->Update(Context(), Key(absl::StrCat("k", k)), std::to_string(round), false)
+                        .ok());
         ++written;
       }
     }

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "tests/integration/etcd_test_util.h"
 
 namespace kvstore::testing {
@@ -129,8 +130,8 @@ TEST_F(EtcdBasicTest, PaginationWithSmallPages) {
   std::shared_ptr<Backend> paged = MustConnect(config);
   std::map<std::string, std::string> expected;
   for (int i = 0; i < 20; ++i) {
-    std::string key = prefix_ + "k" + std::to_string(i);
-    expected[key] = "v" + std::to_string(i);
+    std::string key = absl::StrCat(prefix_, "k", i);
+    expected[key] = absl::StrCat("v", i);
     ASSERT_TRUE(paged->Update(ctx_, key, expected[key], false).ok());
   }
   // Keys just outside the prefix on both sides must not leak in.

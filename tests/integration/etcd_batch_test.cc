@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/sync_store.h"
 #include "tests/integration/etcd_test_util.h"
@@ -155,8 +156,7 @@ TEST_F(EtcdBatchTest, SyncStoreWritesThousandsOfKeysInBatches) {
   constexpr int kKeys = 3000;
   for (int i = 0; i < kKeys; ++i) {
     ASSERT_TRUE(
-        sync_store->UpsertKey(ctx_, store::KVPair("k" + std::to_string(i), std::to_string(i)))
-            .ok());
+        sync_store->UpsertKey(ctx_, store::KVPair(absl::StrCat("k", i), std::to_string(i))).ok());
   }
   std::atomic<bool> synced = false;
   ASSERT_TRUE(sync_store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());

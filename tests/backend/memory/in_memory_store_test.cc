@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "backend/memory/store_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -360,7 +361,7 @@ TEST_F(InMemoryStoreTest, WithoutHistoryEveryLaggingWatcherReLists) {
   ASSERT_TRUE(tracker.ReadUntilListDone(kTimeout));
   StringMap expected;
   for (int i = 0; i < 200; ++i) {
-    const std::string key = "k" + std::to_string(i % 20);
+    const std::string key = absl::StrCat("k", i % 20);
     if (i % 7 == 3) {
       ASSERT_TRUE(client->Delete(Context(), key).ok());
       expected.erase(key);
@@ -379,7 +380,7 @@ TEST_F(InMemoryStoreTest, SlowConsumerDoesNotBlockWriters) {
   auto client = store->NewClient();
   auto stuck = client->ListAndWatch(Context(), "", 1);  // never read
   for (int i = 0; i < 5000; ++i) {
-    ASSERT_TRUE(client->Update(Context(), "k" + std::to_string(i % 50), "v", false).ok());
+    ASSERT_TRUE(client->Update(Context(), absl::StrCat("k", i % 50), "v", false).ok());
   }
   EXPECT_EQ(ListValues(*client, "").size(), 50u);
   stuck->Stop();
