@@ -4,6 +4,9 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Every configure here turns warnings into errors (KVSTORE_WERROR, off in a plain cmake configure
+# so that packagers' compilers cannot break the build).
+WERROR = -DKVSTORE_WERROR=ON
 
 .PHONY: all deps configure build run test test-asan test-tsan clean format fuzz
 
@@ -13,7 +16,7 @@ deps:
 	@scripts/install-deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS) >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -G Ninja $(WERROR) $(CMAKE_FLAGS) >/dev/null
 
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
@@ -38,7 +41,7 @@ TSAN_CTEST_EXCLUDE ?=
 TSAN_CTEST_ARGS = $(if $(UNIT_ONLY),-LE '$(if $(TSAN_CTEST_EXCLUDE),^(etcd|$(TSAN_CTEST_EXCLUDE))$$,etcd)',)
 
 test-asan: deps
-	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug $(WERROR) \
 	  -DKVSTORE_SANITIZE=address,undefined >/dev/null
 	@cmake --build build-asan -j $(JOBS) --target $(SAN_TARGETS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -46,7 +49,7 @@ test-asan: deps
 	  ctest --output-on-failure -j $(JOBS) $(SAN_CTEST_ARGS)
 
 test-tsan: deps
-	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(WERROR) \
 	  -DKVSTORE_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j $(JOBS) --target $(SAN_TARGETS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/tests/tsan.supp \
@@ -59,7 +62,8 @@ FUZZ_SECONDS ?= 60
 FUZZERS ?= watch_store_fuzzer shared_store_fuzzer workqueue_fuzzer etcd_config_fuzzer
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DKVSTORE_FUZZ=ON -DKVSTORE_BUILD_TESTS=OFF -DKVSTORE_SANITIZE=address,undefined >/dev/null
+	  -DKVSTORE_FUZZ=ON -DKVSTORE_BUILD_TESTS=OFF -DKVSTORE_SANITIZE=address,undefined \
+	  $(WERROR) >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(FUZZERS)
 	@mkdir -p build-fuzz/artifacts
 	@set -e; for f in $(FUZZERS); do \
