@@ -35,6 +35,7 @@ test: build
 # binary (the gRPC-using etcd_unit_test and kvstorectl_bench_test included) passed 5 repeated TSan
 # runs, so none is excluded. TSAN_CTEST_EXCLUDE (a ctest label regex, e.g. grpc) would leave
 # labelled tests out of the TSan unit run (UNIT_ONLY=1) should that change.
+# The package test (label package) is not defined in sanitized builds (tests/package).
 SAN_TARGETS = $(if $(UNIT_ONLY),unit_tests,all_tests)
 SAN_CTEST_ARGS = $(if $(UNIT_ONLY),-LE etcd,)
 TSAN_CTEST_EXCLUDE ?=

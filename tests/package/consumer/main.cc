@@ -1,0 +1,98 @@
+// A consumer of the installed kvstore package (see CMakeLists.txt): a SharedStore on the embedded
+// store, and an etcd backend with no server behind its endpoint. Prints one line and exits 0 only
+// when every check passed.
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvstore/backend.h"
+#include "kvstore/context.h"
+#include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/memory/in_memory_store.h"
+#include "kvstore/store/key.h"
+#include "kvstore/store/shared_store.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+int failures = 0;
+
+void Check(bool ok, const std::string& what) {
+  if (ok) return;
+  std::fprintf(stderr, "kvstore_consumer: FAILED: %s\n", what.c_str());
+  ++failures;
+}
+
+// A local key written through a SharedStore comes back through its watch into SharedKeysMap.
+void CheckSharedStore() {
+  std::shared_ptr<kvstore::memory::InMemoryStore> memory = kvstore::memory::InMemoryStore::Create();
+  kvstore::store::Configuration config;
+  config.prefix = "cilium/state/consumer/v1";
+  config.key_creator = kvstore::store::KVPairCreator;
+  config.backend = memory->NewClient("consumer");
+  absl::StatusOr<std::unique_ptr<kvstore::store::SharedStore>> store =
+      kvstore::store::JoinSharedStore(std::move(config));
+  if (!store.ok()) {
+    Check(false, "JoinSharedStore: " + store.status().ToString());
+    return;
+  }
+  const kvstore::Context ctx = kvstore::Context::Background();
+  absl::Status written =
+      (*store)->UpdateLocalKeySync(ctx, kvstore::store::KVPair("node1", "10.0.0.1"));
+  Check(written.ok(), "UpdateLocalKeySync: " + written.ToString());
+
+  // The watch event may arrive after UpdateLocalKeySync returned.
+  std::string seen;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (seen.empty() && std::chrono::steady_clock::now() < deadline) {
+    auto keys = (*store)->SharedKeysMap();
+    if (auto it = keys.find("node1"); it != keys.end()) {
+      absl::StatusOr<std::string> value = it->second->Marshal();
+      seen = value.ok() ? *value : value.status().ToString();
+    } else {
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  Check(seen == "10.0.0.1", "SharedKeysMap()[\"node1\"] is \"" + seen + "\", not \"10.0.0.1\"");
+  (*store)->Close(ctx);
+}
+
+// NewEtcdBackend does not connect; an operation on a port nobody listens on fails within the
+// request timeout.
+void CheckEtcdBackend() {
+  kvstore::etcd::EtcdConfig config;
+  config.endpoints = {"127.0.0.1:1"};
+  config.dial_timeout = 300ms;
+  config.request_timeout = 300ms;
+  absl::StatusOr<std::shared_ptr<kvstore::Backend>> backend =
+      kvstore::etcd::NewEtcdBackend(std::move(config));
+  if (!backend.ok()) {
+    Check(false, "NewEtcdBackend: " + backend.status().ToString());
+    return;
+  }
+  auto got = (*backend)->Get(kvstore::Context::Background(), "cilium/state/consumer/v1/node1");
+  const absl::StatusCode code = got.status().code();
+  Check(
+      code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded,
+      "Get without a server: " + got.status().ToString() + ", not Unavailable or DeadlineExceeded");
+  (*backend)->Close();
+}
+
+}  // namespace
+
+int main() {
+  CheckSharedStore();
+  CheckEtcdBackend();
+  if (failures != 0) {
+    std::printf("kvstore_consumer: %d check(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("kvstore_consumer: SharedStore on the in-memory store and the etcd backend work\n");
+  return 0;
+}
