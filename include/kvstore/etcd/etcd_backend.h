@@ -18,9 +18,19 @@ class Metrics;
 namespace kvstore::etcd {
 
 struct EtcdConfig {
-  std::vector<std::string> endpoints;  // "host:port" or "http(s)://host:port"; several: fail-over
-  std::string trusted_ca_file, cert_file, key_file;  // TLS; cert+key: mutual TLS
-  std::string username, password;                    // etcd auth (token refreshed when it expires)
+  // "host:port" or "http(s)://host:port"; several: fail-over. https:// speaks TLS, http:// never,
+  // no scheme when TLS files are given. Each member's certificate is checked against the host of
+  // its own endpoint. Names are resolved by gRPC (again when they fail).
+  std::vector<std::string> endpoints;
+  // TLS; cert+key: mutual TLS. Read again whenever a connection is (re)established, so rotated
+  // files (cert-manager) are used without a restart.
+  std::string trusted_ca_file, cert_file, key_file;
+  // No TLS at all, whatever files are given (an https:// endpoint is then an error).
+  bool insecure_transport = false;
+  // TLS without checking the server's certificate (etcd's insecure-skip-tls-verify): for tests
+  // only, it lets anyone in the middle read and change everything.
+  bool insecure_skip_tls_verify = false;
+  std::string username, password;  // etcd auth (token refreshed when it expires)
   std::chrono::seconds lease_ttl{15 * 60};
   size_t max_keys_per_lease = 1000;
   size_t list_page_size = 0;  // 0: the library's measured default, bounded in bytes
@@ -34,8 +44,12 @@ struct EtcdConfig {
   // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
   std::shared_ptr<store::Metrics> metrics = nullptr;
 
-  // Reads Cilium's etcd config YAML: endpoints, trusted-ca-file, cert-file, key-file, username,
-  // password.
+  // Reads Cilium's etcd config YAML (etcd's Go client format): endpoints, trusted-ca-file (or
+  // its older name ca-file), cert-file, key-file, username, password, insecure-transport,
+  // insecure-skip-tls-verify, dial-timeout, dial-keep-alive-time, dial-keep-alive-timeout
+  // (durations as "5s", or a number of nanoseconds as in Go). Keys of etcd's client that have no
+  // effect here, and unknown keys, are logged once each as a warning naming them. InvalidArgument
+  // naming the file for anything it cannot use.
   static absl::StatusOr<EtcdConfig> FromFile(const std::string& path);
 };
 

@@ -13,12 +13,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backend/etcd/errors.h"
 #include "backend/etcd/executor.h"
 #include "backend/etcd/key_range.h"
 #include "backend/etcd/lease_manager.h"
 #include "backend/etcd/rpc_client.h"
 #include "backend/etcd/watch_hub.h"
+#include "kvstore/workqueue/rate_limiter.h"
 #include "metrics/backend_metrics.h"
+#include "spdlog/spdlog.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -46,7 +49,8 @@ class EtcdBackend final : public Backend {
             rpc_.get(), executor_.get(),
             page_size_ == 0 ? std::numeric_limits<int64_t>::max() : page_size_,
             config_.metrics.get())),
-        limiter_(config.qps) {}
+        limiter_(config.qps > 0 ? std::make_unique<workqueue::BucketRateLimiter<int>>(config.qps, 1)
+                                : nullptr) {}
 
   ~EtcdBackend() override { Close(); }
 
@@ -122,42 +126,25 @@ class EtcdBackend final : public Backend {
     }
   }
 
-  size_t MaxBatchOps() const override { return kMaxTxnOps; }
+  size_t MaxBatchOps() const override { return max_txn_ops_.load(); }
 
-  // Each chunk of at most kMaxTxnOps operations and kMaxTxnBytes is one unconditional
+  // Each chunk of at most MaxBatchOps() operations and max_txn_bytes_ is one unconditional
   // transaction, so its writes succeed or fail together.
   std::vector<absl::Status> ApplyBatch(const Context& ctx, std::span<const WriteOp> ops) override {
     std::vector<absl::Status> results(ops.size());
-    std::vector<size_t> chunk;  // indexes into ops
-    size_t chunk_bytes = 0;
-    // etcd refuses a transaction that names a key twice.
-    std::set<std::string_view> chunk_keys;
-    auto flush = [&] {
-      if (!chunk.empty()) ApplyChunk(ctx, ops, chunk, results);
-      chunk.clear();
-      chunk_keys.clear();
-      chunk_bytes = 0;
-    };
+    std::vector<size_t> valid;  // indexes into ops
+    valid.reserve(ops.size());
     for (size_t i = 0; i < ops.size(); ++i) {
       const WriteOp& op = ops[i];
       if (op.key.empty()) {
         results[i] = absl::InvalidArgumentError("empty key");
-        continue;
-      }
-      const size_t bytes = op.key.size() + (op.value ? op.value->size() : 0) + kTxnOpOverhead;
-      if (op.value && op.value->size() > kMaxValueBytes) {
+      } else if (op.value && op.value->size() > kMaxValueBytes) {
         results[i] = Begin(ctx, op.key, *op.value);  // reports the size
-        continue;
+      } else {
+        valid.push_back(i);
       }
-      if (chunk.size() == kMaxTxnOps || (!chunk.empty() && chunk_bytes + bytes > kMaxTxnBytes) ||
-          chunk_keys.contains(op.key)) {
-        flush();
-      }
-      chunk_keys.insert(op.key);
-      chunk.push_back(i);
-      chunk_bytes += bytes;
     }
-    flush();
+    ApplyInChunks(ctx, ops, valid, results);
     return results;
   }
 
@@ -316,14 +303,50 @@ class EtcdBackend final : public Backend {
   }
 
  private:
-  // etcd's default --max-txn-ops, and a total below its default request limit of 1.5 MiB.
+  // etcd's default --max-txn-ops, and a total below its default request limit of 1.5 MiB: where
+  // batches start. A server configured lower makes them smaller (ShrinkBatches).
   static constexpr size_t kMaxTxnOps = 128;
   static constexpr size_t kMaxTxnBytes = 1024 * 1024;
   static constexpr size_t kTxnOpOverhead = 32;  // protobuf framing of one put
 
-  // One transaction of the ops at `chunk` (distinct keys); fills their results.
+  static size_t OpBytes(const WriteOp& op) {
+    return op.key.size() + (op.value ? op.value->size() : 0) + kTxnOpOverhead;
+  }
+
+  // Writes the ops at `indexes` (valid ones) in chunks within the current limits; fills their
+  // results.
+  void ApplyInChunks(const Context& ctx, std::span<const WriteOp> ops,
+                     const std::vector<size_t>& indexes, std::vector<absl::Status>& results) {
+    const size_t max_ops = max_txn_ops_.load();
+    const size_t max_bytes = max_txn_bytes_.load();
+    std::vector<size_t> chunk;
+    size_t chunk_bytes = 0;
+    // etcd refuses a transaction that names a key twice.
+    std::set<std::string_view> chunk_keys;
+    auto flush = [&] {
+      if (!chunk.empty()) ApplyChunk(ctx, ops, chunk, chunk_bytes, results);
+      chunk.clear();
+      chunk_keys.clear();
+      chunk_bytes = 0;
+    };
+    for (size_t i : indexes) {
+      const WriteOp& op = ops[i];
+      const size_t bytes = OpBytes(op);
+      if (chunk.size() >= max_ops || (!chunk.empty() && chunk_bytes + bytes > max_bytes) ||
+          chunk_keys.contains(op.key)) {
+        flush();
+      }
+      chunk_keys.insert(op.key);
+      chunk.push_back(i);
+      chunk_bytes += bytes;
+    }
+    flush();
+  }
+
+  // One transaction of the ops at `chunk` (distinct keys, `bytes` in all); fills their results.
   void ApplyChunk(const Context& ctx, std::span<const WriteOp> ops,
-                  const std::vector<size_t>& chunk, std::vector<absl::Status>& results) {
+                  const std::vector<size_t>& chunk, size_t bytes,
+                  std::vector<absl::Status>& results) {
     auto fail_all = [&](const absl::Status& status) {
       for (size_t i : chunk) results[i] = status;
     };
@@ -358,6 +381,13 @@ class EtcdBackend final : public Backend {
         ctx,
         absl::StrCat("batch of ", chunk.size(), " writes from ", Quoted(ops[chunk.front()].key)),
         request, &response);
+    if (IsTooManyTxnOpsError(status) || IsRequestTooLargeError(status)) {
+      // etcd checks these limits before applying anything: write the same ops again in chunks
+      // the server accepts.
+      ShrinkBatches(status, chunk.size(), bytes);
+      ApplyInChunks(ctx, ops, chunk, results);
+      return;
+    }
     if (IsLeaseNotFoundError(status)) {
       // Some lease of the batch is gone, and the answer does not say which: write the keys one
       // by one, which finds it and retries with a new lease.
@@ -375,6 +405,23 @@ class EtcdBackend final : public Backend {
     }
   }
 
+  // The server refused a transaction of `ops` operations and `bytes` bytes for exceeding its
+  // --max-txn-ops or --max-request-bytes: later batches of this backend stay at half of that.
+  void ShrinkBatches(const absl::Status& refusal, size_t ops, size_t bytes) {
+    std::atomic<size_t>& limit = IsTooManyTxnOpsError(refusal) ? max_txn_ops_ : max_txn_bytes_;
+    const size_t wanted = std::max<size_t>((IsTooManyTxnOpsError(refusal) ? ops : bytes) / 2, 1);
+    size_t current = limit.load();
+    while (wanted < current && !limit.compare_exchange_weak(current, wanted)) {
+    }
+    if (wanted < current) {
+      spdlog::warn(
+          "etcd at {} refused a transaction of {} operations and {} bytes ({}); "
+          "batches are now at most {} {}",
+          rpc_->EndpointList(), ops, bytes, std::string(refusal.message()), wanted,
+          IsTooManyTxnOpsError(refusal) ? "operations" : "bytes");
+    }
+  }
+
   // Common checks before an operation (`key` empty for operations on a prefix); the rate
   // limiter's wait.
   absl::Status Begin(const Context& ctx, std::string_view key = {}, std::string_view value = {},
@@ -387,7 +434,11 @@ class EtcdBackend final : public Backend {
                                                        kMaxValueBytes, " bytes"));
     }
     if (ctx.Done()) return ctx.Err();
-    return limiter_.Wait(ctx);
+    if (limiter_ != nullptr) {
+      const std::chrono::nanoseconds wait = limiter_->When(0);
+      if (wait > std::chrono::nanoseconds::zero() && ctx.WaitFor(wait)) return ctx.Err();
+    }
+    return absl::OkStatus();
   }
 
   // The session lease `key` is to be written with, or 0 when `lease` is false.
@@ -411,7 +462,10 @@ class EtcdBackend final : public Backend {
   std::unique_ptr<Executor> executor_;
   std::shared_ptr<LeaseManager> leases_;
   std::shared_ptr<WatchHub> hub_;
-  QpsLimiter limiter_;
+  // Spaces requests to config.qps a second (a bucket of one); null: no limit.
+  const std::unique_ptr<workqueue::BucketRateLimiter<int>> limiter_;
+  std::atomic<size_t> max_txn_ops_{kMaxTxnOps};
+  std::atomic<size_t> max_txn_bytes_{kMaxTxnBytes};
   std::mutex close_mu_;
   std::atomic<bool> closed_{false};
 };

@@ -6,12 +6,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "backend/etcd/errors.h"
 
 namespace kvstore::etcd {
 
-LeaseManager::LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
+LeaseManager::LeaseManager(Transport* transport, Executor* executor, std::chrono::seconds ttl,
                            size_t max_keys_per_lease, store::Metrics* metrics)
-    : rpc_(rpc),
+    : transport_(transport),
       executor_(executor),
       ttl_(ttl),
       max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)),
@@ -38,7 +39,7 @@ absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::strin
   etcdserverpb::LeaseGrantRequest request;
   request.set_ttl(ttl_.count());
   etcdserverpb::LeaseGrantResponse response;
-  absl::Status status = rpc_->LeaseGrant(ctx, request, &response);
+  absl::Status status = transport_->LeaseGrant(ctx, request, &response);
   lock.lock();
   granting_ = false;
   cv_.notify_all();
@@ -163,7 +164,7 @@ void LeaseManager::ScheduleKeepAliveLocked() {
 }
 
 void LeaseManager::KeepAliveTick() {
-  std::shared_ptr<KeepAliveStream> stream;
+  std::shared_ptr<KeepAliveRequests> stream;
   uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> guard(mu_);
@@ -178,7 +179,7 @@ void LeaseManager::KeepAliveTick() {
       std::lock_guard<std::mutex> guard(mu_);
       return ++stream_generation_;
     }();
-    absl::StatusOr<std::shared_ptr<KeepAliveStream>> started = rpc_->StartKeepAliveStream(
+    absl::StatusOr<std::shared_ptr<KeepAliveRequests>> started = transport_->StartKeepAliveStream(
         [weak, generation](etcdserverpb::LeaseKeepAliveResponse& response) {
           if (auto self = weak.lock()) {
             self->OnKeepAliveResponse(generation, response.id(), response.ttl());
@@ -222,12 +223,12 @@ void LeaseManager::OnKeepAliveDone(uint64_t generation, const absl::Status& stat
   if (!shutdown_) {
     spdlog::info("etcd lease keep-alive stream ended ({}); reopened at the next keep-alive",
                  status.ToString());
-    if (IsAuthTokenError(status)) rpc_->InvalidateToken();
+    if (IsAuthTokenError(status)) transport_->ForgetTokens();
   }
 }
 
 void LeaseManager::Shutdown() {
-  std::shared_ptr<KeepAliveStream> stream;
+  std::shared_ptr<KeepAliveRequests> stream;
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (!shutdown_) lease_gauge_.Remove(static_cast<double>(leases_.size()));

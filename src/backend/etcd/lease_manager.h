@@ -21,7 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "backend/etcd/executor.h"
-#include "backend/etcd/rpc_client.h"
+#include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "metrics/backend_metrics.h"
 
@@ -32,7 +32,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   using Observer = std::function<void(std::string_view key)>;
 
   // `metrics` (may be null; must outlive this) counts the leases held in cilium_kvstore_leases.
-  LeaseManager(RpcClient* rpc, Executor* executor, std::chrono::seconds ttl,
+  LeaseManager(Transport* transport, Executor* executor, std::chrono::seconds ttl,
                size_t max_keys_per_lease, store::Metrics* metrics = nullptr);
   LeaseManager(const LeaseManager&) = delete;
   LeaseManager& operator=(const LeaseManager&) = delete;
@@ -73,7 +73,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   void CallObservers(const std::vector<std::string>& keys);
   void DetachLocked(std::string_view key);
 
-  RpcClient* const rpc_;
+  Transport* const transport_;
   Executor* const executor_;
   const std::chrono::seconds ttl_;
   const size_t max_keys_per_lease_;
@@ -87,7 +87,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   bool granting_ = false;
   bool shutdown_ = false;
   std::map<std::string, std::shared_ptr<Observer>, std::less<>> observers_;
-  std::shared_ptr<KeepAliveStream> stream_;
+  std::shared_ptr<KeepAliveRequests> stream_;
   uint64_t stream_generation_ = 0;
   bool tick_scheduled_ = false;
 

@@ -9,6 +9,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "backend/etcd/errors.h"
 #include "backend/etcd/key_range.h"
 #include "metrics/backend_metrics.h"
 
@@ -86,8 +87,9 @@ struct WatchHub::Entry {
   }
 };
 
-WatchHub::WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size, store::Metrics* metrics)
-    : rpc_(rpc),
+WatchHub::WatchHub(Transport* transport, Executor* executor, int64_t page_size,
+                   store::Metrics* metrics)
+    : transport_(transport),
       executor_(executor),
       page_size_(std::max<int64_t>(page_size, 1)),
       metrics_(metrics) {}
@@ -148,10 +150,11 @@ void WatchHub::FetchPage(const std::shared_ptr<Entry>& entry) {
     request.set_revision(entry->list_revision);
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  rpc_->AsyncRange(absl::StrCat("list of '", entry->prefix, "' for a watcher"), request,
-                   [weak, entry](const absl::Status& status, etcdserverpb::RangeResponse& resp) {
-                     if (auto self = weak.lock()) self->OnPage(entry, status, resp);
-                   });
+  transport_->AsyncRange(
+      absl::StrCat("list of '", entry->prefix, "' for a watcher"), request,
+      [weak, entry](const absl::Status& status, etcdserverpb::RangeResponse& resp) {
+        if (auto self = weak.lock()) self->OnPage(entry, status, resp);
+      });
 }
 
 void WatchHub::RestartListLocked(const std::shared_ptr<Entry>& entry) {
@@ -305,7 +308,7 @@ void WatchHub::StartStream() {
     generation = ++stream_generation_;
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  absl::StatusOr<std::shared_ptr<WatchStream>> started = rpc_->StartWatchStream(
+  absl::StatusOr<std::shared_ptr<WatchRequests>> started = transport_->StartWatchStream(
       [weak, generation](etcdserverpb::WatchResponse& response) {
         if (auto self = weak.lock()) self->OnResponse(generation, response);
       },
@@ -317,7 +320,7 @@ void WatchHub::StartStream() {
   if (!started.ok()) {
     ++stream_failures_;
     spdlog::warn("etcd watch stream: {}", started.status().ToString());
-    if (IsAuthTokenError(started.status())) rpc_->InvalidateToken();
+    if (IsAuthTokenError(started.status())) transport_->ForgetTokens();
     EnsureStreamLocked();
     return;
   }
@@ -353,7 +356,7 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
                  entry->prefix, response.cancel_reason(), delay.count());
     if (absl::StrContains(response.cancel_reason(), "permission denied") ||
         absl::StrContains(response.cancel_reason(), "auth")) {
-      rpc_->InvalidateToken();
+      transport_->ForgetTokens();
     }
     std::weak_ptr<WatchHub> weak = weak_from_this();
     executor_->PostAfter(delay, [weak, entry] {
@@ -404,7 +407,7 @@ void WatchHub::OnStreamDone(uint64_t generation, const absl::Status& status) {
   ++stream_failures_;
   spdlog::warn("etcd watch stream ended ({}); resuming {} watchers", status.ToString(),
                entries_.size());
-  if (IsAuthTokenError(status)) rpc_->InvalidateToken();
+  if (IsAuthTokenError(status)) transport_->ForgetTokens();
   EnsureStreamLocked();
 }
 
@@ -480,7 +483,7 @@ void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
 }
 
 void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {
-  std::shared_ptr<WatchStream> stream;
+  std::shared_ptr<WatchRequests> stream;
   uint64_t callback = 0;
   {
     std::lock_guard<std::mutex> guard(mu_);
@@ -515,7 +518,7 @@ void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {
 
 void WatchHub::Shutdown() {
   std::vector<std::shared_ptr<Entry>> entries;
-  std::shared_ptr<WatchStream> stream;
+  std::shared_ptr<WatchRequests> stream;
   {
     std::lock_guard<std::mutex> guard(mu_);
     shutdown_ = true;

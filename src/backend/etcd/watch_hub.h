@@ -18,7 +18,7 @@
 #include <string_view>
 
 #include "backend/etcd/executor.h"
-#include "backend/etcd/rpc_client.h"
+#include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/store/metrics.h"
@@ -29,7 +29,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
  public:
   // `page_size`: keys per list page (before the byte bound shrinks it). `metrics` (may be null;
   // must outlive this) receives how long events wait for their watcher.
-  WatchHub(RpcClient* rpc, Executor* executor, int64_t page_size,
+  WatchHub(Transport* transport, Executor* executor, int64_t page_size,
            store::Metrics* metrics = nullptr);
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
@@ -62,7 +62,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void Finish(const std::shared_ptr<Entry>& entry);
   bool AnyWatchingLocked() const;
 
-  RpcClient* const rpc_;
+  Transport* const transport_;
   Executor* const executor_;
   const int64_t page_size_;
   store::Metrics* const metrics_;
@@ -73,7 +73,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   std::map<uint64_t, std::shared_ptr<Entry>> entries_;
   int64_t next_watch_id_ = 1;  // never reused on a stream, so late answers cannot be mistaken
   std::map<int64_t, std::shared_ptr<Entry>> by_watch_id_;
-  std::shared_ptr<WatchStream> stream_;
+  std::shared_ptr<WatchRequests> stream_;
   uint64_t stream_generation_ = 0;
   bool stream_starting_ = false;
   int stream_failures_ = 0;  // consecutive, for the reconnect backoff

@@ -1,0 +1,91 @@
+// One gRPC channel per configured endpoint, and the choice of the endpoint for the next call.
+// A channel per endpoint lets each member's certificate be checked against that member's own host
+// name (a single channel over all of them can only check one name), and lets a member that fails
+// be avoided while the others carry the calls: unary calls and streams alike.
+#ifndef KVSTORE_BACKEND_ETCD_CHANNEL_POOL_H_
+#define KVSTORE_BACKEND_ETCD_CHANNEL_POOL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/etcd/auth_token.h"
+#include "backend/etcd/endpoint.h"
+#include "kvstore/context.h"
+#include "rpc.grpc.pb.h"
+
+namespace kvstore::etcd {
+
+class ChannelPool {
+ public:
+  // One endpoint's connection: its channel, the stubs over it and its login token.
+  struct Member {
+    Member(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel, bool authenticate);
+
+    const Endpoint endpoint;
+    const std::string address;  // endpoint.Address(), for messages
+    const std::shared_ptr<grpc::Channel> channel;
+    const std::unique_ptr<etcdserverpb::KV::Stub> kv;
+    const std::unique_ptr<etcdserverpb::Watch::Stub> watch;
+    const std::unique_ptr<etcdserverpb::Lease::Stub> lease;
+    const std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+    const std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance;
+    AuthToken token;
+  };
+
+  // REQUIRES: `members` is not empty.
+  explicit ChannelPool(std::vector<std::unique_ptr<Member>> members);
+  ChannelPool(const ChannelPool&) = delete;
+  ChannelPool& operator=(const ChannelPool&) = delete;
+
+  size_t size() const { return members_.size(); }
+  Member& member(size_t index) { return *members_[index]; }
+  const Member& member(size_t index) const { return *members_[index]; }
+
+  // The member for the next call, among those whose `skip` entry is false (`skip` empty or of
+  // size()): in turn among the connected ones that did not fail lately. When none is connected
+  // but some are connecting (idle channels are asked to connect), waits until one is, up to
+  // `wait_until` or until `ctx` is done, rather than send the call to a member that may never
+  // answer the connection (paused, cut off). Failing those: one that failed lately; last, one
+  // whose channel cannot connect now (its call fails fast with gRPC's reason). nullopt when every
+  // member is skipped. Thread-safe.
+  std::optional<size_t> Pick(const std::vector<bool>& skip, const Context& ctx,
+                             std::chrono::steady_clock::time_point wait_until);
+  // What a call on `index` showed: `failed` when the endpoint itself failed (unreachable, no
+  // answer in time, no leader), which keeps the next calls away from it for a while, doubling
+  // with each failure in a row (1 s up to 30 s); any answer from it ends that.
+  void Report(size_t index, bool failed);
+
+  // Joined addresses of every endpoint, for messages.
+  const std::string& AddressList() const { return address_list_; }
+
+ private:
+  // How suitable a member is now: lower is better.
+  enum Rank { kConnected = 0, kConnecting = 1, kFailedLately = 2, kCannotConnect = 3, kNone = 4 };
+  struct Choice {
+    std::optional<size_t> index;
+    Rank rank = kNone;
+  };
+  Choice PickNow(const std::vector<bool>& skip);
+
+  struct Health {
+    int failures = 0;  // in a row
+    std::chrono::steady_clock::time_point avoid_until{};
+  };
+
+  const std::vector<std::unique_ptr<Member>> members_;
+  const std::string address_list_;
+  std::mutex mu_;  // guards the state below
+  std::vector<Health> health_;
+  size_t next_ = 0;  // where the next turn starts
+};
+
+}  // namespace kvstore::etcd
+
+#endif  // KVSTORE_BACKEND_ETCD_CHANNEL_POOL_H_
