@@ -185,5 +185,63 @@ TEST_F(EtcdBatchTest, SyncStoreWritesThousandsOfKeysInBatches) {
   EXPECT_GT(synced_key->begin()->second.mod_revision, last_key_revision);
 }
 
+// An etcd started with --max-txn-ops below the batch size refuses every batch of 128: the backend
+// learns the server's limit and goes on with smaller transactions, so all 20,000 keys arrive.
+TEST(EtcdSmallTxnLimitTest, SyncStoreShrinksItsBatchesToTheServersLimit) {
+  EtcdClusterOptions options;
+  options.extra_args = {"--max-txn-ops=16"};
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  std::shared_ptr<Backend> backend = MustConnect((*cluster)->ClientConfig());
+  Context ctx;
+  const std::string prefix = "cilium/state/smalltxn/v1";
+  store::WorkqueueSyncStoreOptions opts;
+  opts.workers = 8;
+  auto sync_store = store::NewWorkqueueSyncStore("c1", backend, prefix, opts);
+  constexpr int kKeys = 20000;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(
+        sync_store->UpsertKey(ctx, store::KVPair(absl::StrCat("k", i), std::to_string(i))).ok());
+  }
+  std::atomic<bool> synced = false;
+  ASSERT_TRUE(sync_store->Synced(ctx, {[&](const Context&) { synced = true; }}).ok());
+  auto [run_ctx, cancel] = WithCancel(Context::Background());
+  std::thread runner([&, run_ctx = run_ctx] { sync_store->Run(run_ctx); });
+  EXPECT_TRUE(Eventually([&] { return synced.load(); }, std::chrono::seconds(120)));
+  cancel();
+  runner.join();
+
+  EXPECT_LE(backend->MaxBatchOps(), 16u);
+  EXPECT_GT(backend->MaxBatchOps(), 1u) << "a limit of 16 needs no single writes";
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx, prefix + "/");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), static_cast<size_t>(kKeys));
+  for (const auto& [key, value] : *list) {
+    ASSERT_EQ(key, absl::StrCat(prefix, "/k", value.data));
+  }
+}
+
+// ApplyBatch itself, refused for size: the results are per op and every op is written.
+TEST(EtcdSmallTxnLimitTest, RefusedBatchIsWrittenInSmallerTransactions) {
+  EtcdClusterOptions options;
+  options.extra_args = {"--max-txn-ops=5"};
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start(options);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  std::shared_ptr<Backend> backend = MustConnect((*cluster)->ClientConfig());
+  Context ctx;
+  std::vector<std::string> keys;
+  for (int i = 0; i < 40; ++i) keys.push_back(absl::StrCat("small/k", i));
+  std::vector<WriteOp> ops;
+  for (const std::string& key : keys) ops.push_back(WriteOp{key, std::string_view(key), true});
+  std::vector<absl::Status> results = backend->ApplyBatch(ctx, ops);
+  ASSERT_EQ(results.size(), ops.size());
+  for (const absl::Status& s : results) EXPECT_TRUE(s.ok()) << s;
+  // The 40 ops were one refused transaction: halved to 20, 10, then 5, which etcd accepts.
+  EXPECT_EQ(backend->MaxBatchOps(), 5u);
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx, "small/");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->size(), keys.size());
+}
+
 }  // namespace
 }  // namespace kvstore::testing

@@ -29,8 +29,11 @@ double Seconds(std::chrono::steady_clock::duration d) {
 int main(int argc, char** argv) {
   const int keys = argc > 1 ? std::atoi(argv[1]) : 100000;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 5;
-  auto cluster = kvstore::testing::EtcdCluster::Start(
-      {.members = 1, .tls = nullptr, .extra_args = {"--quota-backend-bytes=4294967296"}});
+  auto cluster =
+      kvstore::testing::EtcdCluster::Start({.members = 1,
+                                            .tls = nullptr,
+                                            .member_hosts = {},
+                                            .extra_args = {"--quota-backend-bytes=4294967296"}});
   if (!cluster.ok()) {
     std::fprintf(stderr, "%s\n", cluster.status().ToString().c_str());
     return 1;

@@ -121,13 +121,13 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::mill
   return result;
 }
 
-std::vector<int> FreeLoopbackPorts(int n) {
+std::vector<int> FreeLoopbackPorts(int n, const std::string& host) {
   std::vector<int> sockets, ports;
   for (int i = 0; i < n; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
     addr.sin_port = 0;
     socklen_t len = sizeof(addr);
     if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
@@ -155,7 +155,8 @@ void RemoveTree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
 }
 
-absl::StatusOr<TlsFiles> GenerateTlsFiles(const std::string& dir) {
+absl::StatusOr<TlsFiles> GenerateTlsFiles(const std::string& dir,
+                                          const std::vector<std::string>& member_hosts) {
   TlsFiles files;
   files.ca_cert = dir + "/ca.crt";
   files.server_cert = dir + "/server.crt";
@@ -191,6 +192,18 @@ absl::StatusOr<TlsFiles> GenerateTlsFiles(const std::string& dir) {
        dir + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile", dir + "/client.ext", "-out",
        files.client_cert},
   };
+  for (size_t i = 0; i < member_hosts.size(); ++i) {
+    const std::string base = absl::StrCat(dir, "/member", i);
+    std::ofstream(base + ".ext") << "subjectAltName=IP:" << member_hosts[i] << "\n"
+                                 << "extendedKeyUsage=serverAuth,clientAuth\n";
+    files.member_certs.push_back(base + ".crt");
+    files.member_keys.push_back(base + ".key");
+    steps.push_back(req({"-subj", absl::StrCat("/CN=etcd-member-", i), "-keyout", base + ".key",
+                         "-out", base + ".csr"}));
+    steps.push_back({"openssl", "x509", "-req", "-in", base + ".csr", "-CA", files.ca_cert,
+                     "-CAkey", dir + "/ca.key", "-CAcreateserial", "-days", "2", "-extfile",
+                     base + ".ext", "-out", base + ".crt"});
+  }
   for (const auto& step : steps) {
     CommandResult r = RunCommand(step);
     if (r.exit_code != 0) {
@@ -215,17 +228,20 @@ absl::StatusOr<std::unique_ptr<EtcdCluster>> EtcdCluster::Start(EtcdClusterOptio
     absl::StatusOr<std::string> dir = MakeTempDir("etcd");
     if (!dir.ok()) return dir.status();
     cluster->dir_ = *dir;
-    std::vector<int> ports = FreeLoopbackPorts(2 * options.members);
-    if (static_cast<int>(ports.size()) != 2 * options.members) {
-      return absl::InternalError("no free loopback ports");
+    if (!options.member_hosts.empty() &&
+        static_cast<int>(options.member_hosts.size()) != options.members) {
+      return absl::InvalidArgumentError("member_hosts must name every member");
     }
     for (int i = 0; i < options.members; ++i) {
       Member m;
+      m.host = options.member_hosts.empty() ? "127.0.0.1" : options.member_hosts[i];
+      std::vector<int> ports = FreeLoopbackPorts(2, m.host);
+      if (ports.size() != 2) return absl::InternalError("no free loopback ports on " + m.host);
       m.name = absl::StrCat("m", i);
       m.data_dir = absl::StrCat(cluster->dir_, "/", m.name);
       m.log_file = absl::StrCat(cluster->dir_, "/", m.name, ".log");
-      m.client_port = ports[2 * i];
-      m.peer_port = ports[2 * i + 1];
+      m.client_port = ports[0];
+      m.peer_port = ports[1];
       cluster->members_.push_back(m);
     }
     absl::Status status;
@@ -251,7 +267,8 @@ EtcdCluster::~EtcdCluster() {
 }
 
 std::string EtcdCluster::ClientEndpoint(int member) const {
-  return absl::StrCat(has_tls_ ? "https://" : "", "127.0.0.1:", members_[member].client_port);
+  return absl::StrCat(has_tls_ ? "https://" : "", members_[member].host, ":",
+                      members_[member].client_port);
 }
 
 std::vector<std::string> EtcdCluster::ClientEndpoints() const {
@@ -284,17 +301,17 @@ std::vector<std::string> EtcdCluster::MemberArgs(int member) const {
   std::string scheme = has_tls_ ? "https" : "http";
   std::vector<std::string> initial;
   for (const Member& other : members_) {
-    initial.push_back(absl::StrCat(other.name, "=http://127.0.0.1:", other.peer_port));
+    initial.push_back(absl::StrCat(other.name, "=http://", other.host, ":", other.peer_port));
   }
-  std::string client_url = absl::StrCat(scheme, "://127.0.0.1:", m.client_port);
+  std::string client_url = absl::StrCat(scheme, "://", m.host, ":", m.client_port);
   std::vector<std::string> args = {
       "etcd",
       "--name=" + m.name,
       "--data-dir=" + m.data_dir,
       "--listen-client-urls=" + client_url,
       "--advertise-client-urls=" + client_url,
-      absl::StrCat("--listen-peer-urls=http://127.0.0.1:", m.peer_port),
-      absl::StrCat("--initial-advertise-peer-urls=http://127.0.0.1:", m.peer_port),
+      absl::StrCat("--listen-peer-urls=http://", m.host, ":", m.peer_port),
+      absl::StrCat("--initial-advertise-peer-urls=http://", m.host, ":", m.peer_port),
       "--initial-cluster=" + absl::StrJoin(initial, ","),
       "--initial-cluster-state=new",
       "--initial-cluster-token=kvstore-test",
@@ -307,8 +324,9 @@ std::vector<std::string> EtcdCluster::MemberArgs(int member) const {
       "--max-request-bytes=1638400",
   };
   if (has_tls_) {
-    args.push_back("--cert-file=" + tls_.server_cert);
-    args.push_back("--key-file=" + tls_.server_key);
+    const bool own = static_cast<size_t>(member) < tls_.member_certs.size();
+    args.push_back("--cert-file=" + (own ? tls_.member_certs[member] : tls_.server_cert));
+    args.push_back("--key-file=" + (own ? tls_.member_keys[member] : tls_.server_key));
     args.push_back("--trusted-ca-file=" + tls_.ca_cert);
     args.push_back("--client-cert-auth");
   }

@@ -30,24 +30,33 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-// `n` distinct TCP ports on 127.0.0.1 that were free a moment ago (bound to port 0 together).
-std::vector<int> FreeLoopbackPorts(int n);
+// `n` distinct TCP ports on `host` (a loopback address) that were free a moment ago (bound to
+// port 0 together).
+std::vector<int> FreeLoopbackPorts(int n, const std::string& host = "127.0.0.1");
 
 // A fresh temporary directory (in /dev/shm when possible: etcd's fsyncs are then cheap).
 absl::StatusOr<std::string> MakeTempDir(const std::string& name);
 void RemoveTree(const std::string& path);
 
-// Certificates made with `openssl` for 127.0.0.1 / localhost: a CA, a server and a client
-// certificate signed by it, and an unrelated CA (to check that a wrong CA fails).
+// Certificates made with `openssl` in `dir`: a CA, a server certificate for 127.0.0.1 /
+// localhost and a client certificate signed by it, and an unrelated CA (to check that a wrong CA
+// fails). With `member_hosts`, also one server certificate per host, valid for that IP only (the
+// production layout of a cluster whose members each hold their own certificate).
 struct TlsFiles {
   std::string ca_cert, server_cert, server_key, client_cert, client_key, other_ca_cert;
+  std::vector<std::string> member_certs, member_keys;  // by member, when generated
 };
-absl::StatusOr<TlsFiles> GenerateTlsFiles(const std::string& dir);
+absl::StatusOr<TlsFiles> GenerateTlsFiles(const std::string& dir,
+                                          const std::vector<std::string>& member_hosts = {});
 
 struct EtcdClusterOptions {
   int members = 1;
-  // When set, clients must speak TLS with a certificate signed by tls->ca_cert.
+  // When set, clients must speak TLS with a certificate signed by tls->ca_cert. Member i serves
+  // tls->member_certs[i] when there are such, else tls->server_cert.
   const TlsFiles* tls = nullptr;
+  // The loopback address of each member (e.g. 127.0.0.1, 127.0.0.2, 127.0.0.3); empty: all on
+  // 127.0.0.1.
+  std::vector<std::string> member_hosts;
   std::vector<std::string> extra_args;
 };
 
@@ -60,7 +69,7 @@ class EtcdCluster {
   ~EtcdCluster();  // kills every member, removes the data
 
   int size() const { return static_cast<int>(members_.size()); }
-  // "127.0.0.1:port" ("https://127.0.0.1:port" with TLS).
+  // "host:port" ("https://host:port" with TLS).
   std::string ClientEndpoint(int member) const;
   std::vector<std::string> ClientEndpoints() const;
   // A client config for all members (TLS files and credentials filled in when used), with short
@@ -89,7 +98,7 @@ class EtcdCluster {
 
  private:
   struct Member {
-    std::string name, data_dir, log_file;
+    std::string name, data_dir, log_file, host;
     int client_port = 0, peer_port = 0;
     pid_t pid = -1;
   };

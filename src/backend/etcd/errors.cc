@@ -33,7 +33,9 @@ absl::Status TranslateStatus(const grpc::Status& status, const CallFacts& facts)
 std::string PeerOf(const grpc::ClientContext& context) {
   std::string peer = context.peer();
   absl::string_view view = peer;
-  if (!absl::ConsumePrefix(&view, "ipv4:")) absl::ConsumePrefix(&view, "ipv6:");
+  for (absl::string_view scheme : {"ipv4:", "ipv6:", "dns:///"}) {
+    if (absl::ConsumePrefix(&view, scheme)) break;
+  }
   return std::string(view);
 }
 

@@ -35,7 +35,8 @@ struct CallFacts {
 // call cancelled by Close as FailedPrecondition) with "etcd <what> at <peer>: <reason>".
 absl::Status TranslateStatus(const grpc::Status& status, const CallFacts& facts);
 
-// The peer a call went to, without gRPC's "ipv4:"/"ipv6:" prefix; empty when unknown.
+// The peer a call went to, without gRPC's "ipv4:", "ipv6:" or "dns:///" prefix; empty when
+// unknown.
 std::string PeerOf(const grpc::ClientContext& context);
 
 // True when gRPC had no connection to send the request on, so it was not sent: safe to retry on

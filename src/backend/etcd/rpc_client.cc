@@ -45,17 +45,16 @@ RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config
     : pool_(std::move(pool)),
       username_(config.username),
       password_(config.password),
-      request_timeout_(config.request_timeout) {}
+      request_timeout_(config.request_timeout),
+      connect_wait_(std::min({std::chrono::milliseconds(config.dial_timeout),
+                              config.request_timeout / 4, std::chrono::milliseconds(1000)})) {}
 
 RpcClient::~RpcClient() { Shutdown(); }
 
 void RpcClient::Shutdown() { registry_.Shutdown(); }
 
 std::chrono::steady_clock::time_point RpcClient::ConnectWaitEnd() const {
-  // Asynchronous calls and streams are started from the backend's few threads: they wait a
-  // little for a connection, then go where Pick says (the stream's retry moves on from there).
-  return std::chrono::steady_clock::now() +
-         std::min<std::chrono::milliseconds>(request_timeout_, std::chrono::milliseconds(500));
+  return std::chrono::steady_clock::now() + connect_wait_;
 }
 
 void RpcClient::ForgetTokens() {
@@ -160,7 +159,7 @@ absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, 
       return absl::Status(ctx.Err().code(),
                           absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
     }
-    std::optional<size_t> picked = pool_->Pick(tried, ctx, deadline);
+    std::optional<size_t> picked = pool_->Pick(tried, ctx, std::min(deadline, ConnectWaitEnd()));
     if (!picked) {
       // No endpoint could take the request this round: try them all again after a pause, until
       // the deadline. gRPC's last reason (refused, TLS handshake failed, ...) then says more than

@@ -96,7 +96,7 @@ class RpcClient final : public Transport {
 
   RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config);
 
-  // Until when a call without a caller waiting on it waits for some endpoint to connect.
+  // Until when a pick waits for some endpoint to connect (see ChannelPool::Pick), from now.
   std::chrono::steady_clock::time_point ConnectWaitEnd() const;
   absl::Status BlockingCall(const Context& ctx, std::string_view what, bool with_token,
                             const Starter& start);
@@ -125,6 +125,11 @@ class RpcClient final : public Transport {
   const std::unique_ptr<ChannelPool> pool_;
   const std::string username_, password_;
   const std::chrono::milliseconds request_timeout_;
+  // How long a pick waits for a connection before the call goes to a member still connecting:
+  // a working member connects in a round trip or two, while a failing one (wrong CA, refused)
+  // may flap between connecting and failed, which only a call's own failure tells. Short, as the
+  // backend's few threads start asynchronous calls and streams.
+  const std::chrono::milliseconds connect_wait_;
   CallRegistry registry_;
 };
 

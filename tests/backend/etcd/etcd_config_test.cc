@@ -3,12 +3,42 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
 
 #include "kvstore/etcd/etcd_backend.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 
 namespace kvstore::etcd {
 namespace {
+
+// Everything logged through spdlog's default logger while alive.
+class CapturedLogs {
+ public:
+  CapturedLogs() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "captured", std::make_shared<spdlog::sinks::ostream_sink_mt>(out_));
+    logger->set_level(spdlog::level::debug);
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLogs() { spdlog::set_default_logger(previous_); }
+  std::string Text() {
+    spdlog::default_logger()->flush();
+    return out_.str();
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::ostringstream out_;
+};
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
 
 class EtcdConfigTest : public ::testing::Test {
  protected:
@@ -50,6 +80,69 @@ dial-timeout: 5s
   EXPECT_EQ(config->username, "cilium");
   EXPECT_EQ(config->password, "pa:ss");
   EXPECT_EQ(config->lease_ttl, std::chrono::minutes(15)) << "defaults kept";
+}
+
+TEST_F(EtcdConfigTest, ReadsTheGoClientsTlsAndTimingKeys) {
+  auto config = EtcdConfig::FromFile(Write(R"(
+endpoints: [https://10.0.0.1:2379]
+ca-file: /old/ca.crt
+insecure-skip-tls-verify: true
+dial-timeout: 1m30s
+dial-keep-alive-time: 20000000000
+dial-keep-alive-timeout: 500ms
+)"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->trusted_ca_file, "/old/ca.crt") << "ca-file is the CA without trusted-ca-file";
+  EXPECT_TRUE(config->insecure_skip_tls_verify);
+  EXPECT_FALSE(config->insecure_transport);
+  EXPECT_EQ(config->dial_timeout, std::chrono::seconds(90));
+  EXPECT_EQ(config->keepalive_time, std::chrono::seconds(20)) << "a number is nanoseconds";
+  EXPECT_EQ(config->keepalive_timeout, std::chrono::milliseconds(500));
+}
+
+TEST_F(EtcdConfigTest, TrustedCaFileWinsOverCaFile) {
+  auto config = EtcdConfig::FromFile(Write(
+      "endpoints: [a:1]\nca-file: /old.crt\ntrusted-ca-file: /new.crt\ninsecure-transport: yes\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->trusted_ca_file, "/new.crt");
+  EXPECT_TRUE(config->insecure_transport);
+}
+
+TEST_F(EtcdConfigTest, KeysWithoutEffectAreWarnedAboutOnceEach) {
+  CapturedLogs logs;
+  const std::string path =
+      Write("endpoints: [a:1]\nauto-sync-interval: 30s\nendpoint: typo:2379\nEndpoints: [b:2]\n");
+  for (int i = 0; i < 3; ++i) {
+    auto config = EtcdConfig::FromFile(path);
+    ASSERT_TRUE(config.ok()) << config.status();
+    // Keys match without regard to case, as in etcd's client: both lists count.
+    EXPECT_EQ(config->endpoints, (std::vector<std::string>{"a:1", "b:2"}));
+  }
+  const std::string text = logs.Text();
+  EXPECT_EQ(Count(text, "unknown key 'endpoint' is ignored"), 1u) << text;
+  EXPECT_EQ(Count(text, "'auto-sync-interval' is not supported by this client"), 1u) << text;
+  EXPECT_EQ(Count(text, path), 2u) << text;
+  EXPECT_EQ(Count(text, "[warning]"), 2u) << text;
+}
+
+TEST_F(EtcdConfigTest, BadValuesOfTheNewKeysAreInvalidArgument) {
+  struct Case {
+    const char* text;
+    const char* reason;
+  } cases[] = {
+      {"endpoints: [a:1]\ninsecure-transport: maybe\n", "'insecure-transport' must be true"},
+      {"endpoints: [a:1]\ninsecure-skip-tls-verify: [x]\n", "must be true or false"},
+      {"endpoints: [a:1]\ndial-timeout: soon\n", "is not a duration"},
+      {"endpoints: [a:1]\ndial-timeout: 5\n", "below 1 ms"},
+      {"endpoints: [a:1]\ndial-keep-alive-time: {a: 1}\n", "must be a duration"},
+  };
+  for (const Case& c : cases) {
+    auto config = EtcdConfig::FromFile(Write(c.text));
+    ASSERT_FALSE(config.ok()) << c.text;
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_NE(config.status().message().find(c.reason), absl::string_view::npos)
+        << c.text << " -> " << config.status();
+  }
 }
 
 TEST_F(EtcdConfigTest, SingleEndpointString) {
@@ -112,6 +205,23 @@ TEST_F(EtcdConfigTest, NewEtcdBackendRejectsBadConfigurations) {
   missing_ca.endpoints = {"https://127.0.0.1:2379"};
   missing_ca.trusted_ca_file = "/nonexistent/ca.crt";
   expect_invalid(missing_ca, "/nonexistent/ca.crt");
+  EtcdConfig insecure_https;
+  insecure_https.endpoints = {"https://127.0.0.1:2379"};
+  insecure_https.insecure_transport = true;
+  expect_invalid(insecure_https, "insecure-transport is set");
+  // With insecure-transport, TLS files are not even read: no TLS is spoken.
+  EtcdConfig insecure_with_files;
+  insecure_with_files.endpoints = {"127.0.0.1:2379"};
+  insecure_with_files.insecure_transport = true;
+  insecure_with_files.trusted_ca_file = "/nonexistent/ca.crt";
+  auto plain = NewEtcdBackend(insecure_with_files);
+  EXPECT_TRUE(plain.ok()) << plain.status();
+  // An http:// endpoint speaks plain text whatever files are given, so they are not needed.
+  EtcdConfig http_with_files;
+  http_with_files.endpoints = {"http://127.0.0.1:2379"};
+  http_with_files.trusted_ca_file = "/nonexistent/ca.crt";
+  auto http = NewEtcdBackend(http_with_files);
+  EXPECT_TRUE(http.ok()) << http.status();
 }
 
 TEST_F(EtcdConfigTest, AcceptedEndpointForms) {
