@@ -265,6 +265,29 @@ TEST_F(EtcdBasicTest, CloseFromAnObserverCallbackDoesNotDeadlock) {
   EXPECT_TRUE(Eventually([&] { return closed.load(); }));
 }
 
+TEST_F(EtcdBasicTest, EndpointThatDoesNotResolveIsKeptAndRoutedAround) {
+  // Named first: calls and the watch go to the member that exists, and the name stays in the
+  // client (gRPC's resolver keeps trying it) instead of being dropped at start.
+  etcd::EtcdConfig config = cluster_->ClientConfig();
+  config.endpoints.insert(config.endpoints.begin(), "etcd-0.kvstore-test.invalid:2379");
+  std::shared_ptr<Backend> backend = MustConnect(config);
+  std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx_, prefix_, 8);
+  WatchView view;
+  ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
+  for (int i = 0; i < 4; ++i) {
+    absl::Status status = backend->Update(ctx_, prefix_ + "dns" + std::to_string(i), "v", false);
+    ASSERT_TRUE(status.ok()) << status;
+  }
+  EXPECT_EQ(backend->Get(ctx_, prefix_ + "dns3")->value_or(""), "v");
+  ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.keys.size() == 4; }));
+  BackendStatus status = backend->Status();
+  EXPECT_EQ(status.state, BackendState::kWarning) << status.message;
+  EXPECT_NE(status.message.find("1/2 connected"), std::string::npos) << status.message;
+  EXPECT_NE(status.message.find("etcd-0.kvstore-test.invalid:2379 - "), std::string::npos)
+      << status.message;
+  watcher->Stop();
+}
+
 TEST(EtcdUnreachableTest, FailsAfterRequestTimeoutWithTheEndpoint) {
   std::vector<int> ports = FreeLoopbackPorts(1);
   ASSERT_EQ(ports.size(), 1u);
