@@ -155,9 +155,9 @@ TEST_F(EtcdTlsClusterTest, UntrustedServerIsRefusedClearly) {
 TEST_F(EtcdTlsClusterTest, CertificateOfAnotherNameIsRefused) {
   // "localhost" reaches member 0, whose certificate names 127.0.0.1 only.
   etcd::EtcdConfig config = cluster_->ClientConfig();
-  config.endpoints = {absl::StrCat("https://localhost:",
-                                   cluster_->ClientEndpoint(0).substr(
-                                       cluster_->ClientEndpoint(0).rfind(':') + 1))};
+  config.endpoints = {
+      absl::StrCat("https://localhost:",
+                   cluster_->ClientEndpoint(0).substr(cluster_->ClientEndpoint(0).rfind(':') + 1))};
   config.request_timeout = 2s;
   std::shared_ptr<Backend> backend = MustConnect(config);
   absl::Status status = backend->Update(ctx_, "othername/a", "1", false);
@@ -208,12 +208,11 @@ TEST(EtcdTlsRotationTest, RotatedFilesAreUsedWithoutARestart) {
   ASSERT_TRUE((*cluster)->StopMember(0).ok());
   ASSERT_TRUE((*cluster)->StartMember(0).ok());
 
-  absl::Status after = Retry([&] { return backend->Update(ctx, "rotation/after", "2", false); },
-                             20s);
+  absl::Status after =
+      Retry([&] { return backend->Update(ctx, "rotation/after", "2", false); }, 20s);
   ASSERT_TRUE(after.ok()) << after;
   EXPECT_EQ(backend->Get(ctx, "rotation/before")->value_or(""), "1");
-  std::map<std::string, std::string> expected = {{"rotation/before", "1"},
-                                                 {"rotation/after", "2"}};
+  std::map<std::string, std::string> expected = {{"rotation/before", "1"}, {"rotation/after", "2"}};
   ASSERT_TRUE(view.ReadUntil(*watcher, [&](const WatchView& v) { return v.keys == expected; }));
   watcher->Stop();
 

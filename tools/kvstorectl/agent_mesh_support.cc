@@ -127,11 +127,4 @@ void Output::ClearProgress() {
   std::cout.flush();
 }
 
-std::chrono::milliseconds Backoff::Next() {
-  std::chrono::milliseconds wait = base_;
-  for (int i = 0; i < attempts_ && wait < max_; ++i) wait *= 2;
-  if (attempts_ < 64) ++attempts_;
-  return std::min(wait, max_);
-}
-
 }  // namespace kvstorectl

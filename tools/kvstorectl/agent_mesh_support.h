@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "core/backoff.h"
 #include "nlohmann/json.hpp"
 #include "observability.h"
 
@@ -61,18 +62,7 @@ class Output {
 };
 
 // Exponential back-off between retries: base, 2*base, ... up to max.
-class Backoff {
- public:
-  Backoff(std::chrono::milliseconds base, std::chrono::milliseconds max) : base_(base), max_(max) {}
-  // The wait before the next attempt.
-  std::chrono::milliseconds Next();
-  void Reset() { attempts_ = 0; }
-
- private:
-  const std::chrono::milliseconds base_;
-  const std::chrono::milliseconds max_;
-  int attempts_ = 0;
-};
+using Backoff = kvstore::internal::Backoff;
 
 }  // namespace kvstorectl
 

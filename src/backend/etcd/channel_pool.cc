@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
-#include "backend/etcd/executor.h"
+#include "core/backoff.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -89,7 +89,8 @@ void ChannelPool::Report(size_t index, bool failed) {
     h.avoid_until = {};
     return;
   }
-  h.avoid_until = std::chrono::steady_clock::now() + Backoff(h.failures, kAvoidBase, kAvoidMax);
+  h.avoid_until =
+      std::chrono::steady_clock::now() + internal::BackoffDelay(h.failures, kAvoidBase, kAvoidMax);
   h.failures = std::min(h.failures + 1, 16);
 }
 

@@ -78,11 +78,4 @@ void Executor::Loop(std::shared_ptr<State> state) {
   }
 }
 
-std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds base,
-                                  std::chrono::milliseconds max) {
-  std::chrono::milliseconds d = base;
-  for (int i = 0; i < attempt && d < max; ++i) d *= 2;
-  return std::min(d, max);
-}
-
 }  // namespace kvstore::etcd

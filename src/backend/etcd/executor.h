@@ -51,10 +51,6 @@ class Executor {
   std::vector<std::thread> threads_;
 };
 
-// Delay before retry number `attempt` (0-based): doubling from `base`, capped at `max`.
-std::chrono::milliseconds Backoff(int attempt, std::chrono::milliseconds base,
-                                  std::chrono::milliseconds max);
-
 }  // namespace kvstore::etcd
 
 #endif  // KVSTORE_BACKEND_ETCD_EXECUTOR_H_

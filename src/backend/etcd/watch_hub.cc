@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/errors.h"
 #include "backend/etcd/key_range.h"
+#include "core/backoff.h"
 #include "metrics/backend_metrics.h"
 
 namespace kvstore::etcd {
@@ -180,7 +181,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& s
       RestartListLocked(entry);
       return;
     }
-    auto delay = Backoff(entry->failures++, kRetryBase, kRetryMax);
+    auto delay = internal::BackoffDelay(entry->failures++, kRetryBase, kRetryMax);
     spdlog::warn("etcd watcher of '{}': {}; retrying in {} ms", entry->prefix, status.ToString(),
                  delay.count());
     std::weak_ptr<WatchHub> weak = weak_from_this();
@@ -289,8 +290,9 @@ bool WatchHub::AnyWatchingLocked() const {
 void WatchHub::EnsureStreamLocked() {
   if (stream_ || stream_starting_ || shutdown_) return;
   stream_starting_ = true;
-  auto delay = stream_failures_ == 0 ? std::chrono::milliseconds(0)
-                                     : Backoff(stream_failures_ - 1, kRetryBase, kRetryMax);
+  auto delay = stream_failures_ == 0
+                   ? std::chrono::milliseconds(0)
+                   : internal::BackoffDelay(stream_failures_ - 1, kRetryBase, kRetryMax);
   std::weak_ptr<WatchHub> weak = weak_from_this();
   executor_->PostAfter(delay, [weak] {
     if (auto self = weak.lock()) self->StartStream();
@@ -351,7 +353,7 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
       RestartListLocked(entry);
       return;
     }
-    auto delay = Backoff(entry->failures++, kRetryBase, kRetryMax);
+    auto delay = internal::BackoffDelay(entry->failures++, kRetryBase, kRetryMax);
     spdlog::warn("etcd watcher of '{}' cancelled by the server ({}); retrying in {} ms",
                  entry->prefix, response.cancel_reason(), delay.count());
     if (absl::StrContains(response.cancel_reason(), "permission denied") ||

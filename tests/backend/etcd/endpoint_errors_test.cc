@@ -25,8 +25,8 @@ TEST(EndpointTest, SchemeDecidesTlsAsEtcdsClientDoes) {
 }
 
 TEST(EndpointTest, BadEndpointsNameTheText) {
-  for (const char* text : {"", "https://", "unix:///x", "[::1", "[::1]x", "h:0", "h:65536",
-                           "h:2a", "a b:1", ":1"}) {
+  for (const char* text :
+       {"", "https://", "unix:///x", "[::1", "[::1]x", "h:0", "h:65536", "h:2a", "a b:1", ":1"}) {
     absl::StatusOr<Endpoint> e = ParseEndpoint(text);
     ASSERT_FALSE(e.ok()) << text;
     EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
@@ -52,17 +52,18 @@ TEST(ErrorsTest, EtcdsRefusalsAreRecognised) {
 
 TEST(ErrorsTest, TranslationNamesOperationPeerAndReason) {
   Context ctx;
-  absl::Status s = TranslateStatus(
-      grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
-      CallFacts{.what = "get 'a'", .peer = "10.0.0.1:2379", .ctx = &ctx,
-                .request_timeout = std::chrono::milliseconds(1500)});
+  absl::Status s =
+      TranslateStatus(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
+                      CallFacts{.what = "get 'a'",
+                                .peer = "10.0.0.1:2379",
+                                .ctx = &ctx,
+                                .request_timeout = std::chrono::milliseconds(1500)});
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(s.message(),
             "etcd get 'a' at 10.0.0.1:2379: no answer within the request timeout of 1500 ms "
             "(Deadline Exceeded)");
-  absl::Status closed =
-      TranslateStatus(grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled"),
-                      CallFacts{.what = "watch", .peer = "p", .closed = true});
+  absl::Status closed = TranslateStatus(grpc::Status(grpc::StatusCode::CANCELLED, "Cancelled"),
+                                        CallFacts{.what = "watch", .peer = "p", .closed = true});
   EXPECT_EQ(closed.code(), absl::StatusCode::kFailedPrecondition);
   auto [done, cancel] = WithCancel(Context());
   cancel();

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <thread>
 
+#include "core/backoff.h"
+
 namespace kvstore::etcd {
 namespace {
 
@@ -35,9 +37,9 @@ TEST(ExecutorTest, ShutdownDropsPendingTasks) {
 
 TEST(BackoffTest, DoublesUpToTheCap) {
   using std::chrono::milliseconds;
-  EXPECT_EQ(Backoff(0, milliseconds(100), milliseconds(1000)), milliseconds(100));
-  EXPECT_EQ(Backoff(2, milliseconds(100), milliseconds(1000)), milliseconds(400));
-  EXPECT_EQ(Backoff(50, milliseconds(100), milliseconds(1000)), milliseconds(1000));
+  EXPECT_EQ(internal::BackoffDelay(0, milliseconds(100), milliseconds(1000)), milliseconds(100));
+  EXPECT_EQ(internal::BackoffDelay(2, milliseconds(100), milliseconds(1000)), milliseconds(400));
+  EXPECT_EQ(internal::BackoffDelay(50, milliseconds(100), milliseconds(1000)), milliseconds(1000));
 }
 
 }  // namespace
