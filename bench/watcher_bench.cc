@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "core/watcher_producer.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 
@@ -24,7 +25,7 @@ void BM_TryEmitNext(benchmark::State& state) {
   int64_t i = 0;
   for (auto _ : state) {
     KeyValueEvent ev = MakeEvent(i++);
-    watcher.TryEmit(ev);
+    internal::WatcherProducer(watcher).TryEmit(ev);
     std::optional<KeyValueEvent> got = watcher.Next();
     benchmark::DoNotOptimize(got);
   }

@@ -16,6 +16,10 @@
 
 namespace kvstore {
 
+namespace internal {
+class WatcherProducer;
+}  // namespace internal
+
 enum class EventType { kCreate, kModify, kDelete, kListDone };
 
 // "create", "modify", "delete" or "list-done".
@@ -50,15 +54,6 @@ class Watcher {
   // Producer: no more events. Buffered events are still delivered. Idempotent.
   void Close();
 
-  // Producer, non-blocking: queues `ev` (moving from it) when there is room now and returns true;
-  // otherwise returns false and leaves `ev` as it was (full, stopped or closed).
-  bool TryEmit(KeyValueEvent& ev);
-  // Producer: runs `fn` once as soon as the channel is at most half full (capacity / 2 events
-  // or fewer) or is stopped or closed: at once (on this thread) when it already is, else on the
-  // thread that made room (a consumer taking an event) or stopped or closed it, outside the
-  // channel's lock. `fn` must not block. One hook is kept: a later call replaces one not yet run.
-  void NotifyWhenSpace(std::function<void()> fn);
-
   // Consumer: the next event, blocking; nullopt once closed and drained.
   std::optional<KeyValueEvent> Next();
   // Consumer: like Next, but nullopt also when nothing arrived within `timeout`.
@@ -69,18 +64,29 @@ class Watcher {
   // Consumer: stops the watch. Blocked and later Emit calls return false; returns once the
   // producer has closed the channel. Buffered events are discarded.
   void Stop();
-  // True once Stop() was called: producers poll this to end their work early.
+  const std::string& Prefix() const { return prefix_; }
+
+ private:
+  // What the backends need for flow control, through internal::WatcherProducer
+  // (src/core/watcher_producer.h): not part of the public contract.
+  friend class internal::WatcherProducer;
+
+  // Non-blocking Emit: queues `ev` (moving from it) when there is room now and returns true;
+  // otherwise returns false and leaves `ev` as it was (full, stopped or closed).
+  bool TryEmit(KeyValueEvent& ev);
+  // Runs `fn` once as soon as the channel is at most half full (capacity / 2 events or fewer) or
+  // is stopped or closed: at once (on this thread) when it already is, else on the thread that
+  // made room (a consumer taking an event) or stopped or closed it, outside the channel's lock.
+  // `fn` must not block. One hook is kept: a later call replaces one not yet run.
+  void NotifyWhenSpace(std::function<void()> fn);
+  // True once Stop() was called.
   bool Stopped() const;
   // True once closed and every buffered event was handed out.
   bool Closed() const;
-
-  const std::string& Prefix() const { return prefix_; }
-
   // Runs `fn` (once, from the thread calling Stop) when the consumer stops; producers use it to
   // wake their own loops. At once if already stopped. Only one hook is kept.
   void SetStopHook(std::function<void()> fn);
 
- private:
   const std::string prefix_;
   const size_t capacity_;
   mutable std::mutex mu_;  // guards everything below

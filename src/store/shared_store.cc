@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "core/watcher_producer.h"
 #include "kvstore/events.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
@@ -255,7 +256,8 @@ class SharedStoreImpl final : public SharedStore {
       }
       if (event.has_value()) {
         if (!Stopping()) HandleEvent(*event);
-      } else if (watcher_->Closed() || watcher_->Stopped()) {
+      } else if (internal::WatcherProducer(*watcher_).Closed() ||
+                 internal::WatcherProducer(*watcher_).Stopped()) {
         break;
       }
     }

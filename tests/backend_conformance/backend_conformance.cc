@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/watcher_producer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvstore/context.h"
@@ -741,7 +742,7 @@ TEST_P(BackendConformanceTest, StopClosesTheWatcherPromptly) {
   watcher->Stop();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_FALSE(watcher->Next().has_value());
-  EXPECT_TRUE(watcher->Closed());
+  EXPECT_TRUE(internal::WatcherProducer(*watcher).Closed());
 
   // An idle watcher stops just as well.
   auto idle = client->ListAndWatch(Context(), Key("idle/"), 4);

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/watcher_producer.h"
 #include "gtest/gtest.h"
 #include "kvstore/events.h"
 
@@ -39,7 +40,7 @@ class WatchTracker {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!pred()) {
       const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline || watcher_->Closed()) return pred();
+      if (now >= deadline || internal::WatcherProducer(*watcher_).Closed()) return pred();
       Read(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
     }
     return true;
@@ -54,7 +55,7 @@ class WatchTracker {
   // Reads until the watcher is closed and drained.
   bool ReadUntilClosed(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!watcher_->Closed()) {
+    while (!internal::WatcherProducer(*watcher_).Closed()) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline) return false;
       Read(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
@@ -106,7 +107,7 @@ class WatchTracker {
 // Waits until the watcher is closed (draining it); true if it closed within `timeout`.
 inline bool ClosesWithin(Watcher& watcher, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!watcher.Closed()) {
+  while (!internal::WatcherProducer(watcher).Closed()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
     watcher.NextFor(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/watcher_producer.h"
+
 namespace kvstore {
 namespace {
 
@@ -28,10 +30,10 @@ TEST(WatcherTest, DeliversBufferedEventsBeforeClosed) {
   w.Close();
   EXPECT_FALSE(w.Emit(Create("p/c", "3"), Context()));
   EXPECT_EQ(w.Next(), Create("p/a", "1"));
-  EXPECT_FALSE(w.Closed());
+  EXPECT_FALSE(internal::WatcherProducer(w).Closed());
   EXPECT_EQ(w.Next(), Create("p/b", "2"));
   EXPECT_EQ(w.Next(), std::nullopt);
-  EXPECT_TRUE(w.Closed());
+  EXPECT_TRUE(internal::WatcherProducer(w).Closed());
 }
 
 TEST(WatcherTest, ZeroCapacityMeansOne) {
@@ -45,7 +47,7 @@ TEST(WatcherTest, ZeroCapacityMeansOne) {
 TEST(WatcherTest, NextForTimesOut) {
   Watcher w("p", 1);
   EXPECT_EQ(w.NextFor(5ms), std::nullopt);
-  EXPECT_FALSE(w.Closed());
+  EXPECT_FALSE(internal::WatcherProducer(w).Closed());
 }
 
 TEST(WatcherTest, NextWithContextEndsWhenDone) {
@@ -62,7 +64,7 @@ TEST(WatcherTest, StopUnblocksProducerAndWaitsForClose) {
   std::atomic<bool> emit_result = true;
   std::thread producer([&] {
     emit_result = w->Emit(Create("p/b", "2"), Context());  // blocks: full
-    while (!w->Stopped()) std::this_thread::yield();
+    while (!internal::WatcherProducer(*w).Stopped()) std::this_thread::yield();
     w->Close();
   });
   w->Stop();
@@ -75,7 +77,7 @@ TEST(WatcherTest, StopUnblocksProducerAndWaitsForClose) {
 TEST(WatcherTest, StopHookRunsOnce) {
   Watcher w("p", 1);
   int calls = 0;
-  w.SetStopHook([&] {
+  internal::WatcherProducer(w).SetStopHook([&] {
     ++calls;
     w.Close();
   });
@@ -83,7 +85,7 @@ TEST(WatcherTest, StopHookRunsOnce) {
   w.Stop();
   EXPECT_EQ(calls, 1);
   // Set after stop: runs at once.
-  w.SetStopHook([&] { ++calls; });
+  internal::WatcherProducer(w).SetStopHook([&] { ++calls; });
   EXPECT_EQ(calls, 2);
 }
 
@@ -132,25 +134,25 @@ TEST(WatcherTest, EventsAreCopyableAndAssignable) {
 TEST(WatcherTest, TryEmitQueuesOnlyWhenThereIsRoom) {
   Watcher w("p/", 1);
   KeyValueEvent a = Create("p/a", "1");
-  ASSERT_TRUE(w.TryEmit(a));
+  ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(a));
   KeyValueEvent b = Create("p/b", "2");
-  EXPECT_FALSE(w.TryEmit(b));  // full: does not block, keeps the event
+  EXPECT_FALSE(internal::WatcherProducer(w).TryEmit(b));  // full: does not block, keeps the event
   EXPECT_EQ(b, Create("p/b", "2"));
   EXPECT_EQ(w.Next(), Create("p/a", "1"));
-  ASSERT_TRUE(w.TryEmit(b));
+  ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(b));
   EXPECT_EQ(w.Next(), Create("p/b", "2"));
   w.Close();
   KeyValueEvent c = Create("p/c", "3");
-  EXPECT_FALSE(w.TryEmit(c));
+  EXPECT_FALSE(internal::WatcherProducer(w).TryEmit(c));
   EXPECT_EQ(c, Create("p/c", "3"));
 }
 
 TEST(WatcherTest, TryEmitFailsOnceStopped) {
   auto w = std::make_shared<Watcher>("p/", 4);
   std::thread stopper([w] { w->Stop(); });
-  while (!w->Stopped()) std::this_thread::yield();
+  while (!internal::WatcherProducer(*w).Stopped()) std::this_thread::yield();
   KeyValueEvent a = Create("p/a", "1");
-  EXPECT_FALSE(w->TryEmit(a));
+  EXPECT_FALSE(internal::WatcherProducer(*w).TryEmit(a));
   w->Close();
   stopper.join();
 }
@@ -158,11 +160,11 @@ TEST(WatcherTest, TryEmitFailsOnceStopped) {
 TEST(WatcherTest, SpaceHookRunsAtOnceWhenThereIsRoom) {
   Watcher w("p/", 2);
   int runs = 0;
-  w.NotifyWhenSpace([&] { ++runs; });
+  internal::WatcherProducer(w).NotifyWhenSpace([&] { ++runs; });
   EXPECT_EQ(runs, 1);
   // Run once only: making room later does not run it again.
   KeyValueEvent a = Create("p/a", "1");
-  ASSERT_TRUE(w.TryEmit(a));
+  ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(a));
   EXPECT_EQ(w.Next(), Create("p/a", "1"));
   EXPECT_EQ(runs, 1);
 }
@@ -170,23 +172,23 @@ TEST(WatcherTest, SpaceHookRunsAtOnceWhenThereIsRoom) {
 TEST(WatcherTest, SpaceHookRunsWhenTheConsumerMakesRoom) {
   Watcher w("p/", 1);
   KeyValueEvent a = Create("p/a", "1");
-  ASSERT_TRUE(w.TryEmit(a));
+  ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(a));
   std::atomic<int> runs = 0;
-  w.NotifyWhenSpace([&] { ++runs; });
+  internal::WatcherProducer(w).NotifyWhenSpace([&] { ++runs; });
   EXPECT_EQ(runs.load(), 0);
   EXPECT_EQ(w.NextFor(std::chrono::seconds(1)), Create("p/a", "1"));
   EXPECT_EQ(runs.load(), 1);
   KeyValueEvent b = Create("p/b", "2");
-  EXPECT_TRUE(w.TryEmit(b));
+  EXPECT_TRUE(internal::WatcherProducer(w).TryEmit(b));
 }
 
 TEST(WatcherTest, LaterSpaceHookReplacesAPendingOne) {
   Watcher w("p/", 1);
   KeyValueEvent a = Create("p/a", "1");
-  ASSERT_TRUE(w.TryEmit(a));
+  ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(a));
   int first = 0, second = 0;
-  w.NotifyWhenSpace([&] { ++first; });
-  w.NotifyWhenSpace([&] { ++second; });
+  internal::WatcherProducer(w).NotifyWhenSpace([&] { ++first; });
+  internal::WatcherProducer(w).NotifyWhenSpace([&] { ++second; });
   EXPECT_EQ(w.Next(), Create("p/a", "1"));
   EXPECT_EQ(first, 0);
   EXPECT_EQ(second, 1);
@@ -196,19 +198,19 @@ TEST(WatcherTest, SpaceHookRunsOnCloseAndOnStop) {
   {
     Watcher w("p/", 1);
     KeyValueEvent a = Create("p/a", "1");
-    ASSERT_TRUE(w.TryEmit(a));
+    ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(a));
     int runs = 0;
-    w.NotifyWhenSpace([&] { ++runs; });
+    internal::WatcherProducer(w).NotifyWhenSpace([&] { ++runs; });
     w.Close();
     EXPECT_EQ(runs, 1);
   }
   {
     auto w = std::make_shared<Watcher>("p/", 1);
     KeyValueEvent a = Create("p/a", "1");
-    ASSERT_TRUE(w->TryEmit(a));
+    ASSERT_TRUE(internal::WatcherProducer(*w).TryEmit(a));
     std::atomic<int> runs = 0;
     // The hook closes the channel, as a producer would once it sees the stop; Stop waits for it.
-    w->NotifyWhenSpace([&] {
+    internal::WatcherProducer(*w).NotifyWhenSpace([&] {
       ++runs;
       w->Close();
     });
@@ -221,10 +223,10 @@ TEST(WatcherTest, SpaceHookWaitsUntilHalfEmpty) {
   Watcher w("p/", 4);
   for (int i = 0; i < 4; ++i) {
     KeyValueEvent ev = Create("p/k", std::to_string(i));
-    ASSERT_TRUE(w.TryEmit(ev));
+    ASSERT_TRUE(internal::WatcherProducer(w).TryEmit(ev));
   }
   int runs = 0;
-  w.NotifyWhenSpace([&] { ++runs; });
+  internal::WatcherProducer(w).NotifyWhenSpace([&] { ++runs; });
   ASSERT_TRUE(w.Next().has_value());  // 3 left: room, but more than half full
   EXPECT_EQ(runs, 0);
   ASSERT_TRUE(w.Next().has_value());  // 2 left: half
@@ -248,11 +250,11 @@ TEST(WatcherTest, ProducerDrivenBySpaceHookDeliversEverythingInOrder) {
       }
       while (i < kEvents) {
         KeyValueEvent ev = Create("p/k", std::to_string(i));
-        if (!w.TryEmit(ev)) break;
+        if (!internal::WatcherProducer(w).TryEmit(ev)) break;
         ++i;
       }
       if (i < kEvents) {
-        w.NotifyWhenSpace([&] {
+        internal::WatcherProducer(w).NotifyWhenSpace([&] {
           std::lock_guard<std::mutex> lock(mu);
           resume = true;
           cv.notify_all();

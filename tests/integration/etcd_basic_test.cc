@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "core/watcher_producer.h"
 #include "tests/integration/etcd_test_util.h"
 
 namespace kvstore::testing {
@@ -209,7 +210,8 @@ TEST_F(EtcdBasicTest, WatcherEndsWithItsContext) {
   ASSERT_TRUE(ev.has_value());
   EXPECT_EQ(ev->type, EventType::kListDone);
   cancel();
-  EXPECT_TRUE(Eventually([&] { return watcher->Closed(); }, std::chrono::seconds(5)));
+  EXPECT_TRUE(Eventually([&] { return internal::WatcherProducer(*watcher).Closed(); },
+                         std::chrono::seconds(5)));
 }
 
 TEST_F(EtcdBasicTest, CancelledContextEndsCallsPromptly) {
@@ -233,7 +235,7 @@ TEST_F(EtcdBasicTest, OperationsAfterCloseFail) {
   EXPECT_FALSE(backend_->Get(ctx_, prefix_ + "x").ok());
   std::shared_ptr<Watcher> watcher = backend_->ListAndWatch(ctx_, prefix_, 1);
   EXPECT_FALSE(watcher->NextFor(std::chrono::seconds(5)).has_value());
-  EXPECT_TRUE(watcher->Closed());
+  EXPECT_TRUE(internal::WatcherProducer(*watcher).Closed());
 }
 
 TEST_F(EtcdBasicTest, QpsLimitSpacesRequests) {

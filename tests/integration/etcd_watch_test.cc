@@ -5,6 +5,7 @@
 #include <chrono>
 #include <string>
 
+#include "core/watcher_producer.h"
 #include "tests/integration/etcd_test_util.h"
 
 namespace kvstore::testing {
@@ -178,7 +179,8 @@ TEST(EtcdBackendLifetimeTest, DestroyingTheOnlyBackendWhileStreamsEndIsClean) {
     WatchView view;
     ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
     backend.reset();  // the last reference: closes the backend and its watchers
-    EXPECT_TRUE(view.ReadUntil(*watcher, [&](const WatchView&) { return watcher->Closed(); }));
+    EXPECT_TRUE(view.ReadUntil(
+        *watcher, [&](const WatchView&) { return internal::WatcherProducer(*watcher).Closed(); }));
   }
 }
 

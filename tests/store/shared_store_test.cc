@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/watcher_producer.h"
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
@@ -138,7 +139,7 @@ class NeverListingBackend : public Backend {
     if (close_at_once_) {
       watcher->Close();
     } else {
-      watcher->SetStopHook([watcher] { watcher->Close(); });
+      internal::WatcherProducer(*watcher).SetStopHook([watcher] { watcher->Close(); });
       ctx.AddCallback([watcher] { watcher->Close(); });
     }
     return watcher;
@@ -189,7 +190,7 @@ class DeleteBlindBackend : public Backend {
                                         size_t capacity) override {
     std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
     auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
-    to->SetStopHook([from] { from->Stop(); });
+    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
     std::lock_guard<std::mutex> guard(mu_);
     pumps_.emplace_back([from, to, ctx] {
       while (std::optional<KeyValueEvent> event = from->Next()) {

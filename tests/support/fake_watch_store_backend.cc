@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "core/watcher_producer.h"
 #include "kvstore/paths.h"
 
 namespace kvstore::testing {
@@ -30,7 +31,7 @@ std::shared_ptr<Watcher> FakeWatchStoreBackend::ListAndWatch(const Context& ctx,
                                                              size_t capacity) {
   auto feed = std::make_shared<LiveFeed>();
   feed->watcher = std::make_shared<Watcher>(std::string(prefix), capacity);
-  feed->watcher->SetStopHook([this, feed] {
+  internal::WatcherProducer(*feed->watcher).SetStopHook([this, feed] {
     std::lock_guard<std::mutex> lock(mu_);
     feed->stopped = true;
     cv_.notify_all();

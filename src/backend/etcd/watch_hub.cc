@@ -12,6 +12,7 @@
 #include "backend/etcd/errors.h"
 #include "backend/etcd/key_range.h"
 #include "core/backoff.h"
+#include "core/watcher_producer.h"
 #include "metrics/backend_metrics.h"
 
 namespace kvstore::etcd {
@@ -82,7 +83,7 @@ struct WatchHub::Entry {
   // Hands `item` to the watcher if it has room now (moving its event out).
   bool TryHandOver(Pending& item) {
     const EventType type = item.event.type;
-    if (!watcher->TryEmit(item.event)) return false;
+    if (!internal::WatcherProducer(*watcher).TryEmit(item.event)) return false;
     queue_metrics.Accepted(type, item.received);
     return true;
   }
@@ -120,7 +121,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
     std::shared_ptr<Entry> live = weak_entry.lock();
     if (self && live) self->Finish(live);
   };
-  watcher->SetStopHook(finish);
+  internal::WatcherProducer(*watcher).SetStopHook(finish);
   uint64_t callback = ctx.AddCallback(finish);
   {
     std::lock_guard<std::mutex> guard(mu_);
@@ -464,13 +465,13 @@ void WatchHub::Deliver(const std::shared_ptr<Entry>& entry) {
       entry->pending.push_front(std::move(item));
       RequestPageIfDueLocked(entry);
     }
-    if (entry->watcher->Stopped() || entry->ctx.Done()) {
+    if (internal::WatcherProducer(*entry->watcher).Stopped() || entry->ctx.Done()) {
       Finish(entry);
       return;
     }
     // Full: the consumer's next read (or a stop or close) resumes delivery, so no executor
     // thread waits or polls meanwhile. `delivering` stays set until then.
-    entry->watcher->NotifyWhenSpace([weak, entry] {
+    internal::WatcherProducer(*entry->watcher).NotifyWhenSpace([weak, entry] {
       std::shared_ptr<WatchHub> self = weak.lock();
       if (!self) return;
       // On the consumer's thread: after Shutdown the executor may be gone.

@@ -5,6 +5,7 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
 namespace {
@@ -482,7 +483,7 @@ std::shared_ptr<Watcher> StoreCore::ListAndWatch(uint64_t session_id, const Cont
     return watcher;
   }
   auto [watch_ctx, cancel] = WithCancel(ctx);
-  watcher->SetStopHook(cancel);
+  kvstore::internal::WatcherProducer(*watcher).SetStopHook(cancel);
 
   std::vector<std::thread> finished;
   bool started = false;
