@@ -55,8 +55,11 @@ class SyncStoreBackend {
                               bool lease) = 0;
   // Deletes `key`; OK when it does not exist.
   virtual absl::Status Delete(const Context& ctx, std::string_view key) = 0;
-  // Calls `fn` with each leased key under `prefix` whose lease was lost. One observer per prefix;
-  // a null `fn` removes it. Callbacks run on a backend thread.
+  // Calls `fn` with each leased key under `prefix` whose lease was lost. `prefix` matches by
+  // bytes, as in Cilium: "a/b" also matches "a/bc"; end it with "/" to match one directory. One
+  // observer per prefix; a null `fn` removes it, and once that returns the removed observer is
+  // not running and never runs again (unless removed from inside a callback). Callbacks run on a
+  // backend thread, one at a time, and must not block.
   virtual void RegisterLeaseExpiredObserver(std::string_view prefix,
                                             std::function<void(std::string_view key)> fn) = 0;
 

@@ -3,6 +3,7 @@
 #define KVSTORE_KVSTORE_H_
 
 #include "kvstore/backend.h"
+#include "kvstore/backend_metrics.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"

@@ -40,12 +40,18 @@ namespace {
 
 absl::Status DeadlineExceeded() { return absl::DeadlineExceededError("context deadline exceeded"); }
 
-// Cancels contexts whose deadline passed. One thread for the whole process; it lives as long as
-// the process (leaked on purpose: contexts may be used from static destructors).
+// Cancels contexts whose deadline passed. One for the whole process; its thread runs only while
+// some deadline is pending (and a little longer, so that a steady stream of short timeouts does
+// not start a thread each), and is joined by the timer: when it is restarted and at exit. The
+// object itself is never destroyed, so contexts may still be made and dropped from static
+// destructors; after exit began, their deadlines are still reported by Done()/Err() and end
+// waits, but run no callbacks.
 class DeadlineTimer {
  public:
   static DeadlineTimer& Get() {
-    static DeadlineTimer* timer = new DeadlineTimer();
+    static DeadlineTimer* const timer = new DeadlineTimer();
+    // Destroyed at exit, in reverse order of construction: joins the thread.
+    static const StopAtExit stop_at_exit{timer};
     return *timer;
   }
 
@@ -55,7 +61,14 @@ class DeadlineTimer {
     bool earliest = entries_.empty() || when < entries_.begin()->first.first;
     entries_.emplace(std::make_pair(when, id), std::move(state));
     index_.emplace(id, when);
-    if (earliest) cv_.notify_one();
+    if (!running_ && !stopped_) {
+      // The previous thread, if any, has left its loop: it released mu_ for the last time.
+      if (thread_.joinable()) thread_.join();
+      running_ = true;
+      thread_ = std::thread([this] { Loop(); });
+    } else if (earliest) {
+      cv_.notify_one();
+    }
     return id;
   }
 
@@ -65,16 +78,45 @@ class DeadlineTimer {
     if (it == index_.end()) return;
     entries_.erase(std::make_pair(it->second, id));
     index_.erase(it);
+    // The thread may sleep until the deadline just removed: let it start lingering instead.
+    if (entries_.empty()) cv_.notify_one();
   }
 
  private:
-  DeadlineTimer() : thread_([this] { Loop(); }) {}
+  // How long the thread waits for a new deadline once none is pending, before it ends.
+  static constexpr auto kIdleLinger = std::chrono::seconds(2);
+
+  struct StopAtExit {
+    DeadlineTimer* timer;
+    ~StopAtExit() { timer->Stop(); }
+  };
+
+  DeadlineTimer() = default;
+
+  void Stop() {
+    std::thread thread;
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      stopped_ = true;
+      cv_.notify_all();
+      thread.swap(thread_);
+    }
+    if (!thread.joinable()) return;
+    // exit() called from a context callback: the loop ends once that callback returns.
+    if (thread.get_id() == std::this_thread::get_id()) {
+      thread.detach();
+    } else {
+      thread.join();
+    }
+  }
 
   void Loop() {
     std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
+    while (!stopped_) {
       if (entries_.empty()) {
-        cv_.wait(lock);
+        if (!cv_.wait_for(lock, kIdleLinger, [this] { return stopped_ || !entries_.empty(); })) {
+          break;
+        }
         continue;
       }
       auto first = entries_.begin();
@@ -93,13 +135,16 @@ class DeadlineTimer {
       }
       lock.lock();
     }
+    running_ = false;
   }
 
-  std::mutex mu_;  // guards entries_, index_, next_id_
+  std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   std::map<std::pair<TimePoint, uint64_t>, std::weak_ptr<ContextState>> entries_;
   std::map<uint64_t, TimePoint> index_;
   uint64_t next_id_ = 1;
+  bool running_ = false;  // thread_ is in Loop
+  bool stopped_ = false;  // exit began: no thread any more
   std::thread thread_;
 };
 

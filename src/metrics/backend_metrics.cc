@@ -1,127 +1,59 @@
-#include "metrics/backend_metrics.h"
+#include "kvstore/backend_metrics.h"
 
-#include <algorithm>
-#include <utility>
+#include <string>
 
-#include "kvstore/paths.h"
-
-namespace kvstore::internal {
+namespace kvstore {
 namespace {
 
-constexpr std::string_view kRead = "read";
-constexpr std::string_view kSet = "set";
-constexpr std::string_view kDelete = "delete";
-
-const absl::Status& StatusOf(const absl::Status& status) { return status; }
-template <typename T>
-const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
-  return result.status();
+// Latency of a round trip to etcd: from a fraction of a millisecond to many seconds when a
+// request waits for a quorum that is being re-elected.
+const prometheus::Histogram::BucketBoundaries& OperationBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+  return *kBuckets;
 }
 
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+// Time a watch event waits before it is handed on: usually well below a millisecond, seconds
+// when a consumer falls behind.
+const prometheus::Histogram::BucketBoundaries& EventsQueueBuckets() {
+  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
+      0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 5};
+  return *kBuckets;
 }
-
-class MeteredBackend final : public Backend {
- public:
-  MeteredBackend(std::shared_ptr<Backend> backend, std::shared_ptr<store::Metrics> metrics)
-      : backend_(std::move(backend)), metrics_(std::move(metrics)) {}
-
-  const Backend& wrapped() const { return *backend_; }
-
-  absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
-                      bool lease) override {
-    return Measure(key, kSet, "Update", [&] { return backend_->Update(ctx, key, value, lease); });
-  }
-  absl::Status Delete(const Context& ctx, std::string_view key) override {
-    return Measure(key, kDelete, "Delete", [&] { return backend_->Delete(ctx, key); });
-  }
-  size_t MaxBatchOps() const override { return backend_->MaxBatchOps(); }
-  std::vector<absl::Status> ApplyBatch(const Context& ctx, std::span<const WriteOp> ops) override {
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<absl::Status> results = backend_->ApplyBatch(ctx, ops);
-    if (!ops.empty()) {
-      const bool ok = std::all_of(results.begin(), results.end(),
-                                  [](const absl::Status& status) { return status.ok(); });
-      metrics_
-          ->OperationDuration(GetScopeFromKey(ops.front().key), "batch", "ApplyBatch",
-                              ok ? "success" : "fail")
-          .Observe(SecondsSince(start));
-    }
-    return results;
-  }
-  void RegisterLeaseExpiredObserver(std::string_view prefix,
-                                    std::function<void(std::string_view key)> fn) override {
-    backend_->RegisterLeaseExpiredObserver(prefix, std::move(fn));
-  }
-  // Watches are measured by the backend itself (events queue time).
-  std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
-                                        size_t capacity) override {
-    return backend_->ListAndWatch(ctx, prefix, capacity);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
-                                                 std::string_view key) override {
-    return Measure(key, kRead, "Get", [&] { return backend_->Get(ctx, key); });
-  }
-  absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) override {
-    return Measure(prefix, kRead, "ListPrefix", [&] { return backend_->ListPrefix(ctx, prefix); });
-  }
-  absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
-                                         std::string_view value, bool lease) override {
-    return Measure(key, kSet, "UpdateIfDifferent",
-                   [&] { return backend_->UpdateIfDifferent(ctx, key, value, lease); });
-  }
-  absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key, std::string_view value,
-                                  bool lease) override {
-    return Measure(key, kSet, "CreateOnly",
-                   [&] { return backend_->CreateOnly(ctx, key, value, lease); });
-  }
-  absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) override {
-    return Measure(prefix, kDelete, "DeletePrefix",
-                   [&] { return backend_->DeletePrefix(ctx, prefix); });
-  }
-  BackendStatus Status() const override { return backend_->Status(); }
-  void Close() override { backend_->Close(); }
-
- private:
-  // Runs `op` and records its duration and outcome.
-  template <typename Op>
-  auto Measure(std::string_view key, std::string_view kind, std::string_view action, Op op)
-      -> decltype(op()) {
-    const auto start = std::chrono::steady_clock::now();
-    auto result = op();
-    metrics_
-        ->OperationDuration(GetScopeFromKey(key), kind, action,
-                            StatusOf(result).ok() ? "success" : "fail")
-        .Observe(SecondsSince(start));
-    return result;
-  }
-
-  const std::shared_ptr<Backend> backend_;
-  const std::shared_ptr<store::Metrics> metrics_;
-};
 
 }  // namespace
 
-std::shared_ptr<Backend> WithOperationMetrics(std::shared_ptr<Backend> backend,
-                                              std::shared_ptr<store::Metrics> metrics) {
-  if (metrics == nullptr || backend == nullptr) return backend;
-  return std::make_shared<MeteredBackend>(std::move(backend), std::move(metrics));
+BackendMetrics::BackendMetrics(prometheus::Registry& registry)
+    : operations_duration_(prometheus::BuildHistogram()
+                               .Name("cilium_kvstore_operations_duration_seconds")
+                               .Help("Duration in seconds of kvstore operations")
+                               .Register(registry)),
+      events_queue_(prometheus::BuildHistogram()
+                        .Name("cilium_kvstore_events_queue_seconds")
+                        .Help("Seconds waited before a received event was queued")
+                        .Register(registry)),
+      leases_(prometheus::BuildGauge()
+                  .Name("cilium_kvstore_leases")
+                  .Help("Number of kvstore leases currently held")
+                  .Register(registry)) {}
+
+// Family::Add returns the existing series when the labels are already known, so every backend
+// with the same labels shares one series.
+prometheus::Histogram& BackendMetrics::OperationDuration(std::string_view scope, std::string_view kind,
+                                                  std::string_view action,
+                                                  std::string_view outcome) {
+  return operations_duration_.Add({{"scope", std::string(scope)},
+                                   {"kind", std::string(kind)},
+                                   {"action", std::string(action)},
+                                   {"outcome", std::string(outcome)}},
+                                  OperationBuckets());
 }
 
-const Backend& UnwrapOperationMetrics(const Backend& backend) {
-  const auto* metered = dynamic_cast<const MeteredBackend*>(&backend);
-  return metered == nullptr ? backend : metered->wrapped();
+prometheus::Histogram& BackendMetrics::EventsQueueTime(std::string_view scope, std::string_view action) {
+  return events_queue_.Add({{"scope", std::string(scope)}, {"action", std::string(action)}},
+                           EventsQueueBuckets());
 }
 
-EventsQueueRecorder::EventsQueueRecorder(store::Metrics* metrics, std::string_view prefix)
-    : metrics_(metrics), scope_(metrics == nullptr ? "" : GetScopeFromKey(prefix)) {}
+prometheus::Gauge& BackendMetrics::Leases() { return leases_.Add({}); }
 
-void EventsQueueRecorder::Accepted(EventType type, TimePoint received) {
-  if (metrics_ == nullptr) return;
-  prometheus::Histogram*& histogram = histograms_[static_cast<size_t>(type)];
-  if (histogram == nullptr) histogram = &metrics_->EventsQueueTime(scope_, EventTypeName(type));
-  histogram->Observe(SecondsSince(received));
-}
-
-}  // namespace kvstore::internal
+}  // namespace kvstore

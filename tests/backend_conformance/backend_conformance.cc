@@ -373,6 +373,35 @@ TEST_P(BackendConformanceTest, LargeValuesUpToTheLimitWorkLargerAreRejected) {
   watcher->Stop();
 }
 
+// Both backends refuse a key no request could carry before sending anything, every write path
+// alike, and stay usable.
+TEST_P(BackendConformanceTest, OversizedKeysAreRejectedOnEveryPath) {
+  auto client = NewClient();
+  const std::string huge_key = Key(std::string(kMaxValueBytes + 1, 'k'));
+  EXPECT_EQ(client->Update(Context(), huge_key, "v", false).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(client->UpdateIfDifferent(Context(), huge_key, "v", true).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(client->CreateOnly(Context(), huge_key, "v", false).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(client->Delete(Context(), huge_key).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(client->Get(Context(), huge_key).status().code(),
+            absl::StatusCode::kResourceExhausted);
+
+  const std::string fine = Key("fine");
+  const std::vector<WriteOp> ops = {WriteOp{fine, std::string_view("1"), false},
+                                    WriteOp{huge_key, std::string_view("2"), false},
+                                    WriteOp{"", std::nullopt, false}};
+  std::vector<absl::Status> results = client->ApplyBatch(Context(), ops);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_TRUE(results[0].ok()) << results[0];
+  EXPECT_EQ(results[1].code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(results[2].code(), absl::StatusCode::kInvalidArgument);
+  auto got = client->Get(Context(), fine);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->value_or(""), "1");
+}
+
 TEST_P(BackendConformanceTest, EmptyKeyIsInvalid) {
   auto client = NewClient();
   EXPECT_EQ(client->Update(Context(), "", "v", false).code(), absl::StatusCode::kInvalidArgument);

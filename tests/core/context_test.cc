@@ -4,7 +4,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <iterator>
 #include <thread>
+
+#include "tests/support/eventually.h"
 
 namespace kvstore {
 namespace {
@@ -107,6 +111,28 @@ TEST(ContextTest, TimeoutRunsCallbackWithoutAnyoneAsking) {
   });
   std::unique_lock<std::mutex> lock(mu);
   EXPECT_TRUE(cv.wait_for(lock, 10s, [&] { return called; }));
+}
+
+size_t ThreadsOfThisProcess() {
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                           std::filesystem::directory_iterator()));
+}
+
+// The thread that fires deadlines exists only while some are pending (plus a short linger): a
+// library that used a timeout once does not keep a thread for the rest of the process.
+TEST(ContextTest, DeadlineThreadEndsWhenNoDeadlineIsPending) {
+  size_t with_deadline = 0;
+  {
+    // A pending deadline: the thread that will fire it runs.
+    auto [ctx, cancel] = WithTimeout(Context::Background(), 1h);
+    with_deadline = ThreadsOfThisProcess();
+  }
+  EXPECT_TRUE(testing::Eventually([&] { return ThreadsOfThisProcess() < with_deadline; }));
+  // And it comes back for the next deadline.
+  auto [ctx, cancel] = WithTimeout(Context::Background(), 5ms);
+  std::atomic<bool> fired{false};
+  ctx.AddCallback([&] { fired = true; });
+  EXPECT_TRUE(testing::Eventually([&] { return fired.load(); }));
 }
 
 TEST(ContextTest, WaitOnWakesWhenCancelledFromAnotherThread) {

@@ -16,6 +16,7 @@
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/events.h"
 #include "tests/support/etcd_fixture.h"
+#include "tests/support/eventually.h"
 
 namespace kvstore::testing {
 
@@ -40,17 +41,6 @@ inline std::shared_ptr<Backend> MustConnect(const etcd::EtcdConfig& config) {
   absl::StatusOr<std::shared_ptr<Backend>> backend = etcd::NewEtcdBackend(config);
   EXPECT_TRUE(backend.ok()) << backend.status();
   return backend.ok() ? *backend : nullptr;
-}
-
-// Polls `condition` until it holds or `timeout` passed.
-inline bool Eventually(const std::function<bool()>& condition,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return condition();
 }
 
 // Retries `op` until it returns OK (a cluster in fail-over refuses writes for a while).

@@ -11,9 +11,9 @@
 #include "absl/status/statusor.h"
 #include "kvstore/backend.h"
 
-namespace kvstore::store {
-class Metrics;
-}  // namespace kvstore::store
+namespace kvstore {
+class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
+}  // namespace kvstore
 
 namespace kvstore::etcd {
 
@@ -42,7 +42,7 @@ struct EtcdConfig {
   std::chrono::milliseconds keepalive_time{10000}, keepalive_timeout{5000};
   // When set, the backend records its operations, watch event queue times and leases here
   // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
-  std::shared_ptr<store::Metrics> metrics = nullptr;
+  std::shared_ptr<BackendMetrics> metrics = nullptr;
 
   // Reads Cilium's etcd config YAML (etcd's Go client format): endpoints, trusted-ca-file (or
   // its older name ca-file), cert-file, key-file, username, password, insecure-transport,

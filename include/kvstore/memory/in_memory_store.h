@@ -12,9 +12,9 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 
-namespace kvstore::store {
-class Metrics;
-}  // namespace kvstore::store
+namespace kvstore {
+class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
+}  // namespace kvstore
 
 namespace kvstore::memory {
 
@@ -29,7 +29,7 @@ struct InMemoryOptions {
   size_t max_history_revisions = 100000;
   // When set, every client records its operations, watch event queue times and leases here
   // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
-  std::shared_ptr<store::Metrics> metrics = nullptr;
+  std::shared_ptr<BackendMetrics> metrics = nullptr;
 };
 
 // The store lives as long as the handle returned by Create or any of its clients. It owns one

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "kvstore/backend_metrics.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -13,9 +14,10 @@
 
 namespace kvstore::store {
 
-// Create once per registry (`std::make_shared<Metrics>(registry)`) and share between stores.
-// REQUIRES: `registry` outlives this object.
-class Metrics {
+// Create once per registry (`std::make_shared<Metrics>(registry)`) and share between stores and
+// backends (their options take it as the BackendMetrics it is). REQUIRES: `registry` outlives
+// this object. Thread-safe.
+class Metrics : public BackendMetrics {
  public:
   explicit Metrics(prometheus::Registry& registry);
   Metrics(const Metrics&) = delete;
@@ -29,21 +31,11 @@ class Metrics {
   // done (action "write" for SyncStore, "read" for WatchStore), 0 again when Run/Watch ends.
   prometheus::Gauge& InitialSyncCompleted(std::string_view scope, std::string_view source_cluster,
                                           std::string_view action);
-  // cilium_kvstore_operations_duration_seconds{scope,kind,action,outcome}
-  prometheus::Histogram& OperationDuration(std::string_view scope, std::string_view kind,
-                                           std::string_view action, std::string_view outcome);
-  // cilium_kvstore_events_queue_seconds{scope,action}: time a watch event waited to be handled.
-  prometheus::Histogram& EventsQueueTime(std::string_view scope, std::string_view action);
-  // cilium_kvstore_leases{}: leases held by backends reporting here.
-  prometheus::Gauge& Leases();
 
  private:
   prometheus::Family<prometheus::Gauge>& sync_queue_size_;
   prometheus::Family<prometheus::Counter>& sync_errors_;
   prometheus::Family<prometheus::Gauge>& initial_sync_completed_;
-  prometheus::Family<prometheus::Histogram>& operations_duration_;
-  prometheus::Family<prometheus::Histogram>& events_queue_;
-  prometheus::Family<prometheus::Gauge>& leases_;
 };
 
 }  // namespace kvstore::store

@@ -20,7 +20,8 @@
 #include "backend/etcd/rpc_client.h"
 #include "backend/etcd/watch_hub.h"
 #include "kvstore/workqueue/rate_limiter.h"
-#include "metrics/backend_metrics.h"
+#include "core/write_checks.h"
+#include "metrics/recorders.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::etcd {
@@ -56,7 +57,7 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
                                                  std::string_view key) override {
-    if (absl::Status s = Begin(ctx, key); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKey(key)); !s.ok()) return s;
     etcdserverpb::RangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::RangeResponse response;
@@ -67,48 +68,34 @@ class EtcdBackend final : public Backend {
   }
 
   absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) override {
-    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return s;
-    const KeyRange range = PrefixRange(prefix);
+    if (absl::Status s = ValidateAndThrottle(ctx); !s.ok()) return s;
     const std::string what = absl::StrCat("list of prefix ", Quoted(prefix));
     KeyValuePairs result;
-    std::string cursor = range.start;
-    int64_t revision = 0;  // pinned by the first page
-    int64_t limit = page_size_ == 0 ? 0 : FirstPageLimit(page_size_);
+    ListPager pager(prefix, page_size_);
     for (int restarts = 0;;) {
-      etcdserverpb::RangeRequest request;
-      request.set_key(cursor);
-      request.set_range_end(range.end);
-      request.set_limit(limit);
-      request.set_revision(revision);
       etcdserverpb::RangeResponse response;
-      absl::Status status = rpc_->Range(ctx, what, request, &response);
+      absl::Status status = rpc_->Range(ctx, what, pager.NextRequest(), &response);
       if (IsCompactedError(status) && restarts < 3) {
         // The pinned revision was compacted between two pages: start over at a fresh one.
         ++restarts;
         result.clear();
-        cursor = range.start;
-        revision = 0;
-        limit = page_size_ == 0 ? 0 : FirstPageLimit(page_size_);
+        pager.Restart();
         continue;
       }
       if (!status.ok()) return status;
-      if (revision == 0) revision = response.header().revision();
-      size_t bytes = 0;
+      const bool more = pager.Advance(response);
       for (mvccpb::KeyValue& kv : *response.mutable_kvs()) {
-        bytes += kv.key().size() + kv.value().size();
         result.insert_or_assign(
             kv.key(), Value{std::move(*kv.mutable_value()), kv.mod_revision(), kv.lease()});
       }
-      if (!response.more() || response.kvs_size() == 0 || limit == 0) break;
-      cursor = KeyAfter(response.kvs(response.kvs_size() - 1).key());
-      limit = FittingPageLimit(page_size_, response.kvs_size(), bytes);
+      if (!more) break;
     }
     return result;
   }
 
   absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
                       bool lease) override {
-    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
       if (!leased.ok()) return leased.status();
@@ -136,20 +123,15 @@ class EtcdBackend final : public Backend {
     valid.reserve(ops.size());
     for (size_t i = 0; i < ops.size(); ++i) {
       const WriteOp& op = ops[i];
-      if (op.key.empty()) {
-        results[i] = absl::InvalidArgumentError("empty key");
-      } else if (op.value && op.value->size() > kMaxValueBytes) {
-        results[i] = Begin(ctx, op.key, *op.value);  // reports the size
-      } else {
-        valid.push_back(i);
-      }
+      results[i] = op.value ? internal::CheckWrite(op.key, *op.value) : internal::CheckKey(op.key);
+      if (results[i].ok()) valid.push_back(i);
     }
     ApplyInChunks(ctx, ops, valid, results);
     return results;
   }
 
   absl::Status Delete(const Context& ctx, std::string_view key) override {
-    if (absl::Status s = Begin(ctx, key); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKey(key)); !s.ok()) return s;
     etcdserverpb::DeleteRangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::DeleteRangeResponse response;
@@ -172,7 +154,7 @@ class EtcdBackend final : public Backend {
       if (!status.ok()) return status;
       return true;
     }
-    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
       if (!leased.ok()) return leased.status();
@@ -209,7 +191,7 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key, std::string_view value,
                                   bool lease) override {
-    if (absl::Status s = Begin(ctx, key, value); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
     const bool attached_before = leases_->LeaseOfKey(key) != 0;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
@@ -237,7 +219,7 @@ class EtcdBackend final : public Backend {
   }
 
   absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) override {
-    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx); !s.ok()) return s;
     const KeyRange range = PrefixRange(prefix);
     etcdserverpb::DeleteRangeRequest request;
     request.set_key(range.start);
@@ -355,7 +337,7 @@ class EtcdBackend final : public Backend {
       results[chunk[0]] = op.value ? Update(ctx, op.key, *op.value, op.lease) : Delete(ctx, op.key);
       return;
     }
-    if (absl::Status s = Begin(ctx, {}, {}, /*needs_key=*/false); !s.ok()) return fail_all(s);
+    if (absl::Status s = ValidateAndThrottle(ctx); !s.ok()) return fail_all(s);
     etcdserverpb::TxnRequest request;
     request.mutable_success()->Reserve(static_cast<int>(chunk.size()));
     for (size_t i : chunk) {
@@ -422,17 +404,13 @@ class EtcdBackend final : public Backend {
     }
   }
 
-  // Common checks before an operation (`key` empty for operations on a prefix); the rate
-  // limiter's wait.
-  absl::Status Begin(const Context& ctx, std::string_view key = {}, std::string_view value = {},
-                     bool needs_key = true) {
+  // What every operation does first: refuses it on a closed backend, a done context or when
+  // `validation` (internal::CheckKey / CheckWrite of its input) failed; then waits for the rate
+  // limiter.
+  absl::Status ValidateAndThrottle(const Context& ctx,
+                                   const absl::Status& validation = absl::OkStatus()) {
     if (closed_) return absl::FailedPreconditionError("etcd backend is closed");
-    if (needs_key && key.empty()) return absl::InvalidArgumentError("empty key");
-    if (value.size() > kMaxValueBytes) {
-      return absl::ResourceExhaustedError(absl::StrCat("value of ", value.size(), " bytes for key ",
-                                                       Quoted(key), " exceeds the limit of ",
-                                                       kMaxValueBytes, " bytes"));
-    }
+    if (!validation.ok()) return validation;
     if (ctx.Done()) return ctx.Err();
     if (limiter_ != nullptr) {
       const std::chrono::nanoseconds wait = limiter_->When(0);

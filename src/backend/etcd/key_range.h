@@ -1,4 +1,4 @@
-// Key ranges and list pagination shared by ListPrefix and the watchers.
+// Key ranges and the one list pager that ListPrefix and the watchers share.
 #ifndef KVSTORE_BACKEND_ETCD_KEY_RANGE_H_
 #define KVSTORE_BACKEND_ETCD_KEY_RANGE_H_
 
@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "rpc.pb.h"
 
 namespace kvstore::etcd {
 
@@ -63,6 +65,56 @@ inline int64_t FittingPageLimit(int64_t configured, size_t keys, size_t bytes) {
   auto fitting = static_cast<int64_t>(keys * kListPageTargetBytes / bytes);
   return std::min(configured, std::max<int64_t>(1, fitting));
 }
+
+// The pages of one list of a prefix, all at the revision of the first: which Range to send next
+// and where the list stands after each answer. A page size of 0 lists in one unpaginated request;
+// otherwise pages follow FirstPageLimit / FittingPageLimit. Thread-compatible.
+class ListPager {
+ public:
+  ListPager(std::string_view prefix, int64_t page_size)
+      : range_(PrefixRange(prefix)), page_size_(page_size) {
+    Restart();
+  }
+
+  // The request for the next page.
+  etcdserverpb::RangeRequest NextRequest() const {
+    etcdserverpb::RangeRequest request;
+    request.set_key(cursor_);
+    request.set_range_end(range_.end);
+    request.set_limit(limit_);
+    request.set_revision(revision_);
+    return request;
+  }
+
+  // Takes the answer to NextRequest(); true when another page follows. Call before moving the
+  // response's keys away.
+  bool Advance(const etcdserverpb::RangeResponse& response) {
+    if (revision_ == 0) revision_ = response.header().revision();
+    if (!response.more() || response.kvs_size() == 0 || limit_ == 0) return false;
+    size_t bytes = 0;
+    for (const mvccpb::KeyValue& kv : response.kvs()) bytes += kv.key().size() + kv.value().size();
+    cursor_ = KeyAfter(response.kvs(response.kvs_size() - 1).key());
+    limit_ = FittingPageLimit(page_size_, static_cast<size_t>(response.kvs_size()), bytes);
+    return true;
+  }
+
+  // Starts over from the first key at a fresh revision (the pinned one was compacted).
+  void Restart() {
+    cursor_ = range_.start;
+    revision_ = 0;
+    limit_ = page_size_ == 0 ? 0 : FirstPageLimit(page_size_);
+  }
+
+  // The revision the list is pinned at: that of the first answer, 0 before it.
+  int64_t revision() const { return revision_; }
+
+ private:
+  const KeyRange range_;
+  const int64_t page_size_;
+  std::string cursor_;
+  int64_t revision_ = 0;
+  int64_t limit_ = 0;
+};
 
 }  // namespace kvstore::etcd
 

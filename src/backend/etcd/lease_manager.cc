@@ -11,7 +11,7 @@
 namespace kvstore::etcd {
 
 LeaseManager::LeaseManager(Transport* transport, Executor* executor, std::chrono::seconds ttl,
-                           size_t max_keys_per_lease, store::Metrics* metrics)
+                           size_t max_keys_per_lease, BackendMetrics* metrics)
     : transport_(transport),
       executor_(executor),
       ttl_(ttl),

@@ -23,7 +23,7 @@
 #include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
-#include "metrics/backend_metrics.h"
+#include "metrics/recorders.h"
 
 namespace kvstore::etcd {
 
@@ -33,7 +33,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
 
   // `metrics` (may be null; must outlive this) counts the leases held in cilium_kvstore_leases.
   LeaseManager(Transport* transport, Executor* executor, std::chrono::seconds ttl,
-               size_t max_keys_per_lease, store::Metrics* metrics = nullptr);
+               size_t max_keys_per_lease, BackendMetrics* metrics = nullptr);
   LeaseManager(const LeaseManager&) = delete;
   LeaseManager& operator=(const LeaseManager&) = delete;
 

@@ -13,7 +13,7 @@
 #include "backend/etcd/key_range.h"
 #include "core/backoff.h"
 #include "core/watcher_producer.h"
-#include "metrics/backend_metrics.h"
+#include "metrics/recorders.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -30,7 +30,7 @@ struct WatchHub::Entry {
   using TimePoint = kvstore::internal::EventsQueueRecorder::TimePoint;
 
   Entry(uint64_t id, std::string prefix, std::shared_ptr<Watcher> watcher, Context ctx,
-        store::Metrics* metrics)
+        BackendMetrics* metrics)
       : id(id),
         range(PrefixRange(prefix)),
         prefix(std::move(prefix)),
@@ -90,7 +90,7 @@ struct WatchHub::Entry {
 };
 
 WatchHub::WatchHub(Transport* transport, Executor* executor, int64_t page_size,
-                   store::Metrics* metrics)
+                   BackendMetrics* metrics)
     : transport_(transport),
       executor_(executor),
       page_size_(std::max<int64_t>(page_size, 1)),

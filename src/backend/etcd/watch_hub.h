@@ -21,7 +21,7 @@
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
-#include "kvstore/store/metrics.h"
+#include "kvstore/backend_metrics.h"
 
 namespace kvstore::etcd {
 
@@ -30,7 +30,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // `page_size`: keys per list page (before the byte bound shrinks it). `metrics` (may be null;
   // must outlive this) receives how long events wait for their watcher.
   WatchHub(Transport* transport, Executor* executor, int64_t page_size,
-           store::Metrics* metrics = nullptr);
+           BackendMetrics* metrics = nullptr);
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
 
@@ -65,7 +65,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   Transport* const transport_;
   Executor* const executor_;
   const int64_t page_size_;
-  store::Metrics* const metrics_;
+  BackendMetrics* const metrics_;
 
   mutable std::mutex mu_;  // guards everything below and the mutable state of every Entry
   bool shutdown_ = false;

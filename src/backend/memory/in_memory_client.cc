@@ -2,23 +2,10 @@
 
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/write_checks.h"
 
 namespace kvstore::memory::internal {
-namespace {
-
-// Keys may hold any bytes: error messages show them escaped and shortened.
-std::string DescribeKey(std::string_view key) {
-  constexpr size_t kMaxShown = 128;
-  const std::string_view head = key.substr(0, kMaxShown);
-  std::string shown = absl::CHexEscape(absl::string_view(head.data(), head.size()));
-  if (key.size() > kMaxShown) absl::StrAppend(&shown, "...");
-  return absl::StrCat("\"", shown, "\"");
-}
-
-}  // namespace
-
 InMemoryClient::InMemoryClient(std::shared_ptr<InMemoryStore> store,
                                std::shared_ptr<StoreCore> core, std::string name)
     : store_(std::move(store)),
@@ -43,17 +30,7 @@ absl::Status InMemoryClient::CheckUsable(const Context& ctx) const {
 absl::Status InMemoryClient::CheckWrite(const Context& ctx, std::string_view key,
                                         std::string_view value) const {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
-  if (key.size() > kMaxValueBytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "key of ", key.size(), " bytes exceeds the request limit of ", kMaxValueBytes, " bytes"));
-  }
-  if (value.size() > kMaxValueBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("value of key ", DescribeKey(key), " is ", value.size(),
-                     " bytes, more than the limit of ", kMaxValueBytes, " bytes"));
-  }
-  return absl::OkStatus();
+  return kvstore::internal::CheckWrite(key, value);
 }
 
 absl::Status InMemoryClient::Update(const Context& ctx, std::string_view key,
@@ -82,7 +59,7 @@ absl::StatusOr<bool> InMemoryClient::CreateOnly(const Context& ctx, std::string_
 
 absl::Status InMemoryClient::Delete(const Context& ctx, std::string_view key) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  if (absl::Status status = kvstore::internal::CheckKey(key); !status.ok()) return status;
   core_->Delete(key);
   return absl::OkStatus();
 }
@@ -96,7 +73,7 @@ absl::Status InMemoryClient::DeletePrefix(const Context& ctx, std::string_view p
 absl::StatusOr<std::optional<std::string>> InMemoryClient::Get(const Context& ctx,
                                                                std::string_view key) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  if (absl::Status status = kvstore::internal::CheckKey(key); !status.ok()) return status;
   return core_->Get(key);
 }
 

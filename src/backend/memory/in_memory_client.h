@@ -46,7 +46,6 @@ class InMemoryClient final : public Backend {
   // its watches and its lease-expired observers. Later operations return FailedPrecondition.
   void Close() override;
 
-  const StoreCore* core() const { return core_.get(); }
   uint64_t session_id() const { return session_id_; }
 
  private:

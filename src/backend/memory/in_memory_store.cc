@@ -1,11 +1,13 @@
 #include "kvstore/memory/in_memory_store.h"
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "backend/memory/in_memory_client.h"
 #include "backend/memory/store_core.h"
-#include "metrics/backend_metrics.h"
+#include "metrics/recorders.h"
 
 namespace kvstore::memory {
 namespace {
@@ -21,16 +23,27 @@ class InMemoryStoreImpl final : public InMemoryStore {
   ~InMemoryStoreImpl() override { core_->Shutdown(); }
 
   std::shared_ptr<Backend> NewClient(std::string name) override {
-    return kvstore::internal::WithOperationMetrics(
-        std::make_shared<internal::InMemoryClient>(shared_from_this(), core_, std::move(name)),
-        metrics_);
+    auto client =
+        std::make_shared<internal::InMemoryClient>(shared_from_this(), core_, std::move(name));
+    const uint64_t session_id = client->session_id();
+    std::shared_ptr<Backend> handed_out =
+        kvstore::internal::WithOperationMetrics(std::move(client), metrics_);
+    std::lock_guard<std::mutex> guard(clients_mu_);
+    ForgetDestroyedClientsLocked();
+    clients_[handed_out.get()] = Client{handed_out, session_id};
+    return handed_out;
   }
 
   void ExpireSession(const Backend& client) override {
-    const auto* in_memory = dynamic_cast<const internal::InMemoryClient*>(
-        &kvstore::internal::UnwrapOperationMetrics(client));
-    if (in_memory == nullptr || in_memory->core() != core_.get()) return;  // not ours
-    core_->ExpireSession(in_memory->session_id());
+    uint64_t session_id = 0;
+    {
+      std::lock_guard<std::mutex> guard(clients_mu_);
+      auto it = clients_.find(&client);
+      // A client of another store, or one destroyed whose address a stranger now has.
+      if (it == clients_.end() || it->second.handed_out.expired()) return;
+      session_id = it->second.session_id;
+    }
+    core_->ExpireSession(session_id);
   }
 
   void Compact(int64_t revision) override { core_->Compact(revision); }
@@ -38,8 +51,25 @@ class InMemoryStoreImpl final : public InMemoryStore {
   void ExpireDueLeases() override { core_->ExpireDueLeases(); }
 
  private:
-  const std::shared_ptr<store::Metrics> metrics_;
+  // A client as handed out (with or without the metrics wrapper) and its session.
+  struct Client {
+    std::weak_ptr<Backend> handed_out;
+    uint64_t session_id = 0;
+  };
+
+  // Keeps clients_ proportional to the clients alive: sweeps when it has doubled since the last
+  // sweep.
+  void ForgetDestroyedClientsLocked() {
+    if (clients_.size() < 2 * clients_after_sweep_ + 16) return;
+    std::erase_if(clients_, [](const auto& entry) { return entry.second.handed_out.expired(); });
+    clients_after_sweep_ = clients_.size();
+  }
+
+  const std::shared_ptr<BackendMetrics> metrics_;
   const std::shared_ptr<internal::StoreCore> core_;
+  std::mutex clients_mu_;  // guards clients_ and clients_after_sweep_
+  std::map<const Backend*, Client> clients_;
+  size_t clients_after_sweep_ = 0;
 };
 
 }  // namespace

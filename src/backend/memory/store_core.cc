@@ -10,7 +10,6 @@
 namespace kvstore::memory::internal {
 namespace {
 
-bool HasPrefix(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
 
 // Bookkeeping cost of a history entry beyond its keys and values.
 constexpr size_t kHistoryEntryOverheadBytes = 64;
@@ -21,56 +20,6 @@ constexpr size_t kTrimIntervalCommits = 256;
 constexpr auto kIdleWait = std::chrono::hours(1);
 
 }  // namespace
-
-// ---- LeaseObservers ----
-
-void LeaseObservers::Register(std::string_view prefix, Fn fn) {
-  std::shared_ptr<Fn> previous;  // destroyed after the locks are released
-  bool wait_for_dispatch = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = observers_.find(prefix);
-    if (it != observers_.end()) {
-      previous = std::move(it->second);
-      observers_.erase(it);
-    }
-    if (fn) observers_.emplace(std::string(prefix), std::make_shared<Fn>(std::move(fn)));
-    wait_for_dispatch = previous != nullptr && dispatch_thread_ != std::this_thread::get_id();
-  }
-  // A dispatch running on another thread may be inside the previous observer; once it ends, the
-  // previous observer can never be called again (dispatches look observers up per key).
-  if (wait_for_dispatch) std::lock_guard<std::mutex> wait(dispatch_mu_);
-}
-
-void LeaseObservers::Dispatch(const std::vector<std::string>& keys) {
-  std::lock_guard<std::mutex> dispatch_lock(dispatch_mu_);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    dispatch_thread_ = std::this_thread::get_id();
-  }
-  absl::Cleanup clear_thread = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
-    dispatch_thread_ = std::thread::id();
-  };
-  for (const std::string& key : keys) {
-    std::vector<std::shared_ptr<Fn>> matching;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (disabled_) return;
-      for (const auto& [prefix, fn] : observers_) {
-        if (HasPrefix(key, prefix)) matching.push_back(fn);
-      }
-    }
-    for (const auto& fn : matching) (*fn)(key);
-  }
-}
-
-void LeaseObservers::Disable() {
-  std::map<std::string, std::shared_ptr<Fn>, std::less<>> dropped;  // destroyed without mu_ held
-  std::lock_guard<std::mutex> lock(mu_);
-  disabled_ = true;
-  dropped.swap(observers_);
-}
 
 // ---- StoreCore: lifecycle ----
 
@@ -295,13 +244,6 @@ void StoreCore::DetachLocked(std::string_view key, int64_t lease_id) {
   if (key_it != it->second.keys.end()) it->second.keys.erase(key_it);
 }
 
-std::vector<int64_t> StoreCore::SessionLeases(uint64_t session_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = sessions_.find(session_id);
-  if (it == sessions_.end()) return {};
-  return it->second.lease_ids;
-}
-
 // ---- Key space ----
 
 std::optional<std::string> StoreCore::Get(std::string_view key) const {
@@ -329,7 +271,7 @@ KeyValuePairs StoreCore::ListPrefix(std::string_view prefix) const {
 std::vector<std::pair<std::string, KeyRecord>> StoreCore::SnapshotLocked(
     std::string_view prefix) const {
   std::vector<std::pair<std::string, KeyRecord>> snapshot;
-  for (auto it = keys_.lower_bound(prefix); it != keys_.end() && HasPrefix(it->first, prefix);
+  for (auto it = keys_.lower_bound(prefix); it != keys_.end() && it->first.starts_with(prefix);
        ++it) {
     snapshot.emplace_back(it->first, it->second);
   }
@@ -389,7 +331,7 @@ void StoreCore::DeletePrefix(std::string_view prefix) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<Change> changes;
   auto it = keys_.lower_bound(prefix);
-  while (it != keys_.end() && HasPrefix(it->first, prefix)) {
+  while (it != keys_.end() && it->first.starts_with(prefix)) {
     if (it->second.lease_id != 0) DetachLocked(it->first, it->second.lease_id);
     changes.push_back(Change{it->first, it->second.value, /*deleted=*/true});
     it = keys_.erase(it);
@@ -411,7 +353,7 @@ void StoreCore::CommitLocked(std::vector<Change> changes) {
     if (watch->finished) continue;
     const bool matches = std::any_of(
         entry.changes.begin(), entry.changes.end(),
-        [&prefix = watch->prefix](const Change& change) { return HasPrefix(change.key, prefix); });
+        [&prefix = watch->prefix](const Change& change) { return change.key.starts_with(prefix); });
     if (matches) {
       watch->cv.notify_all();
     } else if (watch->next_revision == revision) {
@@ -562,7 +504,7 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
                batch.size() < kMaxWatchBatchEvents) {
           const HistoryEntry& entry = history_[index];
           for (const Change& change : entry.changes) {
-            if (HasPrefix(change.key, watch->prefix)) batch.emplace_back(entry.revision, change);
+            if (change.key.starts_with(watch->prefix)) batch.emplace_back(entry.revision, change);
           }
           ++index;
           ++scanned;

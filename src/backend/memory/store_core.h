@@ -28,9 +28,12 @@
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
-#include "metrics/backend_metrics.h"
+#include "core/lease_observers.h"
+#include "metrics/recorders.h"
 
 namespace kvstore::memory::internal {
+
+using kvstore::internal::LeaseObservers;
 
 // Values are immutable once written, so the key space, the history and every watcher's view share
 // them instead of copying.
@@ -43,33 +46,6 @@ inline constexpr size_t kMaxWatchBatchEvents = 256;
 inline constexpr size_t kMaxWatchBatchRevisions = 4096;
 // History beyond this many bytes is forgotten; watchers still behind it re-list.
 inline constexpr size_t kMaxHistoryBytes = 256u << 20;
-
-// The lease-expired observers of one client. Shared between the client (which registers them) and
-// the store (which calls them when a lease of that client's session is lost). Thread-safe.
-class LeaseObservers {
- public:
-  using Fn = std::function<void(std::string_view key)>;
-
-  LeaseObservers() = default;
-  LeaseObservers(const LeaseObservers&) = delete;
-  LeaseObservers& operator=(const LeaseObservers&) = delete;
-
-  // One observer per prefix; a null `fn` removes it. Once this returns, a replaced or removed
-  // observer is not running and will not run again (unless this is called from an observer).
-  void Register(std::string_view prefix, Fn fn);
-  // Calls every observer whose prefix matches, once per key, in order. Dispatches of one client
-  // are serialised. Must be called without any store lock held.
-  void Dispatch(const std::vector<std::string>& keys);
-  // No more calls after this (the client was closed).
-  void Disable();
-
- private:
-  std::mutex mu_;  // guards observers_ and disabled_
-  std::map<std::string, std::shared_ptr<Fn>, std::less<>> observers_;
-  bool disabled_ = false;
-  std::mutex dispatch_mu_;           // held while observers run
-  std::thread::id dispatch_thread_;  // guarded by mu_: the thread holding dispatch_mu_, if any
-};
 
 enum class PutMode { kAlways, kIfDifferent, kCreateOnly };
 
@@ -123,7 +99,6 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   // "in-memory store: 12 keys, revision 40, 1 lease" (the session's leases).
   std::string StatusLine(uint64_t session_id) const;
   // The session's live lease ids, oldest first (for tests and Status).
-  std::vector<int64_t> SessionLeases(uint64_t session_id) const;
 
  private:
   struct Lease {

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
 namespace kvstore::etcd {
 namespace {
 
@@ -48,6 +50,58 @@ TEST(FittingPageLimitTest, GoesStraightToWhatFitsInTheByteTarget) {
   EXPECT_EQ(FittingPageLimit(kDefaultListPageSize, 1, kListPageTargetBytes * 100), 1);
   // An empty page tells nothing: the configured size.
   EXPECT_EQ(FittingPageLimit(1000, 0, 0), 1000);
+}
+
+etcdserverpb::RangeResponse Page(int64_t revision, bool more, int keys, size_t value_bytes) {
+  etcdserverpb::RangeResponse response;
+  response.mutable_header()->set_revision(revision);
+  response.set_more(more);
+  for (int i = 0; i < keys; ++i) {
+    mvccpb::KeyValue* kv = response.add_kvs();
+    kv->set_key("p/" + std::to_string(1000 + i));
+    kv->set_value(std::string(value_bytes, 'v'));
+  }
+  return response;
+}
+
+TEST(ListPagerTest, PinsTheFirstRevisionAndContinuesAfterTheLastKey) {
+  ListPager pager("p/", kDefaultListPageSize);
+  etcdserverpb::RangeRequest first = pager.NextRequest();
+  EXPECT_EQ(first.key(), "p/");
+  EXPECT_EQ(first.range_end(), "p0");
+  EXPECT_EQ(first.limit(), kFirstListPageSize);
+  EXPECT_EQ(first.revision(), 0);
+
+  ASSERT_TRUE(pager.Advance(Page(42, true, 3, 100)));
+  etcdserverpb::RangeRequest second = pager.NextRequest();
+  EXPECT_EQ(second.key(), KeyAfter("p/1002"));
+  EXPECT_EQ(second.revision(), 42);
+  EXPECT_EQ(second.limit(), FittingPageLimit(kDefaultListPageSize, 3, 3 * (6 + 100)));
+  EXPECT_EQ(pager.revision(), 42);
+
+  EXPECT_FALSE(pager.Advance(Page(43, false, 2, 100)));
+  EXPECT_EQ(pager.revision(), 42) << "the list stays at the revision of its first page";
+}
+
+TEST(ListPagerTest, PageSizeZeroIsOneUnpaginatedRequest) {
+  ListPager pager("p/", 0);
+  EXPECT_EQ(pager.NextRequest().limit(), 0);
+  EXPECT_FALSE(pager.Advance(Page(7, true, 5, 10)));
+}
+
+TEST(ListPagerTest, RestartGoesBackToTheFirstKeyAtAFreshRevision) {
+  ListPager pager("p/", 256);
+  ASSERT_TRUE(pager.Advance(Page(9, true, 2, 10)));
+  pager.Restart();
+  etcdserverpb::RangeRequest request = pager.NextRequest();
+  EXPECT_EQ(request.key(), "p/");
+  EXPECT_EQ(request.revision(), 0);
+  EXPECT_EQ(request.limit(), 256);
+}
+
+TEST(ListPagerTest, EmptyPageEndsTheList) {
+  ListPager pager("p/", 256);
+  EXPECT_FALSE(pager.Advance(Page(9, true, 0, 0)));
 }
 
 }  // namespace

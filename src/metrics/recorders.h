@@ -1,8 +1,8 @@
-// What backends record into kvstore::store::Metrics: the duration and outcome of every operation,
+// What backends record into kvstore::BackendMetrics: the duration and outcome of every operation,
 // the time watch events wait before their watcher takes them, and the leases held. Private to the
 // backends; every recorder does nothing when built without metrics.
-#ifndef KVSTORE_METRICS_BACKEND_METRICS_H_
-#define KVSTORE_METRICS_BACKEND_METRICS_H_
+#ifndef KVSTORE_METRICS_RECORDERS_H_
+#define KVSTORE_METRICS_RECORDERS_H_
 
 #include <array>
 #include <chrono>
@@ -12,7 +12,7 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/events.h"
-#include "kvstore/store/metrics.h"
+#include "kvstore/backend_metrics.h"
 
 namespace kvstore::internal {
 
@@ -22,10 +22,7 @@ namespace kvstore::internal {
 // A batch is one request: one observation, under its first key's scope, "fail" if any write failed.
 // Returns `backend` itself when `metrics` is null.
 std::shared_ptr<Backend> WithOperationMetrics(std::shared_ptr<Backend> backend,
-                                              std::shared_ptr<store::Metrics> metrics);
-
-// The backend a WithOperationMetrics wrapper forwards to; `backend` itself for any other.
-const Backend& UnwrapOperationMetrics(const Backend& backend);
+                                              std::shared_ptr<BackendMetrics> metrics);
 
 // cilium_kvstore_events_queue_seconds{scope, action = EventTypeName}: how long each event of one
 // watcher waited between the backend receiving it and the watcher accepting it. Thread-compatible:
@@ -36,7 +33,7 @@ class EventsQueueRecorder {
 
   EventsQueueRecorder() = default;
   // `prefix` is the watched prefix: every event of the watcher has its scope.
-  EventsQueueRecorder(store::Metrics* metrics, std::string_view prefix);
+  EventsQueueRecorder(BackendMetrics* metrics, std::string_view prefix);
 
   bool enabled() const { return metrics_ != nullptr; }
   // When an event was received: now when enabled, else a zero time (no clock read).
@@ -45,7 +42,7 @@ class EventsQueueRecorder {
   void Accepted(EventType type, TimePoint received);
 
  private:
-  store::Metrics* metrics_ = nullptr;
+  BackendMetrics* metrics_ = nullptr;
   std::string scope_;
   std::array<prometheus::Histogram*, 4> histograms_{};  // by EventType, created on first use
 };
@@ -54,7 +51,7 @@ class EventsQueueRecorder {
 // and kept alive) and takes away those it lost or stopped keeping alive.
 class LeaseGauge {
  public:
-  explicit LeaseGauge(store::Metrics* metrics)
+  explicit LeaseGauge(BackendMetrics* metrics)
       : gauge_(metrics == nullptr ? nullptr : &metrics->Leases()) {}
 
   void Add(double leases) const {
@@ -70,4 +67,4 @@ class LeaseGauge {
 
 }  // namespace kvstore::internal
 
-#endif  // KVSTORE_METRICS_BACKEND_METRICS_H_
+#endif  // KVSTORE_METRICS_RECORDERS_H_

@@ -1,0 +1,42 @@
+// The metrics every backend records, with Cilium's names, over one prometheus-cpp registry.
+// kvstore::store::Metrics adds the store layer's metrics to these; a backend needs only this part,
+// so backends do not depend on the store layer.
+#ifndef KVSTORE_BACKEND_METRICS_H_
+#define KVSTORE_BACKEND_METRICS_H_
+
+#include <string_view>
+
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace kvstore {
+
+// Registers the backend metrics in `registry`. Usually created as part of a store::Metrics and
+// shared through std::shared_ptr by every backend and store reporting to one registry.
+// REQUIRES: `registry` outlives this object. Thread-safe.
+class BackendMetrics {
+ public:
+  explicit BackendMetrics(prometheus::Registry& registry);
+  BackendMetrics(const BackendMetrics&) = delete;
+  BackendMetrics& operator=(const BackendMetrics&) = delete;
+  virtual ~BackendMetrics() = default;
+
+  // cilium_kvstore_operations_duration_seconds{scope,kind,action,outcome}
+  prometheus::Histogram& OperationDuration(std::string_view scope, std::string_view kind,
+                                           std::string_view action, std::string_view outcome);
+  // cilium_kvstore_events_queue_seconds{scope,action}: time a watch event waited to be handled.
+  prometheus::Histogram& EventsQueueTime(std::string_view scope, std::string_view action);
+  // cilium_kvstore_leases{}: leases held by backends reporting here.
+  prometheus::Gauge& Leases();
+
+ private:
+  prometheus::Family<prometheus::Histogram>& operations_duration_;
+  prometheus::Family<prometheus::Histogram>& events_queue_;
+  prometheus::Family<prometheus::Gauge>& leases_;
+};
+
+}  // namespace kvstore
+
+#endif  // KVSTORE_BACKEND_METRICS_H_
