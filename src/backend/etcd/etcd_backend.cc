@@ -108,7 +108,7 @@ class EtcdBackend final : public Backend {
       absl::Status status =
           rpc_->Put(ctx, absl::StrCat("update ", Quoted(key)), request, &response);
       if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
-      if (status.ok() && !lease) leases_->Release(key);
+      if (status.ok() && !lease) leases_->DetachKey(key);
       return status;
     }
   }
@@ -137,7 +137,7 @@ class EtcdBackend final : public Backend {
     etcdserverpb::DeleteRangeResponse response;
     absl::Status status =
         rpc_->DeleteRange(ctx, absl::StrCat("delete ", Quoted(key)), request, &response);
-    if (status.ok()) leases_->Release(key);
+    if (status.ok()) leases_->DetachKey(key);
     return status;
   }
 
@@ -184,7 +184,7 @@ class EtcdBackend final : public Backend {
       if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
       if (!status.ok()) return status;
       bool wrote = !response.succeeded();
-      if (wrote && !lease) leases_->Release(key);
+      if (wrote && !lease) leases_->DetachKey(key);
       return wrote;
     }
   }
@@ -213,7 +213,7 @@ class EtcdBackend final : public Backend {
       if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
       if (!status.ok()) return status;
       // Someone else's key is not ours to keep alive.
-      if (lease && !response.succeeded() && !attached_before) leases_->Release(key);
+      if (lease && !response.succeeded() && !attached_before) leases_->DetachKey(key);
       return response.succeeded();
     }
   }
@@ -227,7 +227,7 @@ class EtcdBackend final : public Backend {
     etcdserverpb::DeleteRangeResponse response;
     absl::Status status = rpc_->DeleteRange(ctx, absl::StrCat("delete of prefix ", Quoted(prefix)),
                                             request, &response);
-    if (status.ok()) leases_->ReleasePrefix(prefix);
+    if (status.ok()) leases_->DetachPrefix(prefix);
     return status;
   }
 
@@ -382,7 +382,7 @@ class EtcdBackend final : public Backend {
     if (!status.ok()) return fail_all(status);
     for (size_t i : chunk) {
       const WriteOp& op = ops[i];
-      if (!op.value || !op.lease) leases_->Release(op.key);
+      if (!op.value || !op.lease) leases_->DetachKey(op.key);
       results[i] = absl::OkStatus();
     }
   }
@@ -429,7 +429,7 @@ class EtcdBackend final : public Backend {
   // learn about its other keys (the caller retries `key` itself at once, with a new lease).
   bool LeaseWasLost(const absl::Status& status, std::string_view key, int64_t lease_id) {
     if (!IsLeaseNotFoundError(status)) return false;
-    leases_->Release(key);
+    leases_->DetachKey(key);
     leases_->OnLeaseLost(lease_id, ToStd(status.message()));
     return true;
   }

@@ -1,14 +1,79 @@
 #include "backend/etcd/executor.h"
 
-#include <algorithm>
+#include <utility>
 
 namespace kvstore::etcd {
 
-Executor::Executor(int threads) {
+ThreadReaper& ThreadReaper::Instance() {
+  // Destroyed at exit, which joins the reaper thread (after the threads it adopted).
+  static ThreadReaper reaper;
+  return reaper;
+}
+
+ThreadReaper::~ThreadReaper() {
+  std::thread thread;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    stopping_ = true;
+    thread = std::move(thread_);
+  }
+  cv_.notify_all();
+  if (thread.joinable()) thread.join();
+}
+
+void ThreadReaper::Adopt(std::thread thread) {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (stopping_) {
+    // Only during exit, after the reaper joined its own thread: nobody is left to join.
+    thread.detach();
+    return;
+  }
+  adopted_.push_back(std::move(thread));
+  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+  cv_.notify_all();
+}
+
+size_t ThreadReaper::NumAdopted() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return adopted_.size() + joining_;
+}
+
+void ThreadReaper::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] { return stopping_ || !adopted_.empty(); });
+    if (adopted_.empty()) return;  // stopping, nothing left
+    std::vector<std::thread> threads = std::move(adopted_);
+    adopted_.clear();
+    joining_ = threads.size();
+    lock.unlock();
+    for (std::thread& thread : threads) thread.join();
+    lock.lock();
+    joining_ = 0;
+  }
+}
+
+Executor::Executor(int threads, std::shared_ptr<Clock> clock)
+    : clock_(clock ? std::move(clock) : SystemClock()), state_(std::make_shared<State>(clock_)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([state = state_] { Loop(state); });
 }
 
-Executor::~Executor() { Shutdown(); }
+Executor::~Executor() {
+  Shutdown();
+  std::vector<std::thread> left;
+  {
+    std::lock_guard<std::mutex> guard(threads_mu_);
+    left.swap(threads_);
+  }
+  for (std::thread& thread : left) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      // Destroyed by one of our own tasks: this thread ends once that task returns.
+      ThreadReaper::Instance().Adopt(std::move(thread));
+    } else {
+      thread.join();
+    }
+  }
+}
 
 void Executor::Post(std::function<void()> fn) {
   std::lock_guard<std::mutex> guard(state_->mu);
@@ -17,10 +82,10 @@ void Executor::Post(std::function<void()> fn) {
   state_->cv.notify_one();
 }
 
-void Executor::PostAfter(std::chrono::steady_clock::duration delay, std::function<void()> fn) {
+void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
   std::lock_guard<std::mutex> guard(state_->mu);
   if (state_->shutdown) return;
-  state_->timers.emplace(std::chrono::steady_clock::now() + delay, std::move(fn));
+  state_->timers.emplace(clock_->Now() + delay, std::move(fn));
   // Every idle thread re-computes its wake-up time; one of them takes the new timer.
   state_->cv.notify_all();
 }
@@ -32,7 +97,7 @@ void Executor::Shutdown() {
     threads.swap(threads_);
   }
   std::deque<std::function<void()>> dropped_ready;
-  std::multimap<TimePoint, std::function<void()>> dropped_timers;
+  std::multimap<Clock::time_point, std::function<void()>> dropped_timers;
   {
     std::lock_guard<std::mutex> guard(state_->mu);
     state_->shutdown = true;
@@ -40,20 +105,25 @@ void Executor::Shutdown() {
     dropped_timers.swap(state_->timers);
     state_->cv.notify_all();
   }
-  for (std::thread& t : threads) {
-    if (t.get_id() == std::this_thread::get_id()) {
-      t.detach();  // this very task is running on it; it ends after the task
+  std::vector<std::thread> running_this_task;
+  for (std::thread& thread : threads) {
+    if (thread.get_id() == std::this_thread::get_id()) {
+      running_this_task.push_back(std::move(thread));  // the destructor joins it
     } else {
-      t.join();
+      thread.join();
     }
+  }
+  if (!running_this_task.empty()) {
+    std::lock_guard<std::mutex> guard(threads_mu_);
+    for (std::thread& thread : running_this_task) threads_.push_back(std::move(thread));
   }
   // The dropped tasks are destroyed here, outside the lock: their captures may take other locks.
 }
 
-void Executor::Loop(std::shared_ptr<State> state) {
+void Executor::Loop(const std::shared_ptr<State>& state) {
   std::unique_lock<std::mutex> lock(state->mu);
   while (!state->shutdown) {
-    auto now = std::chrono::steady_clock::now();
+    const Clock::time_point now = state->clock->Now();
     while (!state->timers.empty() && state->timers.begin()->first <= now) {
       state->ready.push_back(std::move(state->timers.begin()->second));
       state->timers.erase(state->timers.begin());
@@ -72,8 +142,8 @@ void Executor::Loop(std::shared_ptr<State> state) {
       state->cv.wait(lock);
     } else {
       // A copy: the timer may be taken by another thread while this one sleeps.
-      const auto next = state->timers.begin()->first;
-      state->cv.wait_until(lock, next);
+      const Clock::time_point next = state->timers.begin()->first;
+      state->clock->WaitUntil(lock, state->cv, next);
     }
   }
 }

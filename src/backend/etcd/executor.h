@@ -1,53 +1,97 @@
 // A small fixed pool of threads running the backend's background work: watch event delivery,
 // timers (retries, lease keep-alives) and lease-expired observers. Its size does not depend on the
-// number of watchers or leases.
+// number of watchers or leases. Timers follow a Clock, so that tests move time with a FakeClock.
 #ifndef KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 #define KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 
-#include <chrono>
 #include <condition_variable>
-#include <cstdint>
+#include <cstddef>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <utility>
 #include <vector>
+
+#include "kvstore/clock.h"
 
 namespace kvstore::etcd {
 
+// Who joins the threads of the executors that were destroyed by one of their own tasks.
+//
+// An Executor joins its threads itself, in Shutdown and in its destructor, except one: the thread
+// that runs the destructor when the last owner of the executor is dropped inside a task of that
+// same executor (a lease-expired observer holding the last reference to the backend). A thread
+// cannot join itself, so it is handed over here and joined by the reaper's own thread once its
+// task returned. The reaper thread is owned by the one process-wide instance, which joins it at
+// exit.
+class ThreadReaper {
+ public:
+  static ThreadReaper& Instance();
+  ThreadReaper(const ThreadReaper&) = delete;
+  ThreadReaper& operator=(const ThreadReaper&) = delete;
+  ~ThreadReaper();
+
+  // Joins `thread` soon (it must be about to end), on the reaper thread.
+  void Adopt(std::thread thread);
+  // Threads adopted and not yet joined.
+  size_t NumAdopted() const;
+
+ private:
+  ThreadReaper() = default;
+  void Loop();
+
+  mutable std::mutex mu_;  // guards everything below
+  std::condition_variable cv_;
+  std::vector<std::thread> adopted_;
+  size_t joining_ = 0;  // taken from adopted_ by Loop, join not yet returned
+  bool stopping_ = false;
+  std::thread thread_;  // started with the first adoption
+};
+
 class Executor {
  public:
-  explicit Executor(int threads);
+  // `clock` (null: SystemClock()) decides when delayed tasks are due.
+  explicit Executor(int threads, std::shared_ptr<Clock> clock = nullptr);
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
-  ~Executor();  // Shutdown()
+  // Shutdown(), then joins the thread a Shutdown from a task left running: when it is this very
+  // thread, the ThreadReaper joins it. REQUIRES: a task that shut the executor down does not wait
+  // for the thread destroying it.
+  ~Executor();
 
   // Runs `fn` on a pool thread. Dropped once shut down.
   void Post(std::function<void()> fn);
-  // Runs `fn` on a pool thread after `delay`. Dropped once shut down.
-  void PostAfter(std::chrono::steady_clock::duration delay, std::function<void()> fn);
+  // Runs `fn` on a pool thread once `delay` has passed on the clock. Dropped once shut down.
+  void PostAfter(Clock::duration delay, std::function<void()> fn);
 
-  // Drops queued tasks, waits for running ones and joins the threads. Idempotent. From a pool
-  // thread (a task that closes the backend), that thread is left to finish its task on its own.
+  // Drops queued tasks, waits for running ones and joins the threads. Idempotent. From a task
+  // (one that closes the backend), the thread running it is not joined here, as it cannot join
+  // itself: it ends once the task returns, and the destructor joins it.
   void Shutdown();
 
+  // The clock the timers follow; components that schedule on this executor measure time by it.
+  const std::shared_ptr<Clock>& clock() const { return clock_; }
+
  private:
-  using TimePoint = std::chrono::steady_clock::time_point;
-  // Shared with the threads, so that a thread left running by Shutdown outlives the Executor.
+  // Shared with the threads: a thread handed to the ThreadReaper may still return from its last
+  // task after the Executor is gone.
   struct State {
+    explicit State(std::shared_ptr<Clock> clock) : clock(std::move(clock)) {}
+    const std::shared_ptr<Clock> clock;
     std::mutex mu;  // guards everything below
     std::condition_variable cv;
     bool shutdown = false;
     std::deque<std::function<void()>> ready;
-    std::multimap<TimePoint, std::function<void()>> timers;
+    std::multimap<Clock::time_point, std::function<void()>> timers;
   };
-  static void Loop(std::shared_ptr<State> state);
+  static void Loop(const std::shared_ptr<State>& state);
 
-  std::shared_ptr<State> state_ = std::make_shared<State>();
+  const std::shared_ptr<Clock> clock_;
+  const std::shared_ptr<State> state_;
   std::mutex threads_mu_;  // guards threads_
+  // Not joined yet: the pool, or after a Shutdown from a task, the thread that ran it.
   std::vector<std::thread> threads_;
 };
 

@@ -74,12 +74,12 @@ void LeaseManager::DetachLocked(std::string_view key) {
   key_lease_.erase(it);
 }
 
-void LeaseManager::Release(std::string_view key) {
+void LeaseManager::DetachKey(std::string_view key) {
   std::lock_guard<std::mutex> guard(mu_);
   DetachLocked(key);
 }
 
-void LeaseManager::ReleasePrefix(std::string_view prefix) {
+void LeaseManager::DetachPrefix(std::string_view prefix) {
   std::lock_guard<std::mutex> guard(mu_);
   std::vector<std::string> keys;
   for (auto it = key_lease_.lower_bound(prefix);
@@ -180,10 +180,8 @@ void LeaseManager::KeepAliveTick() {
       return ++stream_generation_;
     }();
     absl::StatusOr<std::shared_ptr<KeepAliveRequests>> started = transport_->StartKeepAliveStream(
-        [weak, generation](etcdserverpb::LeaseKeepAliveResponse& response) {
-          if (auto self = weak.lock()) {
-            self->OnKeepAliveResponse(generation, response.id(), response.ttl());
-          }
+        [weak](etcdserverpb::LeaseKeepAliveResponse& response) {
+          if (auto self = weak.lock()) self->OnKeepAliveResponse(response.id(), response.ttl());
         },
         [weak, generation](const absl::Status& status) {
           if (auto self = weak.lock()) self->OnKeepAliveDone(generation, status);
@@ -208,8 +206,9 @@ void LeaseManager::KeepAliveTick() {
   ScheduleKeepAliveLocked();
 }
 
-void LeaseManager::OnKeepAliveResponse(uint64_t generation, int64_t id, int64_t ttl) {
-  (void)generation;
+// Whatever stream it came on: an answer is about a lease, not about the stream, and one that says
+// the lease is gone stays true after its stream ended.
+void LeaseManager::OnKeepAliveResponse(int64_t id, int64_t ttl) {
   if (ttl <= 0) OnLeaseLost(id, "keep-alive answered that it expired or was revoked");
 }
 

@@ -1,7 +1,8 @@
 // The session leases of one backend instance: which key is attached to which lease, granting
 // (one grant in flight at a time, at most max_keys_per_lease keys per lease), keep-alives over one
 // LeaseKeepAlive stream at a third of the TTL, and the lease-expired observers called with each
-// key of a lease that was lost.
+// key of a lease that was lost. Its timer (the keep-alive tick) runs on the executor, so it
+// follows the executor's clock.
 #ifndef KVSTORE_BACKEND_ETCD_LEASE_MANAGER_H_
 #define KVSTORE_BACKEND_ETCD_LEASE_MANAGER_H_
 
@@ -42,9 +43,10 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   absl::StatusOr<int64_t> LeaseForKey(const Context& ctx, std::string_view key);
   // The lease `key` is attached to, 0 if none.
   int64_t LeaseOfKey(std::string_view key) const;
-  // Detaches `key` (written without lease, or deleted).
-  void Release(std::string_view key);
-  void ReleasePrefix(std::string_view prefix);
+  // Detaches `key` (written without lease, or deleted): its lease no longer reports it when lost.
+  void DetachKey(std::string_view key);
+  // Detaches every key starting with `prefix` (deleted by prefix).
+  void DetachPrefix(std::string_view prefix);
 
   // Forgets lease `id` (expired, revoked, not found) and calls the observers matching each key
   // that was attached to it, on an executor thread. The next leased write gets a new lease.
@@ -68,7 +70,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
 
   void ScheduleKeepAliveLocked();
   void KeepAliveTick();
-  void OnKeepAliveResponse(uint64_t generation, int64_t id, int64_t ttl);
+  void OnKeepAliveResponse(int64_t id, int64_t ttl);
   void OnKeepAliveDone(uint64_t generation, const absl::Status& status);
   void CallObservers(const std::vector<std::string>& keys);
   void DetachLocked(std::string_view key);

@@ -1,16 +1,25 @@
 // ListAndWatch for the etcd backend. Every watcher of a backend instance shares one bidirectional
 // Watch stream; its list is paginated at one pinned revision and fetched page by page as the
-// consumer keeps up. Events are delivered by the backend's small executor, each watcher with its
-// own queue, so a consumer that does not read stalls nobody else.
+// consumer keeps up. No thread per watcher: transport threads only hand what they received to the
+// watcher's entry, and one function (Apply, on the backend's small executor) turns it into the
+// watcher's events.
 //
 // Per watcher: list (kCreate per key) → kListDone → watch from the list revision + 1. A broken
 // stream resumes every watch from its last revision + 1; a compacted revision re-lists and emits
-// the difference to what the watcher had (kModify changed, kCreate new, kDelete vanished).
+// the difference to what the watcher had (internal::RelistDiff: kModify changed, kCreate new,
+// kDelete vanished).
+//
+// Flow control: the watcher's own capacity is the only buffer of events. Beyond it the hub holds
+// only what it received as it received it: while listing, the page being handed over and at most
+// one page ahead; while watching, the responses not yet handed over, and once the watcher is full
+// only the one being handed over. A full watcher stops taking events: its watch is cancelled on
+// the stream, and when the consumer made room and the held response is handed over, it is
+// subscribed again from its last revision + 1. So a consumer that does not read stalls nobody
+// else and costs a bounded amount of memory.
 #ifndef KVSTORE_BACKEND_ETCD_WATCH_HUB_H_
 #define KVSTORE_BACKEND_ETCD_WATCH_HUB_H_
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,7 +37,8 @@ namespace kvstore::etcd {
 class WatchHub : public std::enable_shared_from_this<WatchHub> {
  public:
   // `page_size`: keys per list page (before the byte bound shrinks it). `metrics` (may be null;
-  // must outlive this) receives how long events wait for their watcher.
+  // must outlive this) receives how long events wait for their watcher. `transport` and
+  // `executor` must outlive this.
   WatchHub(Transport* transport, Executor* executor, int64_t page_size,
            BackendMetrics* metrics = nullptr);
   WatchHub(const WatchHub&) = delete;
@@ -45,20 +55,33 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
  private:
   struct Entry;
   enum class Phase { kListing, kWatching, kDone };
+  // How far one run of Apply got.
+  enum class Progress {
+    kDrained,  // everything held was handed over
+    kYield,    // a batch was handed over; more is left
+    kFull,     // the watcher refused an event
+  };
 
-  void FetchPage(const std::shared_ptr<Entry>& entry);
-  void OnPage(const std::shared_ptr<Entry>& entry, const absl::Status& status,
-              etcdserverpb::RangeResponse& response);
+  void FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation);
+  void OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation,
+              const absl::Status& status, etcdserverpb::RangeResponse& response);
   void RestartListLocked(const std::shared_ptr<Entry>& entry);
+  void RequestPageIfDueLocked(const std::shared_ptr<Entry>& entry);
   void SubscribeLocked(const std::shared_ptr<Entry>& entry);
   void Resubscribe(const std::shared_ptr<Entry>& entry);
+  // Stops the watch on the stream, keeping the first `keep` held responses; the entry subscribes
+  // again once it handed them over.
+  void PauseLocked(const std::shared_ptr<Entry>& entry, size_t keep);
+  void CancelWatchLocked(const std::shared_ptr<Entry>& entry);
   void EnsureStreamLocked();
   void StartStream();
   void OnResponse(uint64_t generation, etcdserverpb::WatchResponse& response);
   void OnStreamDone(uint64_t generation, const absl::Status& status);
-  void ScheduleDeliveryLocked(const std::shared_ptr<Entry>& entry);
-  void RequestPageIfDueLocked(const std::shared_ptr<Entry>& entry);
-  void Deliver(const std::shared_ptr<Entry>& entry);
+  void ScheduleApplyLocked(const std::shared_ptr<Entry>& entry);
+  // The one place where what the entry holds becomes the watcher's events.
+  void Apply(const std::shared_ptr<Entry>& entry);
+  Progress ApplyPagesLocked(Entry& entry, int& budget);
+  Progress ApplyResponsesLocked(Entry& entry, int& budget);
   void Finish(const std::shared_ptr<Entry>& entry);
   bool AnyWatchingLocked() const;
 
@@ -67,7 +90,9 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   const int64_t page_size_;
   BackendMetrics* const metrics_;
 
-  mutable std::mutex mu_;  // guards everything below and the mutable state of every Entry
+  // Guards everything below and the mutable state of every Entry. Taken before a watcher's lock,
+  // never while waiting for one (watchers are only offered events, never waited on).
+  mutable std::mutex mu_;
   bool shutdown_ = false;
   uint64_t next_entry_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Entry>> entries_;
