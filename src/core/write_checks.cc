@@ -14,8 +14,13 @@ std::string DescribeKey(std::string_view key) {
   return absl::StrCat("\"", shown, "\"");
 }
 
-absl::Status CheckKey(std::string_view key) {
+absl::Status CheckKeyNotEmpty(std::string_view key) {
   if (key.empty()) return absl::InvalidArgumentError("key must not be empty");
+  return absl::OkStatus();
+}
+
+absl::Status CheckKey(std::string_view key) {
+  if (absl::Status status = CheckKeyNotEmpty(key); !status.ok()) return status;
   if (key.size() > kMaxValueBytes) {
     return absl::ResourceExhaustedError(absl::StrCat("key ", DescribeKey(key), " of ", key.size(),
                                                      " bytes exceeds the request limit of ",

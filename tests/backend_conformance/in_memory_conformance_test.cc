@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "kvstore/memory/in_memory_store.h"
-#include "kvstore/store/metrics.h"
+#include "kvstore/backend_metrics.h"
 #include "prometheus/registry.h"
 #include "tests/backend_conformance/backend_conformance.h"
 
@@ -19,7 +19,7 @@ class InMemoryFactory final : public BackendFactory {
  public:
   explicit InMemoryFactory(bool with_metrics) {
     memory::InMemoryOptions options;
-    if (with_metrics) options.metrics = std::make_shared<kvstore::store::Metrics>(registry_);
+    if (with_metrics) options.metrics = std::make_shared<kvstore::BackendMetrics>(registry_);
     store_ = memory::InMemoryStore::Create(options);
   }
 

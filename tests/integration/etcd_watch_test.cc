@@ -126,11 +126,12 @@ TEST_F(EtcdWatchTest, CompactionPastTheWatcherRelistsTheDifference) {
   std::vector<KeyValueEvent> diff(view.events.begin() + static_cast<std::ptrdiff_t>(listed),
                                   view.events.end());
   // Only the difference, sorted by key: no event for unchanged keys, none for the key that came
-  // and went while the watcher was away, and no second kListDone.
+  // and went while the watcher was away, the vanished key with the last value the watcher was
+  // told, and no second kListDone.
   std::vector<KeyValueEvent> want = {
       {EventType::kModify, prefix_ + "changed", "3"},
       {EventType::kCreate, prefix_ + "new", "1"},
-      {EventType::kDelete, prefix_ + "vanished", ""},
+      {EventType::kDelete, prefix_ + "vanished", "1"},
   };
   EXPECT_EQ(diff, want);
   EXPECT_EQ(view.list_done_count, 1);

@@ -9,7 +9,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
 #include "kvstore/memory/in_memory_store.h"
-#include "kvstore/store/metrics.h"
+#include "kvstore/backend_metrics.h"
 #include "prometheus/registry.h"
 #include "tests/support/eventually.h"
 #include "tests/support/metrics_reader.h"
@@ -50,7 +50,7 @@ class BackendMetricsTest : public ::testing::Test {
   std::optional<double> Leases() const { return ReadMetric(registry_, kLeases, {}); }
 
   prometheus::Registry registry_;
-  std::shared_ptr<store::Metrics> metrics_ = std::make_shared<store::Metrics>(registry_);
+  std::shared_ptr<BackendMetrics> metrics_ = std::make_shared<BackendMetrics>(registry_);
 };
 
 std::string Key(const std::string& name) { return kPrefix + name; }

@@ -57,7 +57,10 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
                                                  std::string_view key) override {
-    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKey(key)); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKeyNotEmpty(key)); !s.ok()) {
+      return s;
+    }
+    if (internal::CannotExist(key)) return std::optional<std::string>();
     etcdserverpb::RangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::RangeResponse response;
@@ -123,15 +126,20 @@ class EtcdBackend final : public Backend {
     valid.reserve(ops.size());
     for (size_t i = 0; i < ops.size(); ++i) {
       const WriteOp& op = ops[i];
-      results[i] = op.value ? internal::CheckWrite(op.key, *op.value) : internal::CheckKey(op.key);
-      if (results[i].ok()) valid.push_back(i);
+      // A delete of a key that cannot exist succeeds without being sent.
+      results[i] =
+          op.value ? internal::CheckWrite(op.key, *op.value) : internal::CheckKeyNotEmpty(op.key);
+      if (results[i].ok() && (op.value || !internal::CannotExist(op.key))) valid.push_back(i);
     }
     ApplyInChunks(ctx, ops, valid, results);
     return results;
   }
 
   absl::Status Delete(const Context& ctx, std::string_view key) override {
-    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKey(key)); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckKeyNotEmpty(key)); !s.ok()) {
+      return s;
+    }
+    if (internal::CannotExist(key)) return absl::OkStatus();
     etcdserverpb::DeleteRangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::DeleteRangeResponse response;

@@ -16,7 +16,8 @@ LeaseManager::LeaseManager(Transport* transport, Executor* executor, std::chrono
       executor_(executor),
       ttl_(ttl),
       max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)),
-      lease_gauge_(metrics) {}
+      lease_gauge_(metrics),
+      observer_thread_(1, executor->clock()) {}
 
 absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::string_view key) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -105,37 +106,13 @@ void LeaseManager::OnLeaseLost(int64_t id, std::string_view reason) {
                keys.size());
   if (keys.empty()) return;
   std::weak_ptr<LeaseManager> weak = weak_from_this();
-  executor_->Post([weak, keys = std::move(keys)] {
-    if (auto self = weak.lock()) self->CallObservers(keys);
+  observer_thread_.Post([weak, keys = std::move(keys)] {
+    if (auto self = weak.lock()) self->observers_.Dispatch(keys);
   });
 }
 
-void LeaseManager::CallObservers(const std::vector<std::string>& keys) {
-  std::lock_guard<std::mutex> dispatch(dispatch_mu_);
-  dispatch_thread_ = std::this_thread::get_id();
-  for (const std::string& key : keys) {
-    std::vector<std::shared_ptr<Observer>> matching;
-    {
-      std::lock_guard<std::mutex> guard(mu_);
-      for (const auto& [prefix, fn] : observers_) {
-        if (absl::StartsWith(key, prefix)) matching.push_back(fn);
-      }
-    }
-    for (const auto& fn : matching) (*fn)(key);
-  }
-  dispatch_thread_ = std::thread::id();
-}
-
 void LeaseManager::SetObserver(std::string_view prefix, Observer fn) {
-  if (fn) {
-    std::lock_guard<std::mutex> guard(mu_);
-    observers_[std::string(prefix)] = std::make_shared<Observer>(std::move(fn));
-    return;
-  }
-  std::unique_lock<std::mutex> dispatch(dispatch_mu_, std::defer_lock);
-  if (dispatch_thread_.load() != std::this_thread::get_id()) dispatch.lock();
-  std::lock_guard<std::mutex> guard(mu_);
-  if (auto it = observers_.find(prefix); it != observers_.end()) observers_.erase(it);
+  observers_.Register(prefix, std::move(fn));
 }
 
 size_t LeaseManager::NumLeases() const {
@@ -236,6 +213,8 @@ void LeaseManager::Shutdown() {
     cv_.notify_all();
   }
   if (stream) stream->Cancel();
+  observers_.Disable();
+  observer_thread_.Shutdown();
 }
 
 }  // namespace kvstore::etcd

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
+#include "core/lease_observers.h"
 #include "kvstore/context.h"
 #include "metrics/recorders.h"
 
@@ -49,11 +50,12 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   void DetachPrefix(std::string_view prefix);
 
   // Forgets lease `id` (expired, revoked, not found) and calls the observers matching each key
-  // that was attached to it, on an executor thread. The next leased write gets a new lease.
+  // that was attached to it, on this manager's own observer thread: a slow observer delays other
+  // observers, never watch events or keep-alives. The next leased write gets a new lease.
   void OnLeaseLost(int64_t id, std::string_view reason);
 
-  // One observer per prefix; a null `fn` removes it and waits until a running call of it returned
-  // (unless called from that very callback).
+  // One observer per prefix (kvstore::internal::LeaseObservers::Register: matched by bytes; a
+  // null `fn` removes it, waiting for a running call of it unless called from one).
   void SetObserver(std::string_view prefix, Observer fn);
 
   size_t NumLeases() const;
@@ -72,7 +74,6 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   void KeepAliveTick();
   void OnKeepAliveResponse(int64_t id, int64_t ttl);
   void OnKeepAliveDone(uint64_t generation, const absl::Status& status);
-  void CallObservers(const std::vector<std::string>& keys);
   void DetachLocked(std::string_view key);
 
   Transport* const transport_;
@@ -88,13 +89,13 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   int64_t current_ = 0;  // 0: the next leased write grants a lease
   bool granting_ = false;
   bool shutdown_ = false;
-  std::map<std::string, std::shared_ptr<Observer>, std::less<>> observers_;
   std::shared_ptr<KeepAliveRequests> stream_;
   uint64_t stream_generation_ = 0;
   bool tick_scheduled_ = false;
 
-  std::mutex dispatch_mu_;  // held while observers run, so that removal can wait for them
-  std::atomic<std::thread::id> dispatch_thread_{};
+  kvstore::internal::LeaseObservers observers_;
+  // One thread that runs the observers, apart from the executor that delivers watch events.
+  Executor observer_thread_;
 };
 
 }  // namespace kvstore::etcd

@@ -59,7 +59,8 @@ absl::StatusOr<bool> InMemoryClient::CreateOnly(const Context& ctx, std::string_
 
 absl::Status InMemoryClient::Delete(const Context& ctx, std::string_view key) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  if (absl::Status status = kvstore::internal::CheckKey(key); !status.ok()) return status;
+  if (absl::Status status = kvstore::internal::CheckKeyNotEmpty(key); !status.ok()) return status;
+  if (kvstore::internal::CannotExist(key)) return absl::OkStatus();
   core_->Delete(key);
   return absl::OkStatus();
 }
@@ -73,7 +74,8 @@ absl::Status InMemoryClient::DeletePrefix(const Context& ctx, std::string_view p
 absl::StatusOr<std::optional<std::string>> InMemoryClient::Get(const Context& ctx,
                                                                std::string_view key) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  if (absl::Status status = kvstore::internal::CheckKey(key); !status.ok()) return status;
+  if (absl::Status status = kvstore::internal::CheckKeyNotEmpty(key); !status.ok()) return status;
+  if (kvstore::internal::CannotExist(key)) return std::nullopt;
   return core_->Get(key);
 }
 

@@ -164,11 +164,11 @@ TEST_F(WatchHubTest, CompactedRevisionRelistsAndEmitsTheDifference) {
   ASSERT_TRUE(AdvanceUntil([&] { return transport_.NumWatchStreams() == 2; }));
 
   // The resumed watch is refused as compacted: the hub lists again and reports the difference,
-  // in key order, without a second kListDone. The vanished key comes without its value, as this
-  // backend always reported it (see ApplyPagesLocked).
+  // in key order, without a second kListDone. The vanished key comes with the last value the
+  // watcher was told.
   std::vector<KeyValueEvent> diff = Read(*watcher, 3);
   EXPECT_EQ(diff, (std::vector<KeyValueEvent>{Event(EventType::kModify, "p/a", "10"),
-                                              Event(EventType::kDelete, "p/b", ""),
+                                              Event(EventType::kDelete, "p/b", "2"),
                                               Event(EventType::kCreate, "p/d", "4")}))
       << Describe(diff);
   EXPECT_GT(transport_.NumRanges(), ranges_before);
