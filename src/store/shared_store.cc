@@ -20,11 +20,12 @@
 #include "kvstore/events.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
+#include "store/clock_alarm.h"
 
 namespace kvstore::store {
 namespace {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
+using SteadyTime = Clock::time_point;
 
 // Room for a burst of events (a re-list after a reconnect) without stalling the backend.
 constexpr size_t kWatcherCapacity = 1024;
@@ -44,6 +45,7 @@ class SharedStoreImpl final : public SharedStore {
   SharedStoreImpl(Configuration config, std::shared_ptr<Backend> backend)
       : config_(std::move(config)),
         backend_(std::move(backend)),
+        clock_(config_.clock != nullptr ? config_.clock : SystemClock()),
         watch_prefix_(WatchPrefix(config_.prefix)),
         sync_interval_(config_.synchronization_interval.count() > 0
                            ? config_.synchronization_interval
@@ -73,13 +75,20 @@ class SharedStoreImpl final : public SharedStore {
       return absl::UnavailableError(
           absl::StrCat("shared store ", config_.prefix, ": backend returned no watcher"));
     }
+    // Read before the threads start, so that once Join returned, a test moving the clock moves
+    // it past these deadlines, never before they were taken.
+    const SteadyTime list_deadline = clock_->Now() + kJoinListTimeout;
+    const SteadyTime first_sync = clock_->Now() + sync_interval_;
+    if (delete_delay_.count() > 0) alarm_.emplace(clock_);
     watch_thread_ = std::thread([this] { WatchLoop(); });
-    sync_thread_ = std::thread([this] { SyncLoop(); });
+    sync_thread_ = std::thread([this, first_sync] { SyncLoop(first_sync); });
 
     std::unique_lock<std::mutex> lock(mu_);
-    const bool ended = cv_.wait_until(lock, std::chrono::steady_clock::now() + kJoinListTimeout,
-                                      [this] { return list_done_ || watch_ended_ || ctx_done_; });
+    while (!list_done_ && !watch_ended_ && !ctx_done_ && clock_->Now() < list_deadline) {
+      clock_->WaitUntil(lock, cv_, list_deadline);
+    }
     const bool list_done = list_done_;
+    const bool ended = watch_ended_ || ctx_done_;
     lock.unlock();
     if (list_done) return absl::OkStatus();
     if (config_.context.Done()) return config_.context.Err();
@@ -219,6 +228,9 @@ class SharedStoreImpl final : public SharedStore {
     for (std::thread* thread : {&watch_thread_, &sync_thread_}) {
       if (thread->joinable() && thread->get_id() != self) thread->join();
     }
+    // An event thread still running (Stop called from it) finds the alarm stopped: Arm then
+    // returns a done context, and the thread sees stopping_.
+    if (alarm_.has_value()) alarm_->Stop();
   }
 
   bool Stopping() const {
@@ -240,19 +252,29 @@ class SharedStoreImpl final : public SharedStore {
 
   // The store's event thread: applies watch events and delivers delayed deletes, one at a time in
   // one order, so observers never see two calls at once from it.
+  // While deletes are pending, the wait for the next event also ends when the alarm's context is
+  // done: when the clock reaches the first due time.
   void WatchLoop() {
+    Context alarm_ctx;
+    std::optional<SteadyTime> armed_for;  // the due time alarm_ctx is armed for
     while (!Stopping()) {
       std::optional<KeyValueEvent> event;
       if (pending_by_due_.empty()) {
         event = watcher_->Next();
       } else {
-        SteadyTime now = std::chrono::steady_clock::now();
-        SteadyTime due = pending_by_due_.begin()->first;
+        const SteadyTime now = clock_->Now();
+        const SteadyTime due = pending_by_due_.begin()->first;
         if (due <= now) {
           DeliverDueDeletes(now);
           continue;
         }
-        event = watcher_->NextFor(due - now);
+        // Re-armed when the first due time changed, and when the alarm went off although the
+        // clock is not there (a fake clock set back), so that a done context never spins.
+        if (armed_for != due || alarm_ctx.Done()) {
+          alarm_ctx = alarm_->Arm(due);
+          armed_for = due;
+        }
+        event = watcher_->Next(alarm_ctx);
       }
       if (event.has_value()) {
         if (!Stopping()) HandleEvent(*event);
@@ -344,7 +366,7 @@ class SharedStoreImpl final : public SharedStore {
       NotifyDelete(*existing);
       return;
     }
-    SteadyTime due = std::chrono::steady_clock::now() + delete_delay_;
+    SteadyTime due = clock_->Now() + delete_delay_;
     if (auto it = pending_deletes_.find(name); it != pending_deletes_.end()) {
       pending_by_due_.erase({it->second.due, name});
     }
@@ -366,12 +388,12 @@ class SharedStoreImpl final : public SharedStore {
   // The store's sync thread: re-creates deleted local keys at once and re-writes every local key
   // each synchronization interval. Kept off the event thread so that a backend write never waits
   // for the consumer of its own watch events.
-  void SyncLoop() {
-    SteadyTime next_sync = std::chrono::steady_clock::now() + sync_interval_;
+  void SyncLoop(SteadyTime next_sync) {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
-      cv_.wait_until(lock, next_sync,
-                     [this] { return stopping_ || ctx_done_ || !recreate_requests_.empty(); });
+      while (!stopping_ && !ctx_done_ && recreate_requests_.empty() && clock_->Now() < next_sync) {
+        clock_->WaitUntil(lock, cv_, next_sync);
+      }
       if (stopping_ || ctx_done_) return;
       if (!recreate_requests_.empty()) {
         std::set<std::string> names = std::move(recreate_requests_);
@@ -381,12 +403,10 @@ class SharedStoreImpl final : public SharedStore {
         lock.lock();
         continue;
       }
-      if (std::chrono::steady_clock::now() >= next_sync) {
-        lock.unlock();
-        SyncLocalKeys(std::nullopt);
-        lock.lock();
-        next_sync = std::chrono::steady_clock::now() + sync_interval_;
-      }
+      lock.unlock();
+      SyncLocalKeys(std::nullopt);
+      lock.lock();
+      next_sync = clock_->Now() + sync_interval_;
     }
   }
 
@@ -424,12 +444,16 @@ class SharedStoreImpl final : public SharedStore {
 
   const Configuration config_;
   const std::shared_ptr<Backend> backend_;
+  const std::shared_ptr<Clock> clock_;  // never null
   const std::string watch_prefix_;
   const std::chrono::milliseconds sync_interval_;
   const std::chrono::milliseconds delete_delay_;
   Context ctx_;  // ends the watch, the sync thread and their backend calls
   CancelFunc cancel_;
   std::shared_ptr<Watcher> watcher_;  // set by Start before the threads exist, then constant
+  // Wakes the event thread when a delayed delete falls due; set by Start (only with a delete
+  // delay) before the threads exist, then constant. Stopped by Stop.
+  std::optional<ClockAlarm> alarm_;
 
   std::mutex join_mu_;  // serializes joining the threads
   std::thread watch_thread_;

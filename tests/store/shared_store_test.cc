@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +16,7 @@
 
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
+#include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
@@ -248,7 +250,8 @@ class SharedStoreTest : public ::testing::Test {
     c.key_creator = NewTestKey;
     c.backend = std::move(backend);
     c.observer = std::move(observer);
-    c.synchronization_interval = std::chrono::hours(1);  // periodic sync only where tested
+    c.synchronization_interval = kSyncInterval;  // moves only with clock_
+    c.clock = clock_;
     return c;
   }
 
@@ -273,6 +276,10 @@ class SharedStoreTest : public ::testing::Test {
     return it->second;
   }
 
+  static constexpr std::chrono::hours kSyncInterval{1};
+
+  // Every timer of the stores: time passes only where a test advances it.
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
   std::shared_ptr<memory::InMemoryStore> server_ = memory::InMemoryStore::Create();
   // A client standing for "someone else": writes and deletes behind the stores' backs.
   std::shared_ptr<Backend> writer_ = server_->NewClient("writer");
@@ -374,18 +381,29 @@ TEST_F(SharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
 }
 
 TEST_F(SharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
-  Configuration c = Config(server_->NewClient());
-  c.synchronization_interval = 50ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient()));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "good")).ok());
 
-  // A modification is not a delete: only the periodic sync can undo it.
+  // A modification is not a delete: only the periodic sync can undo it, and the clock has not
+  // moved yet.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten", false).ok());
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten");
+
+  // The first round is due one interval after Join.
+  clock_->Advance(kSyncInterval);
   EXPECT_TRUE(Eventually([&] { return Get(PathOf("mine")) == "good"; }));
   std::optional<Value> value = Lookup(PathOf("mine"));
   ASSERT_TRUE(value.has_value());
   EXPECT_NE(value->lease_id, 0);
+
+  // And every interval after it (the next one counts from when that round ended, which the test
+  // cannot see: it advances one interval at a time until the key is back).
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten again", false).ok());
+  EXPECT_TRUE(Eventually([&] {
+    clock_->Advance(kSyncInterval);
+    return Get(PathOf("mine")) == "good";
+  }));
 }
 
 TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
@@ -410,15 +428,16 @@ TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
 
 TEST_F(SharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
-  Configuration c = Config(std::make_shared<DeleteBlindBackend>(client));
-  c.synchronization_interval = 50ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  std::unique_ptr<SharedStore> store =
+      MustJoin(Config(std::make_shared<DeleteBlindBackend>(client)));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
   std::optional<Value> before = Lookup(PathOf("node"));
   ASSERT_TRUE(before.has_value());
 
   server_->ExpireSession(*client);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  clock_->Advance(kSyncInterval);
 
   EXPECT_TRUE(Eventually([&] {
     std::optional<Value> after = Lookup(PathOf("node"));
@@ -437,10 +456,19 @@ TEST_F(SharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
   ASSERT_EQ(store->NumEntries(), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
+  // Handled (gone from the map) but not reported: on the store's clock no time has passed.
+  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
+  clock_->Advance(99ms);
+  // Events still flow meanwhile; the delete is not due.
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
+  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "marker") == 1; }));
+  EXPECT_EQ(observer->Count('D', "k"), 0);
+
+  clock_->Advance(1ms);
   EXPECT_TRUE(Eventually([&] { return observer->Count('D', "k") == 1; }));
-  EXPECT_EQ(store->NumEntries(), 0);
   // The delete carries the key's last value.
-  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'D', "k", "v"}));
+  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'U', "marker", "m"},
+                                              Observed{'D', "k", "v"}));
 }
 
 TEST_F(SharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
@@ -473,6 +501,8 @@ TEST_F(SharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
   // Deletes are delivered in the order they fall due: once the later one is reported, the
   // suppressed one would have been reported before it.
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("marker")).ok());
+  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
+  clock_->Advance(1s);
   ASSERT_TRUE(Eventually([&] { return observer->Count('D', "marker") == 1; }));
 
   EXPECT_EQ(observer->Count('D', "flappy"), 0);
@@ -645,6 +675,19 @@ TEST_F(SharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
   std::tie(c.context, std::ignore) = WithTimeout(Context(), 50ms);
   absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(SharedStoreTest, JoinTimesOutOnTheStoreClock) {
+  Configuration c = Config(std::make_shared<NeverListingBackend>());
+  std::future<absl::Status> joined =
+      std::async(std::launch::async, [c] { return SharedStore::Join(c).status(); });
+  // Join and the sync thread both sleep on the clock: Join has taken its deadline.
+  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 2; }));
+  EXPECT_EQ(joined.wait_for(0s), std::future_status::timeout);
+
+  clock_->Advance(kJoinListTimeout);
+  ASSERT_TRUE(Eventually([&] { return joined.wait_for(0s) == std::future_status::ready; }));
+  EXPECT_EQ(joined.get().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(SharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {
