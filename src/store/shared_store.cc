@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
@@ -104,23 +105,35 @@ class SharedStoreImpl final : public SharedStore {
   void Close(const Context& ctx) override {
     Stop();
     while (true) {
-      std::shared_ptr<const LocalKey> key;
+      std::string name;
       {
-        std::lock_guard<std::mutex> write_guard(write_mu_);
+        std::unique_lock<std::mutex> lock(mu_);
+        // A write in flight may be about to make its key local; that key must go as well.
+        ctx.WaitOn(lock, turn_cv_,
+                   [this] { return !local_keys_.empty() || keys_in_flight_.empty(); });
+        if (local_keys_.empty()) break;
+        name = local_keys_.begin()->first;
+      }
+      std::shared_ptr<const LocalKey> key;
+      absl::Status status;
+      {
+        // Without the turn (ctx done while another call wrote the key) the key is forgotten and
+        // reported all the same, as when the delete itself fails.
+        absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
         {
           std::lock_guard<std::mutex> guard(mu_);
-          if (local_keys_.empty()) break;
-          auto it = local_keys_.begin();
-          key = it->second;
-          // The watch is stopped, so our own delete event will never remove the shared entry.
-          shared_keys_.erase(it->first);
+          auto it = local_keys_.find(name);
+          if (it == local_keys_.end()) continue;  // DeleteLocalKey was first
+          key = std::move(it->second);
           local_keys_.erase(it);
+          // The watch is stopped, so our own delete event will never remove the shared entry.
+          shared_keys_.erase(name);
         }
-        absl::Status status = backend_->Delete(ctx, KeyPath(key->GetKeyName()));
-        if (!status.ok()) {
-          spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix,
-                       key->GetKeyName(), status.ToString());
-        }
+        status = turn.ok() ? backend_->Delete(ctx, KeyPath(name)) : turn.status();
+      }
+      if (!status.ok()) {
+        spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix,
+                     name, status.ToString());
       }
       NotifyDelete(*key);
     }
@@ -134,7 +147,9 @@ class SharedStoreImpl final : public SharedStore {
     std::shared_ptr<const Key> swallowed;  // shared entry whose delete event was already seen
     absl::Status status;
     {
-      std::lock_guard<std::mutex> write_guard(write_mu_);
+      // Without the turn (ctx done while another call wrote the key) the key is forgotten and
+      // reported all the same, as when the delete itself fails.
+      absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
       {
         std::lock_guard<std::mutex> guard(mu_);
         was_local = local_keys_.erase(name) > 0;
@@ -148,7 +163,7 @@ class SharedStoreImpl final : public SharedStore {
           }
         }
       }
-      status = backend_->Delete(ctx, KeyPath(name));
+      status = turn.ok() ? backend_->Delete(ctx, KeyPath(name)) : turn.status();
     }
     if (!was_local) return;
     if (!status.ok()) {
@@ -173,7 +188,8 @@ class SharedStoreImpl final : public SharedStore {
   }
 
   absl::Status UpdateKeySync(const Context& ctx, const LocalKey& key, bool lease) override {
-    std::lock_guard<std::mutex> write_guard(write_mu_);
+    absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, key.GetKeyName());
+    if (!turn.ok()) return turn.status();
     return WriteKey(ctx, key, lease);
   }
 
@@ -183,15 +199,56 @@ class SharedStoreImpl final : public SharedStore {
       return absl::InvalidArgumentError(
           absl::StrCat("DeepKeyCopy of key ", key.GetKeyName(), " returned no key"));
     }
-    std::lock_guard<std::mutex> write_guard(write_mu_);
+    const std::string name = copy->GetKeyName();
+    absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
+    if (!turn.ok()) return turn.status();
     absl::Status status = WriteKey(ctx, *copy, /*lease=*/true);
     if (!status.ok()) return status;
+    // Still within the turn: a delete of the key issued after this write finds it local.
     std::lock_guard<std::mutex> guard(mu_);
-    local_keys_[copy->GetKeyName()] = std::move(copy);
+    local_keys_[name] = std::move(copy);
     return absl::OkStatus();
   }
 
  private:
+  // The right to call the backend for one key: writes and deletes of a key reach the backend in
+  // the order their callers took turns, so that a periodic sync never writes back a key that
+  // DeleteLocalKey removed or an older value of one just updated. No mutex is held during the
+  // call; a turn for one key never waits for another key. Given back when destroyed.
+  class [[nodiscard]] KeyTurn {
+   public:
+    KeyTurn(SharedStoreImpl* store, std::string name) : store_(store), name_(std::move(name)) {}
+    KeyTurn(KeyTurn&& other) noexcept
+        : store_(std::exchange(other.store_, nullptr)), name_(std::move(other.name_)) {}
+    KeyTurn& operator=(KeyTurn&&) = delete;
+    KeyTurn(const KeyTurn&) = delete;
+    KeyTurn& operator=(const KeyTurn&) = delete;
+    ~KeyTurn() {
+      if (store_ != nullptr) store_->GiveBackTurn(name_);
+    }
+
+   private:
+    SharedStoreImpl* store_;  // null once moved from
+    std::string name_;
+  };
+
+  // Waits until no other call is writing or deleting `name`, then takes the turn. The error of
+  // `ctx` when it is done first.
+  absl::StatusOr<KeyTurn> TakeTurn(const Context& ctx, const std::string& name) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ctx.WaitOn(lock, turn_cv_, [&] { return !keys_in_flight_.contains(name); })) {
+      return ctx.Err();
+    }
+    keys_in_flight_.insert(name);
+    return KeyTurn(this, name);
+  }
+
+  void GiveBackTurn(const std::string& name) {
+    std::lock_guard<std::mutex> guard(mu_);
+    keys_in_flight_.erase(name);
+    turn_cv_.notify_all();
+  }
+
   // A shared key deleted from the kvstore whose OnDelete waits for the delete delay.
   struct PendingDelete {
     SteadyTime due;
@@ -202,8 +259,7 @@ class SharedStoreImpl final : public SharedStore {
   std::string KeyPath(std::string_view name) const { return JoinPath(config_.prefix, name); }
 
   // Writes `key` unless the kvstore already holds the same value (on our lease when `lease`).
-  // REQUIRES: write_mu_ held, so that writes and deletes of one key reach the backend in the
-  // order the caller issued them.
+  // REQUIRES: the caller holds the key's turn.
   absl::Status WriteKey(const Context& ctx, const Key& key, bool lease) {
     if (absl::Status name_ok = CheckKeyName(key.GetKeyName()); !name_ok.ok()) return name_ok;
     absl::StatusOr<std::string> value = key.Marshal();
@@ -421,11 +477,11 @@ class SharedStoreImpl final : public SharedStore {
       }
     }
     for (const std::string& name : todo) {
-      if (ctx_.Done()) return;
-      std::lock_guard<std::mutex> write_guard(write_mu_);
+      absl::StatusOr<KeyTurn> turn = TakeTurn(ctx_, name);
+      if (!turn.ok()) return;  // the store stops
       std::shared_ptr<const LocalKey> key;
       {
-        // Re-read under write_mu_: a key deleted or replaced meanwhile must not be written back.
+        // Re-read within the turn: a key deleted or replaced meanwhile must not be written back.
         std::lock_guard<std::mutex> guard(mu_);
         auto it = local_keys_.find(name);
         if (it == local_keys_.end()) continue;
@@ -459,15 +515,13 @@ class SharedStoreImpl final : public SharedStore {
   std::thread watch_thread_;
   std::thread sync_thread_;
 
-  // Orders backend writes and deletes of keys issued by this store, so that a periodic sync never
-  // writes back a key that DeleteLocalKey removed or an older value of one just updated.
-  std::mutex write_mu_;
   // One observer call at a time, also between the event thread and DeleteLocalKey/Close callers.
   // Recursive: an observer may call DeleteLocalKey, which reports to the observer.
   std::recursive_mutex observer_mu_;
 
-  mutable std::mutex mu_;       // guards the fields below
-  std::condition_variable cv_;  // signals changes of the flags and of recreate_requests_
+  mutable std::mutex mu_;            // guards the fields below
+  std::condition_variable cv_;       // signals changes of the flags and of recreate_requests_
+  std::condition_variable turn_cv_;  // signals turns given back (keys_in_flight_ shrinking)
   bool list_done_ = false;
   bool watch_ended_ = false;
   bool stopping_ = false;
@@ -481,6 +535,8 @@ class SharedStoreImpl final : public SharedStore {
   // Local keys deleted in the kvstore and not written again yet: their delete events were
   // swallowed, so their shared entries stay until the re-create or until DeleteLocalKey.
   std::set<std::string> awaiting_recreate_;
+  // Names whose turn is taken: a backend write or delete of the key is in flight (KeyTurn).
+  absl::flat_hash_set<std::string> keys_in_flight_;
 
   // Used by the event thread only.
   std::map<std::string, PendingDelete> pending_deletes_;

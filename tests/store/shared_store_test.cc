@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
@@ -178,30 +179,14 @@ class NeverListingBackend : public Backend {
   const bool close_at_once_;
 };
 
-// Forwards to a real client, but its watches never report deletes: the store cannot notice a
-// lost key by itself, so only its periodic sync can bring it back.
-class DeleteBlindBackend : public Backend {
+// Forwards every call to a real client; tests override what they change.
+class ForwardingBackend : public Backend {
  public:
-  explicit DeleteBlindBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
-  ~DeleteBlindBackend() override {
-    std::lock_guard<std::mutex> guard(mu_);
-    for (std::thread& pump : pumps_) pump.join();
-  }
+  explicit ForwardingBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                         size_t capacity) override {
-    std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
-    auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
-    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
-    std::lock_guard<std::mutex> guard(mu_);
-    pumps_.emplace_back([from, to, ctx] {
-      while (std::optional<KeyValueEvent> event = from->Next()) {
-        if (event->type == EventType::kDelete) continue;
-        if (!to->Emit(*event, ctx)) break;
-      }
-      to->Close();
-    });
-    return to;
+    return inner_->ListAndWatch(ctx, prefix, capacity);
   }
   absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
                       bool lease) override {
@@ -235,10 +220,98 @@ class DeleteBlindBackend : public Backend {
   BackendStatus Status() const override { return inner_->Status(); }
   void Close() override { inner_->Close(); }
 
- private:
+ protected:
   const std::shared_ptr<Backend> inner_;
+};
+
+// Its watches never report deletes: the store cannot notice a lost key by itself, so only its
+// periodic sync can bring it back.
+class DeleteBlindBackend : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  ~DeleteBlindBackend() override {
+    std::lock_guard<std::mutex> guard(mu_);
+    for (std::thread& pump : pumps_) pump.join();
+  }
+
+  std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
+                                        size_t capacity) override {
+    std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
+    auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
+    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
+    std::lock_guard<std::mutex> guard(mu_);
+    pumps_.emplace_back([from, to, ctx] {
+      while (std::optional<KeyValueEvent> event = from->Next()) {
+        if (event->type == EventType::kDelete) continue;
+        if (!to->Emit(*event, ctx)) break;
+      }
+      to->Close();
+    });
+    return to;
+  }
+
+ private:
   std::mutex mu_;  // guards pumps_
   std::vector<std::thread> pumps_;
+};
+
+// A slow backend: writes (UpdateIfDifferent) and deletes of one chosen key wait, before reaching
+// the real client, until Open() or until their context is done. Records the order in which calls
+// for that key reached the real client.
+class GatedBackend : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+
+  // Calls for `key` (an absolute path) wait from now on.
+  void Hold(std::string key) {
+    std::lock_guard<std::mutex> guard(mu_);
+    held_key_ = std::move(key);
+    open_ = false;
+  }
+  // Lets waiting and later calls through.
+  void Open() {
+    std::lock_guard<std::mutex> guard(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // Calls for the held key waiting now.
+  int NumWaiting() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return waiting_;
+  }
+  // "U:<value>" or "D" per call for the held key, in the order they reached the real client.
+  std::vector<std::string> Passed() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return passed_;
+  }
+
+  absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
+                                         std::string_view value, bool lease) override {
+    if (!Pass(ctx, key, "U:" + std::string(value))) return ctx.Err();
+    return inner_->UpdateIfDifferent(ctx, key, value, lease);
+  }
+  absl::Status Delete(const Context& ctx, std::string_view key) override {
+    if (!Pass(ctx, key, "D")) return ctx.Err();
+    return inner_->Delete(ctx, key);
+  }
+
+ private:
+  bool Pass(const Context& ctx, std::string_view key, std::string call) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (key != held_key_) return true;
+    ++waiting_;
+    const bool open = ctx.WaitOn(lock, cv_, [this] { return open_; });
+    --waiting_;
+    if (open) passed_.push_back(std::move(call));
+    return open;
+  }
+
+  mutable std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::string held_key_;
+  bool open_ = true;
+  int waiting_ = 0;
+  std::vector<std::string> passed_;
 };
 
 class SharedStoreTest : public ::testing::Test {
@@ -649,6 +722,83 @@ TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
                                               Observed{'U', "b", "1"}, Observed{'D', "a", "2"},
                                               Observed{'U', "b", "2"}, Observed{'U', "c", "1"}));
   EXPECT_FALSE(observer->Overlapped());
+}
+
+// No lock is held across a backend call: while the write of one key hangs, other keys are
+// written and deleted, the watch delivers, and the store answers.
+TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
+  auto backend = std::make_shared<GatedBackend>(server_->NewClient());
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  ASSERT_NE(store, nullptr);
+  backend->Hold(PathOf("slow"));
+
+  std::future<absl::Status> slow;
+  std::future<void> others;
+  // Declared after the futures: on a failure the gate opens before they are waited for.
+  struct OpenAtEnd {
+    GatedBackend* backend;
+    ~OpenAtEnd() { backend->Open(); }
+  } open_at_end{backend.get()};
+
+  slow = std::async(std::launch::async,
+                    [&] { return store->UpdateLocalKeySync(Context(), TestKey("slow", "1")); });
+  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+
+  others = std::async(std::launch::async, [&] {
+    EXPECT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("fast", "2")).ok());
+    EXPECT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "3"), false).ok());
+    store->DeleteLocalKey(Context(), TestKey("fast", "2"));
+  });
+  EXPECT_TRUE(Eventually([&] { return others.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
+  EXPECT_TRUE(Eventually([&] {
+    return observer->Count('U', "foreign") == 1 && observer->Count('U', "plain") == 1 &&
+           observer->Count('D', "fast") == 2 && store->NumEntries() == 2;
+  }));
+  EXPECT_EQ(Get(PathOf("fast")), std::nullopt);
+  EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);  // still held
+
+  backend->Open();
+  ASSERT_TRUE(Eventually([&] { return slow.wait_for(0s) == std::future_status::ready; }));
+  EXPECT_TRUE(slow.get().ok());
+  EXPECT_EQ(Get(PathOf("slow")), "1");
+  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "slow") == 1; }));
+}
+
+// Calls for one key still reach the backend one at a time, in the order they were made.
+TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
+  auto backend = std::make_shared<GatedBackend>(server_->NewClient());
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  ASSERT_NE(store, nullptr);
+  backend->Hold(PathOf("k"));
+
+  std::future<absl::Status> written;
+  std::future<void> deleted;
+  struct OpenAtEnd {
+    GatedBackend* backend;
+    ~OpenAtEnd() { backend->Open(); }
+  } open_at_end{backend.get()};
+
+  written = std::async(std::launch::async,
+                       [&] { return store->UpdateLocalKeySync(Context(), TestKey("k", "1")); });
+  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  deleted =
+      std::async(std::launch::async, [&] { store->DeleteLocalKey(Context(), TestKey("k", "1")); });
+  // The delete waits for its turn, not at the backend.
+  EXPECT_EQ(backend->NumWaiting(), 1);
+
+  backend->Open();
+  ASSERT_TRUE(Eventually([&] {
+    return written.wait_for(0s) == std::future_status::ready &&
+           deleted.wait_for(0s) == std::future_status::ready;
+  }));
+  EXPECT_TRUE(written.get().ok());
+  EXPECT_THAT(backend->Passed(), ElementsAre("U:1", "D"));
+  EXPECT_EQ(Get(PathOf("k")), std::nullopt);
+  // It was local when deleted: reported by DeleteLocalKey (and by the watch).
+  EXPECT_GE(observer->Count('D', "k"), 1);
 }
 
 TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {

@@ -37,8 +37,9 @@ struct Configuration {
 
 // A store owns two threads: one applies watch events and calls the observer (one call at a time,
 // in stream order, delayed deletes included), one re-writes local keys; with a delete delay, a
-// third wakes the first when a delayed delete falls due. All methods are thread-safe. REQUIRES: the
-// store is not destroyed from inside an observer callback.
+// third wakes the first when a delayed delete falls due. All methods are thread-safe; no mutex is
+// held while the backend is called, and calls for different keys never wait for each other.
+// REQUIRES: the store is not destroyed from inside an observer callback.
 class SharedStore {
  public:
   // Validates `c` (InvalidArgument), lists the prefix and starts watching; returns once the
