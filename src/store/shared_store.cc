@@ -63,8 +63,8 @@ class SharedStoreImpl final : public SharedStore {
   // Starts watching and syncing; returns once the initial list arrived, or the error that ended
   // the wait. On error the caller destroys the store, which stops everything started here.
   absl::Status Start() {
-    // Waits under mu_ test flags set by context callbacks, never Context::Done(): Done() may run
-    // the context's callbacks inline, and this one takes mu_.
+    // Waits on cv_ (Join's, the sync thread's: on the clock, which knows nothing of contexts) end
+    // when the store's context is done through this flag, set and signalled under mu_.
     ctx_wakeup_.emplace(ctx_, [this] {
       std::lock_guard<std::mutex> guard(mu_);
       ctx_done_ = true;

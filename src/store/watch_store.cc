@@ -108,9 +108,11 @@ class RestartableWatchStore final : public WatchStore {
 
  private:
   // What the store keeps of a key: the Key object its last OnUpdate got, handed to OnDelete as
-  // well, and the name it is looked up by, inline in the record's own allocation (asking the Key
-  // for its name would build a string at every comparison). The object replaces the copy of the
-  // value kept before, so a key costs the record's name besides what the Key itself holds.
+  // well, and the name it was listed under, inline in the record's own allocation. The name is
+  // kept (as Cilium keys its map by it) because GetKeyName() need not return it, and would build
+  // a string at every comparison. The object replaces the copy of the value kept before: a key
+  // costs its Key object (for a KVPair: 72 bytes and a separate value buffer) and a record of
+  // 16 bytes plus the name.
   class Record {
    public:
     static Record* Make(std::string_view name, std::unique_ptr<Key> key) {
