@@ -15,16 +15,18 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
+#include "store/clock_alarm.h"
 
 namespace kvstore::store {
 namespace {
 
-using SteadyTime = std::chrono::steady_clock::time_point;
+using SteadyTime = Clock::time_point;
 
 // Room for a burst of events (a re-list after a reconnect) without stalling the backend.
 constexpr size_t kWatcherCapacity = 1024;
@@ -44,6 +46,7 @@ class SharedStoreImpl final : public SharedStore {
   SharedStoreImpl(Configuration config, std::shared_ptr<Backend> backend)
       : config_(std::move(config)),
         backend_(std::move(backend)),
+        clock_(config_.clock != nullptr ? config_.clock : SystemClock()),
         watch_prefix_(WatchPrefix(config_.prefix)),
         sync_interval_(config_.synchronization_interval.count() > 0
                            ? config_.synchronization_interval
@@ -60,8 +63,8 @@ class SharedStoreImpl final : public SharedStore {
   // Starts watching and syncing; returns once the initial list arrived, or the error that ended
   // the wait. On error the caller destroys the store, which stops everything started here.
   absl::Status Start() {
-    // Waits under mu_ test flags set by context callbacks, never Context::Done(): Done() may run
-    // the context's callbacks inline, and this one takes mu_.
+    // Waits on cv_ (Join's, the sync thread's: on the clock, which knows nothing of contexts) end
+    // when the store's context is done through this flag, set and signalled under mu_.
     ctx_wakeup_.emplace(ctx_, [this] {
       std::lock_guard<std::mutex> guard(mu_);
       ctx_done_ = true;
@@ -73,13 +76,20 @@ class SharedStoreImpl final : public SharedStore {
       return absl::UnavailableError(
           absl::StrCat("shared store ", config_.prefix, ": backend returned no watcher"));
     }
+    // Read before the threads start, so that once Join returned, a test moving the clock moves
+    // it past these deadlines, never before they were taken.
+    const SteadyTime list_deadline = clock_->Now() + kJoinListTimeout;
+    const SteadyTime first_sync = clock_->Now() + sync_interval_;
+    if (delete_delay_.count() > 0) alarm_.emplace(clock_);
     watch_thread_ = std::thread([this] { WatchLoop(); });
-    sync_thread_ = std::thread([this] { SyncLoop(); });
+    sync_thread_ = std::thread([this, first_sync] { SyncLoop(first_sync); });
 
     std::unique_lock<std::mutex> lock(mu_);
-    const bool ended = cv_.wait_until(lock, std::chrono::steady_clock::now() + kJoinListTimeout,
-                                      [this] { return list_done_ || watch_ended_ || ctx_done_; });
+    while (!list_done_ && !watch_ended_ && !ctx_done_ && clock_->Now() < list_deadline) {
+      clock_->WaitUntil(lock, cv_, list_deadline);
+    }
     const bool list_done = list_done_;
+    const bool ended = watch_ended_ || ctx_done_;
     lock.unlock();
     if (list_done) return absl::OkStatus();
     if (config_.context.Done()) return config_.context.Err();
@@ -95,23 +105,35 @@ class SharedStoreImpl final : public SharedStore {
   void Close(const Context& ctx) override {
     Stop();
     while (true) {
-      std::shared_ptr<const LocalKey> key;
+      std::string name;
       {
-        std::lock_guard<std::mutex> write_guard(write_mu_);
+        std::unique_lock<std::mutex> lock(mu_);
+        // A write in flight may be about to make its key local; that key must go as well.
+        ctx.WaitOn(lock, turn_cv_,
+                   [this] { return !local_keys_.empty() || keys_in_flight_.empty(); });
+        if (local_keys_.empty()) break;
+        name = local_keys_.begin()->first;
+      }
+      std::shared_ptr<const LocalKey> key;
+      absl::Status status;
+      {
+        // Without the turn (ctx done while another call wrote the key) the key is forgotten and
+        // reported all the same, as when the delete itself fails.
+        absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
         {
           std::lock_guard<std::mutex> guard(mu_);
-          if (local_keys_.empty()) break;
-          auto it = local_keys_.begin();
-          key = it->second;
-          // The watch is stopped, so our own delete event will never remove the shared entry.
-          shared_keys_.erase(it->first);
+          auto it = local_keys_.find(name);
+          if (it == local_keys_.end()) continue;  // DeleteLocalKey was first
+          key = std::move(it->second);
           local_keys_.erase(it);
+          // The watch is stopped, so our own delete event will never remove the shared entry.
+          shared_keys_.erase(name);
         }
-        absl::Status status = backend_->Delete(ctx, KeyPath(key->GetKeyName()));
-        if (!status.ok()) {
-          spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix,
-                       key->GetKeyName(), status.ToString());
-        }
+        status = turn.ok() ? backend_->Delete(ctx, KeyPath(name)) : turn.status();
+      }
+      if (!status.ok()) {
+        spdlog::warn("shared store {}: unable to delete key {} in kvstore: {}", config_.prefix,
+                     name, status.ToString());
       }
       NotifyDelete(*key);
     }
@@ -125,7 +147,9 @@ class SharedStoreImpl final : public SharedStore {
     std::shared_ptr<const Key> swallowed;  // shared entry whose delete event was already seen
     absl::Status status;
     {
-      std::lock_guard<std::mutex> write_guard(write_mu_);
+      // Without the turn (ctx done while another call wrote the key) the key is forgotten and
+      // reported all the same, as when the delete itself fails.
+      absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
       {
         std::lock_guard<std::mutex> guard(mu_);
         was_local = local_keys_.erase(name) > 0;
@@ -139,7 +163,7 @@ class SharedStoreImpl final : public SharedStore {
           }
         }
       }
-      status = backend_->Delete(ctx, KeyPath(name));
+      status = turn.ok() ? backend_->Delete(ctx, KeyPath(name)) : turn.status();
     }
     if (!was_local) return;
     if (!status.ok()) {
@@ -164,7 +188,8 @@ class SharedStoreImpl final : public SharedStore {
   }
 
   absl::Status UpdateKeySync(const Context& ctx, const LocalKey& key, bool lease) override {
-    std::lock_guard<std::mutex> write_guard(write_mu_);
+    absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, key.GetKeyName());
+    if (!turn.ok()) return turn.status();
     return WriteKey(ctx, key, lease);
   }
 
@@ -174,15 +199,56 @@ class SharedStoreImpl final : public SharedStore {
       return absl::InvalidArgumentError(
           absl::StrCat("DeepKeyCopy of key ", key.GetKeyName(), " returned no key"));
     }
-    std::lock_guard<std::mutex> write_guard(write_mu_);
+    const std::string name = copy->GetKeyName();
+    absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
+    if (!turn.ok()) return turn.status();
     absl::Status status = WriteKey(ctx, *copy, /*lease=*/true);
     if (!status.ok()) return status;
+    // Still within the turn: a delete of the key issued after this write finds it local.
     std::lock_guard<std::mutex> guard(mu_);
-    local_keys_[copy->GetKeyName()] = std::move(copy);
+    local_keys_[name] = std::move(copy);
     return absl::OkStatus();
   }
 
  private:
+  // The right to call the backend for one key: writes and deletes of a key reach the backend in
+  // the order their callers took turns, so that a periodic sync never writes back a key that
+  // DeleteLocalKey removed or an older value of one just updated. No mutex is held during the
+  // call; a turn for one key never waits for another key. Given back when destroyed.
+  class [[nodiscard]] KeyTurn {
+   public:
+    KeyTurn(SharedStoreImpl* store, std::string name) : store_(store), name_(std::move(name)) {}
+    KeyTurn(KeyTurn&& other) noexcept
+        : store_(std::exchange(other.store_, nullptr)), name_(std::move(other.name_)) {}
+    KeyTurn& operator=(KeyTurn&&) = delete;
+    KeyTurn(const KeyTurn&) = delete;
+    KeyTurn& operator=(const KeyTurn&) = delete;
+    ~KeyTurn() {
+      if (store_ != nullptr) store_->GiveBackTurn(name_);
+    }
+
+   private:
+    SharedStoreImpl* store_;  // null once moved from
+    std::string name_;
+  };
+
+  // Waits until no other call is writing or deleting `name`, then takes the turn. The error of
+  // `ctx` when it is done first.
+  absl::StatusOr<KeyTurn> TakeTurn(const Context& ctx, const std::string& name) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ctx.WaitOn(lock, turn_cv_, [&] { return !keys_in_flight_.contains(name); })) {
+      return ctx.Err();
+    }
+    keys_in_flight_.insert(name);
+    return KeyTurn(this, name);
+  }
+
+  void GiveBackTurn(const std::string& name) {
+    std::lock_guard<std::mutex> guard(mu_);
+    keys_in_flight_.erase(name);
+    turn_cv_.notify_all();
+  }
+
   // A shared key deleted from the kvstore whose OnDelete waits for the delete delay.
   struct PendingDelete {
     SteadyTime due;
@@ -193,8 +259,7 @@ class SharedStoreImpl final : public SharedStore {
   std::string KeyPath(std::string_view name) const { return JoinPath(config_.prefix, name); }
 
   // Writes `key` unless the kvstore already holds the same value (on our lease when `lease`).
-  // REQUIRES: write_mu_ held, so that writes and deletes of one key reach the backend in the
-  // order the caller issued them.
+  // REQUIRES: the caller holds the key's turn.
   absl::Status WriteKey(const Context& ctx, const Key& key, bool lease) {
     if (absl::Status name_ok = CheckKeyName(key.GetKeyName()); !name_ok.ok()) return name_ok;
     absl::StatusOr<std::string> value = key.Marshal();
@@ -219,6 +284,9 @@ class SharedStoreImpl final : public SharedStore {
     for (std::thread* thread : {&watch_thread_, &sync_thread_}) {
       if (thread->joinable() && thread->get_id() != self) thread->join();
     }
+    // An event thread still running (Stop called from it) finds the alarm stopped: Arm then
+    // returns a done context, and the thread sees stopping_.
+    if (alarm_.has_value()) alarm_->Stop();
   }
 
   bool Stopping() const {
@@ -240,19 +308,29 @@ class SharedStoreImpl final : public SharedStore {
 
   // The store's event thread: applies watch events and delivers delayed deletes, one at a time in
   // one order, so observers never see two calls at once from it.
+  // While deletes are pending, the wait for the next event also ends when the alarm's context is
+  // done: when the clock reaches the first due time.
   void WatchLoop() {
+    Context alarm_ctx;
+    std::optional<SteadyTime> armed_for;  // the due time alarm_ctx is armed for
     while (!Stopping()) {
       std::optional<KeyValueEvent> event;
       if (pending_by_due_.empty()) {
         event = watcher_->Next();
       } else {
-        SteadyTime now = std::chrono::steady_clock::now();
-        SteadyTime due = pending_by_due_.begin()->first;
+        const SteadyTime now = clock_->Now();
+        const SteadyTime due = pending_by_due_.begin()->first;
         if (due <= now) {
           DeliverDueDeletes(now);
           continue;
         }
-        event = watcher_->NextFor(due - now);
+        // Re-armed when the first due time changed, and when the alarm went off although the
+        // clock is not there (a fake clock set back), so that a done context never spins.
+        if (armed_for != due || alarm_ctx.Done()) {
+          alarm_ctx = alarm_->Arm(due);
+          armed_for = due;
+        }
+        event = watcher_->Next(alarm_ctx);
       }
       if (event.has_value()) {
         if (!Stopping()) HandleEvent(*event);
@@ -344,7 +422,7 @@ class SharedStoreImpl final : public SharedStore {
       NotifyDelete(*existing);
       return;
     }
-    SteadyTime due = std::chrono::steady_clock::now() + delete_delay_;
+    SteadyTime due = clock_->Now() + delete_delay_;
     if (auto it = pending_deletes_.find(name); it != pending_deletes_.end()) {
       pending_by_due_.erase({it->second.due, name});
     }
@@ -366,12 +444,12 @@ class SharedStoreImpl final : public SharedStore {
   // The store's sync thread: re-creates deleted local keys at once and re-writes every local key
   // each synchronization interval. Kept off the event thread so that a backend write never waits
   // for the consumer of its own watch events.
-  void SyncLoop() {
-    SteadyTime next_sync = std::chrono::steady_clock::now() + sync_interval_;
+  void SyncLoop(SteadyTime next_sync) {
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
-      cv_.wait_until(lock, next_sync,
-                     [this] { return stopping_ || ctx_done_ || !recreate_requests_.empty(); });
+      while (!stopping_ && !ctx_done_ && recreate_requests_.empty() && clock_->Now() < next_sync) {
+        clock_->WaitUntil(lock, cv_, next_sync);
+      }
       if (stopping_ || ctx_done_) return;
       if (!recreate_requests_.empty()) {
         std::set<std::string> names = std::move(recreate_requests_);
@@ -381,12 +459,10 @@ class SharedStoreImpl final : public SharedStore {
         lock.lock();
         continue;
       }
-      if (std::chrono::steady_clock::now() >= next_sync) {
-        lock.unlock();
-        SyncLocalKeys(std::nullopt);
-        lock.lock();
-        next_sync = std::chrono::steady_clock::now() + sync_interval_;
-      }
+      lock.unlock();
+      SyncLocalKeys(std::nullopt);
+      lock.lock();
+      next_sync = clock_->Now() + sync_interval_;
     }
   }
 
@@ -401,11 +477,11 @@ class SharedStoreImpl final : public SharedStore {
       }
     }
     for (const std::string& name : todo) {
-      if (ctx_.Done()) return;
-      std::lock_guard<std::mutex> write_guard(write_mu_);
+      absl::StatusOr<KeyTurn> turn = TakeTurn(ctx_, name);
+      if (!turn.ok()) return;  // the store stops
       std::shared_ptr<const LocalKey> key;
       {
-        // Re-read under write_mu_: a key deleted or replaced meanwhile must not be written back.
+        // Re-read within the turn: a key deleted or replaced meanwhile must not be written back.
         std::lock_guard<std::mutex> guard(mu_);
         auto it = local_keys_.find(name);
         if (it == local_keys_.end()) continue;
@@ -424,26 +500,28 @@ class SharedStoreImpl final : public SharedStore {
 
   const Configuration config_;
   const std::shared_ptr<Backend> backend_;
+  const std::shared_ptr<Clock> clock_;  // never null
   const std::string watch_prefix_;
   const std::chrono::milliseconds sync_interval_;
   const std::chrono::milliseconds delete_delay_;
   Context ctx_;  // ends the watch, the sync thread and their backend calls
   CancelFunc cancel_;
   std::shared_ptr<Watcher> watcher_;  // set by Start before the threads exist, then constant
+  // Wakes the event thread when a delayed delete falls due; set by Start (only with a delete
+  // delay) before the threads exist, then constant. Stopped by Stop.
+  std::optional<ClockAlarm> alarm_;
 
   std::mutex join_mu_;  // serializes joining the threads
   std::thread watch_thread_;
   std::thread sync_thread_;
 
-  // Orders backend writes and deletes of keys issued by this store, so that a periodic sync never
-  // writes back a key that DeleteLocalKey removed or an older value of one just updated.
-  std::mutex write_mu_;
   // One observer call at a time, also between the event thread and DeleteLocalKey/Close callers.
   // Recursive: an observer may call DeleteLocalKey, which reports to the observer.
   std::recursive_mutex observer_mu_;
 
-  mutable std::mutex mu_;       // guards the fields below
-  std::condition_variable cv_;  // signals changes of the flags and of recreate_requests_
+  mutable std::mutex mu_;            // guards the fields below
+  std::condition_variable cv_;       // signals changes of the flags and of recreate_requests_
+  std::condition_variable turn_cv_;  // signals turns given back (keys_in_flight_ shrinking)
   bool list_done_ = false;
   bool watch_ended_ = false;
   bool stopping_ = false;
@@ -457,6 +535,8 @@ class SharedStoreImpl final : public SharedStore {
   // Local keys deleted in the kvstore and not written again yet: their delete events were
   // swallowed, so their shared entries stay until the re-create or until DeleteLocalKey.
   std::set<std::string> awaiting_recreate_;
+  // Names whose turn is taken: a backend write or delete of the key is in flight (KeyTurn).
+  absl::flat_hash_set<std::string> keys_in_flight_;
 
   // Used by the event thread only.
   std::map<std::string, PendingDelete> pending_deletes_;

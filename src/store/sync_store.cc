@@ -1,10 +1,12 @@
 #include "kvstore/store/sync_store.h"
 
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -32,6 +34,33 @@ std::string Rfc3339Now() {
   return std::string(buf, n);
 }
 
+// WARNING - STABLE API: the two functions below compose the paths this store writes. Cilium
+// agents read them (and write them the same way), so changing them breaks collaborators.
+
+// Where key `name` of a store on `prefix` lives: <prefix>/<name>.
+std::string KeyPath(std::string_view prefix, std::string_view name) {
+  return JoinPath(prefix, name);
+}
+
+// The synced canary of a store: cilium/synced/<cluster>/<synced key>, the synced key being the
+// store's prefix unless overridden.
+std::string SyncedCanaryPath(std::string_view cluster_name, std::string_view prefix,
+                             std::string_view synced_key_override) {
+  return SyncedKeyPath(cluster_name, synced_key_override.empty() ? prefix : synced_key_override);
+}
+
+// The name whose KeyPath under `prefix` is `path` (KeyPath's inverse), or nullopt when `path` is
+// not below `prefix`.
+std::optional<std::string_view> NameOfPath(std::string_view prefix, std::string_view path) {
+  if (!path.starts_with(prefix)) return std::nullopt;
+  std::string_view name = path.substr(prefix.size());
+  if (!prefix.empty() && !prefix.ends_with('/') && !name.starts_with('/')) {
+    return std::nullopt;  // a sibling prefix, e.g. "foo/barbaz" for "foo/bar"
+  }
+  while (name.starts_with('/')) name.remove_prefix(1);
+  return name;
+}
+
 // Everything the workers, the public methods and the backend's lease-expired observers share. The
 // observers hold it weakly, so a late call from the backend after Run returned is harmless.
 class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
@@ -40,8 +69,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
                 std::string prefix, WorkqueueSyncStoreOptions opts)
       : cluster_name_(std::move(cluster_name)),
         prefix_(std::move(prefix)),
-        synced_key_(SyncedKeyPath(
-            cluster_name_, opts.synced_key_override.empty() ? prefix_ : opts.synced_key_override)),
+        synced_key_(SyncedCanaryPath(cluster_name_, prefix_, opts.synced_key_override)),
         backend_(std::move(backend)),
         workers_(opts.workers == 0 ? 1 : opts.workers),
         with_lease_(opts.with_lease),
@@ -73,26 +101,20 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       backend_->RegisterLeaseExpiredObserver(synced_key_, on_expired);
     }
 
-    // Workers return once `ctx` is done (Get(ctx) then hands out nothing more).
+    // Every worker runs one loop: take up to max_batch waiting items (one when the backend does
+    // not batch) and write them. Workers return once `ctx` is done (GetBatch then hands out
+    // nothing more). The queue never hands out an item being processed, so no two workers write
+    // one key at once.
+    const size_t max_batch = std::max<size_t>(backend_ ? backend_->MaxBatchOps() : 1, 1);
     std::vector<std::thread> workers;
     workers.reserve(workers_);
-    const size_t max_batch = backend_ ? backend_->MaxBatchOps() : 1;
     for (unsigned i = 0; i < workers_; ++i) {
-      if (max_batch > 1) {
-        workers.emplace_back([this, ctx, max_batch] {
-          while (true) {
-            std::vector<std::string> items = queue_.GetBatch(ctx, max_batch);
-            if (items.empty()) break;
-            ProcessBatch(ctx, items);
-            for (const std::string& item : items) queue_.Done(item);
-          }
-        });
-        continue;
-      }
-      workers.emplace_back([this, ctx] {
-        while (std::optional<std::string> item = queue_.Get(ctx)) {
-          Process(ctx, *item);
-          queue_.Done(*item);
+      workers.emplace_back([this, ctx, max_batch] {
+        while (true) {
+          std::vector<std::string> items = queue_.GetBatch(ctx, max_batch);
+          if (items.empty()) break;
+          WriteItems(ctx, items);
+          for (const std::string& item : items) queue_.Done(item);
         }
       });
     }
@@ -183,21 +205,15 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     queue_.Add(name);
   }
 
-  void Process(const Context& ctx, const std::string& item) {
-    if (item == synced_key_) {
-      WriteSyncedKey(ctx);
-    } else {
-      WriteKey(ctx, item);
-    }
-  }
-
-  // Writes several keys with one backend request. The synced key, when among them, is written
-  // last and on its own: it must follow every earlier key, which its pending check decides.
-  void ProcessBatch(const Context& ctx, const std::vector<std::string>& items) {
+  // The one write path: writes the latest state of each key among `items` with one ApplyBatch
+  // (the backend's default applies them one by one with Update/Delete). The synced key, when
+  // among them, is written last and on its own: it must follow every earlier key, which its
+  // pending check decides.
+  void WriteItems(const Context& ctx, const std::vector<std::string>& items) {
     struct Pending {
       const std::string* name;
       std::string path;
-      std::optional<std::string> value;
+      std::optional<std::string> value;  // nullopt: a delete
       uint64_t change;
     };
     std::vector<Pending> pending;
@@ -219,12 +235,14 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       std::vector<WriteOp> ops;
       ops.reserve(pending.size());
       for (Pending& p : pending) {
-        p.path = JoinPath(prefix_, *p.name);
+        p.path = KeyPath(prefix_, *p.name);
         ops.push_back(WriteOp{
             p.path, p.value.has_value() ? std::optional<std::string_view>(*p.value) : std::nullopt,
             with_lease_});
       }
-      std::vector<absl::Status> results = backend_->ApplyBatch(ctx, ops);
+      std::vector<absl::Status> results = backend_
+                                              ? backend_->ApplyBatch(ctx, ops)
+                                              : std::vector<absl::Status>(ops.size(), NoBackend());
       for (size_t i = 0; i < pending.size(); ++i) {
         absl::Status status = i < results.size()
                                   ? results[i]
@@ -234,24 +252,6 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       }
     }
     if (synced_key) WriteSyncedKey(ctx);
-  }
-
-  void WriteKey(const Context& ctx, const std::string& name) {
-    std::optional<std::string> value;
-    uint64_t change;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = keys_.find(name);
-      if (it == keys_.end()) return;  // its delete was written already
-      value = it->second.value;
-      change = it->second.change;
-    }
-
-    std::string path = JoinPath(prefix_, name);
-    absl::Status status = !backend_           ? NoBackend()
-                          : value.has_value() ? backend_->Update(ctx, path, *value, with_lease_)
-                                              : backend_->Delete(ctx, path);
-    WriteDone(name, path, value.has_value(), change, status);
   }
 
   // Records the outcome of writing change number `change` of `name` (an upsert when `upsert`).
@@ -328,14 +328,9 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       if (synced_called_) queue_.Add(synced_key_);
       return;
     }
-    std::string_view name = key;
-    if (name.substr(0, prefix_.size()) != prefix_) return;
-    name.remove_prefix(prefix_.size());
-    if (!prefix_.empty() && !prefix_.ends_with('/')) {
-      if (!name.starts_with('/')) return;  // a sibling prefix, e.g. "foo/barbaz" for "foo/bar"
-    }
-    while (name.starts_with('/')) name.remove_prefix(1);
-    auto it = keys_.find(std::string(name));
+    std::optional<std::string_view> name = NameOfPath(prefix_, key);
+    if (!name.has_value()) return;
+    auto it = keys_.find(std::string(*name));
     if (it == keys_.end() || !it->second.value.has_value()) return;
     spdlog::debug("Re-queueing key {} as its lease expired", it->first);
     QueueChange(it->first, it->second);

@@ -107,36 +107,35 @@ class RestartableWatchStore final : public WatchStore {
   }
 
  private:
-  // What the store keeps of a key: its name and last value, back to back in one allocation.
-  // Observers get a Key made from these by the KeyCreator on each update and delete; keeping the
-  // bytes rather than the Key objects saves a third of a large cache (a KVPair of 256 bytes and
-  // its map node took about 450 bytes, a record takes about 300).
+  // What the store keeps of a key: the Key object its last OnUpdate got, handed to OnDelete as
+  // well, and the name it was listed under, inline in the record's own allocation. The name is
+  // kept (as Cilium keys its map by it) because GetKeyName() need not return it, and would build
+  // a string at every comparison. The object replaces the copy of the value kept before: a key
+  // costs its Key object (for a KVPair: 72 bytes and a separate value buffer) and a record of
+  // 16 bytes plus the name.
   class Record {
    public:
-    static Record* Make(std::string_view name, std::string_view value) {
-      void* memory = ::operator new(sizeof(Record) + name.size() + value.size());
-      return new (memory) Record(name, value);
+    static Record* Make(std::string_view name, std::unique_ptr<Key> key) {
+      void* memory = ::operator new(sizeof(Record) + name.size());
+      return new (memory) Record(name, std::move(key));
     }
     static void Free(Record* record) {
       record->~Record();
       ::operator delete(record);
     }
-    std::string_view name() const { return {data(), name_size_}; }
-    std::string_view value() const { return {data() + name_size_, value_size_}; }
+    std::string_view name() const { return {reinterpret_cast<const char*>(this + 1), name_size_}; }
+    const Key& key() const { return *key_; }
+    void set_key(std::unique_ptr<Key> key) { key_ = std::move(key); }
     bool stale = false;  // not seen since the current Watch started listing
 
    private:
-    Record(std::string_view name, std::string_view value)
-        : name_size_(static_cast<uint32_t>(name.size())),
-          value_size_(static_cast<uint32_t>(value.size())) {
-      std::memcpy(data(), name.data(), name.size());
-      std::memcpy(data() + name.size(), value.data(), value.size());
+    Record(std::string_view name, std::unique_ptr<Key> key)
+        : key_(std::move(key)), name_size_(static_cast<uint32_t>(name.size())) {
+      std::memcpy(reinterpret_cast<char*>(this + 1), name.data(), name.size());
     }
-    char* data() { return reinterpret_cast<char*>(this + 1); }
-    const char* data() const { return reinterpret_cast<const char*>(this + 1); }
 
+    std::unique_ptr<Key> key_;  // never null
     uint32_t name_size_;
-    uint32_t value_size_;
   };
   struct RecordDeleter {
     void operator()(Record* record) const { Record::Free(record); }
@@ -186,16 +185,17 @@ class RestartableWatchStore final : public WatchStore {
   void HandleUpsert(std::string_view name, std::string_view value) {
     std::unique_ptr<Key> key = MakeKey(name, value);
     if (!key) return;
-    RecordPtr record(Record::Make(name, value));
+    const Key& stored = *key;
     auto it = entries_.find(name);
     if (it == entries_.end()) {
-      entries_.insert(std::move(record));
+      entries_.insert(RecordPtr(Record::Make(name, std::move(key))));
     } else {
-      // Same name, so the order of the set is kept.
-      const_cast<RecordPtr&>(*it) = std::move(record);
+      // The name, and so the order of the set, stays.
+      (*it)->set_key(std::move(key));
+      (*it)->stale = false;
     }
     EntriesChanged();
-    if (observer_) observer_->OnUpdate(*key);
+    if (observer_) observer_->OnUpdate(stored);
   }
 
   void HandleDelete(std::string_view name) {
@@ -207,14 +207,8 @@ class RestartableWatchStore final : public WatchStore {
     RecordPtr record = std::move(const_cast<RecordPtr&>(*it));
     entries_.erase(it);
     EntriesChanged();
-    if (!observer_) return;
-    std::unique_ptr<Key> key = MakeKey(record->name(), record->value());
-    if (key) {
-      observer_->OnDelete(*key);
-    } else {
-      // It unmarshalled when stored: the observer still learns that the key is gone.
-      observer_->OnDelete(KVPair(std::string(record->name()), std::string(record->value())));
-    }
+    // The object OnUpdate got: no second Unmarshal, which could fail or differ.
+    if (observer_) observer_->OnDelete(record->key());
   }
 
   // Emits a deletion for every known key, or only those still marked stale.

@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -15,6 +17,7 @@
 
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
+#include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
@@ -176,30 +179,14 @@ class NeverListingBackend : public Backend {
   const bool close_at_once_;
 };
 
-// Forwards to a real client, but its watches never report deletes: the store cannot notice a
-// lost key by itself, so only its periodic sync can bring it back.
-class DeleteBlindBackend : public Backend {
+// Forwards every call to a real client; tests override what they change.
+class ForwardingBackend : public Backend {
  public:
-  explicit DeleteBlindBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
-  ~DeleteBlindBackend() override {
-    std::lock_guard<std::mutex> guard(mu_);
-    for (std::thread& pump : pumps_) pump.join();
-  }
+  explicit ForwardingBackend(std::shared_ptr<Backend> inner) : inner_(std::move(inner)) {}
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                         size_t capacity) override {
-    std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
-    auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
-    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
-    std::lock_guard<std::mutex> guard(mu_);
-    pumps_.emplace_back([from, to, ctx] {
-      while (std::optional<KeyValueEvent> event = from->Next()) {
-        if (event->type == EventType::kDelete) continue;
-        if (!to->Emit(*event, ctx)) break;
-      }
-      to->Close();
-    });
-    return to;
+    return inner_->ListAndWatch(ctx, prefix, capacity);
   }
   absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
                       bool lease) override {
@@ -233,10 +220,98 @@ class DeleteBlindBackend : public Backend {
   BackendStatus Status() const override { return inner_->Status(); }
   void Close() override { inner_->Close(); }
 
- private:
+ protected:
   const std::shared_ptr<Backend> inner_;
+};
+
+// Its watches never report deletes: the store cannot notice a lost key by itself, so only its
+// periodic sync can bring it back.
+class DeleteBlindBackend : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+  ~DeleteBlindBackend() override {
+    std::lock_guard<std::mutex> guard(mu_);
+    for (std::thread& pump : pumps_) pump.join();
+  }
+
+  std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
+                                        size_t capacity) override {
+    std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
+    auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
+    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
+    std::lock_guard<std::mutex> guard(mu_);
+    pumps_.emplace_back([from, to, ctx] {
+      while (std::optional<KeyValueEvent> event = from->Next()) {
+        if (event->type == EventType::kDelete) continue;
+        if (!to->Emit(*event, ctx)) break;
+      }
+      to->Close();
+    });
+    return to;
+  }
+
+ private:
   std::mutex mu_;  // guards pumps_
   std::vector<std::thread> pumps_;
+};
+
+// A slow backend: writes (UpdateIfDifferent) and deletes of one chosen key wait, before reaching
+// the real client, until Open() or until their context is done. Records the order in which calls
+// for that key reached the real client.
+class GatedBackend : public ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+
+  // Calls for `key` (an absolute path) wait from now on.
+  void Hold(std::string key) {
+    std::lock_guard<std::mutex> guard(mu_);
+    held_key_ = std::move(key);
+    open_ = false;
+  }
+  // Lets waiting and later calls through.
+  void Open() {
+    std::lock_guard<std::mutex> guard(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  // Calls for the held key waiting now.
+  int NumWaiting() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return waiting_;
+  }
+  // "U:<value>" or "D" per call for the held key, in the order they reached the real client.
+  std::vector<std::string> Passed() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return passed_;
+  }
+
+  absl::StatusOr<bool> UpdateIfDifferent(const Context& ctx, std::string_view key,
+                                         std::string_view value, bool lease) override {
+    if (!Pass(ctx, key, "U:" + std::string(value))) return ctx.Err();
+    return inner_->UpdateIfDifferent(ctx, key, value, lease);
+  }
+  absl::Status Delete(const Context& ctx, std::string_view key) override {
+    if (!Pass(ctx, key, "D")) return ctx.Err();
+    return inner_->Delete(ctx, key);
+  }
+
+ private:
+  bool Pass(const Context& ctx, std::string_view key, std::string call) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (key != held_key_) return true;
+    ++waiting_;
+    const bool open = ctx.WaitOn(lock, cv_, [this] { return open_; });
+    --waiting_;
+    if (open) passed_.push_back(std::move(call));
+    return open;
+  }
+
+  mutable std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::string held_key_;
+  bool open_ = true;
+  int waiting_ = 0;
+  std::vector<std::string> passed_;
 };
 
 class SharedStoreTest : public ::testing::Test {
@@ -248,7 +323,8 @@ class SharedStoreTest : public ::testing::Test {
     c.key_creator = NewTestKey;
     c.backend = std::move(backend);
     c.observer = std::move(observer);
-    c.synchronization_interval = std::chrono::hours(1);  // periodic sync only where tested
+    c.synchronization_interval = kSyncInterval;  // moves only with clock_
+    c.clock = clock_;
     return c;
   }
 
@@ -273,6 +349,10 @@ class SharedStoreTest : public ::testing::Test {
     return it->second;
   }
 
+  static constexpr std::chrono::hours kSyncInterval{1};
+
+  // Every timer of the stores: time passes only where a test advances it.
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
   std::shared_ptr<memory::InMemoryStore> server_ = memory::InMemoryStore::Create();
   // A client standing for "someone else": writes and deletes behind the stores' backs.
   std::shared_ptr<Backend> writer_ = server_->NewClient("writer");
@@ -374,18 +454,29 @@ TEST_F(SharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
 }
 
 TEST_F(SharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
-  Configuration c = Config(server_->NewClient());
-  c.synchronization_interval = 50ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient()));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "good")).ok());
 
-  // A modification is not a delete: only the periodic sync can undo it.
+  // A modification is not a delete: only the periodic sync can undo it, and the clock has not
+  // moved yet.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten", false).ok());
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten");
+
+  // The first round is due one interval after Join.
+  clock_->Advance(kSyncInterval);
   EXPECT_TRUE(Eventually([&] { return Get(PathOf("mine")) == "good"; }));
   std::optional<Value> value = Lookup(PathOf("mine"));
   ASSERT_TRUE(value.has_value());
   EXPECT_NE(value->lease_id, 0);
+
+  // And every interval after it (the next one counts from when that round ended, which the test
+  // cannot see: it advances one interval at a time until the key is back).
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten again", false).ok());
+  EXPECT_TRUE(Eventually([&] {
+    clock_->Advance(kSyncInterval);
+    return Get(PathOf("mine")) == "good";
+  }));
 }
 
 TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
@@ -410,15 +501,16 @@ TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
 
 TEST_F(SharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
-  Configuration c = Config(std::make_shared<DeleteBlindBackend>(client));
-  c.synchronization_interval = 50ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  std::unique_ptr<SharedStore> store =
+      MustJoin(Config(std::make_shared<DeleteBlindBackend>(client)));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
   std::optional<Value> before = Lookup(PathOf("node"));
   ASSERT_TRUE(before.has_value());
 
   server_->ExpireSession(*client);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  clock_->Advance(kSyncInterval);
 
   EXPECT_TRUE(Eventually([&] {
     std::optional<Value> after = Lookup(PathOf("node"));
@@ -437,10 +529,19 @@ TEST_F(SharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
   ASSERT_EQ(store->NumEntries(), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
+  // Handled (gone from the map) but not reported: on the store's clock no time has passed.
+  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
+  clock_->Advance(99ms);
+  // Events still flow meanwhile; the delete is not due.
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
+  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "marker") == 1; }));
+  EXPECT_EQ(observer->Count('D', "k"), 0);
+
+  clock_->Advance(1ms);
   EXPECT_TRUE(Eventually([&] { return observer->Count('D', "k") == 1; }));
-  EXPECT_EQ(store->NumEntries(), 0);
   // The delete carries the key's last value.
-  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'D', "k", "v"}));
+  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'U', "marker", "m"},
+                                              Observed{'D', "k", "v"}));
 }
 
 TEST_F(SharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
@@ -473,6 +574,8 @@ TEST_F(SharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
   // Deletes are delivered in the order they fall due: once the later one is reported, the
   // suppressed one would have been reported before it.
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("marker")).ok());
+  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
+  clock_->Advance(1s);
   ASSERT_TRUE(Eventually([&] { return observer->Count('D', "marker") == 1; }));
 
   EXPECT_EQ(observer->Count('D', "flappy"), 0);
@@ -621,6 +724,83 @@ TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   EXPECT_FALSE(observer->Overlapped());
 }
 
+// No lock is held across a backend call: while the write of one key hangs, other keys are
+// written and deleted, the watch delivers, and the store answers.
+TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
+  auto backend = std::make_shared<GatedBackend>(server_->NewClient());
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  ASSERT_NE(store, nullptr);
+  backend->Hold(PathOf("slow"));
+
+  std::future<absl::Status> slow;
+  std::future<void> others;
+  // Declared after the futures: on a failure the gate opens before they are waited for.
+  struct OpenAtEnd {
+    GatedBackend* backend;
+    ~OpenAtEnd() { backend->Open(); }
+  } open_at_end{backend.get()};
+
+  slow = std::async(std::launch::async,
+                    [&] { return store->UpdateLocalKeySync(Context(), TestKey("slow", "1")); });
+  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+
+  others = std::async(std::launch::async, [&] {
+    EXPECT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("fast", "2")).ok());
+    EXPECT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "3"), false).ok());
+    store->DeleteLocalKey(Context(), TestKey("fast", "2"));
+  });
+  EXPECT_TRUE(Eventually([&] { return others.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
+  EXPECT_TRUE(Eventually([&] {
+    return observer->Count('U', "foreign") == 1 && observer->Count('U', "plain") == 1 &&
+           observer->Count('D', "fast") == 2 && store->NumEntries() == 2;
+  }));
+  EXPECT_EQ(Get(PathOf("fast")), std::nullopt);
+  EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);  // still held
+
+  backend->Open();
+  ASSERT_TRUE(Eventually([&] { return slow.wait_for(0s) == std::future_status::ready; }));
+  EXPECT_TRUE(slow.get().ok());
+  EXPECT_EQ(Get(PathOf("slow")), "1");
+  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "slow") == 1; }));
+}
+
+// Calls for one key still reach the backend one at a time, in the order they were made.
+TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
+  auto backend = std::make_shared<GatedBackend>(server_->NewClient());
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  ASSERT_NE(store, nullptr);
+  backend->Hold(PathOf("k"));
+
+  std::future<absl::Status> written;
+  std::future<void> deleted;
+  struct OpenAtEnd {
+    GatedBackend* backend;
+    ~OpenAtEnd() { backend->Open(); }
+  } open_at_end{backend.get()};
+
+  written = std::async(std::launch::async,
+                       [&] { return store->UpdateLocalKeySync(Context(), TestKey("k", "1")); });
+  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  deleted =
+      std::async(std::launch::async, [&] { store->DeleteLocalKey(Context(), TestKey("k", "1")); });
+  // The delete waits for its turn, not at the backend.
+  EXPECT_EQ(backend->NumWaiting(), 1);
+
+  backend->Open();
+  ASSERT_TRUE(Eventually([&] {
+    return written.wait_for(0s) == std::future_status::ready &&
+           deleted.wait_for(0s) == std::future_status::ready;
+  }));
+  EXPECT_TRUE(written.get().ok());
+  EXPECT_THAT(backend->Passed(), ElementsAre("U:1", "D"));
+  EXPECT_EQ(Get(PathOf("k")), std::nullopt);
+  // It was local when deleted: reported by DeleteLocalKey (and by the watch).
+  EXPECT_GE(observer->Count('D', "k"), 1);
+}
+
 TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   auto observer = std::make_shared<RecordingObserver>();
   std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
@@ -645,6 +825,19 @@ TEST_F(SharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
   std::tie(c.context, std::ignore) = WithTimeout(Context(), 50ms);
   absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(SharedStoreTest, JoinTimesOutOnTheStoreClock) {
+  Configuration c = Config(std::make_shared<NeverListingBackend>());
+  std::future<absl::Status> joined =
+      std::async(std::launch::async, [c] { return SharedStore::Join(c).status(); });
+  // Join and the sync thread both sleep on the clock: Join has taken its deadline.
+  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 2; }));
+  EXPECT_EQ(joined.wait_for(0s), std::future_status::timeout);
+
+  clock_->Advance(kJoinListTimeout);
+  ASSERT_TRUE(Eventually([&] { return joined.wait_for(0s) == std::future_status::ready; }));
+  EXPECT_EQ(joined.get().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
 TEST_F(SharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {

@@ -1,6 +1,7 @@
 // SyncStore with a backend that accepts batches (SyncStoreBackend::MaxBatchOps > 1): several queued
 // keys per backend request, with the same per-key semantics as one write at a time.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -197,6 +198,33 @@ TEST_F(SyncStoreBatchTest, DeletesAndCoalescedChangesGoThroughBatches) {
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("d", "sentinel")).ok());
   ASSERT_TRUE(backend_->WaitForCalls(4));
   EXPECT_EQ(backend_->Calls().back().key, "/foo/bar/d");
+}
+
+// One write path: a backend that does not batch (MaxBatchOps 1) still gets every key's write,
+// upserts and deletes alike, through ApplyBatch, one op at a time; only the synced canary is
+// written on its own with Update.
+TEST_F(SyncStoreBatchTest, BackendWithoutBatchingGetsEveryKeyThroughApplyBatch) {
+  SyncStore* store = NewStore(/*max_ops=*/1, /*workers=*/2);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key" + std::to_string(i), "v")).ok());
+  }
+  ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key4", "")).ok());
+  std::atomic<bool> synced = false;
+  ASSERT_TRUE(store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());
+  Start();
+  ASSERT_TRUE(Eventually([&] { return synced.load(); }));
+
+  std::vector<std::vector<std::string>> batches = backend_->Batches();
+  EXPECT_THAT(batches, Each(SizeIs(1u)));
+  std::vector<std::string> batched;
+  for (const auto& batch : batches) batched.push_back(batch.front());
+  EXPECT_THAT(batched,
+              ::testing::UnorderedElementsAre("/foo/bar/key0", "/foo/bar/key1", "/foo/bar/key2",
+                                              "/foo/bar/key3", "/foo/bar/key4"));
+  std::vector<Call> calls = backend_->Calls();
+  ASSERT_THAT(calls, SizeIs(6u));
+  EXPECT_EQ(calls.back(), FakeSyncStoreBackend::UpdateCall(kSyncedKey, calls.back().value));
+  EXPECT_THAT(calls, Contains(FakeSyncStoreBackend::DeleteCall("/foo/bar/key4")));
 }
 
 }  // namespace

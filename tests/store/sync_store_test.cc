@@ -403,6 +403,22 @@ TEST_F(SyncStoreTest, RewritesKeyWithExpiredLeaseWithItsLastValue) {
                           Update("foo/bar/key1", "value1B"), Update("foo/bar/key9", "sentinel")));
 }
 
+// Expired keys are mapped back to names by the inverse of the key layout: a key of a sibling
+// prefix ("foo/barkey1" for "foo/bar") is not key1 of this store.
+TEST_F(SyncStoreTest, ExpiredLeaseOfASiblingPrefixIsIgnored) {
+  SyncStore* store = NewStore("foo/bar");
+  Start(*store);
+  ASSERT_TRUE(Eventually([&] { return backend_->ObserverPrefixes().size() == 2; }));
+  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
+  ASSERT_TRUE(backend_->WaitForCalls(1));
+  backend_->ExpireLease("foo/barkey1");
+  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
+  backend_->ExpireLease("foo/bar//key1");  // doubled slashes still name key1
+  EXPECT_THAT(CallsAfter(3),
+              ElementsAre(Update("foo/bar/key1", "value1"), Update("foo/bar/key9", "sentinel"),
+                          Update("foo/bar/key1", "value1")));
+}
+
 TEST_F(SyncStoreTest, RewritesExpiredSyncedKeyWithoutCallbacks) {
   SyncStore* store = NewStore("foo/bar");
   CallbackLog log;

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -327,9 +328,10 @@ TEST_F(WatchStoreTest, ReportsEntriesAndInitialSyncMetrics) {
   EXPECT_EQ(synced(), 0);
 }
 
-// The store keeps names and values, not the Key objects: each delete makes its Key again with the
-// KeyCreator. A key that no longer unmarshals is still reported gone, with its last value.
-TEST_F(WatchStoreTest, DeleteRebuildsTheKeyAndReportsItEvenWhenItNoLongerUnmarshals) {
+// OnDelete gets the object the last OnUpdate got, not one made again from the stored value: a
+// key whose value no longer unmarshals (here: the key type refuses everything from some point on)
+// is still reported gone, as the object the observer knows.
+TEST_F(WatchStoreTest, DeleteGetsTheUpdatedObjectEvenWhenItsValueNoLongerUnmarshals) {
   struct PickyKey final : Key {
     explicit PickyKey(const std::atomic<bool>* refuse) : refuse(refuse) {}
     std::string GetKeyName() const override { return name; }
@@ -361,10 +363,82 @@ TEST_F(WatchStoreTest, DeleteRebuildsTheKeyAndReportsItEvenWhenItNoLongerUnmarsh
   refuse = true;
   backend.Feed(Remove("b"));
   ASSERT_TRUE(WaitForEvents(4));
-  EXPECT_EQ(created.load(), 4);  // two updates, two deletes
+  EXPECT_EQ(created.load(), 2);  // one per update, none for the deletes
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("a", "picky:1"), Updated("b", "picky:2"),
-                                               Deleted("a", "picky:1"), Deleted("b", "2")));
+                                               Deleted("a", "picky:1"), Deleted("b", "picky:2")));
   EXPECT_EQ(store->NumEntries(), 0u);
+}
+
+// A key that knows which creation it came from.
+class SerialKey final : public Key {
+ public:
+  explicit SerialKey(int serial) : serial_(serial) {}
+  std::string GetKeyName() const override { return name_; }
+  absl::StatusOr<std::string> Marshal() const override { return value_; }
+  absl::Status Unmarshal(std::string_view key, std::string_view data) override {
+    name_.assign(key);
+    value_.assign(data);
+    return absl::OkStatus();
+  }
+  int serial() const { return serial_; }
+
+ private:
+  const int serial_;
+  std::string name_, value_;
+};
+
+// Records "U:<name>#<serial>" and "D:<name>#<serial>" (serial -1: not a SerialKey).
+class SerialObserver final : public Observer {
+ public:
+  void OnUpdate(const Key& key) override { Record("U:", key); }
+  void OnDelete(const NamedKey& key) override { Record("D:", key); }
+  std::vector<std::string> Calls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  size_t NumCalls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_.size();
+  }
+
+ private:
+  void Record(const char* kind, const NamedKey& key) {
+    const auto* serial_key = dynamic_cast<const SerialKey*>(&key);
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.push_back(kind + key.GetKeyName() + "#" +
+                     std::to_string(serial_key != nullptr ? serial_key->serial() : -1));
+  }
+  mutable std::mutex mu_;  // guards calls_
+  std::vector<std::string> calls_;
+};
+
+// Whatever removes a key (a delete event, staleness at kListDone, Drain), OnDelete is handed the
+// object of the key's last OnUpdate.
+TEST_F(WatchStoreTest, OnDeleteGetsTheObjectTheLastOnUpdateGot) {
+  auto observer = std::make_shared<SerialObserver>();
+  std::atomic<int> serial{0};
+  auto store = NewRestartableWatchStore(
+      "qux", [&]() -> std::unique_ptr<Key> { return std::make_unique<SerialKey>(++serial); },
+      observer);
+  {
+    FakeWatchStoreBackend backend(
+        {Create("a", "1"), Create("b", "1"), Create("c", "1"), ListDone()});
+    WatchRun run(*store, backend, "foo");
+    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+    backend.Feed(Modify("a", "2"));
+    backend.Feed(Remove("a"));
+    ASSERT_TRUE(Eventually([&] { return observer->NumCalls() == 5; }));
+  }
+  {  // A re-list without "c": it is stale at kListDone.
+    FakeWatchStoreBackend backend({Create("b", "2"), ListDone()});
+    WatchRun run(*store, backend, "foo");
+    ASSERT_TRUE(Eventually([&] { return observer->NumCalls() == 7; }));
+  }
+  store->Drain();
+  EXPECT_THAT(observer->Calls(), ElementsAre("U:a#1", "U:b#2", "U:c#3", "U:a#4", "D:a#4",  // run 1
+                                             "U:b#5", "D:c#3",                             // run 2
+                                             "D:b#5"));                                    // Drain
+  EXPECT_EQ(serial.load(), 5);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvstore/backend.h"
+#include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/store/key.h"
 
@@ -18,7 +19,7 @@ namespace kvstore::store {
 
 // Used when Configuration::synchronization_interval is 0.
 inline constexpr std::chrono::minutes kDefaultSynchronizationInterval{5};
-// How long Join waits for the initial list of the prefix.
+// How long Join waits for the initial list of the prefix (on Configuration::clock).
 inline constexpr std::chrono::minutes kJoinListTimeout{3};
 
 struct Configuration {
@@ -29,11 +30,16 @@ struct Configuration {
   std::shared_ptr<Backend> backend;    // null: kvstore::DefaultClient()
   std::shared_ptr<Observer> observer;  // optional
   Context context;                     // the store stops watching and syncing once it is done
+  // Drives every timer of the store: the synchronization interval, the shared key delete delay
+  // and Join's wait for the initial list.
+  std::shared_ptr<Clock> clock;  // null: real time
 };
 
 // A store owns two threads: one applies watch events and calls the observer (one call at a time,
-// in stream order, delayed deletes included), one re-writes local keys. All methods are
-// thread-safe. REQUIRES: the store is not destroyed from inside an observer callback.
+// in stream order, delayed deletes included), one re-writes local keys; with a delete delay, a
+// third wakes the first when a delayed delete falls due. All methods are thread-safe; no mutex is
+// held while the backend is called, and calls for different keys never wait for each other.
+// REQUIRES: the store is not destroyed from inside an observer callback.
 class SharedStore {
  public:
   // Validates `c` (InvalidArgument), lists the prefix and starts watching; returns once the

@@ -25,7 +25,9 @@ class WatchStore {
   // is done (the watcher is then stopped) or the watcher closes. The observer, called on this
   // thread, sees names relative to the prefix. Known keys are marked stale at the start; at
   // kListDone the still-stale ones get OnDelete, then the on-sync callbacks run (first kListDone
-  // ever only). Values that fail to Unmarshal are logged and skipped. May be called again after it
+  // ever only). Values that fail to Unmarshal are logged and skipped. OnDelete of a key (here, at
+  // kListDone or in Drain) is given the very Key object the key's last OnUpdate got, which the
+  // store keeps until then. May be called again after it
   // returned, even for another prefix. Throws std::logic_error while another Watch or Drain runs.
   virtual void Watch(const Context& ctx, WatchStoreBackend& backend, std::string_view prefix) = 0;
   virtual uint64_t NumEntries() const = 0;
