@@ -39,9 +39,10 @@ BackendMetrics::BackendMetrics(prometheus::Registry& registry)
 
 // Family::Add returns the existing series when the labels are already known, so every backend
 // with the same labels shares one series.
-prometheus::Histogram& BackendMetrics::OperationDuration(std::string_view scope, std::string_view kind,
-                                                  std::string_view action,
-                                                  std::string_view outcome) {
+prometheus::Histogram& BackendMetrics::OperationDuration(std::string_view scope,
+                                                         std::string_view kind,
+                                                         std::string_view action,
+                                                         std::string_view outcome) {
   return operations_duration_.Add({{"scope", std::string(scope)},
                                    {"kind", std::string(kind)},
                                    {"action", std::string(action)},
@@ -49,7 +50,8 @@ prometheus::Histogram& BackendMetrics::OperationDuration(std::string_view scope,
                                   OperationBuckets());
 }
 
-prometheus::Histogram& BackendMetrics::EventsQueueTime(std::string_view scope, std::string_view action) {
+prometheus::Histogram& BackendMetrics::EventsQueueTime(std::string_view scope,
+                                                       std::string_view action) {
   return events_queue_.Add({{"scope", std::string(scope)}, {"action", std::string(action)}},
                            EventsQueueBuckets());
 }

@@ -11,8 +11,8 @@
 #include <string_view>
 
 #include "kvstore/backend.h"
-#include "kvstore/events.h"
 #include "kvstore/backend_metrics.h"
+#include "kvstore/events.h"
 
 namespace kvstore::internal {
 

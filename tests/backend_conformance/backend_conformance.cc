@@ -390,10 +390,9 @@ TEST_P(BackendConformanceTest, OversizedKeysAreRejectedOnEveryWritePath) {
   EXPECT_EQ(*missing, std::nullopt);
 
   const std::string fine = Key("fine");
-  const std::vector<WriteOp> ops = {WriteOp{fine, std::string_view("1"), false},
-                                    WriteOp{huge_key, std::string_view("2"), false},
-                                    WriteOp{"", std::nullopt, false},
-                                    WriteOp{huge_key, std::nullopt, false}};
+  const std::vector<WriteOp> ops = {
+      WriteOp{fine, std::string_view("1"), false}, WriteOp{huge_key, std::string_view("2"), false},
+      WriteOp{"", std::nullopt, false}, WriteOp{huge_key, std::nullopt, false}};
   std::vector<absl::Status> results = client->ApplyBatch(Context(), ops);
   ASSERT_EQ(results.size(), 4u);
   EXPECT_TRUE(results[0].ok()) << results[0];

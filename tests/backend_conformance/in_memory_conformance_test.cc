@@ -2,8 +2,8 @@
 #include <memory>
 #include <vector>
 
-#include "kvstore/memory/in_memory_store.h"
 #include "kvstore/backend_metrics.h"
+#include "kvstore/memory/in_memory_store.h"
 #include "prometheus/registry.h"
 #include "tests/backend_conformance/backend_conformance.h"
 

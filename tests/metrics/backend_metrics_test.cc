@@ -1,3 +1,5 @@
+#include "kvstore/backend_metrics.h"
+
 #include <chrono>
 #include <map>
 #include <memory>
@@ -9,7 +11,6 @@
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
 #include "kvstore/memory/in_memory_store.h"
-#include "kvstore/backend_metrics.h"
 #include "prometheus/registry.h"
 #include "tests/support/eventually.h"
 #include "tests/support/metrics_reader.h"

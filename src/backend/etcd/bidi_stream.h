@@ -159,7 +159,7 @@ void BidiStream<Req, Resp>::OnDone(const grpc::Status& status) {
   }
   context.reset();
   std::shared_ptr<BidiStream> self = std::move(self_);
-  registry->Release();
+  registry->ContextDestroyed();
   // `self` may be the last reference: the reactor is destroyed here, its last use by gRPC. It no
   // longer holds anything of the client's.
 }

@@ -15,7 +15,7 @@ void CallRegistry::Unregister(grpc::ClientContext* context) {
   in_flight_.erase(context);
 }
 
-void CallRegistry::Release() {
+void CallRegistry::ContextDestroyed() {
   std::lock_guard<std::mutex> guard(mu_);
   --live_contexts_;
   released_.notify_all();

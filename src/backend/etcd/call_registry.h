@@ -12,12 +12,13 @@
 
 namespace kvstore::etcd {
 
-// A call's life here: Register before it starts, Unregister once its completion ran, Release once
-// its grpc::ClientContext is destroyed, as the call's very last use of the client. A ClientContext
-// holds a reference to the channel, and dropping the last one on a gRPC callback thread makes
-// gRPC's callback completion queue shut itself down from its own thread (it cannot join itself,
-// frees the queue and the thread then uses it: a double free). Shutdown waits for every Release,
-// so the client's owner drops the last channel reference, on its own thread. Thread-safe.
+// A call's life here: Register before it starts, Unregister once its completion ran,
+// ContextDestroyed once its grpc::ClientContext is destroyed, as the call's very last use of the
+// client. A ClientContext holds a reference to the channel, and dropping the last one on a gRPC
+// callback thread makes gRPC's callback completion queue shut itself down from its own thread (it
+// cannot join itself, frees the queue and the thread then uses it: a double free). Shutdown waits
+// for every ContextDestroyed, so the client's owner drops the last channel reference, on its own
+// thread. Thread-safe.
 class CallRegistry {
  public:
   CallRegistry() = default;
@@ -27,10 +28,11 @@ class CallRegistry {
   // Adds a call about to start; false (the call must not start) once shut down.
   bool Register(grpc::ClientContext* context);
   void Unregister(grpc::ClientContext* context);
-  void Release();
+  // The call's grpc::ClientContext was destroyed (its last use of the client).
+  void ContextDestroyed();
 
-  // Cancels every registered call and waits until each was released. Later Register calls fail.
-  // Idempotent. REQUIRES: not called from a gRPC callback.
+  // Cancels every registered call and waits until the context of each was destroyed. Later Register
+  // calls fail. Idempotent. REQUIRES: not called from a gRPC callback.
   void Shutdown();
   bool shut_down() const;
 

@@ -19,8 +19,8 @@
 #include "backend/etcd/lease_manager.h"
 #include "backend/etcd/rpc_client.h"
 #include "backend/etcd/watch_hub.h"
-#include "kvstore/workqueue/rate_limiter.h"
 #include "core/write_checks.h"
+#include "kvstore/workqueue/rate_limiter.h"
 #include "metrics/recorders.h"
 #include "spdlog/spdlog.h"
 
@@ -98,7 +98,8 @@ class EtcdBackend final : public Backend {
 
   absl::Status Update(const Context& ctx, std::string_view key, std::string_view value,
                       bool lease) override {
-    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
+      return s;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
       if (!leased.ok()) return leased.status();
@@ -162,7 +163,8 @@ class EtcdBackend final : public Backend {
       if (!status.ok()) return status;
       return true;
     }
-    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
+      return s;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
       if (!leased.ok()) return leased.status();
@@ -199,7 +201,8 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key, std::string_view value,
                                   bool lease) override {
-    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok()) return s;
+    if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
+      return s;
     const bool attached_before = leases_->LeaseOfKey(key) != 0;
     for (int attempt = 0;; ++attempt) {
       absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);

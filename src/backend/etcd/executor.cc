@@ -4,55 +4,6 @@
 
 namespace kvstore::etcd {
 
-ThreadReaper& ThreadReaper::Instance() {
-  // Destroyed at exit, which joins the reaper thread (after the threads it adopted).
-  static ThreadReaper reaper;
-  return reaper;
-}
-
-ThreadReaper::~ThreadReaper() {
-  std::thread thread;
-  {
-    std::lock_guard<std::mutex> guard(mu_);
-    stopping_ = true;
-    thread = std::move(thread_);
-  }
-  cv_.notify_all();
-  if (thread.joinable()) thread.join();
-}
-
-void ThreadReaper::Adopt(std::thread thread) {
-  std::lock_guard<std::mutex> guard(mu_);
-  if (stopping_) {
-    // Only during exit, after the reaper joined its own thread: nobody is left to join.
-    thread.detach();
-    return;
-  }
-  adopted_.push_back(std::move(thread));
-  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
-  cv_.notify_all();
-}
-
-size_t ThreadReaper::NumAdopted() const {
-  std::lock_guard<std::mutex> guard(mu_);
-  return adopted_.size() + joining_;
-}
-
-void ThreadReaper::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    cv_.wait(lock, [&] { return stopping_ || !adopted_.empty(); });
-    if (adopted_.empty()) return;  // stopping, nothing left
-    std::vector<std::thread> threads = std::move(adopted_);
-    adopted_.clear();
-    joining_ = threads.size();
-    lock.unlock();
-    for (std::thread& thread : threads) thread.join();
-    lock.lock();
-    joining_ = 0;
-  }
-}
-
 Executor::Executor(int threads, std::shared_ptr<Clock> clock)
     : clock_(clock ? std::move(clock) : SystemClock()), state_(std::make_shared<State>(clock_)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([state = state_] { Loop(state); });
@@ -68,7 +19,7 @@ Executor::~Executor() {
   for (std::thread& thread : left) {
     if (thread.get_id() == std::this_thread::get_id()) {
       // Destroyed by one of our own tasks: this thread ends once that task returns.
-      ThreadReaper::Instance().Adopt(std::move(thread));
+      internal::ThreadReaper::Instance().Adopt(std::move(thread));
     } else {
       thread.join();
     }

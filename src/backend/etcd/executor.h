@@ -14,41 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_reaper.h"
 #include "kvstore/clock.h"
 
 namespace kvstore::etcd {
-
-// Who joins the threads of the executors that were destroyed by one of their own tasks.
-//
-// An Executor joins its threads itself, in Shutdown and in its destructor, except one: the thread
-// that runs the destructor when the last owner of the executor is dropped inside a task of that
-// same executor (a lease-expired observer holding the last reference to the backend). A thread
-// cannot join itself, so it is handed over here and joined by the reaper's own thread once its
-// task returned. The reaper thread is owned by the one process-wide instance, which joins it at
-// exit.
-class ThreadReaper {
- public:
-  static ThreadReaper& Instance();
-  ThreadReaper(const ThreadReaper&) = delete;
-  ThreadReaper& operator=(const ThreadReaper&) = delete;
-  ~ThreadReaper();
-
-  // Joins `thread` soon (it must be about to end), on the reaper thread.
-  void Adopt(std::thread thread);
-  // Threads adopted and not yet joined.
-  size_t NumAdopted() const;
-
- private:
-  ThreadReaper() = default;
-  void Loop();
-
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  std::vector<std::thread> adopted_;
-  size_t joining_ = 0;  // taken from adopted_ by Loop, join not yet returned
-  bool stopping_ = false;
-  std::thread thread_;  // started with the first adoption
-};
 
 class Executor {
  public:
@@ -57,8 +26,8 @@ class Executor {
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
   // Shutdown(), then joins the thread a Shutdown from a task left running: when it is this very
-  // thread, the ThreadReaper joins it. REQUIRES: a task that shut the executor down does not wait
-  // for the thread destroying it.
+  // thread, internal::ThreadReaper joins it. REQUIRES: a task that shut the executor down does not
+  // wait for the thread destroying it.
   ~Executor();
 
   // Runs `fn` on a pool thread. Dropped once shut down.

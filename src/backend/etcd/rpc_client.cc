@@ -124,7 +124,7 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
   attempt.not_connected = IsNotConnectedError(completion->result);
   attempt.status = Conclude(index, completion->result, what, *context, &ctx);
   context.reset();
-  registry_.Release();
+  registry_.ContextDestroyed();
   return attempt;
 }
 
@@ -295,7 +295,7 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
         done = nullptr;
         registry_.Unregister(&call->context);
         call.reset();
-        registry_.Release();
+        registry_.ContextDestroyed();
       });
 }
 
@@ -344,7 +344,7 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
     cv.wait(lock, [&] { return remaining == 0; });
   }
   calls.clear();
-  for (size_t i = 0; i < registered; ++i) registry_.Release();
+  for (size_t i = 0; i < registered; ++i) registry_.ContextDestroyed();
   return results;
 }
 

@@ -28,9 +28,9 @@
 
 #include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
+#include "kvstore/backend_metrics.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
-#include "kvstore/backend_metrics.h"
 
 namespace kvstore::etcd {
 

@@ -5,11 +5,12 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "core/relist_diff.h"
+#include "core/thread_reaper.h"
 #include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
 namespace {
-
 
 // Bookkeeping cost of a history entry beyond its keys and values.
 constexpr size_t kHistoryEntryOverheadBytes = 64;
@@ -53,9 +54,10 @@ void StoreCore::Shutdown() {
   if (maintenance_thread_.joinable()) threads.push_back(std::move(maintenance_thread_));
   for (std::thread& thread : threads) {
     // The last reference to the store may be dropped by an observer running on one of our own
-    // threads; that thread holds the core alive and sees shutdown_ as soon as it returns here.
+    // threads; that thread holds the core alive, sees shutdown_ as soon as it returns here and
+    // ends; the reaper joins it.
     if (thread.get_id() == std::this_thread::get_id()) {
-      thread.detach();
+      kvstore::internal::ThreadReaper::Instance().Adopt(std::move(thread));
     } else {
       thread.join();
     }
@@ -469,16 +471,11 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
                          int64_t list_revision) {
   Watcher& watcher = *watch->watcher;
   const Context& ctx = watch->ctx;
-  View view;
-  bool ok = true;
-  for (auto& [key, record] : initial) {
-    KeyValueEvent event{EventType::kCreate, key, *record.value, record.mod_revision};
-    if (!Emit(watch, std::move(event))) {
-      ok = false;
-      break;
-    }
-    view.emplace_hint(view.end(), std::move(key), ViewEntry{record.mod_revision, record.value});
-  }
+  // Emit blocks until the consumer takes the event, so it refuses only when the watch ends.
+  auto emit = [watch](KeyValueEvent& event) { return Emit(watch, std::move(event)); };
+  kvstore::internal::KnownKeys known(watch->prefix);
+  // The first listing is the difference to an empty view: a kCreate per key.
+  bool ok = ListInto(known, initial, list_revision, emit);
   initial = {};
   if (ok) ok = Emit(watch, KeyValueEvent{EventType::kListDone, "", "", list_revision});
 
@@ -513,30 +510,13 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
       }
     }
     if (relist) {
-      ok = EmitRelist(watch, view, snapshot, relist_revision);
+      ok = ListInto(known, snapshot, relist_revision, emit);
       continue;
     }
     for (auto& [revision, change] : batch) {
-      KeyValueEvent event;
-      event.key = change.key;
-      event.value = *change.value;
-      event.revision = revision;
-      auto view_it = view.find(change.key);
-      if (change.deleted) {
-        if (view_it == view.end()) continue;  // never told about it: nothing to retract
-        event.type = EventType::kDelete;
-        view.erase(view_it);
-      } else if (view_it == view.end()) {
-        event.type = EventType::kCreate;
-        view.emplace(std::move(change.key), ViewEntry{revision, std::move(change.value)});
-      } else {
-        event.type = EventType::kModify;
-        view_it->second = ViewEntry{revision, std::move(change.value)};
-      }
-      if (!Emit(watch, std::move(event))) {
-        ok = false;
-        break;
-      }
+      ok = change.deleted ? known.ApplyDelete(change.key, revision, emit)
+                          : known.ApplyPut(change.key, revision, std::move(change.value), emit);
+      if (!ok) break;
     }
   }
 
@@ -547,35 +527,14 @@ void StoreCore::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRec
   maintenance_cv_.notify_all();
 }
 
-bool StoreCore::EmitRelist(Watch* watch, View& view,
-                           const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
-                           int64_t revision) {
-  auto view_it = view.begin();
-  size_t index = 0;
-  while (view_it != view.end() || index < snapshot.size()) {
-    KeyValueEvent event;
-    if (index == snapshot.size() ||
-        (view_it != view.end() && view_it->first < snapshot[index].first)) {
-      event = KeyValueEvent{EventType::kDelete, view_it->first, *view_it->second.value, revision};
-      view_it = view.erase(view_it);
-    } else {
-      const auto& [key, record] = snapshot[index++];
-      if (view_it == view.end() || key < view_it->first) {
-        event = KeyValueEvent{EventType::kCreate, key, *record.value, record.mod_revision};
-        view.emplace_hint(view_it, key, ViewEntry{record.mod_revision, record.value});
-      } else {
-        const bool changed = view_it->second.mod_revision != record.mod_revision;
-        if (changed) {
-          event = KeyValueEvent{EventType::kModify, key, *record.value, record.mod_revision};
-          view_it->second = ViewEntry{record.mod_revision, record.value};
-        }
-        ++view_it;
-        if (!changed) continue;
-      }
-    }
-    if (!Emit(watch, std::move(event))) return false;
+bool StoreCore::ListInto(kvstore::internal::KnownKeys& known,
+                         const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
+                         int64_t revision, kvstore::internal::EmitFn emit) {
+  kvstore::internal::RelistDiff diff(known, revision);
+  for (const auto& [key, record] : snapshot) {
+    if (!diff.Listed(key, record.mod_revision, record.value, emit)) return false;
   }
-  return true;
+  return diff.Finish(emit);
 }
 
 bool StoreCore::Emit(Watch* watch, KeyValueEvent event) {

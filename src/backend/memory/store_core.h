@@ -23,12 +23,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/lease_observers.h"
+#include "core/relist_diff.h"
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
-#include "core/lease_observers.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::memory::internal {
@@ -37,7 +38,7 @@ using kvstore::internal::LeaseObservers;
 
 // Values are immutable once written, so the key space, the history and every watcher's view share
 // them instead of copying.
-using SharedValue = std::shared_ptr<const std::string>;
+using kvstore::internal::SharedValue;
 
 // A watcher takes at most this many events from the history before handing them to its consumer,
 // so it holds the store lock only briefly and a compaction can overtake a slow consumer.
@@ -66,8 +67,9 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
 
   // Starts the maintenance thread. REQUIRES: owned by a shared_ptr; called once.
   void Start();
-  // Closes every watcher and joins every thread (detaching the calling thread if it is one of
-  // them). Called by the owning InMemoryStore when it goes away.
+  // Closes every watcher and joins every thread (the calling thread, if it is one of them, is
+  // joined by internal::ThreadReaper once it returned). Called by the owning InMemoryStore when
+  // it goes away.
   void Shutdown();
 
   // A new session; `observers` are called when one of its leases is lost.
@@ -137,12 +139,6 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
     bool finished = false;       // guarded by mu_
     kvstore::internal::EventsQueueRecorder queue_metrics;  // used by the watch's thread only
   };
-  // What the watcher's consumer has been told: the state of each key it knows.
-  struct ViewEntry {
-    int64_t mod_revision = 0;
-    SharedValue value;
-  };
-  using View = std::map<std::string, ViewEntry, std::less<>>;
   // Keys of a lost lease, to report to their session's observers once the lock is released.
   struct LostKeys {
     std::shared_ptr<LeaseObservers> observers;
@@ -152,9 +148,11 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   void MaintenanceLoop();
   void RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRecord>> initial,
                 int64_t list_revision);
-  // Emits the difference between `view` and `snapshot` (taken at `revision`) and updates `view`.
-  bool EmitRelist(Watch* watch, View& view,
-                  const std::vector<std::pair<std::string, KeyRecord>>& snapshot, int64_t revision);
+  // Emits the difference between what `known` holds and `snapshot` (sorted, taken at
+  // `revision`) and records it in `known`; false once the watch ended.
+  static bool ListInto(kvstore::internal::KnownKeys& known,
+                       const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
+                       int64_t revision, kvstore::internal::EmitFn emit);
   // Hands `event` to the watch's consumer (blocking while its watcher is full) and records how
   // long it waited; false once the watch ends.
   static bool Emit(Watch* watch, KeyValueEvent event);

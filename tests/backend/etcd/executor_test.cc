@@ -117,7 +117,7 @@ TEST(ExecutorTest, DestroyedByItsOwnTaskItsThreadIsJoinedByTheReaper) {
   executor.reset();
   ASSERT_TRUE(Eventually([&] { return destroyed.load(); }));
   EXPECT_TRUE(weak.expired());
-  EXPECT_TRUE(Eventually([] { return ThreadReaper::Instance().NumAdopted() == 0; }));
+  EXPECT_TRUE(Eventually([] { return internal::ThreadReaper::Instance().NumAdopted() == 0; }));
 }
 
 TEST(BackoffTest, DoublesUpToTheCap) {
