@@ -46,10 +46,8 @@ class EtcdBackend final : public Backend {
         executor_(std::make_unique<Executor>(kExecutorThreads)),
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
                                                config.max_keys_per_lease, config_.metrics.get())),
-        hub_(std::make_shared<WatchHub>(
-            rpc_.get(), executor_.get(),
-            page_size_ == 0 ? std::numeric_limits<int64_t>::max() : page_size_,
-            config_.metrics.get())),
+        hub_(std::make_shared<WatchHub>(rpc_.get(), executor_.get(), page_size_,
+                                        config_.metrics.get())),
         limiter_(config.qps > 0 ? std::make_unique<workqueue::BucketRateLimiter<int>>(config.qps, 1)
                                 : nullptr) {}
 

@@ -43,13 +43,14 @@ struct WatchHub::Entry {
   };
 
   Entry(uint64_t id, std::string prefix, std::shared_ptr<Watcher> watcher, Context ctx,
-        BackendMetrics* metrics)
+        int64_t page_size, BackendMetrics* metrics)
       : id(id),
         range(PrefixRange(prefix)),
         prefix(prefix),
         watcher(std::move(watcher)),
         ctx(std::move(ctx)),
-        known(std::move(prefix)),
+        known(prefix),
+        pager(this->prefix, page_size),
         queue_metrics(metrics, this->prefix) {}
 
   const uint64_t id;
@@ -70,9 +71,7 @@ struct WatchHub::Entry {
 
   // The running (re)list. A restart begins a new generation: answers to an older one are dropped.
   uint64_t list_generation = 0;
-  int64_t list_revision = 0;  // pinned by the first page
-  std::string list_cursor;    // where the next page starts
-  int64_t page_limit = 0;
+  ListPager pager;              // the same pages as ListPrefix
   bool page_requested = false;  // a fetch is on its way (or its retry is scheduled)
   bool last_page_received = false;
   std::optional<internal::RelistDiff> diff;  // of the listing with `known`, from the first page
@@ -104,7 +103,7 @@ WatchHub::WatchHub(Transport* transport, Executor* executor, int64_t page_size,
                    BackendMetrics* metrics)
     : transport_(transport),
       executor_(executor),
-      page_size_(std::max<int64_t>(page_size, 1)),
+      page_size_(std::max<int64_t>(page_size, 0)),
       metrics_(metrics) {}
 
 std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_view prefix,
@@ -117,7 +116,8 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
       watcher->Close();
       return watcher;
     }
-    entry = std::make_shared<Entry>(next_entry_id_++, std::string(prefix), watcher, ctx, metrics_);
+    entry = std::make_shared<Entry>(next_entry_id_++, std::string(prefix), watcher, ctx, page_size_,
+                                    metrics_);
     entries_.emplace(entry->id, entry);
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
@@ -149,9 +149,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
 void WatchHub::RestartListLocked(const std::shared_ptr<Entry>& entry) {
   entry->phase = Phase::kListing;
   ++entry->list_generation;
-  entry->list_revision = 0;
-  entry->list_cursor = entry->range.start;
-  entry->page_limit = FirstPageLimit(page_size_);
+  entry->pager.Restart();
   entry->page_requested = false;
   entry->last_page_received = false;
   entry->diff.reset();
@@ -182,10 +180,7 @@ void WatchHub::FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_gene
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (entry->phase != Phase::kListing || entry->list_generation != list_generation) return;
-    request.set_key(entry->list_cursor);
-    request.set_range_end(entry->range.end);
-    request.set_limit(entry->page_limit);
-    request.set_revision(entry->list_revision);
+    request = entry->pager.NextRequest();
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
   transport_->AsyncRange(absl::StrCat("list of '", entry->prefix, "' for a watcher"), request,
@@ -221,15 +216,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generat
     return;
   }
   entry->failures = 0;
-  if (entry->list_revision == 0) entry->list_revision = response.header().revision();
-  size_t bytes = 0;
-  for (const mvccpb::KeyValue& kv : response.kvs()) bytes += kv.key().size() + kv.value().size();
-  entry->page_limit = FittingPageLimit(page_size_, response.kvs_size(), bytes);
-  if (response.more() && response.kvs_size() > 0) {
-    entry->list_cursor = KeyAfter(response.kvs(response.kvs_size() - 1).key());
-  } else {
-    entry->last_page_received = true;
-  }
+  if (!entry->pager.Advance(response)) entry->last_page_received = true;
   entry->pages.push_back(Entry::Held<etcdserverpb::RangeResponse>{
       std::make_unique<etcdserverpb::RangeResponse>(std::move(response)),
       entry->queue_metrics.Received()});
@@ -476,7 +463,7 @@ WatchHub::Progress WatchHub::ApplyPagesLocked(Entry& entry, int& budget) {
   while (!entry.pages.empty()) {
     Entry::Held<etcdserverpb::RangeResponse>& page = entry.pages.front();
     received = entry.last_received = page.received;
-    if (!entry.diff) entry.diff.emplace(entry.known, entry.list_revision);
+    if (!entry.diff) entry.diff.emplace(entry.known, entry.pager.revision());
     const auto& kvs = page.message->kvs();
     for (; entry.next_item < kvs.size(); ++entry.next_item) {
       if (budget-- <= 0) return Progress::kYield;
@@ -489,15 +476,15 @@ WatchHub::Progress WatchHub::ApplyPagesLocked(Entry& entry, int& budget) {
     entry.next_item = 0;
   }
   if (!entry.last_page_received) return Progress::kDrained;  // the next page is on its way
-  if (!entry.diff) entry.diff.emplace(entry.known, entry.list_revision);
+  if (!entry.diff) entry.diff.emplace(entry.known, entry.pager.revision());
   if (!entry.diff->Finish(emit)) return Progress::kFull;
   if (!entry.list_done_sent) {
-    KeyValueEvent list_done{EventType::kListDone, "", "", entry.list_revision};
+    KeyValueEvent list_done{EventType::kListDone, "", "", entry.pager.revision()};
     if (!emit(list_done)) return Progress::kFull;
     entry.list_done_sent = true;
   }
   entry.diff.reset();
-  entry.revision = entry.list_revision;
+  entry.revision = entry.pager.revision();
   entry.phase = Phase::kWatching;
   entry.resume_pending = true;  // Apply subscribes
   return Progress::kDrained;

@@ -36,7 +36,8 @@ namespace kvstore::etcd {
 
 class WatchHub : public std::enable_shared_from_this<WatchHub> {
  public:
-  // `page_size`: keys per list page (before the byte bound shrinks it). `metrics` (may be null;
+  // `page_size`: keys per list page (before the byte bound shrinks it; 0: one unpaginated request,
+  // as ListPager). `metrics` (may be null;
   // must outlive this) receives how long events wait for their watcher. `transport` and
   // `executor` must outlive this.
   WatchHub(Transport* transport, Executor* executor, int64_t page_size,
