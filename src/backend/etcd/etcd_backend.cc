@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -98,21 +99,15 @@ class EtcdBackend final : public Backend {
                       bool lease) override {
     if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
       return s;
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
-      if (!leased.ok()) return leased.status();
-      const int64_t lease_id = *leased;
+    return WithSessionLease(ctx, key, lease, [&](int64_t lease_id) {
       etcdserverpb::PutRequest request;
-      request.set_key(std::string(key));
-      request.set_value(std::string(value));
-      request.set_lease(lease_id);
+      FillPut(request, key, value, lease_id);
       etcdserverpb::PutResponse response;
       absl::Status status =
           rpc_->Put(ctx, absl::StrCat("update ", Quoted(key)), request, &response);
-      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
       if (status.ok() && !lease) leases_->DetachKey(key);
       return status;
-    }
+    });
   }
 
   size_t MaxBatchOps() const override { return max_txn_ops_.load(); }
@@ -163,10 +158,7 @@ class EtcdBackend final : public Backend {
     }
     if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
       return s;
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
-      if (!leased.ok()) return leased.status();
-      const int64_t lease_id = *leased;
+    return WithSessionLease(ctx, key, lease, [&](int64_t lease_id) -> absl::StatusOr<bool> {
       // Nothing to do when the value (and, with a lease, the lease) is already the same;
       // otherwise write. A missing key fails the value comparison.
       etcdserverpb::TxnRequest request;
@@ -182,19 +174,15 @@ class EtcdBackend final : public Backend {
         same_lease->set_result(etcdserverpb::Compare::EQUAL);
         same_lease->set_lease(lease_id);
       }
-      etcdserverpb::PutRequest* put = request.add_failure()->mutable_request_put();
-      put->set_key(std::string(key));
-      put->set_value(std::string(value));
-      put->set_lease(lease_id);
+      FillPut(*request.add_failure()->mutable_request_put(), key, value, lease_id);
       etcdserverpb::TxnResponse response;
       absl::Status status =
           rpc_->Txn(ctx, absl::StrCat("update-if-different ", Quoted(key)), request, &response);
-      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
       if (!status.ok()) return status;
       bool wrote = !response.succeeded();
       if (wrote && !lease) leases_->DetachKey(key);
       return wrote;
-    }
+    });
   }
 
   absl::StatusOr<bool> CreateOnly(const Context& ctx, std::string_view key, std::string_view value,
@@ -202,29 +190,22 @@ class EtcdBackend final : public Backend {
     if (absl::Status s = ValidateAndThrottle(ctx, internal::CheckWrite(key, value)); !s.ok())
       return s;
     const bool attached_before = leases_->LeaseOfKey(key) != 0;
-    for (int attempt = 0;; ++attempt) {
-      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
-      if (!leased.ok()) return leased.status();
-      const int64_t lease_id = *leased;
+    return WithSessionLease(ctx, key, lease, [&](int64_t lease_id) -> absl::StatusOr<bool> {
       etcdserverpb::TxnRequest request;
       etcdserverpb::Compare* missing = request.add_compare();
       missing->set_key(std::string(key));
       missing->set_target(etcdserverpb::Compare::VERSION);
       missing->set_result(etcdserverpb::Compare::EQUAL);
       missing->set_version(0);
-      etcdserverpb::PutRequest* put = request.add_success()->mutable_request_put();
-      put->set_key(std::string(key));
-      put->set_value(std::string(value));
-      put->set_lease(lease_id);
+      FillPut(*request.add_success()->mutable_request_put(), key, value, lease_id);
       etcdserverpb::TxnResponse response;
       absl::Status status =
           rpc_->Txn(ctx, absl::StrCat("create-only ", Quoted(key)), request, &response);
-      if (lease && attempt == 0 && LeaseWasLost(status, key, lease_id)) continue;
       if (!status.ok()) return status;
       // Someone else's key is not ours to keep alive.
       if (lease && !response.succeeded() && !attached_before) leases_->DetachKey(key);
       return response.succeeded();
-    }
+    });
   }
 
   absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) override {
@@ -362,10 +343,7 @@ class EtcdBackend final : public Backend {
         if (!id.ok()) return fail_all(id.status());
         lease_id = *id;
       }
-      etcdserverpb::PutRequest* put = request_op->mutable_request_put();
-      put->set_key(op.key.data(), op.key.size());
-      put->set_value(op.value->data(), op.value->size());
-      put->set_lease(lease_id);
+      FillPut(*request_op->mutable_request_put(), op.key, *op.value, lease_id);
     }
     etcdserverpb::TxnResponse response;
     absl::Status status = rpc_->Txn(
@@ -432,6 +410,34 @@ class EtcdBackend final : public Backend {
   absl::StatusOr<int64_t> LeaseIdFor(const Context& ctx, std::string_view key, bool lease) {
     if (!lease) return 0;
     return leases_->LeaseForKey(ctx, key);
+  }
+
+  static void FillPut(etcdserverpb::PutRequest& put, std::string_view key, std::string_view value,
+                      int64_t lease_id) {
+    put.set_key(key.data(), key.size());
+    put.set_value(value.data(), value.size());
+    put.set_lease(lease_id);
+  }
+
+  static const absl::Status& StatusOf(const absl::Status& status) { return status; }
+  template <typename T>
+  static const absl::Status& StatusOf(const absl::StatusOr<T>& result) {
+    return result.status();
+  }
+
+  // Runs `write(lease_id)` with the lease a write of `key` uses (0 without `lease`). When etcd
+  // says that lease does not exist (it expired meanwhile), the session lease is lost, and the
+  // write runs once more with a new one.
+  template <typename Write>
+  std::invoke_result_t<Write, int64_t> WithSessionLease(const Context& ctx, std::string_view key,
+                                                        bool lease, Write write) {
+    for (int attempt = 0;; ++attempt) {
+      absl::StatusOr<int64_t> leased = LeaseIdFor(ctx, key, lease);
+      if (!leased.ok()) return leased.status();
+      std::invoke_result_t<Write, int64_t> result = write(*leased);
+      if (lease && attempt == 0 && LeaseWasLost(StatusOf(result), key, *leased)) continue;
+      return result;
+    }
   }
 
   // When etcd says the lease of a write does not exist, the session lease is lost: observers
