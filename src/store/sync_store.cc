@@ -63,10 +63,10 @@ std::optional<std::string_view> NameOfPath(std::string_view prefix, std::string_
 
 // Everything the workers, the public methods and the backend's lease-expired observers share. The
 // observers hold it weakly, so a late call from the backend after Run returned is harmless.
-class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
+class SyncInMemoryServer : public std::enable_shared_from_this<SyncInMemoryServer> {
  public:
-  SyncStoreCore(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
-                std::string prefix, WorkqueueSyncStoreOptions opts)
+  SyncInMemoryServer(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
+                     std::string prefix, WorkqueueSyncStoreOptions opts)
       : cluster_name_(std::move(cluster_name)),
         prefix_(std::move(prefix)),
         synced_key_(SyncedCanaryPath(cluster_name_, prefix_, opts.synced_key_override)),
@@ -93,7 +93,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     spdlog::info("Starting workqueue-based sync store (prefix {}, cluster {}, {} workers)", prefix_,
                  cluster_name_, workers_);
     if (backend_) {
-      std::weak_ptr<SyncStoreCore> weak = weak_from_this();
+      std::weak_ptr<SyncInMemoryServer> weak = weak_from_this();
       auto on_expired = [weak](std::string_view key) {
         if (auto core = weak.lock()) core->HandleExpiredLease(key);
       };
@@ -365,7 +365,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
 class WorkqueueSyncStore final : public SyncStore {
  public:
-  explicit WorkqueueSyncStore(std::shared_ptr<SyncStoreCore> core) : core_(std::move(core)) {}
+  explicit WorkqueueSyncStore(std::shared_ptr<SyncInMemoryServer> core) : core_(std::move(core)) {}
 
   void Run(const Context& ctx) override { core_->Run(ctx); }
   absl::Status UpsertKey(const Context&, const Key& key) override { return core_->UpsertKey(key); }
@@ -377,7 +377,7 @@ class WorkqueueSyncStore final : public SyncStore {
   }
 
  private:
-  const std::shared_ptr<SyncStoreCore> core_;
+  const std::shared_ptr<SyncInMemoryServer> core_;
 };
 
 }  // namespace
@@ -386,7 +386,7 @@ std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
                                                  std::shared_ptr<SyncStoreBackend> backend,
                                                  std::string prefix,
                                                  WorkqueueSyncStoreOptions opts) {
-  return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncStoreCore>(
+  return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncInMemoryServer>(
       std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts)));
 }
 

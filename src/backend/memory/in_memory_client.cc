@@ -7,12 +7,12 @@
 
 namespace kvstore::memory::internal {
 InMemoryClient::InMemoryClient(std::shared_ptr<InMemoryStore> store,
-                               std::shared_ptr<StoreCore> core, std::string name)
+                               std::shared_ptr<InMemoryServer> server, std::string name)
     : store_(std::move(store)),
-      core_(std::move(core)),
+      server_(std::move(server)),
       name_(std::move(name)),
       observers_(std::make_shared<LeaseObservers>()),
-      session_id_(core_->OpenSession(name_, observers_)) {}
+      session_id_(server_->OpenSession(name_, observers_)) {}
 
 InMemoryClient::~InMemoryClient() { Close(); }
 
@@ -36,7 +36,7 @@ absl::Status InMemoryClient::CheckWrite(const Context& ctx, std::string_view key
 absl::Status InMemoryClient::Update(const Context& ctx, std::string_view key,
                                     std::string_view value, bool lease) {
   if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
-  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kAlways);
+  absl::StatusOr<bool> wrote = server_->Put(session_id_, key, value, lease, PutMode::kAlways);
   if (!wrote.ok()) return ClosedError();
   return absl::OkStatus();
 }
@@ -44,7 +44,7 @@ absl::Status InMemoryClient::Update(const Context& ctx, std::string_view key,
 absl::StatusOr<bool> InMemoryClient::UpdateIfDifferent(const Context& ctx, std::string_view key,
                                                        std::string_view value, bool lease) {
   if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
-  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kIfDifferent);
+  absl::StatusOr<bool> wrote = server_->Put(session_id_, key, value, lease, PutMode::kIfDifferent);
   if (!wrote.ok()) return ClosedError();
   return wrote;
 }
@@ -52,7 +52,7 @@ absl::StatusOr<bool> InMemoryClient::UpdateIfDifferent(const Context& ctx, std::
 absl::StatusOr<bool> InMemoryClient::CreateOnly(const Context& ctx, std::string_view key,
                                                 std::string_view value, bool lease) {
   if (absl::Status status = CheckWrite(ctx, key, value); !status.ok()) return status;
-  absl::StatusOr<bool> wrote = core_->Put(session_id_, key, value, lease, PutMode::kCreateOnly);
+  absl::StatusOr<bool> wrote = server_->Put(session_id_, key, value, lease, PutMode::kCreateOnly);
   if (!wrote.ok()) return ClosedError();
   return wrote;
 }
@@ -61,13 +61,13 @@ absl::Status InMemoryClient::Delete(const Context& ctx, std::string_view key) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
   if (absl::Status status = kvstore::internal::CheckKeyNotEmpty(key); !status.ok()) return status;
   if (kvstore::internal::CannotExist(key)) return absl::OkStatus();
-  core_->Delete(key);
+  server_->Delete(key);
   return absl::OkStatus();
 }
 
 absl::Status InMemoryClient::DeletePrefix(const Context& ctx, std::string_view prefix) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  core_->DeletePrefix(prefix);
+  server_->DeletePrefix(prefix);
   return absl::OkStatus();
 }
 
@@ -76,13 +76,13 @@ absl::StatusOr<std::optional<std::string>> InMemoryClient::Get(const Context& ct
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
   if (absl::Status status = kvstore::internal::CheckKeyNotEmpty(key); !status.ok()) return status;
   if (kvstore::internal::CannotExist(key)) return std::nullopt;
-  return core_->Get(key);
+  return server_->Get(key);
 }
 
 absl::StatusOr<KeyValuePairs> InMemoryClient::ListPrefix(const Context& ctx,
                                                          std::string_view prefix) {
   if (absl::Status status = CheckUsable(ctx); !status.ok()) return status;
-  return core_->ListPrefix(prefix);
+  return server_->ListPrefix(prefix);
 }
 
 void InMemoryClient::RegisterLeaseExpiredObserver(std::string_view prefix,
@@ -93,18 +93,18 @@ void InMemoryClient::RegisterLeaseExpiredObserver(std::string_view prefix,
 std::shared_ptr<Watcher> InMemoryClient::ListAndWatch(const Context& ctx, std::string_view prefix,
                                                       size_t capacity) {
   // A closed client's session refuses the watch, which then closes at once.
-  return core_->ListAndWatch(session_id_, ctx, prefix, capacity);
+  return server_->ListAndWatch(session_id_, ctx, prefix, capacity);
 }
 
 BackendStatus InMemoryClient::Status() const {
   if (closed_.load()) return BackendStatus{BackendState::kClosed, "in-memory store: client closed"};
-  return BackendStatus{BackendState::kOk, core_->StatusLine(session_id_)};
+  return BackendStatus{BackendState::kOk, server_->StatusLine(session_id_)};
 }
 
 void InMemoryClient::Close() {
   if (closed_.exchange(true)) return;
   observers_->Disable();
-  core_->CloseSession(session_id_);
+  server_->CloseSession(session_id_);
 }
 
 }  // namespace kvstore::memory::internal

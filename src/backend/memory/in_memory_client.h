@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "backend/memory/store_core.h"
+#include "backend/memory/server.h"
 #include "kvstore/backend.h"
 #include "kvstore/memory/in_memory_store.h"
 
@@ -20,7 +20,7 @@ namespace kvstore::memory::internal {
 class InMemoryClient final : public Backend {
  public:
   // `store` is held so that the store (and its threads) lives as long as any of its clients.
-  InMemoryClient(std::shared_ptr<InMemoryStore> store, std::shared_ptr<StoreCore> core,
+  InMemoryClient(std::shared_ptr<InMemoryStore> store, std::shared_ptr<InMemoryServer> server,
                  std::string name);
   InMemoryClient(const InMemoryClient&) = delete;
   InMemoryClient& operator=(const InMemoryClient&) = delete;
@@ -56,7 +56,7 @@ class InMemoryClient final : public Backend {
   absl::Status ClosedError() const;
 
   const std::shared_ptr<InMemoryStore> store_;
-  const std::shared_ptr<StoreCore> core_;
+  const std::shared_ptr<InMemoryServer> server_;
   const std::string name_;
   const std::shared_ptr<LeaseObservers> observers_;
   const uint64_t session_id_;

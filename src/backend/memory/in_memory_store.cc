@@ -6,25 +6,26 @@
 #include <utility>
 
 #include "backend/memory/in_memory_client.h"
-#include "backend/memory/store_core.h"
+#include "backend/memory/server.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::memory {
 namespace {
 
 // The public handle. Its lifetime bounds the store's threads: the last client (or the caller of
-// Create) to let go of it shuts the core down.
+// Create) to let go of it shuts the server down.
 class InMemoryStoreImpl final : public InMemoryStore {
  public:
   explicit InMemoryStoreImpl(InMemoryOptions opts)
-      : metrics_(opts.metrics), core_(std::make_shared<internal::StoreCore>(std::move(opts))) {
-    core_->Start();
+      : metrics_(opts.metrics),
+        server_(std::make_shared<internal::InMemoryServer>(std::move(opts))) {
+    server_->Start();
   }
-  ~InMemoryStoreImpl() override { core_->Shutdown(); }
+  ~InMemoryStoreImpl() override { server_->Shutdown(); }
 
   std::shared_ptr<Backend> NewClient(std::string name) override {
     auto client =
-        std::make_shared<internal::InMemoryClient>(shared_from_this(), core_, std::move(name));
+        std::make_shared<internal::InMemoryClient>(shared_from_this(), server_, std::move(name));
     const uint64_t session_id = client->session_id();
     std::shared_ptr<Backend> handed_out =
         kvstore::internal::WithOperationMetrics(std::move(client), metrics_);
@@ -43,12 +44,12 @@ class InMemoryStoreImpl final : public InMemoryStore {
       if (it == clients_.end() || it->second.handed_out.expired()) return;
       session_id = it->second.session_id;
     }
-    core_->ExpireSession(session_id);
+    server_->ExpireSession(session_id);
   }
 
-  void Compact(int64_t revision) override { core_->Compact(revision); }
-  int64_t Revision() const override { return core_->Revision(); }
-  void ExpireDueLeases() override { core_->ExpireDueLeases(); }
+  void Compact(int64_t revision) override { server_->Compact(revision); }
+  int64_t Revision() const override { return server_->Revision(); }
+  void ExpireDueLeases() override { server_->ExpireDueLeases(); }
 
  private:
   // A client as handed out (with or without the metrics wrapper) and its session.
@@ -66,7 +67,7 @@ class InMemoryStoreImpl final : public InMemoryStore {
   }
 
   const std::shared_ptr<BackendMetrics> metrics_;
-  const std::shared_ptr<internal::StoreCore> core_;
+  const std::shared_ptr<internal::InMemoryServer> server_;
   std::mutex clients_mu_;  // guards clients_ and clients_after_sweep_
   std::map<const Backend*, Client> clients_;
   size_t clients_after_sweep_ = 0;

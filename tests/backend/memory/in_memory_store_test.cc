@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "backend/memory/store_core.h"
+#include "backend/memory/server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvstore/backend.h"

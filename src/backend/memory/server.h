@@ -1,8 +1,12 @@
-// The state and machinery of an InMemoryStore: the key space with revisions, the leases of every
-// session, the history that watchers replay, and the threads that expire leases and feed watchers.
+// The in-memory server behind an InMemoryStore: what an etcd server is to its clients. Four jobs,
+// under one mutex so that every write is one revision seen alike by all of them:
+//   - the key space with revisions (server.cc),
+//   - the history that watchers replay (history.h, appended to by server.cc),
+//   - sessions and their leases, expired by the maintenance thread (server_leases.cc),
+//   - watches, one thread each, replaying the history or re-listing (server_watches.cc).
 // Private to src/backend/memory.
-#ifndef KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
-#define KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
+#ifndef KVSTORE_BACKEND_MEMORY_SERVER_H_
+#define KVSTORE_BACKEND_MEMORY_SERVER_H_
 
 #include <condition_variable>
 #include <cstddef>
@@ -23,6 +27,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "backend/memory/history.h"
 #include "core/lease_observers.h"
 #include "core/relist_diff.h"
 #include "kvstore/backend.h"
@@ -36,9 +41,8 @@ namespace kvstore::memory::internal {
 
 using kvstore::internal::LeaseObservers;
 
-// Values are immutable once written, so the key space, the history and every watcher's view share
-// them instead of copying.
-using kvstore::internal::SharedValue;
+// Values (SharedValue) are immutable once written, so the key space, the history and every
+// watcher's view share them instead of copying.
 
 // A watcher takes at most this many events from the history before handing them to its consumer,
 // so it holds the store lock only briefly and a compaction can overtake a slow consumer.
@@ -58,12 +62,12 @@ struct KeyRecord {
   int64_t lease_id = 0;
 };
 
-class StoreCore : public std::enable_shared_from_this<StoreCore> {
+class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
  public:
-  explicit StoreCore(InMemoryOptions opts);
-  StoreCore(const StoreCore&) = delete;
-  StoreCore& operator=(const StoreCore&) = delete;
-  ~StoreCore();
+  explicit InMemoryServer(InMemoryOptions opts);
+  InMemoryServer(const InMemoryServer&) = delete;
+  InMemoryServer& operator=(const InMemoryServer&) = delete;
+  ~InMemoryServer();
 
   // Starts the maintenance thread. REQUIRES: owned by a shared_ptr; called once.
   void Start();
@@ -114,17 +118,6 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
     std::vector<int64_t> lease_ids;  // live leases, oldest first; the last one takes new keys
     bool kept_alive = true;
     std::shared_ptr<LeaseObservers> observers;  // null once closed
-  };
-  // One key's change within a revision. For a delete, `value` is the last value.
-  struct Change {
-    std::string key;
-    SharedValue value;
-    bool deleted = false;
-  };
-  struct HistoryEntry {
-    int64_t revision = 0;
-    std::vector<Change> changes;
-    size_t bytes = 0;
   };
   struct Watch {
     uint64_t id = 0;
@@ -179,7 +172,6 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   // Records a new revision made of `changes` and wakes the watchers it concerns.
   void CommitLocked(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompactLocked(int64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void TrimHistoryLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<std::thread> TakeFinishedWatchThreadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const InMemoryOptions opts_;
@@ -189,11 +181,8 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
   mutable std::mutex mu_;  // guards everything below
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 1;  // like etcd: an empty store is at revision 1
-  // The history holds every revision after this one, contiguously.
-  int64_t compacted_revision_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<std::string, KeyRecord, std::less<>> keys_ ABSL_GUARDED_BY(mu_);
-  std::deque<HistoryEntry> history_ ABSL_GUARDED_BY(mu_);
-  size_t history_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  History history_ ABSL_GUARDED_BY(mu_);
   size_t commits_since_trim_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
   int64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -208,4 +197,4 @@ class StoreCore : public std::enable_shared_from_this<StoreCore> {
 
 }  // namespace kvstore::memory::internal
 
-#endif  // KVSTORE_BACKEND_MEMORY_STORE_CORE_H_
+#endif  // KVSTORE_BACKEND_MEMORY_SERVER_H_
