@@ -2,6 +2,7 @@
 #ifndef KVSTORE_PATHS_H_
 #define KVSTORE_PATHS_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,14 @@ std::string StateToCachePrefix(std::string_view prefix);
 // Joins path parts with single slashes: no doubled separators at the joints, no trailing slash.
 // JoinPath("a/", "/b") == "a/b"; empty parts are skipped.
 std::string JoinPath(std::string_view a, std::string_view b);
+
+// `prefix` with exactly one trailing slash ("a/b", "a/b//" -> "a/b/"): as a watched prefix it
+// matches the keys below it, never those of a sibling such as "a/bc".
+std::string DirectoryPrefix(std::string_view prefix);
+
+// The name that JoinPath(prefix, name) turned into `path`, or nullopt when `path` is not below
+// `prefix` (a sibling such as "a/bc" is not below "a/b"). Points into `path`.
+std::optional<std::string_view> NameBelow(std::string_view prefix, std::string_view path);
 
 // OK when `name` can be joined below a prefix and read back unchanged: not empty, and neither
 // starting nor ending with '/'. InvalidArgument otherwise.

@@ -57,6 +57,21 @@ absl::Status CheckKeyName(std::string_view name) {
   return absl::OkStatus();
 }
 
+std::string DirectoryPrefix(std::string_view prefix) {
+  while (prefix.ends_with('/')) prefix.remove_suffix(1);
+  std::string directory(prefix);
+  directory += '/';
+  return directory;
+}
+
+std::optional<std::string_view> NameBelow(std::string_view prefix, std::string_view path) {
+  if (!path.starts_with(prefix)) return std::nullopt;
+  std::string_view name = path.substr(prefix.size());
+  if (!prefix.empty() && !prefix.ends_with('/') && !name.starts_with('/')) return std::nullopt;
+  while (name.starts_with('/')) name.remove_prefix(1);
+  return name;
+}
+
 std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key) {
   return JoinPath(JoinPath(kSyncedPrefix, cluster_name), key);
 }

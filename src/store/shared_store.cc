@@ -31,23 +31,13 @@ using SteadyTime = Clock::time_point;
 // Room for a burst of events (a re-list after a reconnect) without stalling the backend.
 constexpr size_t kWatcherCapacity = 1024;
 
-// The prefix handed to ListAndWatch: the store's prefix with exactly one trailing slash, so that
-// "a/b" does not also match keys of a store "a/bc".
-std::string WatchPrefix(std::string_view prefix) {
-  std::string_view trimmed = prefix;
-  while (!trimmed.empty() && trimmed.back() == '/') trimmed.remove_suffix(1);
-  std::string watch_prefix(trimmed);
-  watch_prefix += '/';
-  return watch_prefix;
-}
-
 class SharedStoreImpl final : public SharedStore {
  public:
   SharedStoreImpl(Configuration config, std::shared_ptr<Backend> backend)
       : config_(std::move(config)),
         backend_(std::move(backend)),
         clock_(config_.clock != nullptr ? config_.clock : SystemClock()),
-        watch_prefix_(WatchPrefix(config_.prefix)),
+        watch_prefix_(DirectoryPrefix(config_.prefix)),
         sync_interval_(config_.synchronization_interval.count() > 0
                            ? config_.synchronization_interval
                            : std::chrono::milliseconds(kDefaultSynchronizationInterval)),

@@ -49,24 +49,12 @@ std::string SyncedCanaryPath(std::string_view cluster_name, std::string_view pre
   return SyncedKeyPath(cluster_name, synced_key_override.empty() ? prefix : synced_key_override);
 }
 
-// The name whose KeyPath under `prefix` is `path` (KeyPath's inverse), or nullopt when `path` is
-// not below `prefix`.
-std::optional<std::string_view> NameOfPath(std::string_view prefix, std::string_view path) {
-  if (!path.starts_with(prefix)) return std::nullopt;
-  std::string_view name = path.substr(prefix.size());
-  if (!prefix.empty() && !prefix.ends_with('/') && !name.starts_with('/')) {
-    return std::nullopt;  // a sibling prefix, e.g. "foo/barbaz" for "foo/bar"
-  }
-  while (name.starts_with('/')) name.remove_prefix(1);
-  return name;
-}
-
 // Everything the workers, the public methods and the backend's lease-expired observers share. The
 // observers hold it weakly, so a late call from the backend after Run returned is harmless.
-class SyncInMemoryServer : public std::enable_shared_from_this<SyncInMemoryServer> {
+class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
  public:
-  SyncInMemoryServer(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
-                     std::string prefix, WorkqueueSyncStoreOptions opts)
+  SyncStoreCore(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
+                std::string prefix, WorkqueueSyncStoreOptions opts)
       : cluster_name_(std::move(cluster_name)),
         prefix_(std::move(prefix)),
         synced_key_(SyncedCanaryPath(cluster_name_, prefix_, opts.synced_key_override)),
@@ -93,7 +81,7 @@ class SyncInMemoryServer : public std::enable_shared_from_this<SyncInMemoryServe
     spdlog::info("Starting workqueue-based sync store (prefix {}, cluster {}, {} workers)", prefix_,
                  cluster_name_, workers_);
     if (backend_) {
-      std::weak_ptr<SyncInMemoryServer> weak = weak_from_this();
+      std::weak_ptr<SyncStoreCore> weak = weak_from_this();
       auto on_expired = [weak](std::string_view key) {
         if (auto core = weak.lock()) core->HandleExpiredLease(key);
       };
@@ -328,7 +316,7 @@ class SyncInMemoryServer : public std::enable_shared_from_this<SyncInMemoryServe
       if (synced_called_) queue_.Add(synced_key_);
       return;
     }
-    std::optional<std::string_view> name = NameOfPath(prefix_, key);
+    std::optional<std::string_view> name = NameBelow(prefix_, key);
     if (!name.has_value()) return;
     auto it = keys_.find(std::string(*name));
     if (it == keys_.end() || !it->second.value.has_value()) return;
@@ -365,7 +353,7 @@ class SyncInMemoryServer : public std::enable_shared_from_this<SyncInMemoryServe
 
 class WorkqueueSyncStore final : public SyncStore {
  public:
-  explicit WorkqueueSyncStore(std::shared_ptr<SyncInMemoryServer> core) : core_(std::move(core)) {}
+  explicit WorkqueueSyncStore(std::shared_ptr<SyncStoreCore> core) : core_(std::move(core)) {}
 
   void Run(const Context& ctx) override { core_->Run(ctx); }
   absl::Status UpsertKey(const Context&, const Key& key) override { return core_->UpsertKey(key); }
@@ -377,7 +365,7 @@ class WorkqueueSyncStore final : public SyncStore {
   }
 
  private:
-  const std::shared_ptr<SyncInMemoryServer> core_;
+  const std::shared_ptr<SyncStoreCore> core_;
 };
 
 }  // namespace
@@ -386,7 +374,7 @@ std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
                                                  std::shared_ptr<SyncStoreBackend> backend,
                                                  std::string prefix,
                                                  WorkqueueSyncStoreOptions opts) {
-  return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncInMemoryServer>(
+  return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncStoreCore>(
       std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts)));
 }
 

@@ -37,11 +37,8 @@ class RestartableWatchStore final : public WatchStore {
     if (busy_.exchange(true)) {
       throw std::logic_error("WatchStore::Watch called while a Watch or Drain is running");
     }
-    // Exactly one trailing "/": only children of the prefix, never a sibling such as
-    // "cluster10" for "cluster1".
-    std::string watched(prefix);
-    while (watched.ends_with('/')) watched.pop_back();
-    watched += '/';
+    // Only children of the prefix, never a sibling such as "cluster10" for "cluster1".
+    const std::string watched = DirectoryPrefix(prefix);
 
     prometheus::Gauge* synced_metric =
         metrics_ ? &metrics_->InitialSyncCompleted(GetScopeFromKey(watched), cluster_name_, "read")

@@ -51,5 +51,18 @@ TEST(PathsTest, SyncedKeyPath) {
   EXPECT_EQ(SyncedKeyPath("c1", "cilium/state/nodes/v1"), "cilium/synced/c1/cilium/state/nodes/v1");
 }
 
+TEST(PathsTest, DirectoryPrefixEndsInExactlyOneSlash) {
+  EXPECT_EQ(DirectoryPrefix("a/b"), "a/b/");
+  EXPECT_EQ(DirectoryPrefix("a/b//"), "a/b/");
+  EXPECT_EQ(DirectoryPrefix(""), "/");
+}
+
+TEST(PathsTest, NameBelowInvertsJoinPathAndRejectsSiblings) {
+  EXPECT_EQ(NameBelow("a/b", JoinPath("a/b", "x/y")), std::optional<std::string_view>("x/y"));
+  EXPECT_EQ(NameBelow("a/b/", "a/b/x"), std::optional<std::string_view>("x"));
+  EXPECT_EQ(NameBelow("a/b", "a/bc/x"), std::nullopt);
+  EXPECT_EQ(NameBelow("a/b", "z/x"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace kvstore

@@ -1,7 +1,8 @@
-// The in-memory server's sessions and leases: granting, keep-alive by session, expiry and revocation.
-#include "backend/memory/server.h"
-
+// The in-memory server's sessions and leases: granting, keep-alive by session, expiry and
+// revocation.
 #include <utility>
+
+#include "backend/memory/server.h"
 
 namespace kvstore::memory::internal {
 
@@ -62,8 +63,8 @@ void InMemoryServer::ExpireDueLeases() {
 }
 
 Clock::time_point InMemoryServer::RevokeDueLeasesLocked(Clock::time_point now,
-                                                   Clock::time_point idle_deadline,
-                                                   std::vector<LostKeys>& lost) {
+                                                        Clock::time_point idle_deadline,
+                                                        std::vector<LostKeys>& lost) {
   Clock::time_point next = idle_deadline;
   std::vector<int64_t> due;
   for (const auto& [id, lease] : leases_) {
@@ -124,7 +125,7 @@ bool InMemoryServer::LeaseOfSessionLocked(uint64_t session_id, int64_t lease_id)
 }
 
 int64_t InMemoryServer::LeaseForWriteLocked(uint64_t session_id, Session& session,
-                                       std::string_view key) {
+                                            std::string_view key) {
   auto key_it = keys_.find(key);
   if (key_it != keys_.end() && LeaseOfSessionLocked(session_id, key_it->second.lease_id)) {
     return key_it->second.lease_id;

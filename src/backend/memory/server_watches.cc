@@ -1,16 +1,15 @@
-// The in-memory server's watches: one thread per watch replays the history to its watcher, re-listing
-// when the history it needs is gone.
-#include "backend/memory/server.h"
-
+// The in-memory server's watches: one thread per watch replays the history to its watcher,
+// re-listing when the history it needs is gone.
 #include <utility>
 
+#include "backend/memory/server.h"
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
 
 std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const Context& ctx,
-                                                 std::string_view prefix, size_t capacity) {
+                                                      std::string_view prefix, size_t capacity) {
   auto watcher = std::make_shared<Watcher>(std::string(prefix), capacity);
   if (ctx.Done()) {
     watcher->Close();
@@ -58,7 +57,7 @@ std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const
 }
 
 void InMemoryServer::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRecord>> initial,
-                         int64_t list_revision) {
+                              int64_t list_revision) {
   Watcher& watcher = *watch->watcher;
   const Context& ctx = watch->ctx;
   // Emit blocks until the consumer takes the event, so it refuses only when the watch ends.
@@ -118,8 +117,8 @@ void InMemoryServer::RunWatch(Watch* watch, std::vector<std::pair<std::string, K
 }
 
 bool InMemoryServer::ListInto(kvstore::internal::KnownKeys& known,
-                         const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
-                         int64_t revision, kvstore::internal::EmitFn emit) {
+                              const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
+                              int64_t revision, kvstore::internal::EmitFn emit) {
   kvstore::internal::RelistDiff diff(known, revision);
   for (const auto& [key, record] : snapshot) {
     if (!diff.Listed(key, record.mod_revision, record.value, emit)) return false;
