@@ -90,6 +90,9 @@ bool Context::WaitOn(std::unique_lock<std::mutex>& lock, std::condition_variable
     return true;
   }
   std::mutex* mu = lock.mutex();
+  // The deadline callback wakes the wait; waiting until the deadline as well keeps the wait
+  // bounded when no timer thread runs any more (during exit).
+  const std::optional<std::chrono::steady_clock::time_point> deadline = Deadline();
   while (true) {
     if (pred()) return true;
     if (Done()) return false;
@@ -101,7 +104,13 @@ bool Context::WaitOn(std::unique_lock<std::mutex>& lock, std::condition_variable
       cv.notify_all();
     });
     lock.lock();
-    while (!pred() && !Done()) cv.wait(lock);
+    while (!pred() && !Done()) {
+      if (deadline) {
+        cv.wait_until(lock, *deadline);
+      } else {
+        cv.wait(lock);
+      }
+    }
     lock.unlock();
     if (id != 0) RemoveCallback(id);
     lock.lock();

@@ -41,8 +41,17 @@ void LeaseObservers::Dispatch(const std::vector<std::string>& keys) {
         if (key.starts_with(prefix)) matching.push_back(fn);
       }
     }
-    for (const auto& fn : matching) (*fn)(key);
+    for (const auto& fn : matching) {
+      // An observer may close the instance (Disable) while others for this key are still due.
+      if (Disabled()) return;
+      (*fn)(key);
+    }
   }
+}
+
+bool LeaseObservers::Disabled() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return disabled_;
 }
 
 void LeaseObservers::Disable() {

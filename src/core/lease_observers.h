@@ -37,6 +37,8 @@ class LeaseObservers {
   void Disable();
 
  private:
+  bool Disabled();
+
   std::mutex mu_;  // guards observers_ and disabled_
   std::map<std::string, std::shared_ptr<Fn>, std::less<>> observers_;
   bool disabled_ = false;

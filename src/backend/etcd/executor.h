@@ -37,7 +37,9 @@ class Executor {
 
   // Drops queued tasks, waits for running ones and joins the threads. Idempotent. From a task
   // (one that closes the backend), the thread running it is not joined here, as it cannot join
-  // itself: it ends once the task returns, and the destructor joins it.
+  // itself: it ends once the task returns, and the destructor joins it. REQUIRES: no two threads
+  // call it at once (a second one would return before the first joined; EtcdBackend::Close and
+  // LeaseManager::Shutdown run once).
   void Shutdown();
 
   // The clock the timers follow; components that schedule on this executor measure time by it.

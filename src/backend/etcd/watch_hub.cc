@@ -318,7 +318,9 @@ void WatchHub::StartStream() {
     return;
   }
   if (generation != stream_generation_ || shutdown_) {
-    // Ended (or shut down) before we got here; OnStreamDone arranged what follows.
+    // Ended (or shut down) before we got here. OnStreamDone could not start the next stream
+    // while this start was in progress, so it is started (with its backoff) from here.
+    if (!shutdown_ && AnyWatchingLocked()) EnsureStreamLocked();
     lock.unlock();
     (*started)->Cancel();
     return;

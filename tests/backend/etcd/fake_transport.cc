@@ -1,6 +1,7 @@
 #include "tests/backend/etcd/fake_transport.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace kvstore::etcd::testing {
@@ -164,14 +165,29 @@ void FakeTransport::FailRanges(absl::Status status, int count) {
 
 absl::StatusOr<std::shared_ptr<WatchRequests>> FakeTransport::StartWatchStream(
     ReadHandler<etcdserverpb::WatchResponse> on_read, DoneHandler on_done) {
-  std::lock_guard<std::mutex> guard(mu_);
-  if (watch_failures_left_ > 0) {
-    --watch_failures_left_;
-    return watch_failure_;
+  std::shared_ptr<FakeWatchStream> stream;
+  std::optional<absl::Status> end_at_start;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (watch_failures_left_ > 0) {
+      --watch_failures_left_;
+      return watch_failure_;
+    }
+    stream = std::make_shared<FakeWatchStream>(std::move(on_read), std::move(on_done));
+    watch_streams_.push_back(stream);
+    if (watch_ends_at_start_left_ > 0) {
+      --watch_ends_at_start_left_;
+      end_at_start = watch_end_at_start_;
+    }
   }
-  auto stream = std::make_shared<FakeWatchStream>(std::move(on_read), std::move(on_done));
-  watch_streams_.push_back(stream);
+  if (end_at_start) stream->End(*end_at_start);
   return std::shared_ptr<WatchRequests>(stream);
+}
+
+void FakeTransport::EndWatchStreamsWhileStarting(absl::Status status, int count) {
+  std::lock_guard<std::mutex> guard(mu_);
+  watch_end_at_start_ = std::move(status);
+  watch_ends_at_start_left_ = count;
 }
 
 size_t FakeTransport::NumWatchStreams() const {

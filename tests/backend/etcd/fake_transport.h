@@ -125,6 +125,9 @@ class FakeTransport final : public Transport {
   std::shared_ptr<FakeWatchStream> LatestWatchStream() const;
   // The next `count` StartWatchStream calls fail with `status`.
   void FailWatchStreams(absl::Status status, int count = 1);
+  // The next `count` StartWatchStream calls open a stream and end it with `status` before they
+  // return, as gRPC may when the call fails at once (its done handler runs first).
+  void EndWatchStreamsWhileStarting(absl::Status status, int count = 1);
 
   // --- Keep-alive streams.
   size_t NumKeepAliveStreams() const;
@@ -173,6 +176,8 @@ class FakeTransport final : public Transport {
   std::vector<std::shared_ptr<FakeWatchStream>> watch_streams_;
   absl::Status watch_failure_;
   int watch_failures_left_ = 0;
+  absl::Status watch_end_at_start_;
+  int watch_ends_at_start_left_ = 0;
   std::vector<std::shared_ptr<FakeKeepAliveStream>> keep_alive_streams_;
   int64_t next_lease_id_ = 1000;
   size_t lease_grants_ = 0;

@@ -146,6 +146,23 @@ TEST_F(WatchHubTest, LostStreamResumesFromTheLastRevisionWithoutGapOrDuplicate) 
   watcher->Stop();
 }
 
+// gRPC may run a stream's done handler before StartWatchStream returned: the hub must still open
+// the next stream (it used to leave every watcher without a stream, silently).
+TEST_F(WatchHubTest, StreamThatEndsWhileStartingIsReplaced) {
+  std::shared_ptr<Watcher> watcher = hub_->ListAndWatch(Context(), "p/", 16);
+  ASSERT_EQ(Read(*watcher, 1), (std::vector<KeyValueEvent>{Event(EventType::kListDone, "")}));
+  ASSERT_TRUE(Eventually([&] { return server_.NumOpenWatches() == 1; }));
+
+  transport_.EndWatchStreamsWhileStarting(absl::UnavailableError("endpoint refused"));
+  transport_.LatestWatchStream()->End(absl::UnavailableError("connection reset"));
+  transport_.Put("p/a", "1");
+  // The second stream ends inside its start; a third one resumes the watch.
+  ASSERT_TRUE(AdvanceUntil([&] { return transport_.NumWatchStreams() == 3; }));
+  ASSERT_TRUE(Eventually([&] { return server_.NumOpenWatches() == 1; }));
+  EXPECT_EQ(Read(*watcher, 1), (std::vector<KeyValueEvent>{Event(EventType::kCreate, "p/a", "1")}));
+  watcher->Stop();
+}
+
 TEST_F(WatchHubTest, CompactedRevisionRelistsAndEmitsTheDifference) {
   transport_.Put("p/a", "1");
   transport_.Put("p/b", "2");
