@@ -60,6 +60,12 @@ class Watcher {
   std::optional<KeyValueEvent> NextFor(std::chrono::nanoseconds timeout);
   // Consumer: like Next, but nullopt also once `ctx` is done.
   std::optional<KeyValueEvent> Next(const Context& ctx);
+  // Consumer: like Next(ctx), but hands over every event buffered when it wakes up (at least
+  // one), appended to `*events` in order, instead of one per call: a consumer that keeps up takes
+  // the channel's lock once per batch, and the producer refills the whole buffer per wake-up.
+  // Returns false, appending nothing, once closed and drained, stopped, or `ctx` is done while
+  // nothing is buffered. REQUIRES: `events` is not null.
+  bool NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events);
 
   // Consumer: stops the watch. Blocked and later Emit calls return false; returns once the
   // producer has closed the channel. Buffered events are discarded.

@@ -1,6 +1,7 @@
 #include "kvstore/events.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace kvstore {
@@ -99,6 +100,25 @@ std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
   return PopLocked(lock);
+}
+
+bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
+  std::unique_lock<std::mutex> lock(mu_);
+  ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
+  if (buffer_.empty() || stopped_) return false;
+  // Producers wait only on a full buffer.
+  const bool wake = buffer_.size() == capacity_;
+  if (events->empty()) {
+    events->swap(buffer_);
+  } else {
+    std::move(buffer_.begin(), buffer_.end(), std::back_inserter(*events));
+    buffer_.clear();
+  }
+  std::function<void()> hook = TakeSpaceHookLocked();
+  lock.unlock();
+  if (wake) cv_.notify_all();
+  if (hook) hook();
+  return true;
 }
 
 std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {

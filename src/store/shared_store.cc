@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -303,10 +304,13 @@ class SharedStoreImpl final : public SharedStore {
   void WatchLoop() {
     Context alarm_ctx;
     std::optional<SteadyTime> armed_for;  // the due time alarm_ctx is armed for
+    // Every event received by the time the thread wakes up, taken at once (Watcher::NextBatch):
+    // under a burst of writes this thread sleeps and wakes once per batch, not once per event.
+    std::deque<KeyValueEvent> batch;
     while (!Stopping()) {
-      std::optional<KeyValueEvent> event;
+      bool received;
       if (pending_by_due_.empty()) {
-        event = watcher_->Next();
+        received = watcher_->NextBatch(Context::Background(), &batch);
       } else {
         const SteadyTime now = clock_->Now();
         const SteadyTime due = pending_by_due_.begin()->first;
@@ -320,10 +324,18 @@ class SharedStoreImpl final : public SharedStore {
           alarm_ctx = alarm_->Arm(due);
           armed_for = due;
         }
-        event = watcher_->Next(alarm_ctx);
+        received = watcher_->NextBatch(alarm_ctx, &batch);
       }
-      if (event.has_value()) {
-        if (!Stopping()) HandleEvent(*event);
+      if (received) {
+        for (; !batch.empty() && !Stopping(); batch.pop_front()) {
+          // Deletes falling due meanwhile come first, as if the events were taken one by one.
+          if (!pending_by_due_.empty()) {
+            const SteadyTime now = clock_->Now();
+            if (pending_by_due_.begin()->first <= now) DeliverDueDeletes(now);
+          }
+          HandleEvent(batch.front());
+        }
+        batch.clear();
       } else if (internal::WatcherProducer(*watcher_).Closed() ||
                  internal::WatcherProducer(*watcher_).Stopped()) {
         break;

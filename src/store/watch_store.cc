@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <new>
 #include <optional>
@@ -64,26 +65,30 @@ class RestartableWatchStore final : public WatchStore {
       spdlog::error("Backend returned no watcher for prefix {}", watched);
       return;
     }
-    while (!ctx.Done()) {
-      std::optional<KeyValueEvent> event = watcher->Next(ctx);
-      if (!event.has_value()) break;
-      if (event->type == EventType::kListDone) {
-        ListDone(ctx, synced_metric);
-        continue;
+    // Every event received by the time the loop wakes up, taken at once (Watcher::NextBatch).
+    std::deque<KeyValueEvent> batch;
+    while (!ctx.Done() && watcher->NextBatch(ctx, &batch)) {
+      for (; !batch.empty() && !ctx.Done(); batch.pop_front()) {
+        const KeyValueEvent& event = batch.front();
+        if (event.type == EventType::kListDone) {
+          ListDone(ctx, synced_metric);
+          continue;
+        }
+        std::string_view name = event.key;
+        if (name.starts_with(watched)) name.remove_prefix(watched.size());
+        switch (event.type) {
+          case EventType::kCreate:
+          case EventType::kModify:
+            HandleUpsert(name, event.value);
+            break;
+          case EventType::kDelete:
+            HandleDelete(name);
+            break;
+          case EventType::kListDone:
+            break;
+        }
       }
-      std::string_view name = event->key;
-      if (name.starts_with(watched)) name.remove_prefix(watched.size());
-      switch (event->type) {
-        case EventType::kCreate:
-        case EventType::kModify:
-          HandleUpsert(name, event->value);
-          break;
-        case EventType::kDelete:
-          HandleDelete(name);
-          break;
-        case EventType::kListDone:
-          break;
-      }
+      batch.clear();
     }
     // Ends the backend's side of the watch (if ctx is done) and waits until it let go.
     watcher->Stop();

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,6 +35,42 @@ TEST(WatcherTest, DeliversBufferedEventsBeforeClosed) {
   EXPECT_EQ(w.Next(), Create("p/b", "2"));
   EXPECT_EQ(w.Next(), std::nullopt);
   EXPECT_TRUE(internal::WatcherProducer(w).Closed());
+}
+
+TEST(WatcherTest, NextBatchHandsOverEverythingBufferedInOrder) {
+  Watcher w("p/", 4);
+  ASSERT_TRUE(w.Emit(Create("p/a", "1"), Context()));
+  ASSERT_TRUE(w.Emit(Create("p/b", "2"), Context()));
+  std::deque<KeyValueEvent> batch;
+  ASSERT_TRUE(w.NextBatch(Context(), &batch));
+  ASSERT_EQ(batch.size(), 2u);
+  EXPECT_EQ(batch[0], Create("p/a", "1"));
+  EXPECT_EQ(batch[1], Create("p/b", "2"));
+  // Appended after what the caller still holds.
+  ASSERT_TRUE(w.Emit(Create("p/c", "3"), Context()));
+  w.Close();
+  ASSERT_TRUE(w.NextBatch(Context(), &batch));
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch[2], Create("p/c", "3"));
+  EXPECT_FALSE(w.NextBatch(Context(), &batch));  // closed and drained
+  EXPECT_EQ(batch.size(), 3u);
+  EXPECT_TRUE(internal::WatcherProducer(w).Closed());
+}
+
+TEST(WatcherTest, NextBatchWakesAFullProducerAndEndsWithTheContext) {
+  Watcher w("p/", 1);
+  ASSERT_TRUE(w.Emit(Create("p/a", "1"), Context()));
+  std::thread producer([&] { EXPECT_TRUE(w.Emit(Create("p/b", "2"), Context())); });
+  std::deque<KeyValueEvent> batch;
+  ASSERT_TRUE(w.NextBatch(Context(), &batch));
+  producer.join();  // room made by the batch
+  batch.clear();
+  ASSERT_TRUE(w.NextBatch(Context(), &batch));
+  ASSERT_EQ(batch.size(), 1u);
+  EXPECT_EQ(batch[0], Create("p/b", "2"));
+  auto [ctx, cancel] = WithTimeout(Context(), 10ms);
+  EXPECT_FALSE(w.NextBatch(ctx, &batch));
+  EXPECT_EQ(batch.size(), 1u);
 }
 
 TEST(WatcherTest, ZeroCapacityMeansOne) {
