@@ -81,6 +81,14 @@ class SyncStoreBackend {
   }
 };
 
+// How a watch reports, for ListAndWatchWith.
+struct WatchOptions {
+  // False: kDelete events may come without the last value (empty), which spares the backend
+  // keeping a copy of every value it reported. For consumers that look deleted keys up by name
+  // in what they kept themselves (SharedStore, WatchStore).
+  bool delete_values = true;
+};
+
 // What WatchStore needs of a backend.
 class WatchStoreBackend {
  public:
@@ -90,6 +98,13 @@ class WatchStoreBackend {
   // the consumer calls Stop().
   virtual std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                                 size_t capacity) = 0;
+  // ListAndWatch as `options` say. The default ignores them (a backend may always send more than
+  // asked for): ListAndWatch(ctx, prefix, capacity).
+  virtual std::shared_ptr<Watcher> ListAndWatchWith(const Context& ctx, std::string_view prefix,
+                                                    size_t capacity, const WatchOptions& options) {
+    (void)options;
+    return ListAndWatch(ctx, prefix, capacity);
+  }
 };
 
 class Backend : public SyncStoreBackend, public WatchStoreBackend {

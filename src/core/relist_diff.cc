@@ -13,7 +13,8 @@ std::string ToString(std::string_view value) { return std::string(value); }
 
 }  // namespace
 
-KnownKeys::KnownKeys(std::string prefix) : prefix_(std::move(prefix)) {}
+KnownKeys::KnownKeys(std::string prefix, bool keep_values)
+    : prefix_(std::move(prefix)), keep_values_(keep_values) {}
 
 std::string KnownKeys::Absolute(std::string_view relative) const {
   std::string key;
@@ -34,7 +35,7 @@ bool KnownKeys::ApplyPutImpl(std::string_view key, int64_t revision, Value&& val
   KeyValueEvent event{is_new ? EventType::kCreate : EventType::kModify, std::string(key),
                       ToString(value), revision};
   if (!emit(event)) return false;
-  Known state{revision, ToShared(std::forward<Value>(value))};
+  Known state{revision, keep_values_ ? ToShared(std::forward<Value>(value)) : nullptr};
   if (is_new) {
     keys_.emplace(std::string(Relative(key)), std::move(state));
   } else {
@@ -92,7 +93,8 @@ bool RelistDiff::ListedImpl(std::string_view key, int64_t mod_revision, Value&& 
       cursor_.assign(relative);
       return false;
     }
-    KnownKeys::Known state{mod_revision, ToShared(std::forward<Value>(value))};
+    KnownKeys::Known state{mod_revision,
+                           known_.keep_values_ ? ToShared(std::forward<Value>(value)) : nullptr};
     if (is_new) {
       known_.keys_.emplace(std::string(relative), std::move(state));
     } else {

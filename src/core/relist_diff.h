@@ -39,11 +39,12 @@ class KnownKeys {
  public:
   struct Known {
     int64_t mod_revision = 0;
-    SharedValue value;
+    SharedValue value;  // null when not kept
   };
 
-  // REQUIRES: every key passed in starts with `prefix`.
-  explicit KnownKeys(std::string prefix = "");
+  // REQUIRES: every key passed in starts with `prefix`. Without `keep_values` only the mod
+  // revisions are kept, and deletes come without a value (WatchOptions::delete_values).
+  explicit KnownKeys(std::string prefix = "", bool keep_values = true);
   KnownKeys(const KnownKeys&) = delete;
   KnownKeys& operator=(const KnownKeys&) = delete;
 
@@ -75,6 +76,7 @@ class KnownKeys {
   bool ApplyPutImpl(std::string_view key, int64_t revision, Value&& value, EmitFn emit);
 
   std::string prefix_;
+  bool keep_values_;
   // A B-tree: every event looks its key up here, and with many watchers the nodes of a red-black
   // tree missed the cache on most of its levels.
   Map keys_;

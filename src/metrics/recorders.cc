@@ -57,6 +57,10 @@ class MeteredBackend final : public Backend {
                                         size_t capacity) override {
     return backend_->ListAndWatch(ctx, prefix, capacity);
   }
+  std::shared_ptr<Watcher> ListAndWatchWith(const Context& ctx, std::string_view prefix,
+                                            size_t capacity, const WatchOptions& options) override {
+    return backend_->ListAndWatchWith(ctx, prefix, capacity, options);
+  }
   absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
                                                  std::string_view key) override {
     return Measure(key, kRead, "Get", [&] { return backend_->Get(ctx, key); });

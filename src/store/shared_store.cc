@@ -61,7 +61,9 @@ class SharedStoreImpl final : public SharedStore {
       ctx_done_ = true;
       cv_.notify_all();
     });
-    watcher_ = backend_->ListAndWatch(ctx_, watch_prefix_, kWatcherCapacity);
+    // A delete is looked up by name in shared_keys_: the backend need not keep every value for it.
+    watcher_ = backend_->ListAndWatchWith(ctx_, watch_prefix_, kWatcherCapacity,
+                                          WatchOptions{.delete_values = false});
     if (watcher_ == nullptr) {
       if (config_.context.Done()) return config_.context.Err();
       return absl::UnavailableError(

@@ -60,7 +60,9 @@ class RestartableWatchStore final : public WatchStore {
 
     for (const RecordPtr& record : entries_) record->stale = true;
 
-    std::shared_ptr<Watcher> watcher = backend.ListAndWatch(ctx, watched, kWatcherCapacity);
+    // A delete is looked up by name in entries_: the backend need not keep every value for it.
+    std::shared_ptr<Watcher> watcher = backend.ListAndWatchWith(
+        ctx, watched, kWatcherCapacity, WatchOptions{.delete_values = false});
     if (!watcher) {
       spdlog::error("Backend returned no watcher for prefix {}", watched);
       return;

@@ -71,6 +71,27 @@ TEST(KnownKeysTest, RefusedEventChangesNothing) {
   EXPECT_EQ(*known.Find("p/a")->value, "1");
 }
 
+TEST(KnownKeysTest, WithoutValuesDeletesComeWithoutTheValue) {
+  KnownKeys known("p/", /*keep_values=*/false);
+  Consumer consumer;
+  ASSERT_TRUE(known.ApplyPut("p/a", 2, std::string_view("1"), consumer.Emit()));
+  ASSERT_TRUE(known.ApplyPut("p/a", 3, std::string_view("2"), consumer.Emit()));
+  ASSERT_NE(known.Find("p/a"), nullptr);
+  EXPECT_EQ(known.Find("p/a")->value, nullptr);
+  ASSERT_TRUE(known.ApplyDelete("p/a", 4, consumer.Emit()));
+  ExpectEvents(consumer.events(),
+               {Event(EventType::kCreate, "p/a", "1", 2), Event(EventType::kModify, "p/a", "2", 3),
+                Event(EventType::kDelete, "p/a", "", 4)});
+  // A re-list still tells modified from unchanged keys by their mod revision.
+  Consumer relisted;
+  ASSERT_TRUE(known.ApplyPut("p/b", 5, std::string_view("x"), consumer.Emit()));
+  RelistDiff diff(known, 7);
+  ASSERT_TRUE(diff.Listed("p/b", 5, std::string_view("x"), relisted.Emit()));
+  ASSERT_TRUE(diff.Listed("p/c", 6, std::string_view("y"), relisted.Emit()));
+  ASSERT_TRUE(diff.Finish(relisted.Emit()));
+  ExpectEvents(relisted.events(), {Event(EventType::kCreate, "p/c", "y", 6)});
+}
+
 TEST(RelistDiffTest, FirstListingIsACreatePerKey) {
   KnownKeys known("p/");
   Consumer consumer;

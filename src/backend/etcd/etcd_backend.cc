@@ -230,6 +230,10 @@ class EtcdBackend final : public Backend {
                                         size_t capacity) override {
     return hub_->ListAndWatch(ctx, prefix, capacity);
   }
+  std::shared_ptr<Watcher> ListAndWatchWith(const Context& ctx, std::string_view prefix,
+                                            size_t capacity, const WatchOptions& options) override {
+    return hub_->ListAndWatch(ctx, prefix, capacity, options);
+  }
 
   BackendStatus Status() const override {
     if (closed_) return {BackendState::kClosed, "etcd: closed"};

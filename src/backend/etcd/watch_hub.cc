@@ -43,13 +43,13 @@ struct WatchHub::Entry {
   };
 
   Entry(uint64_t id, std::string prefix, std::shared_ptr<Watcher> watcher, Context ctx,
-        int64_t page_size, BackendMetrics* metrics)
+        int64_t page_size, bool delete_values, BackendMetrics* metrics)
       : id(id),
         range(PrefixRange(prefix)),
         prefix(prefix),
         watcher(std::move(watcher)),
         ctx(std::move(ctx)),
-        known(prefix),
+        known(prefix, delete_values),
         pager(this->prefix, page_size),
         queue_metrics(metrics, this->prefix) {}
 
@@ -107,7 +107,7 @@ WatchHub::WatchHub(Transport* transport, Executor* executor, int64_t page_size,
       metrics_(metrics) {}
 
 std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_view prefix,
-                                                size_t capacity) {
+                                                size_t capacity, const WatchOptions& options) {
   auto watcher = std::make_shared<Watcher>(std::string(prefix), capacity);
   std::shared_ptr<Entry> entry;
   {
@@ -117,7 +117,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
       return watcher;
     }
     entry = std::make_shared<Entry>(next_entry_id_++, std::string(prefix), watcher, ctx, page_size_,
-                                    metrics_);
+                                    options.delete_values, metrics_);
     entries_.emplace(entry->id, entry);
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
@@ -241,7 +241,8 @@ void WatchHub::SubscribeLocked(const std::shared_ptr<Entry>& entry) {
   create->set_key(entry->range.start);
   create->set_range_end(entry->range.end);
   create->set_start_revision(entry->revision + 1);
-  // No prev_kv: a delete reports the last value the watcher was told (KnownKeys), which is it.
+  // No prev_kv: a delete reports the last value the watcher was told (KnownKeys), which is it,
+  // or no value when the watcher did not ask for one (WatchOptions::delete_values).
   create->set_progress_notify(true);
   create->set_watch_id(entry->watch_id);
   stream_->Write(std::move(request));

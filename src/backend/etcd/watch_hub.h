@@ -28,6 +28,7 @@
 
 #include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
+#include "kvstore/backend.h"
 #include "kvstore/backend_metrics.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
@@ -46,7 +47,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   WatchHub& operator=(const WatchHub&) = delete;
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
-                                        size_t capacity);
+                                        size_t capacity, const WatchOptions& options = {});
 
   // Closes every watcher and the stream. Idempotent.
   void Shutdown();

@@ -119,6 +119,27 @@ TEST_F(WatchHubTest, ListsThenListDoneThenLiveEvents) {
   EXPECT_EQ(hub_->NumWatchers(), 0u);
 }
 
+TEST_F(WatchHubTest, WithoutDeleteValuesDeletesComeWithoutTheValue) {
+  transport_.Put("p/a", "1");
+  std::shared_ptr<Watcher> watcher =
+      hub_->ListAndWatch(Context(), "p/", 16, WatchOptions{.delete_values = false});
+  std::vector<KeyValueEvent> listed = Read(*watcher, 2);
+  EXPECT_EQ(listed, (std::vector<KeyValueEvent>{Event(EventType::kCreate, "p/a", "1"),
+                                                Event(EventType::kListDone, "")}))
+      << Describe(listed);
+  ASSERT_TRUE(Eventually([&] { return server_.NumOpenWatches() == 1; }));
+  server_.Send({transport_.Put("p/b", "2")});
+  server_.Send({transport_.Delete("p/a")});
+  server_.Send({transport_.Delete("p/b")});
+  std::vector<KeyValueEvent> live = Read(*watcher, 3);
+  EXPECT_EQ(live, (std::vector<KeyValueEvent>{Event(EventType::kCreate, "p/b", "2"),
+                                              Event(EventType::kDelete, "p/a", ""),
+                                              Event(EventType::kDelete, "p/b", "")}))
+      << Describe(live);
+  watcher->Stop();
+  EXPECT_EQ(hub_->NumWatchers(), 0u);
+}
+
 TEST_F(WatchHubTest, LostStreamResumesFromTheLastRevisionWithoutGapOrDuplicate) {
   std::shared_ptr<Watcher> watcher = hub_->ListAndWatch(Context(), "p/", 16);
   ASSERT_EQ(Read(*watcher, 1), (std::vector<KeyValueEvent>{Event(EventType::kListDone, "")}));
