@@ -33,8 +33,6 @@ constexpr int kExecutorThreads = 2;
 // A configured page size above this lists with one unpaginated request.
 constexpr size_t kUnpaginated = size_t{1} << 40;
 
-std::string Quoted(std::string_view key) { return absl::StrCat("'", ToAbsl(key), "'"); }
-
 class EtcdBackend final : public Backend {
  public:
   EtcdBackend(const EtcdConfig& config, std::unique_ptr<RpcClient> rpc)
@@ -63,7 +61,8 @@ class EtcdBackend final : public Backend {
     etcdserverpb::RangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::RangeResponse response;
-    absl::Status status = rpc_->Range(ctx, absl::StrCat("get ", Quoted(key)), request, &response);
+    absl::Status status =
+        rpc_->Range(ctx, absl::StrCat("get ", internal::DescribeKey(key)), request, &response);
     if (!status.ok()) return status;
     if (response.kvs_size() == 0) return std::optional<std::string>();
     return std::optional<std::string>(std::move(*response.mutable_kvs(0)->mutable_value()));
@@ -71,7 +70,7 @@ class EtcdBackend final : public Backend {
 
   absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) override {
     if (absl::Status s = ValidateAndThrottle(ctx); !s.ok()) return s;
-    const std::string what = absl::StrCat("list of prefix ", Quoted(prefix));
+    const std::string what = absl::StrCat("list of prefix ", internal::DescribeKey(prefix));
     KeyValuePairs result;
     ListPager pager(prefix, page_size_);
     for (int restarts = 0;;) {
@@ -104,7 +103,7 @@ class EtcdBackend final : public Backend {
       FillPut(request, key, value, lease_id);
       etcdserverpb::PutResponse response;
       absl::Status status =
-          rpc_->Put(ctx, absl::StrCat("update ", Quoted(key)), request, &response);
+          rpc_->Put(ctx, absl::StrCat("update ", internal::DescribeKey(key)), request, &response);
       if (status.ok() && !lease) leases_->DetachKey(key);
       return status;
     });
@@ -137,8 +136,8 @@ class EtcdBackend final : public Backend {
     etcdserverpb::DeleteRangeRequest request;
     request.set_key(std::string(key));
     etcdserverpb::DeleteRangeResponse response;
-    absl::Status status =
-        rpc_->DeleteRange(ctx, absl::StrCat("delete ", Quoted(key)), request, &response);
+    absl::Status status = rpc_->DeleteRange(
+        ctx, absl::StrCat("delete ", internal::DescribeKey(key)), request, &response);
     if (status.ok()) leases_->DetachKey(key);
     return status;
   }
@@ -177,7 +176,8 @@ class EtcdBackend final : public Backend {
       FillPut(*request.add_failure()->mutable_request_put(), key, value, lease_id);
       etcdserverpb::TxnResponse response;
       absl::Status status =
-          rpc_->Txn(ctx, absl::StrCat("update-if-different ", Quoted(key)), request, &response);
+          rpc_->Txn(ctx, absl::StrCat("update-if-different ", internal::DescribeKey(key)), request,
+                    &response);
       if (!status.ok()) return status;
       bool wrote = !response.succeeded();
       if (wrote && !lease) leases_->DetachKey(key);
@@ -199,8 +199,8 @@ class EtcdBackend final : public Backend {
       missing->set_version(0);
       FillPut(*request.add_success()->mutable_request_put(), key, value, lease_id);
       etcdserverpb::TxnResponse response;
-      absl::Status status =
-          rpc_->Txn(ctx, absl::StrCat("create-only ", Quoted(key)), request, &response);
+      absl::Status status = rpc_->Txn(ctx, absl::StrCat("create-only ", internal::DescribeKey(key)),
+                                      request, &response);
       if (!status.ok()) return status;
       // Someone else's key is not ours to keep alive.
       if (lease && !response.succeeded() && !attached_before) leases_->DetachKey(key);
@@ -215,8 +215,8 @@ class EtcdBackend final : public Backend {
     request.set_key(range.start);
     request.set_range_end(range.end);
     etcdserverpb::DeleteRangeResponse response;
-    absl::Status status = rpc_->DeleteRange(ctx, absl::StrCat("delete of prefix ", Quoted(prefix)),
-                                            request, &response);
+    absl::Status status = rpc_->DeleteRange(
+        ctx, absl::StrCat("delete of prefix ", internal::DescribeKey(prefix)), request, &response);
     if (status.ok()) leases_->DetachPrefix(prefix);
     return status;
   }
@@ -350,10 +350,10 @@ class EtcdBackend final : public Backend {
       FillPut(*request_op->mutable_request_put(), op.key, *op.value, lease_id);
     }
     etcdserverpb::TxnResponse response;
-    absl::Status status = rpc_->Txn(
-        ctx,
-        absl::StrCat("batch of ", chunk.size(), " writes from ", Quoted(ops[chunk.front()].key)),
-        request, &response);
+    absl::Status status = rpc_->Txn(ctx,
+                                    absl::StrCat("batch of ", chunk.size(), " writes from ",
+                                                 internal::DescribeKey(ops[chunk.front()].key)),
+                                    request, &response);
     if (IsTooManyTxnOpsError(status) || IsRequestTooLargeError(status)) {
       // etcd checks these limits before applying anything: write the same ops again in chunks
       // the server accepts.

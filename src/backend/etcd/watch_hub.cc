@@ -15,6 +15,7 @@
 #include "core/backoff.h"
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
+#include "core/write_checks.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::etcd {
@@ -183,12 +184,12 @@ void WatchHub::FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_gene
     request = entry->pager.NextRequest();
   }
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  transport_->AsyncRange(absl::StrCat("list of '", entry->prefix, "' for a watcher"), request,
-                         [weak, entry, list_generation](const absl::Status& status,
-                                                        etcdserverpb::RangeResponse& response) {
-                           if (auto self = weak.lock())
-                             self->OnPage(entry, list_generation, status, response);
-                         });
+  transport_->AsyncRange(
+      absl::StrCat("list of ", internal::DescribeKey(entry->prefix), " for a watcher"), request,
+      [weak, entry, list_generation](const absl::Status& status,
+                                     etcdserverpb::RangeResponse& response) {
+        if (auto self = weak.lock()) self->OnPage(entry, list_generation, status, response);
+      });
 }
 
 void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation,
