@@ -1,0 +1,456 @@
+#include "mesh/remote_mirror.h"
+
+#include <chrono>
+#include <deque>
+#include <utility>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "core/backoff.h"
+#include "core/clock_sleep.h"
+#include "kvstore/paths.h"
+#include "kvstore/store/watch_store_manager.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::mesh::internal {
+namespace {
+
+using namespace std::chrono_literals;
+using kvstore::internal::Backoff;
+using kvstore::internal::SleepOnClock;
+
+// Retries of a connection, and of reading the remote's cluster config (Cilium retries the latter
+// at most every 30 s too).
+constexpr auto kConnectRetryBase = 1s;
+constexpr auto kConnectRetryMax = 30s;
+// A watch that ended on its own is started again after this back-off; one that lasted
+// kHealthyWatch resets it.
+constexpr auto kRewatchBase = 500ms;
+constexpr auto kRewatchMax = 30s;
+constexpr auto kHealthyWatch = 60s;
+constexpr auto kHealthCheckInterval = 1s;
+
+// Feeds what the remote's watch store observes into the target's sync store.
+class MirrorObserver : public store::Observer {
+ public:
+  MirrorObserver(store::SyncStore& sync, std::string cluster, std::string prefix)
+      : sync_(sync), cluster_(std::move(cluster)), prefix_(std::move(prefix)) {}
+
+  void OnUpdate(const store::Key& key) override {
+    if (absl::Status status = sync_.UpsertKey(Context::Background(), key); !status.ok()) {
+      spdlog::warn("cannot mirror update cluster={} prefix={} key={} error={}", cluster_, prefix_,
+                   key.GetKeyName(), status.ToString());
+    }
+  }
+
+  void OnDelete(const store::NamedKey& key) override {
+    if (absl::Status status = sync_.DeleteKey(Context::Background(), key); !status.ok()) {
+      spdlog::warn("cannot mirror delete cluster={} prefix={} key={} error={}", cluster_, prefix_,
+                   key.GetKeyName(), status.ToString());
+    }
+  }
+
+ private:
+  store::SyncStore& sync_;
+  const std::string cluster_;
+  const std::string prefix_;
+};
+
+}  // namespace
+
+struct RemoteMirror::PrefixMirror {
+  MirroredPrefix prefix;  // source replaced only between connections, under mu_
+  std::unique_ptr<store::SyncStore> sync;
+  std::unique_ptr<store::WatchStore> watch;
+  std::atomic<bool> synced = false;  // the target's canary was written
+  std::thread sync_thread;           // runs sync->Run with Loop's context
+};
+
+RemoteMirror::RemoteMirror(RemoteCluster spec, const MirrorEnv& env)
+    : name_(spec.name), env_(env), spec_(std::move(spec)) {}
+
+RemoteMirror::~RemoteMirror() { Stop(); }
+
+void RemoteMirror::Start(const Context& parent) {
+  auto [ctx, cancel] = WithCancel(parent);
+  {
+    std::lock_guard lock(mu_);
+    if (started_ || stopped_) return;
+    started_ = true;
+    cancel_ = std::move(cancel);
+  }
+  env_.metrics->SetReady(name_, false);
+  thread_ = std::thread([this, ctx = ctx] { Loop(ctx); });
+}
+
+void RemoteMirror::Reconnect(RemoteCluster spec) {
+  std::lock_guard lock(mu_);
+  spec_ = std::move(spec);
+  if (cancel_conn_) cancel_conn_();
+}
+
+void RemoteMirror::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    if (cancel_) cancel_();
+  }
+  std::lock_guard join(join_mu_);
+  if (thread_.joinable()) thread_.join();
+}
+
+void RemoteMirror::Loop(const Context& ctx) {
+  Backoff backoff(kConnectRetryBase, kConnectRetryMax);
+  while (!ctx.Done()) {
+    RemoteCluster spec;
+    Context conn;
+    {
+      std::lock_guard lock(mu_);
+      spec = spec_;
+      auto [c, cancel] = WithCancel(ctx);
+      conn = c;
+      cancel_conn_ = std::move(cancel);
+    }
+    absl::Status status = Connect(ctx, conn, spec);
+    if (ctx.Done()) break;
+    if (status.ok()) {
+      backoff.Reset();  // the connection was closed to connect again with a new spec
+      continue;
+    }
+    RecordFailure(status);
+    // Reconnect cuts the wait short: a new spec is worth trying at once.
+    SleepOnClock(conn, *env_.clock, backoff.Next());
+  }
+  {
+    std::lock_guard lock(mu_);
+    cancel_conn_ = nullptr;
+  }
+  // The sync stores run with `ctx`: they end now that it is done.
+  for (auto& [name, mirror] : mirrors_) {
+    if (mirror->sync_thread.joinable()) mirror->sync_thread.join();
+  }
+}
+
+absl::Status RemoteMirror::Connect(const Context& ctx, const Context& conn,
+                                   const RemoteCluster& spec) {
+  std::shared_ptr<Backend> remote = spec.backend;
+  const bool opened = remote == nullptr;
+  if (opened) {
+    absl::StatusOr<std::shared_ptr<Backend>> open = env_.options->open_backend(spec);
+    if (!open.ok()) {
+      return absl::Status(open.status().code(),
+                          absl::StrCat("cannot open remote cluster ", name_, " from ",
+                                       spec.config_path, ": ", open.status().message()));
+    }
+    remote = *std::move(open);
+  }
+  absl::Cleanup close = [&] {
+    if (opened) remote->Close();
+  };
+
+  std::vector<MirroredPrefix> layout = spec.prefixes;
+  bool wait_synced = spec.wait_source_synced;
+  std::optional<ClusterConfig> config;
+  if (layout.empty()) {
+    config = ReadClusterConfig(conn, *remote);
+    if (!config.has_value()) return absl::OkStatus();  // `conn` is done
+    layout = CiliumLayout(name_, config->capabilities);
+    wait_synced = config->capabilities.synced_canaries;
+  }
+
+  std::thread enforcer;
+  absl::Cleanup join_enforcer = [&] {
+    if (enforcer.joinable()) enforcer.join();
+  };
+  if (config.has_value()) {
+    // What the target's agents read: this remote is now served from a cache that writes
+    // canaries.
+    ClusterConfig local = *config;
+    local.capabilities.synced_canaries = true;
+    local.capabilities.cached = true;
+    if (absl::Status status =
+            SetClusterConfig(conn, *env_.options->target, name_, local, env_.options->lease);
+        !status.ok()) {
+      if (conn.Done()) return absl::OkStatus();
+      return absl::Status(status.code(), absl::StrCat("cannot write the cluster config of ", name_,
+                                                      " into the target: ", status.message()));
+    }
+    enforcer = std::thread([this, conn, local] { EnforceClusterConfig(conn, local); });
+  }
+
+  UpdateMirrors(ctx, layout);
+  {
+    std::lock_guard lock(mu_);
+    config_ = config;
+    layout_ = layout;
+    status_text_ = remote->Status().message;
+  }
+  spdlog::info("remote cluster connected cluster={} prefixes={} wait_synced_canaries={}", name_,
+               layout.size(), wait_synced);
+  SetConnected(true);
+
+  std::unique_ptr<store::WatchStoreManager> manager =
+      wait_synced ? store::NewWatchStoreManagerSync(remote, name_)
+                  : store::NewWatchStoreManagerImmediate(name_);
+  for (const MirroredPrefix& prefix : layout) {
+    PrefixMirror* mirror = mirrors_.at(prefix.name).get();
+    manager->Register(prefix.source_synced_key, [this, mirror, remote](const Context& watch_ctx) {
+      WatchSource(watch_ctx, *mirror, *remote);
+    });
+  }
+  std::thread health([this, conn, remote] { MonitorHealth(conn, *remote); });
+  manager->Run(conn);
+  health.join();
+  SetConnected(false);
+  spdlog::info("remote cluster disconnected cluster={}", name_);
+  return absl::OkStatus();
+}
+
+std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn,
+                                                             Backend& remote) {
+  Backoff backoff(kConnectRetryBase, kConnectRetryMax);
+  while (!conn.Done()) {
+    absl::StatusOr<std::optional<ClusterConfig>> got = GetClusterConfig(conn, remote, name_);
+    absl::Status problem;
+    if (!got.ok()) {
+      problem = absl::Status(got.status().code(),
+                             absl::StrCat("cannot read the cluster config of ", name_, ": ",
+                                          got.status().message()));
+    } else if (!got->has_value()) {
+      problem = absl::NotFoundError(absl::StrCat(
+          ClusterConfigPath(name_), " not found in the remote cluster: check that the file is "
+                                    "named after the cluster and that the cluster writes its "
+                                    "config"));
+    } else if (absl::Status valid = ValidateClusterConfig(**got); !valid.ok()) {
+      problem = absl::InvalidArgumentError(
+          absl::StrCat("cluster config of ", name_, ": ", valid.message()));
+    } else {
+      return **got;
+    }
+    if (conn.Done()) break;
+    {
+      std::lock_guard lock(mu_);
+      status_text_ = std::string(problem.message());
+    }
+    RecordFailure(problem);
+    SleepOnClock(conn, *env_.clock, backoff.Next());
+  }
+  return std::nullopt;
+}
+
+void RemoteMirror::EnforceClusterConfig(const Context& conn, const ClusterConfig& config) {
+  Backend& target = *env_.options->target;
+  const std::string key = ClusterConfigPath(name_);
+  const std::string text = FormatClusterConfig(config);
+  auto assert_config = [&](const Context& ctx) {
+    absl::StatusOr<bool> wrote = target.UpdateIfDifferent(ctx, key, text, env_.options->lease);
+    if (!wrote.ok() && !ctx.Done()) {
+      spdlog::warn("cannot write cluster config cluster={} key={} error={}", name_, key,
+                   wrote.status().ToString());
+    } else if (wrote.ok() && *wrote) {
+      spdlog::info("cluster config written cluster={} key={}", name_, key);
+    }
+  };
+  while (!conn.Done()) {
+    // One round per refresh period: written at its start, and whenever the key is deleted or
+    // changed in the target meanwhile.
+    auto [round, end_round] = WithTimeout(conn, env_.options->cluster_config_refresh);
+    assert_config(round);
+    std::shared_ptr<Watcher> watcher =
+        target.ListAndWatchWith(round, key, 16, WatchOptions{.delete_values = false});
+    std::deque<KeyValueEvent> events;
+    while (watcher->NextBatch(round, &events)) {
+      bool rewrite = false;
+      for (const KeyValueEvent& event : events) {
+        // The watch matches by bytes: cilium/cluster-config/c1 also matches .../c10.
+        if (event.type == EventType::kListDone || event.key != key) continue;
+        rewrite = rewrite || event.type == EventType::kDelete || event.value != text;
+      }
+      events.clear();
+      if (rewrite) assert_config(round);
+    }
+    watcher->Stop();
+    end_round();
+  }
+}
+
+void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredPrefix>& layout) {
+  std::vector<PrefixMirror*> dropped;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [name, mirror] : mirrors_) {
+      bool kept = false;
+      for (const MirroredPrefix& prefix : layout) kept = kept || prefix.name == name;
+      if (!kept) dropped.push_back(mirror.get());
+    }
+    for (const MirroredPrefix& prefix : layout) {
+      auto it = mirrors_.find(prefix.name);
+      if (it != mirrors_.end()) {
+        it->second->prefix = prefix;
+        continue;
+      }
+      auto mirror = std::make_unique<PrefixMirror>();
+      mirror->prefix = prefix;
+      store::WorkqueueSyncStoreOptions sync_options;
+      sync_options.with_lease = env_.options->lease;
+      sync_options.synced_key_override = prefix.synced_key;
+      sync_options.metrics = env_.options->metrics;
+      mirror->sync =
+          store::NewWorkqueueSyncStore(name_, env_.options->target, prefix.target, sync_options);
+      auto observer = std::make_shared<MirrorObserver>(*mirror->sync, name_, prefix.source);
+      store::RestartableWatchStoreOptions watch_options;
+      watch_options.metrics = env_.options->metrics;
+      PrefixMirror* raw = mirror.get();
+      watch_options.on_sync_callbacks.push_back([this, raw](const Context& watch_ctx) {
+        auto on_canary = [this, raw](const Context&) {
+          raw->synced = true;
+          PrefixStatus status;
+          {
+            std::lock_guard lock(mu_);
+            status = StatusOf(raw->prefix, raw);
+          }
+          spdlog::info("prefix mirrored cluster={} source={} target={} keys={}", name_,
+                       status.source, status.target, status.keys);
+          Emit(MeshEvent::Type::kPrefixSynced, status);
+          UpdateReadiness();
+        };
+        if (absl::Status status = raw->sync->Synced(watch_ctx, {on_canary}); !status.ok()) {
+          spdlog::error("cannot mark prefix synced cluster={} prefix={} error={}", name_,
+                        raw->prefix.target, status.ToString());
+        }
+      });
+      mirror->watch = store::NewRestartableWatchStore(name_, store::KVPairCreator, observer,
+                                                      std::move(watch_options));
+      mirror->sync_thread = std::thread([sync = mirror->sync.get(), ctx] { sync->Run(ctx); });
+      mirrors_.emplace(prefix.name, std::move(mirror));
+    }
+  }
+  // A kind the remote no longer exports (its config changed): what it had goes from the target.
+  for (PrefixMirror* mirror : dropped) mirror->watch->Drain();
+}
+
+void RemoteMirror::WatchSource(const Context& conn, PrefixMirror& mirror,
+                               WatchStoreBackend& remote) {
+  Backoff backoff(kRewatchBase, kRewatchMax);
+  while (!conn.Done()) {
+    spdlog::debug("watching remote cluster={} source={} target={}", name_, mirror.prefix.source,
+                  mirror.prefix.target);
+    const Clock::time_point started = env_.clock->Now();
+    mirror.watch->Watch(conn, remote, mirror.prefix.source);
+    if (conn.Done()) break;
+    if (env_.clock->Now() - started > kHealthyWatch) backoff.Reset();
+    const auto wait = backoff.Next();
+    spdlog::warn("remote watch ended, watching again cluster={} source={} retry_in={}ms", name_,
+                 mirror.prefix.source, wait.count());
+    SleepOnClock(conn, *env_.clock, wait);
+  }
+}
+
+void RemoteMirror::MonitorHealth(const Context& conn, Backend& remote) {
+  bool failing = false;
+  while (SleepOnClock(conn, *env_.clock, kHealthCheckInterval)) {
+    BackendStatus status = remote.Status();
+    {
+      std::lock_guard lock(mu_);
+      status_text_ = status.message;
+    }
+    const bool fails = status.state == BackendState::kFailure;
+    if (fails == failing) continue;
+    failing = fails;
+    if (failing) RecordFailure(absl::UnavailableError(status.message));
+    SetConnected(!failing);
+  }
+}
+
+void RemoteMirror::RecordFailure(const absl::Status& status) {
+  std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+  uint64_t failures;
+  {
+    std::lock_guard lock(mu_);
+    failures = ++failures_;
+    last_error_ = std::string(status.message());
+    last_failure_ = now;
+  }
+  spdlog::warn("remote cluster failure cluster={} failures={} error={}", name_, failures,
+               status.ToString());
+  env_.metrics->SetFailures(name_, failures, now);
+  Emit(MeshEvent::Type::kFailure, std::nullopt, std::string(status.message()));
+}
+
+void RemoteMirror::SetConnected(bool connected) {
+  {
+    std::lock_guard lock(mu_);
+    if (connected_ == connected) return;
+    connected_ = connected;
+  }
+  Emit(connected ? MeshEvent::Type::kConnected : MeshEvent::Type::kDisconnected);
+  UpdateReadiness();
+}
+
+bool RemoteMirror::ReadyLocked() const {
+  if (!connected_ || layout_.empty()) return false;
+  for (const MirroredPrefix& prefix : layout_) {
+    auto it = mirrors_.find(prefix.name);
+    if (it == mirrors_.end() || !it->second->synced) return false;
+  }
+  return true;
+}
+
+void RemoteMirror::UpdateReadiness() {
+  bool ready;
+  {
+    std::lock_guard lock(mu_);
+    ready = ReadyLocked();
+    if (ready == ready_) return;
+    ready_ = ready;
+  }
+  env_.metrics->SetReady(name_, ready);
+}
+
+void RemoteMirror::Emit(MeshEvent::Type type, std::optional<PrefixStatus> prefix,
+                        std::string error) {
+  env_.emit(MeshEvent{type, name_, std::move(prefix), std::move(error)});
+}
+
+PrefixStatus RemoteMirror::StatusOf(const MirroredPrefix& prefix, const PrefixMirror* mirror) const {
+  PrefixStatus status;
+  status.name = prefix.name;
+  status.source = prefix.source;
+  status.target = prefix.target;
+  status.canary = SyncedKeyPath(name_, prefix.synced_key);
+  if (mirror != nullptr) {
+    status.synced = mirror->synced;
+    status.keys = mirror->watch->NumEntries();
+  }
+  return status;
+}
+
+RemoteClusterStatus RemoteMirror::Status() const {
+  std::lock_guard lock(mu_);
+  RemoteClusterStatus status;
+  status.name = name_;
+  status.connected = connected_;
+  status.ready = ReadyLocked();
+  status.config = config_;
+  status.status = status_text_;
+  status.failures = failures_;
+  status.last_error = last_error_;
+  status.last_failure = last_failure_;
+  for (const MirroredPrefix& prefix : layout_) {
+    auto it = mirrors_.find(prefix.name);
+    status.prefixes.push_back(StatusOf(prefix, it == mirrors_.end() ? nullptr : it->second.get()));
+  }
+  return status;
+}
+
+std::vector<std::string> RemoteMirror::DrainPrefixes() const {
+  std::lock_guard lock(mu_);
+  return mesh::DrainPrefixes(name_, spec_.prefixes);
+}
+
+bool RemoteMirror::WritesClusterConfig() const {
+  std::lock_guard lock(mu_);
+  return spec_.prefixes.empty();
+}
+
+}  // namespace kvstore::mesh::internal

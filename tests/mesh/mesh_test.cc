@@ -1,0 +1,441 @@
+// The Mesh over in-memory clusters: Cilium's layout for several remotes, cluster configs,
+// canaries, drains, the config directory and the metrics.
+#include "kvstore/mesh/mesh.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "kvstore/memory/in_memory_store.h"
+#include "kvstore/paths.h"
+#include "tests/support/eventually.h"
+#include "tests/support/metrics_reader.h"
+
+namespace kvstore::mesh {
+namespace {
+
+using namespace std::chrono_literals;
+using ::kvstore::testing::Eventually;
+using ::kvstore::testing::ReadMetric;
+using ::testing::HasSubstr;
+
+std::optional<std::string> GetValue(Backend& backend, const std::string& key) {
+  absl::StatusOr<std::optional<std::string>> value = backend.Get(Context(), key);
+  if (!value.ok()) return std::nullopt;
+  return *value;
+}
+
+size_t CountPrefix(Backend& backend, const std::string& prefix) {
+  absl::StatusOr<KeyValuePairs> pairs = backend.ListPrefix(Context(), prefix);
+  return pairs.ok() ? pairs->size() : 0;
+}
+
+// A remote cluster: its own in-memory store, with its state written as Cilium's agents and
+// clustermesh-apiserver write it.
+struct Remote {
+  explicit Remote(std::string cluster_name)
+      : name(std::move(cluster_name)),
+        store(memory::InMemoryStore::Create()),
+        client(store->NewClient(name)) {}
+
+  void Put(const std::string& key, const std::string& value) {
+    ASSERT_TRUE(client->Update(Context(), key, value, false).ok()) << key;
+  }
+  void WriteConfig(const std::string& json) { Put("cilium/cluster-config/" + name, json); }
+  // One key of each kind, named after the cluster.
+  void WriteState() {
+    Put("cilium/state/nodes/v1/" + name + "/node-" + name, "node of " + name);
+    Put("cilium/state/services/v1/" + name + "/default/web", "web of " + name);
+    Put("cilium/state/identities/v1/id/1000", "labels of " + name);
+    Put("cilium/state/identities/v1/value/k8s:app=web/10.0.0.1", "1000");  // not mirrored
+    Put("cilium/state/ip/v1/default/10.0.0.1", "ip of " + name);
+    Put("cilium/state/nodes/v1/other/node-x", "someone else's");  // not mirrored
+  }
+
+  std::string name;
+  std::shared_ptr<memory::InMemoryStore> store;
+  std::shared_ptr<Backend> client;
+};
+
+class MeshTest : public ::testing::Test {
+ protected:
+  MeshTest() : target_store_(memory::InMemoryStore::Create()), target_(target_store_->NewClient()) {}
+
+  ~MeshTest() override { StopMesh(); }
+
+  MeshOptions Options() {
+    MeshOptions options;
+    options.target = target_;
+    options.heartbeat_interval = 0ms;
+    options.config_poll_interval = 10ms;
+    options.registry = &registry_;
+    options.local_cluster_name = "local";
+    options.on_event = [this](const MeshEvent& event) {
+      std::lock_guard lock(events_mu_);
+      events_.push_back(event);
+    };
+    return options;
+  }
+
+  void StartMesh(MeshOptions options) {
+    absl::StatusOr<std::unique_ptr<Mesh>> mesh = Mesh::New(std::move(options));
+    ASSERT_TRUE(mesh.ok()) << mesh.status();
+    mesh_ = *std::move(mesh);
+    auto [ctx, cancel] = WithCancel(Context());
+    cancel_ = cancel;
+    runner_ = std::thread([this, ctx = ctx] { mesh_->Run(ctx); });
+  }
+
+  void StopMesh() {
+    if (cancel_) cancel_();
+    if (runner_.joinable()) runner_.join();
+  }
+
+  void Add(const Remote& remote) {
+    RemoteCluster cluster;
+    cluster.name = remote.name;
+    cluster.backend = remote.client;
+    ASSERT_TRUE(mesh_->AddCluster(std::move(cluster)).ok());
+  }
+
+  std::optional<RemoteClusterStatus> StatusOf(const std::string& name) {
+    for (RemoteClusterStatus& status : mesh_->Status()) {
+      if (status.name == name) return status;
+    }
+    return std::nullopt;
+  }
+
+  bool Ready(const std::string& name) {
+    std::optional<RemoteClusterStatus> status = StatusOf(name);
+    return status.has_value() && status->ready;
+  }
+
+  bool SawEvent(MeshEvent::Type type, const std::string& cluster) {
+    std::lock_guard lock(events_mu_);
+    for (const MeshEvent& event : events_) {
+      if (event.type == type && event.cluster == cluster) return true;
+    }
+    return false;
+  }
+
+  std::optional<double> Gauge(const std::string& name, const std::string& cluster) {
+    return ReadMetric(registry_, name,
+                      {{"source_cluster", "local"},
+                       {"source_node_name", ""},
+                       {"target_cluster", cluster}});
+  }
+
+  prometheus::Registry registry_;
+  std::shared_ptr<memory::InMemoryStore> target_store_;
+  std::shared_ptr<Backend> target_;
+  std::unique_ptr<Mesh> mesh_;
+  CancelFunc cancel_;
+  std::thread runner_;
+  std::mutex events_mu_;
+  std::vector<MeshEvent> events_;
+};
+
+TEST_F(MeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
+  std::vector<std::unique_ptr<Remote>> remotes;
+  for (int i = 1; i <= 3; ++i) {
+    remotes.push_back(std::make_unique<Remote>("c" + std::to_string(i)));
+    remotes.back()->WriteConfig(R"({"id":)" + std::to_string(i) + "}");
+    remotes.back()->WriteState();
+  }
+  StartMesh(Options());
+  for (const auto& remote : remotes) Add(*remote);
+  for (const auto& remote : remotes) {
+    ASSERT_TRUE(Eventually([&] { return Ready(remote->name); })) << remote->name;
+  }
+  for (const auto& remote : remotes) {
+    const std::string& c = remote->name;
+    SCOPED_TRACE(c);
+    EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/" + c + "/node-" + c), "node of " + c);
+    EXPECT_EQ(GetValue(*target_, "cilium/cache/services/v1/" + c + "/default/web"), "web of " + c);
+    EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/" + c + "/id/1000"),
+              "labels of " + c);
+    EXPECT_EQ(GetValue(*target_, "cilium/cache/ip/v1/" + c + "/10.0.0.1"), "ip of " + c);
+    EXPECT_EQ(CountPrefix(*target_, "cilium/cache/identities/v1/" + c + "/"), 1u);
+    for (const char* kind : {"nodes", "services", "identities", "ip"}) {
+      EXPECT_TRUE(GetValue(*target_, "cilium/synced/" + c + "/cilium/cache/" + kind + "/v1"))
+          << kind;
+    }
+    // The remote's config, as a kvstoremesh serves it.
+    const std::string id = c.substr(1);
+    EXPECT_EQ(GetValue(*target_, "cilium/cluster-config/" + c),
+              R"({"id":)" + id + R"(,"capabilities":{"syncedCanaries":true,"cached":true}})");
+    std::optional<RemoteClusterStatus> status = StatusOf(c);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(status->connected);
+    ASSERT_TRUE(status->config.has_value());
+    EXPECT_EQ(status->config->id, static_cast<uint32_t>(std::stoi(id)));
+    ASSERT_EQ(status->prefixes.size(), 4u);
+    for (const PrefixStatus& prefix : status->prefixes) {
+      EXPECT_TRUE(prefix.synced) << prefix.name;
+      EXPECT_EQ(prefix.keys, 1u) << prefix.name;
+    }
+    EXPECT_EQ(Gauge("cilium_clustermesh_remote_cluster_readiness_status", c), 1.0);
+  }
+  // Each cache holds its own cluster's keys only (4 kinds x 3 clusters), nothing of "other".
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/"), 12u);
+  EXPECT_EQ(ReadMetric(registry_, "cilium_clustermesh_remote_clusters",
+                       {{"source_cluster", "local"}, {"source_node_name", ""}}),
+            3.0);
+
+  // Live changes.
+  Remote& c2 = *remotes[1];
+  c2.Put("cilium/state/nodes/v1/c2/node-new", "new");
+  ASSERT_TRUE(c2.client->Delete(Context(), "cilium/state/ip/v1/default/10.0.0.1").ok());
+  EXPECT_TRUE(Eventually([&] {
+    return GetValue(*target_, "cilium/cache/nodes/v1/c2/node-new") == "new" &&
+           !GetValue(*target_, "cilium/cache/ip/v1/c2/10.0.0.1").has_value();
+  }));
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/ip/v1/c1/10.0.0.1"), "ip of c1");
+}
+
+TEST_F(MeshTest, WaitsForEachCanaryOfARemoteThatWritesThem) {
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":1,"capabilities":{"syncedCanaries":true}})");
+  remote.WriteState();
+  remote.Put("cilium/synced/c1/cilium/state/nodes/v1", "2026-12-03T08:00:00Z");
+  StartMesh(Options());
+  Add(remote);
+  ASSERT_TRUE(Eventually(
+      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value(); }));
+  ASSERT_TRUE(Eventually([&] {
+    return GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value();
+  }));
+  // The services' canary is not there: neither are they.
+  EXPECT_FALSE(GetValue(*target_, "cilium/cache/services/v1/c1/default/web").has_value());
+  EXPECT_FALSE(Ready("c1"));
+  for (const char* kind : {"services", "identities", "ip"}) {
+    remote.Put(std::string("cilium/synced/c1/cilium/state/") + kind + "/v1", "now");
+  }
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/services/v1/c1/default/web"), "web of c1");
+}
+
+TEST_F(MeshTest, ReadsTheCacheOfACachedRemote) {
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":9,"capabilities":{"cached":true,"maxConnectedClusters":511}})");
+  remote.Put("cilium/cache/nodes/v1/c1/n1", "n1");
+  remote.Put("cilium/cache/identities/v1/c1/id/7", "i7");
+  remote.Put("cilium/state/nodes/v1/c1/stale", "not read");
+  StartMesh(Options());
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/n1"), "n1");
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/c1/id/7"), "i7");
+  EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c1/stale").has_value());
+  EXPECT_EQ(GetValue(*target_, "cilium/cluster-config/c1"),
+            R"({"id":9,"capabilities":{"syncedCanaries":true,"cached":true,)"
+            R"("maxConnectedClusters":511}})");
+}
+
+TEST_F(MeshTest, WritesTheClusterConfigAgainWhenDeletedOrChangedInTheTarget) {
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":5})");
+  StartMesh(Options());
+  Add(remote);
+  const std::string key = "cilium/cluster-config/c1";
+  const std::string expected = R"({"id":5,"capabilities":{"syncedCanaries":true,"cached":true}})";
+  ASSERT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+  ASSERT_TRUE(target_->Delete(Context(), key).ok());
+  EXPECT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+  ASSERT_TRUE(target_->Update(Context(), key, R"({"id":6})", false).ok());
+  EXPECT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+}
+
+TEST_F(MeshTest, AMissingOrInvalidClusterConfigIsAFailureUntilFixed) {
+  Remote remote("c1");
+  remote.WriteState();
+  StartMesh(Options());
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] {
+    auto status = StatusOf("c1");
+    return status.has_value() && status->failures > 0;
+  }));
+  std::optional<RemoteClusterStatus> status = StatusOf("c1");
+  EXPECT_FALSE(status->connected);
+  EXPECT_THAT(status->last_error, HasSubstr("cilium/cluster-config/c1 not found"));
+  EXPECT_TRUE(SawEvent(MeshEvent::Type::kFailure, "c1"));
+  EXPECT_GE(Gauge("cilium_clustermesh_remote_cluster_failures", "c1").value_or(0), 1.0);
+  EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value());
+
+  remote.WriteConfig(R"({"id":0})");  // ID 0 is reserved
+  ASSERT_TRUE(Eventually([&] {
+    return StatusOf("c1")->last_error.find("cluster ID 0") != std::string::npos;
+  }));
+  remote.WriteConfig(R"({"id":1})");
+  EXPECT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1"), "node of c1");
+}
+
+TEST_F(MeshTest, RejectsBadClusterNames) {
+  StartMesh(Options());
+  Remote remote("c1");
+  for (const char* bad : {"", "Upper", "a/b", "-x"}) {
+    RemoteCluster cluster;
+    cluster.name = bad;
+    cluster.backend = remote.client;
+    EXPECT_EQ(mesh_->AddCluster(std::move(cluster)).code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  RemoteCluster no_backend;
+  no_backend.name = "c1";
+  EXPECT_EQ(mesh_->AddCluster(no_backend).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(mesh_->RemoveCluster("unknown").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Mesh::New(MeshOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(MeshTest, RemovalDeletesTheConfigAtOnceAndTheCacheAfterTheGracePeriod) {
+  auto clock = std::make_shared<FakeClock>();
+  Remote c1("c1"), c2("c2");
+  for (Remote* remote : {&c1, &c2}) {
+    remote->WriteConfig(R"({"id":1})");
+    remote->WriteState();
+  }
+  MeshOptions options = Options();
+  options.clock = clock;
+  options.drain_grace_period = 3min;
+  StartMesh(std::move(options));
+  Add(c1);
+  Add(c2);
+  ASSERT_TRUE(Eventually([&] { return Ready("c1") && Ready("c2"); }));
+
+  ASSERT_TRUE(mesh_->RemoveCluster("c1").ok());
+  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kRemoved, "c1"); }));
+  EXPECT_FALSE(GetValue(*target_, "cilium/cluster-config/c1").has_value());
+  EXPECT_TRUE(StatusOf("c1")->draining);
+  // The cache stays through the grace period, and no longer follows the remote.
+  c1.Put("cilium/state/nodes/v1/c1/after-removal", "x");
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 1u);
+  EXPECT_TRUE(GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value());
+
+  clock->Advance(3min);
+  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kDrained, "c1"); }));
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 0u);
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/identities/v1/c1/"), 0u);
+  EXPECT_EQ(CountPrefix(*target_, "cilium/synced/c1/"), 0u);
+  EXPECT_FALSE(StatusOf("c1").has_value());
+  // The other cluster is untouched.
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/"), 4u);
+  EXPECT_TRUE(GetValue(*target_, "cilium/cluster-config/c2").has_value());
+  EXPECT_FALSE(Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1").has_value());
+}
+
+TEST_F(MeshTest, AClusterAddedBackDuringTheGracePeriodKeepsItsCache) {
+  auto clock = std::make_shared<FakeClock>();
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":1})");
+  remote.WriteState();
+  MeshOptions options = Options();
+  options.clock = clock;
+  StartMesh(std::move(options));
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  ASSERT_TRUE(mesh_->RemoveCluster("c1").ok());
+  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kRemoved, "c1"); }));
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] {
+    return GetValue(*target_, "cilium/cluster-config/c1").has_value() && Ready("c1");
+  }));
+  clock->Advance(10min);
+  remote.Put("cilium/state/nodes/v1/c1/later", "later");
+  ASSERT_TRUE(Eventually(
+      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/later").has_value(); }));
+  EXPECT_FALSE(SawEvent(MeshEvent::Type::kDrained, "c1"));
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 2u);
+}
+
+// --clustermesh-config: files name the clusters; their contents say which in-memory cluster
+// to open ("endpoints: NAME").
+class MeshDirectoryTest : public MeshTest {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("mesh-dir-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    StopMesh();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void WriteFile(const std::string& name, const std::string& contents) {
+    std::ofstream(dir_ / name) << contents;
+  }
+
+  MeshOptions DirectoryOptions() {
+    MeshOptions options = Options();
+    options.config_directory = dir_.string();
+    options.drain_grace_period = 0ms;
+    options.open_backend = [this](const RemoteCluster& cluster)
+        -> absl::StatusOr<std::shared_ptr<Backend>> {
+      std::ifstream in(cluster.config_path);
+      std::string word, which;
+      in >> word >> which;
+      std::lock_guard lock(opened_mu_);
+      opened_.push_back(cluster.name + "=" + which);
+      auto it = remotes_.find(which);
+      if (it == remotes_.end()) return absl::NotFoundError("no such remote " + which);
+      return it->second->store->NewClient(cluster.name);
+    };
+    return options;
+  }
+
+  std::filesystem::path dir_;
+  std::map<std::string, std::unique_ptr<Remote>> remotes_;  // by what a file names
+  std::mutex opened_mu_;
+  std::vector<std::string> opened_;
+};
+
+TEST_F(MeshDirectoryTest, FilesAddedChangedAndRemovedConnectReconnectAndDrain) {
+  for (const char* which : {"first", "second"}) {
+    remotes_[which] = std::make_unique<Remote>("c1");
+    remotes_[which]->WriteConfig(R"({"id":1})");
+  }
+  remotes_["first"]->Put("cilium/state/nodes/v1/c1/only-in-first", "1");
+  remotes_["first"]->Put("cilium/state/nodes/v1/c1/in-both", "first");
+  remotes_["second"]->Put("cilium/state/nodes/v1/c1/in-both", "second");
+  WriteFile("c1", "endpoints: first\n");
+  WriteFile("notes.txt", "no etcd config here\n");  // ignored: no "endpoints:"
+  WriteFile("local", "endpoints: first\n");          // the target's own cluster: ignored
+  std::filesystem::create_directories(dir_ / "..data");
+  StartMesh(DirectoryOptions());
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/in-both"), "first");
+  EXPECT_EQ(mesh_->Status().size(), 1u);
+
+  // The file now points elsewhere: reconnect; what the new remote lacks goes.
+  WriteFile("c1", "endpoints: second\n");
+  EXPECT_TRUE(Eventually([&] {
+    return GetValue(*target_, "cilium/cache/nodes/v1/c1/in-both") == "second" &&
+           !GetValue(*target_, "cilium/cache/nodes/v1/c1/only-in-first").has_value();
+  }));
+  {
+    std::lock_guard lock(opened_mu_);
+    EXPECT_EQ(opened_, (std::vector<std::string>{"c1=first", "c1=second"}));
+  }
+
+  // A badly named file is reported, not mirrored.
+  WriteFile("Bad_Name", "endpoints: first\n");
+  EXPECT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kFailure, "Bad_Name"); }));
+
+  std::filesystem::remove(dir_ / "c1");
+  EXPECT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kDrained, "c1"); }));
+  EXPECT_EQ(CountPrefix(*target_, "cilium/cache/"), 0u);
+  EXPECT_EQ(CountPrefix(*target_, "cilium/synced/"), 0u);
+  EXPECT_FALSE(GetValue(*target_, "cilium/cluster-config/c1").has_value());
+  EXPECT_TRUE(mesh_->Status().empty());
+}
+
+}  // namespace
+}  // namespace kvstore::mesh
