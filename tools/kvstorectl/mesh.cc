@@ -1,8 +1,8 @@
-// `kvstorectl mesh`: mirrors state prefixes of a source cluster into the cache prefixes of a target
-// cluster, as Cilium's kvstoremesh does. Per prefix, a RestartableWatchStore on the source feeds
-// a WorkqueueSyncStore on the target, which writes the synced canary once the first list is
-// mirrored.
-#include <atomic>
+// `kvstorectl mesh`: mirrors remote clusters into a target cluster, as Cilium's kvstoremesh does:
+// a thin command over kvstore::mesh::Mesh (include/kvstore/mesh/mesh.h), which does the work.
+#include "kvstore/mesh/mesh.h"
+
+#include <chrono>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -11,63 +11,81 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
 #include "kvstore/paths.h"
-#include "kvstore/store/key.h"
-#include "kvstore/store/sync_store.h"
-#include "kvstore/store/watch_store.h"
-#include "kvstore/store/watch_store_manager.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstorectl {
 namespace {
 
 using namespace std::chrono_literals;
+using kvstore::mesh::MeshEvent;
+using kvstore::mesh::MirroredPrefix;
+using kvstore::mesh::RemoteClusterStatus;
 
-// A watch that ended on its own (not through the context) is started again after this back-off;
-// one that lasted kHealthyWatch resets it.
-constexpr auto kRewatchBase = 500ms;
-constexpr auto kRewatchMax = 30s;
-constexpr auto kHealthyWatch = 60s;
 constexpr std::string_view kClusterPlaceholder = "<cluster-name>";
 
 constexpr char kMeshDescription[] =
-    R"(Mirror prefixes of a source cluster into a target cluster, like Cilium's kvstoremesh.
+    R"(Mirror remote clusters into a target cluster, like Cilium's kvstoremesh.
 
-For --prefix P (which must start with cilium/state/) and --cluster-name C, the keys under P/C/ in
-the source are written under cilium/cache/.../C/ in the target (P with state replaced by cache):
-  source cilium/state/nodes/v1/C/node1  ->  target cilium/cache/nodes/v1/C/node1
---prefix P=SOURCE watches SOURCE instead of P/C (<cluster-name> in SOURCE is replaced by C), e.g.
---prefix 'cilium/state/identities/v1=cilium/state/identities/v1/id'.
-Once the first list of a prefix is mirrored, the canary cilium/synced/C/<cache prefix>
-(e.g. cilium/synced/C/cilium/cache/nodes/v1) is written with the time, and a line is printed:
+Many clusters: --clustermesh-config DIR holds one file per remote cluster, named after it, with a
+Cilium etcd config YAML (endpoints:, trusted-ca-file:, cert-file:, key-file:, ...). Files added,
+changed or removed while running connect, reconnect or remove (drain) that cluster.
+One cluster: --cluster-name C with --source-endpoints or --source-etcd-config.
+
+For each remote cluster C, its cluster config cilium/cluster-config/C is read from it and written
+to the target (with syncedCanaries and cached set, re-written when deleted there), then Cilium's
+layout is mirrored:
+  cilium/state/nodes/v1/C/x        -> cilium/cache/nodes/v1/C/x
+  cilium/state/services/v1/C/x     -> cilium/cache/services/v1/C/x
+  cilium/state/identities/v1/id/x  -> cilium/cache/identities/v1/C/id/x
+  cilium/state/ip/v1/default/x     -> cilium/cache/ip/v1/C/x
+(a remote whose config says "cached" is read from its cilium/cache/.../C). A remote with
+syncedCanaries is mirrored prefix by prefix once its own canaries appear. Once a prefix is
+mirrored, the canary cilium/synced/C/cilium/cache/<kind>/v1 is written and a line printed:
   synced SOURCE -> TARGET keys=N
-(-o json: {"event":"synced","source":..,"target":..,"canary":..,"keys":N}).
-Keys deleted at the source are deleted in the target, also when they vanish while the source is
-unreachable. Mirrored keys are leased to this process's session: when it stops they expire with
-the lease (TTL), as with kvstoremesh. With --wait-source-synced a prefix is mirrored only once the
-source's own canary cilium/synced/C/P exists.)";
+A status line per cluster is printed when its state changes and every --status-interval:
+  status C connected=yes ready=yes id=N synced=nodes,... nodes=N services=N identities=N
+  endpoints=N failures=N last_error="..."
+(-o json: {"event":"synced",...} and {"event":"status","name":..,"connected":..,"ready":..,
+"num-nodes":..,"synced":{..},...}). A removed cluster's config is deleted from the target at once
+and its cache and canaries after --drain-grace-period ("removed C", then "drained C").
+The heartbeat cilium/.heartbeat is written in the target every --heartbeat-interval.
+
+With --prefix P (under cilium/state/; the one-cluster flags only), exactly the given prefixes are
+mirrored and no cluster config is read or written: the keys under P/C/ go to
+cilium/cache/.../C/ (P with state replaced by cache). --prefix P=SOURCE watches SOURCE instead of
+P/C (<cluster-name> in SOURCE is replaced by C). With --wait-source-synced such a prefix is
+mirrored only once the source's canary cilium/synced/C/P exists.
+Mirrored keys are leased to this process's session: when it stops they expire with the lease, as
+with kvstoremesh.)";
 
 struct MeshOptions {
   std::vector<std::string> source_endpoints, target_endpoints;
   std::string source_etcd_config, target_etcd_config;
   std::string cluster_name;
+  std::string clustermesh_config;
+  std::string local_cluster_name;
   std::vector<std::string> prefixes;
   bool wait_source_synced = false;
+  std::string drain_grace_period = "3m";
+  std::string heartbeat_interval = "1m";
+  std::string status_interval = "30s";
   std::string metrics_listen;
+  std::string metrics_namespace = "cilium_clustermesh";
   std::string output = "text";
 };
 
-// One mirrored prefix: where it is read and where it is written.
-struct MirrorSpec {
-  std::string base_prefix;   // cilium/state/nodes/v1
-  std::string watch_prefix;  // cilium/state/nodes/v1/C
-  std::string cache_prefix;  // cilium/cache/nodes/v1/C
-  std::string canary_key;    // cilium/cache/nodes/v1 (under cilium/synced/C/)
+// What the options mean once checked.
+struct MeshPlan {
+  std::vector<MirroredPrefix> prefixes;  // the one cluster's explicit prefixes; empty: Cilium's
+  std::chrono::milliseconds drain_grace_period{0}, heartbeat_interval{0}, status_interval{0};
 };
 
-MirrorSpec ParsePrefix(const std::string& arg, const std::string& cluster) {
+MirroredPrefix ParsePrefix(const std::string& arg, const std::string& cluster) {
   std::string base = arg;
   std::string watch;
   if (size_t equals = arg.find('='); equals != std::string::npos) {
@@ -92,116 +110,182 @@ MirrorSpec ParsePrefix(const std::string& arg, const std::string& cluster) {
   if (arg.find('=') != std::string::npos && watch.empty()) {
     throw CLI::ValidationError("--prefix", "empty source prefix in \"" + arg + "\"");
   }
-  MirrorSpec spec;
-  spec.base_prefix = base;
-  spec.watch_prefix = watch.empty() ? kvstore::JoinPath(base, cluster) : watch;
-  spec.canary_key = kvstore::StateToCachePrefix(base);
-  spec.cache_prefix = kvstore::JoinPath(spec.canary_key, cluster);
-  return spec;
+  MirroredPrefix prefix;
+  prefix.name = kvstore::GetScopeFromKey(base);
+  prefix.source = watch.empty() ? kvstore::JoinPath(base, cluster) : watch;
+  prefix.synced_key = kvstore::StateToCachePrefix(base);
+  prefix.target = kvstore::JoinPath(prefix.synced_key, cluster);
+  prefix.source_synced_key = base;
+  return prefix;
 }
 
-std::vector<MirrorSpec> ValidateMeshOptions(const CommandEnv& env, const MeshOptions& opts) {
+std::chrono::milliseconds ParseDurationFlag(const std::string& flag, const std::string& text) {
+  absl::Duration d;
+  if (!absl::ParseDuration(text, &d) || d < absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    throw CLI::ValidationError(flag, "\"" + text + "\" is not a duration (such as 3m, 10s, 500ms)");
+  }
+  return absl::ToChronoMilliseconds(d);
+}
+
+MeshPlan ValidateMeshOptions(const CommandEnv& env, const MeshOptions& opts) {
   if (env.backend.UsesEtcd()) {
     throw CLI::ValidationError(
-        "mesh reads --source-endpoints/--source-etcd-config and writes "
+        "mesh reads --clustermesh-config or --source-endpoints/--source-etcd-config and writes "
         "--target-endpoints/--target-etcd-config; --endpoints/--etcd-config do not apply");
   }
-  if (opts.source_endpoints.empty() && opts.source_etcd_config.empty()) {
-    throw CLI::ValidationError("mesh needs a source: --source-endpoints or --source-etcd-config");
+  const bool one_cluster = !opts.source_endpoints.empty() || !opts.source_etcd_config.empty();
+  if (!one_cluster && opts.clustermesh_config.empty()) {
+    throw CLI::ValidationError(
+        "mesh needs a source: --clustermesh-config DIR, or --source-endpoints or "
+        "--source-etcd-config with --cluster-name");
   }
   if (opts.target_endpoints.empty() && opts.target_etcd_config.empty()) {
     throw CLI::ValidationError("mesh needs a target: --target-endpoints or --target-etcd-config");
   }
-  const std::string& cluster = opts.cluster_name;
-  if (cluster.empty() || cluster.find('/') != std::string::npos) {
-    throw CLI::ValidationError("--cluster-name", "must be non-empty and without '/'");
+  if (one_cluster && opts.cluster_name.empty()) {
+    throw CLI::ValidationError(
+        "--cluster-name is required with --source-endpoints or "
+        "--source-etcd-config: it names the source cluster");
   }
-  for (char c : cluster) {
-    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-      throw CLI::ValidationError("--cluster-name", "must not contain spaces or control characters");
+  if (!one_cluster &&
+      (!opts.cluster_name.empty() || !opts.prefixes.empty() || opts.wait_source_synced)) {
+    throw CLI::ValidationError(
+        "--cluster-name, --prefix and --wait-source-synced describe the one source cluster of "
+        "--source-endpoints/--source-etcd-config");
+  }
+  const std::string& cluster = opts.cluster_name;
+  if (one_cluster) {
+    // Explicit prefixes keep the looser rule this command always had; Cilium's layout needs a
+    // name Cilium accepts.
+    if (cluster.find('/') != std::string::npos) {
+      throw CLI::ValidationError("--cluster-name", "must be non-empty and without '/'");
+    }
+    for (char c : cluster) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+        throw CLI::ValidationError("--cluster-name",
+                                   "must not contain spaces or control characters");
+      }
+    }
+    if (opts.prefixes.empty()) {
+      if (absl::Status valid = kvstore::mesh::ValidateClusterName(cluster); !valid.ok()) {
+        throw CLI::ValidationError("--cluster-name", std::string(valid.message()));
+      }
+    }
+  }
+  if (!opts.local_cluster_name.empty()) {
+    if (absl::Status valid = kvstore::mesh::ValidateClusterName(opts.local_cluster_name);
+        !valid.ok()) {
+      throw CLI::ValidationError("--local-cluster-name", std::string(valid.message()));
     }
   }
   ValidateMetricsListen(opts.metrics_listen);
-  std::vector<MirrorSpec> specs;
+  MeshPlan plan;
   std::set<std::string> seen;
   for (const std::string& arg : opts.prefixes) {
-    MirrorSpec spec = ParsePrefix(arg, cluster);
-    if (!seen.insert(spec.base_prefix).second) {
-      throw CLI::ValidationError("--prefix", "\"" + spec.base_prefix + "\" given twice");
+    MirroredPrefix prefix = ParsePrefix(arg, cluster);
+    if (!seen.insert(prefix.source_synced_key).second) {
+      throw CLI::ValidationError("--prefix", "\"" + prefix.source_synced_key + "\" given twice");
     }
-    specs.push_back(std::move(spec));
+    plan.prefixes.push_back(std::move(prefix));
   }
-  return specs;
+  plan.drain_grace_period = ParseDurationFlag("--drain-grace-period", opts.drain_grace_period);
+  plan.heartbeat_interval = ParseDurationFlag("--heartbeat-interval", opts.heartbeat_interval);
+  plan.status_interval = ParseDurationFlag("--status-interval", opts.status_interval);
+  return plan;
 }
 
-// Feeds what the source's watch store observes into the target's sync store.
-class MirrorObserver : public kvstore::store::Observer {
- public:
-  MirrorObserver(kvstore::store::SyncStore& sync, std::string cluster, std::string prefix)
-      : sync_(sync), cluster_(std::move(cluster)), prefix_(std::move(prefix)) {}
+// The mirrored keys of `status` by kind, with Cilium's status names.
+uint64_t KeysOf(const RemoteClusterStatus& status, std::string_view kind) {
+  for (const auto& prefix : status.prefixes) {
+    if (prefix.name == kind) return prefix.keys;
+  }
+  return 0;
+}
 
-  void OnUpdate(const kvstore::store::Key& key) override {
-    spdlog::debug("mirroring update cluster={} prefix={} key={}", cluster_, prefix_,
-                  key.GetKeyName());
-    if (absl::Status status = sync_.UpsertKey(kvstore::Context::Background(), key); !status.ok()) {
-      spdlog::warn("cannot mirror update cluster={} prefix={} key={} error={}", cluster_, prefix_,
-                   key.GetKeyName(), status.ToString());
+std::string StatusText(const RemoteClusterStatus& status) {
+  std::vector<std::string> synced;
+  std::string keys;
+  for (const auto& prefix : status.prefixes) {
+    if (prefix.synced) synced.push_back(prefix.name);
+    keys += " " + prefix.name + "=" + std::to_string(prefix.keys);
+  }
+  std::string line = "status " + status.name + " connected=" + (status.connected ? "yes" : "no") +
+                     " ready=" + (status.ready ? "yes" : "no");
+  if (status.draining) line += " draining=yes";
+  if (status.config.has_value()) line += " id=" + std::to_string(status.config->id);
+  line += " synced=" + (synced.empty() ? std::string("-") : absl::StrJoin(synced, ",")) + keys +
+          " failures=" + std::to_string(status.failures) + " last_error=\"" +
+          EscapeForLine(status.last_error) + "\"";
+  return line;
+}
+
+// Cilium's models.RemoteCluster field names, where they exist.
+nlohmann::json StatusJson(const RemoteClusterStatus& status) {
+  nlohmann::json synced = nlohmann::json::object();
+  for (const auto& prefix : status.prefixes) synced[prefix.name] = prefix.synced;
+  nlohmann::json line = {{"event", "status"},
+                         {"name", status.name},
+                         {"connected", status.connected},
+                         {"ready", status.ready},
+                         {"draining", status.draining},
+                         {"status", status.status},
+                         {"num-failures", status.failures},
+                         {"last-error", status.last_error},
+                         {"num-nodes", KeysOf(status, "nodes")},
+                         {"num-shared-services", KeysOf(status, "services")},
+                         {"num-identities", KeysOf(status, "identities")},
+                         {"num-endpoints", KeysOf(status, "endpoints")},
+                         {"synced", synced}};
+  if (status.last_failure.has_value()) {
+    line["last-failure"] = absl::FormatTime(
+        absl::RFC3339_sec, absl::FromChrono(*status.last_failure), absl::UTCTimeZone());
+  }
+  if (status.config.has_value()) {
+    const auto& caps = status.config->capabilities;
+    line["config"] = {{"cluster-id", status.config->id},
+                      {"kvstoremesh", caps.cached},
+                      {"sync-canaries", caps.synced_canaries}};
+    if (caps.service_exports_enabled.has_value()) {
+      line["config"]["service-exports-enabled"] = *caps.service_exports_enabled;
     }
   }
+  return line;
+}
 
-  void OnDelete(const kvstore::store::NamedKey& key) override {
-    spdlog::debug("mirroring delete cluster={} prefix={} key={}", cluster_, prefix_,
-                  key.GetKeyName());
-    if (absl::Status status = sync_.DeleteKey(kvstore::Context::Background(), key); !status.ok()) {
-      spdlog::warn("cannot mirror delete cluster={} prefix={} key={} error={}", cluster_, prefix_,
-                   key.GetKeyName(), status.ToString());
+class MeshPrinter {
+ public:
+  MeshPrinter(std::shared_ptr<Output> output, bool json)
+      : output_(std::move(output)), json_(json) {}
+
+  void PrintStatus(const RemoteClusterStatus& status) const {
+    output_->PrintLine(json_ ? DumpJsonLine(StatusJson(status)) : StatusText(status));
+  }
+
+  void PrintEvent(const MeshEvent& event) const {
+    if (event.type == MeshEvent::Type::kPrefixSynced && event.prefix.has_value()) {
+      const auto& prefix = *event.prefix;
+      if (json_) {
+        output_->PrintLine(DumpJsonLine({{"event", "synced"},
+                                         {"cluster", event.cluster},
+                                         {"source", prefix.source},
+                                         {"target", prefix.target},
+                                         {"canary", prefix.canary},
+                                         {"keys", prefix.keys}}));
+      } else {
+        output_->PrintLine("synced " + prefix.source + " -> " + prefix.target +
+                           " keys=" + std::to_string(prefix.keys));
+      }
+    } else if (event.type == MeshEvent::Type::kRemoved || event.type == MeshEvent::Type::kDrained) {
+      const char* what = event.type == MeshEvent::Type::kRemoved ? "removed" : "drained";
+      output_->PrintLine(json_ ? DumpJsonLine({{"event", what}, {"cluster", event.cluster}})
+                               : std::string(what) + " " + event.cluster);
     }
   }
 
  private:
-  kvstore::store::SyncStore& sync_;
-  const std::string cluster_;
-  const std::string prefix_;
+  const std::shared_ptr<Output> output_;
+  const bool json_;
 };
-
-struct Mirror {
-  MirrorSpec spec;
-  std::unique_ptr<kvstore::store::SyncStore> sync;
-  std::unique_ptr<kvstore::store::WatchStore> watch;
-  std::atomic<bool> synced = false;  // the target's canary was written
-};
-
-// Watches the source until `ctx` is done, watching again with back-off whenever the watch ends by
-// itself. The watch store turns keys that vanished meanwhile into deletes when it re-lists.
-void WatchSource(const kvstore::Context& ctx, Mirror& mirror, kvstore::WatchStoreBackend& source,
-                 const std::string& cluster) {
-  Backoff backoff(kRewatchBase, kRewatchMax);
-  while (!ctx.Done()) {
-    spdlog::info("watching source cluster={} prefix={} target={}", cluster,
-                 mirror.spec.watch_prefix, mirror.spec.cache_prefix);
-    auto started = std::chrono::steady_clock::now();
-    mirror.watch->Watch(ctx, source, mirror.spec.watch_prefix);
-    if (ctx.Done()) break;
-    if (std::chrono::steady_clock::now() - started > kHealthyWatch) backoff.Reset();
-    auto wait = backoff.Next();
-    spdlog::warn("source watch ended, watching again cluster={} prefix={} retry_in={}ms", cluster,
-                 mirror.spec.watch_prefix, wait.count());
-    ctx.WaitFor(wait);
-  }
-}
-
-std::string ProgressText(const std::vector<std::unique_ptr<Mirror>>& mirrors,
-                         const std::string& cluster) {
-  std::string text = "[mesh " + cluster + "]";
-  for (const auto& mirror : mirrors) {
-    text += " " + kvstore::GetScopeFromKey(mirror->spec.base_prefix) + ": " +
-            std::to_string(mirror->watch->NumEntries()) +
-            (mirror->synced            ? " synced"
-             : mirror->watch->Synced() ? " writing"
-                                       : " listing");
-  }
-  return text;
-}
 
 absl::StatusOr<std::shared_ptr<kvstore::Backend>> OpenCluster(std::vector<std::string> endpoints,
                                                               std::string etcd_config,
@@ -214,8 +298,27 @@ absl::StatusOr<std::shared_ptr<kvstore::Backend>> OpenCluster(std::vector<std::s
   return flags.Open(options);
 }
 
-int RunMesh(CommandEnv& env, const MeshOptions& opts, std::vector<MirrorSpec> specs) {
-  const std::string& cluster = opts.cluster_name;
+std::string ProgressText(const std::vector<RemoteClusterStatus>& statuses) {
+  std::string text = "[mesh]";
+  for (const auto& status : statuses) {
+    uint64_t keys = 0;
+    size_t synced = 0;
+    for (const auto& prefix : status.prefixes) {
+      keys += prefix.keys;
+      synced += prefix.synced ? 1 : 0;
+    }
+    text += " " + status.name + ": " +
+            (status.draining    ? "draining"
+             : status.ready     ? "ready"
+             : status.connected ? "syncing " + std::to_string(synced) + "/" +
+                                      std::to_string(status.prefixes.size())
+                                : "connecting") +
+            " keys=" + std::to_string(keys);
+  }
+  return text;
+}
+
+int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
   const bool json = opts.output == "json";
   auto output = std::make_shared<Output>();
   auto started = StartMetrics(opts.metrics_listen);
@@ -224,92 +327,98 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, std::vector<MirrorSpec> sp
     return kExitFailure;
   }
   std::unique_ptr<MetricsServer> metrics = *std::move(started);
-  auto source = OpenCluster(opts.source_endpoints, opts.source_etcd_config, metrics.get());
-  if (!source.ok()) {
-    std::cerr << "error: source cluster: " << source.status() << "\n";
-    return kExitFailure;
-  }
   auto target = OpenCluster(opts.target_endpoints, opts.target_etcd_config, metrics.get());
   if (!target.ok()) {
     std::cerr << "error: target cluster: " << target.status() << "\n";
-    (*source)->Close();
     return kExitFailure;
   }
-
-  std::vector<std::unique_ptr<Mirror>> mirrors;
-  for (MirrorSpec& spec : specs) {
-    auto mirror = std::make_unique<Mirror>();
-    mirror->spec = std::move(spec);
-    kvstore::store::WorkqueueSyncStoreOptions sync_options;
-    sync_options.synced_key_override = mirror->spec.canary_key;
-    if (metrics) sync_options.metrics = metrics->metrics();
-    mirror->sync = kvstore::store::NewWorkqueueSyncStore(cluster, *target,
-                                                         mirror->spec.cache_prefix, sync_options);
-    auto observer =
-        std::make_shared<MirrorObserver>(*mirror->sync, cluster, mirror->spec.watch_prefix);
-
-    kvstore::store::RestartableWatchStoreOptions watch_options;
-    if (metrics) watch_options.metrics = metrics->metrics();
-    Mirror* raw = mirror.get();
-    watch_options.on_sync_callbacks.push_back(
-        [raw, output, json, cluster](const kvstore::Context& ctx) {
-          auto on_canary = [raw, output, json, cluster](const kvstore::Context&) {
-            raw->synced = true;
-            const MirrorSpec& spec = raw->spec;
-            std::string canary = kvstore::SyncedKeyPath(cluster, spec.canary_key);
-            uint64_t keys = raw->watch->NumEntries();
-            spdlog::info("prefix mirrored cluster={} prefix={} target={} canary={} keys={}",
-                         cluster, spec.watch_prefix, spec.cache_prefix, canary, keys);
-            if (json) {
-              output->PrintLine(DumpJsonLine({{"event", "synced"},
-                                              {"cluster", cluster},
-                                              {"source", spec.watch_prefix},
-                                              {"target", spec.cache_prefix},
-                                              {"canary", canary},
-                                              {"keys", keys}}));
-            } else {
-              output->PrintLine("synced " + spec.watch_prefix + " -> " + spec.cache_prefix +
-                                " keys=" + std::to_string(keys));
-            }
-          };
-          if (absl::Status status = raw->sync->Synced(ctx, {on_canary}); !status.ok()) {
-            spdlog::error("cannot mark prefix synced cluster={} prefix={} error={}", cluster,
-                          raw->spec.cache_prefix, status.ToString());
-          }
-        });
-    mirror->watch = kvstore::store::NewRestartableWatchStore(cluster, kvstore::store::KVPairCreator,
-                                                             observer, std::move(watch_options));
-    mirrors.push_back(std::move(mirror));
+  std::shared_ptr<kvstore::Backend> source;
+  if (!opts.source_endpoints.empty() || !opts.source_etcd_config.empty()) {
+    auto opened = OpenCluster(opts.source_endpoints, opts.source_etcd_config, metrics.get());
+    if (!opened.ok()) {
+      std::cerr << "error: source cluster: " << opened.status() << "\n";
+      (*target)->Close();
+      return kExitFailure;
+    }
+    source = *std::move(opened);
   }
 
-  std::unique_ptr<kvstore::store::WatchStoreManager> manager =
-      opts.wait_source_synced ? kvstore::store::NewWatchStoreManagerSync(*source, cluster)
-                              : kvstore::store::NewWatchStoreManagerImmediate(cluster);
-  kvstore::WatchStoreBackend& source_backend = **source;
-  for (auto& mirror : mirrors) {
-    Mirror* raw = mirror.get();
-    manager->Register(raw->spec.base_prefix,
-                      [raw, &source_backend, &cluster](const kvstore::Context& ctx) {
-                        WatchSource(ctx, *raw, source_backend, cluster);
-                      });
+  auto printer = std::make_shared<MeshPrinter>(output, json);
+  kvstore::mesh::Mesh* mesh_ptr = nullptr;  // set before any event can arrive
+  kvstore::mesh::MeshOptions mesh_options;
+  mesh_options.target = *target;
+  mesh_options.config_directory = opts.clustermesh_config;
+  mesh_options.local_cluster_name = opts.local_cluster_name;
+  mesh_options.drain_grace_period = plan.drain_grace_period;
+  mesh_options.heartbeat_interval = plan.heartbeat_interval;
+  mesh_options.metrics_namespace = opts.metrics_namespace;
+  if (metrics) {
+    mesh_options.metrics = metrics->metrics();
+    mesh_options.registry = &metrics->registry();
+  }
+  // A status line for each change of a cluster's state, except on its way to the first ready:
+  // the synced lines tell that, and the status follows once ready. Failures are always told.
+  auto was_ready = std::make_shared<std::set<std::string>>();  // touched by on_event only
+  mesh_options.on_event = [printer, was_ready, &mesh_ptr](const MeshEvent& event) {
+    printer->PrintEvent(event);
+    if (mesh_ptr == nullptr) return;
+    for (const RemoteClusterStatus& status : mesh_ptr->Status()) {
+      if (status.name != event.cluster) continue;
+      bool print = true;
+      if (event.type == MeshEvent::Type::kConnected ||
+          event.type == MeshEvent::Type::kPrefixSynced) {
+        print = status.ready || was_ready->contains(status.name);
+      }
+      if (status.ready) was_ready->insert(status.name);
+      if (print) printer->PrintStatus(status);
+    }
+  };
+  absl::StatusOr<std::unique_ptr<kvstore::mesh::Mesh>> mesh =
+      kvstore::mesh::Mesh::New(std::move(mesh_options));
+  if (!mesh.ok()) {
+    std::cerr << "error: " << mesh.status().message() << "\n";
+    if (source) source->Close();
+    (*target)->Close();
+    return kExitFailure;
+  }
+  mesh_ptr = mesh->get();
+  if (source) {
+    kvstore::mesh::RemoteCluster cluster;
+    cluster.name = opts.cluster_name;
+    cluster.backend = source;
+    cluster.prefixes = plan.prefixes;
+    cluster.wait_source_synced = opts.wait_source_synced;
+    if (absl::Status status = (*mesh)->AddCluster(std::move(cluster)); !status.ok()) {
+      std::cerr << "error: " << status.message() << "\n";
+      source->Close();
+      (*target)->Close();
+      return kExitFailure;
+    }
   }
 
-  spdlog::info("mesh starting cluster={} prefixes={} wait_source_synced={}", cluster,
-               mirrors.size(), opts.wait_source_synced);
-  std::vector<std::thread> threads;
-  for (auto& mirror : mirrors) {
-    threads.emplace_back([&env, raw = mirror.get()] { raw->sync->Run(env.ctx); });
+  spdlog::info("mesh starting clusters_dir={} one_cluster={} drain_grace_period={}ms",
+               opts.clustermesh_config, opts.cluster_name, plan.drain_grace_period.count());
+  std::thread runner([&] { (*mesh)->Run(env.ctx); });
+  const auto tick = output->Interactive() ? 500ms : std::chrono::milliseconds(0);
+  auto next_status = std::chrono::steady_clock::now() + plan.status_interval;
+  while (!env.ctx.Done()) {
+    auto wait = plan.status_interval > 0ms ? next_status - std::chrono::steady_clock::now()
+                                           : std::chrono::steady_clock::duration(1h);
+    if (tick > 0ms) wait = std::min<std::chrono::steady_clock::duration>(wait, tick);
+    if (env.ctx.WaitFor(std::max<std::chrono::steady_clock::duration>(wait, 0ms))) break;
+    std::vector<RemoteClusterStatus> statuses = (*mesh)->Status();
+    if (tick > 0ms) output->SetProgress(ProgressText(statuses));
+    if (plan.status_interval > 0ms && std::chrono::steady_clock::now() >= next_status) {
+      for (const auto& status : statuses) printer->PrintStatus(status);
+      next_status = std::chrono::steady_clock::now() + plan.status_interval;
+    }
   }
-  threads.emplace_back([&env, &manager] { manager->Run(env.ctx); });
-  if (output->Interactive()) {
-    while (!env.ctx.WaitFor(500ms)) output->SetProgress(ProgressText(mirrors, cluster));
-  } else {
-    env.ctx.Wait();
-  }
-  for (auto& thread : threads) thread.join();
+  runner.join();
   output->ClearProgress();
-  spdlog::info("mesh stopped cluster={}", cluster);
-  (*source)->Close();
+  mesh_ptr = nullptr;
+  mesh->reset();
+  spdlog::info("mesh stopped");
+  if (source) source->Close();
   (*target)->Close();
   return kExitOk;
 }
@@ -318,14 +427,17 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, std::vector<MirrorSpec> sp
 
 void AddMeshCommand(CLI::App& app, CommandEnv& env) {
   auto* cmd = app.add_subcommand(
-      "mesh", "Mirror state prefixes of a source cluster into a target cluster (kvstoremesh)");
+      "mesh", "Mirror remote clusters into a target cluster (Cilium's kvstoremesh)");
   cmd->footer(kMeshDescription);
   auto opts = std::make_shared<MeshOptions>();
+  cmd->add_option("--clustermesh-config", opts->clustermesh_config,
+                  "directory with one Cilium etcd config file per remote cluster, named after it")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--source-endpoints", opts->source_endpoints,
-                  "etcd endpoints of the source cluster (comma-separated)")
+                  "etcd endpoints of the one source cluster (comma-separated)")
       ->delimiter(',');
   cmd->add_option("--source-etcd-config", opts->source_etcd_config,
-                  "Cilium-style etcd config YAML of the source cluster")
+                  "Cilium-style etcd config YAML of the one source cluster")
       ->check(CLI::ExistingFile);
   cmd->add_option("--target-endpoints", opts->target_endpoints,
                   "etcd endpoints of the target cluster (comma-separated)")
@@ -333,23 +445,39 @@ void AddMeshCommand(CLI::App& app, CommandEnv& env) {
   cmd->add_option("--target-etcd-config", opts->target_etcd_config,
                   "Cilium-style etcd config YAML of the target cluster")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--cluster-name", opts->cluster_name, "name of the source cluster")->required();
+  cmd->add_option("--cluster-name", opts->cluster_name, "name of the one source cluster");
+  cmd->add_option("--local-cluster-name", opts->local_cluster_name,
+                  "name of the target's own cluster: its file in --clustermesh-config is "
+                  "ignored; the source_cluster label of the mesh metrics");
   cmd->add_option("--prefix", opts->prefixes,
-                  "state prefix to mirror, e.g. cilium/state/nodes/v1 (repeatable; P=SOURCE "
-                  "watches SOURCE instead of P/<cluster>)")
-      ->required();
+                  "one-cluster mode: state prefix to mirror instead of Cilium's layout, e.g. "
+                  "cilium/state/nodes/v1 (repeatable; P=SOURCE watches SOURCE instead of "
+                  "P/<cluster>)");
   cmd->add_flag("--wait-source-synced", opts->wait_source_synced,
-                "mirror a prefix only once the source's canary cilium/synced/<cluster>/<prefix> "
-                "exists");
+                "with --prefix: mirror a prefix only once the source's canary "
+                "cilium/synced/<cluster>/<prefix> exists");
+  cmd->add_option("--drain-grace-period", opts->drain_grace_period,
+                  "how long a removed cluster's keys stay in the target")
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-interval", opts->heartbeat_interval,
+                  "how often cilium/.heartbeat is written in the target (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--status-interval", opts->status_interval,
+                  "how often a status line per cluster is printed besides on changes (0: only "
+                  "on changes)")
+      ->capture_default_str();
   cmd->add_option("--metrics-listen", opts->metrics_listen,
                   "serve Prometheus metrics at HOST:PORT/metrics (port 0: any free port; "
                   "a bare port binds to 127.0.0.1); off by default");
+  cmd->add_option("--metrics-namespace", opts->metrics_namespace,
+                  "prefix of the remote cluster metrics (cilium_kvstoremesh as kvstoremesh)")
+      ->capture_default_str();
   cmd->add_option("-o,--output", opts->output, "output format")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   cmd->callback([&env, opts] {
-    std::vector<MirrorSpec> specs = ValidateMeshOptions(env, *opts);
-    env.exit_code = RunMesh(env, *opts, std::move(specs));
+    MeshPlan plan = ValidateMeshOptions(env, *opts);
+    env.exit_code = RunMesh(env, *opts, std::move(plan));
   });
 }
 
