@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "kvstore/mesh/mesh.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
 
@@ -84,15 +86,54 @@ void CheckEtcdBackend() {
   (*backend)->Close();
 }
 
+// A Mesh mirrors one in-memory remote cluster into an in-memory target in Cilium's layout.
+void CheckMesh() {
+  std::shared_ptr<kvstore::memory::InMemoryStore> remote = kvstore::memory::InMemoryStore::Create();
+  std::shared_ptr<kvstore::memory::InMemoryStore> target = kvstore::memory::InMemoryStore::Create();
+  std::shared_ptr<kvstore::Backend> remote_client = remote->NewClient("remote");
+  std::shared_ptr<kvstore::Backend> target_client = target->NewClient("target");
+  const kvstore::Context bg = kvstore::Context::Background();
+  Check(remote_client->Update(bg, "cilium/cluster-config/c1", R"({"id":1})", false).ok() &&
+            remote_client->Update(bg, "cilium/state/nodes/v1/c1/n1", "node", false).ok(),
+        "writing the remote's state");
+  kvstore::mesh::MeshOptions options;
+  options.target = target_client;
+  options.heartbeat_interval = 0ms;
+  absl::StatusOr<std::unique_ptr<kvstore::mesh::Mesh>> mesh =
+      kvstore::mesh::Mesh::New(std::move(options));
+  if (!mesh.ok()) {
+    Check(false, "Mesh::New: " + mesh.status().ToString());
+    return;
+  }
+  kvstore::mesh::RemoteCluster cluster;
+  cluster.name = "c1";
+  cluster.backend = remote_client;
+  Check((*mesh)->AddCluster(std::move(cluster)).ok(), "AddCluster");
+  auto [ctx, cancel] = kvstore::WithCancel(bg);
+  std::thread runner([&mesh, ctx = ctx] { (*mesh)->Run(ctx); });
+  std::optional<std::string> mirrored;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!mirrored && std::chrono::steady_clock::now() < deadline) {
+    auto got = target_client->Get(bg, "cilium/cache/nodes/v1/c1/n1");
+    if (got.ok() && got->has_value()) mirrored = **got;
+    std::this_thread::sleep_for(5ms);
+  }
+  cancel();
+  runner.join();
+  Check(mirrored == "node", "the mesh did not mirror cilium/state/nodes/v1/c1/n1");
+}
+
 }  // namespace
 
 int main() {
   CheckSharedStore();
   CheckEtcdBackend();
+  CheckMesh();
   if (failures != 0) {
     std::printf("kvstore_consumer: %d check(s) failed\n", failures);
     return 1;
   }
-  std::printf("kvstore_consumer: SharedStore on the in-memory store and the etcd backend work\n");
+  std::printf(
+      "kvstore_consumer: SharedStore on the in-memory store, the etcd backend and the mesh work\n");
   return 0;
 }
