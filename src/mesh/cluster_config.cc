@@ -123,12 +123,12 @@ absl::Status ValidateClusterName(std::string_view name) {
 absl::Status ValidateClusterId(uint32_t id, uint32_t max_connected_clusters) {
   if (max_connected_clusters == 0) max_connected_clusters = kDefaultMaxConnectedClusters;
   if (max_connected_clusters != 255 && max_connected_clusters != 511) {
-    return absl::InvalidArgumentError(absl::StrCat("maxConnectedClusters ", max_connected_clusters,
-                                                   " is neither 255 nor 511"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("maxConnectedClusters ", max_connected_clusters, " is neither 255 nor 511"));
   }
   if (id < 1 || id > max_connected_clusters) {
-    return absl::InvalidArgumentError(absl::StrCat("cluster ID ", id, " is not between 1 and ",
-                                                   max_connected_clusters));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cluster ID ", id, " is not between 1 and ", max_connected_clusters));
   }
   return absl::OkStatus();
 }
@@ -144,16 +144,16 @@ absl::StatusOr<std::optional<ClusterConfig>> GetClusterConfig(const Context& ctx
   if (!value->has_value()) return std::optional<ClusterConfig>();
   absl::StatusOr<ClusterConfig> config = ParseClusterConfig(**value);
   if (!config.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(ClusterConfigPath(cluster), ": ",
-                                                   config.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(ClusterConfigPath(cluster), ": ", config.status().message()));
   }
   return std::optional<ClusterConfig>(*std::move(config));
 }
 
 absl::Status SetClusterConfig(const Context& ctx, Backend& backend, std::string_view cluster,
                               const ClusterConfig& config, bool lease) {
-  absl::StatusOr<bool> wrote =
-      backend.UpdateIfDifferent(ctx, ClusterConfigPath(cluster), FormatClusterConfig(config), lease);
+  absl::StatusOr<bool> wrote = backend.UpdateIfDifferent(ctx, ClusterConfigPath(cluster),
+                                                         FormatClusterConfig(config), lease);
   return wrote.status();
 }
 

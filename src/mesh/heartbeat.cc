@@ -23,8 +23,11 @@ void RunHeartbeat(const Context& ctx, Backend& backend, std::chrono::millisecond
                   bool lease, std::shared_ptr<Clock> clock) {
   if (!clock) clock = SystemClock();
   do {
-    absl::Status status = backend.Update(
-        ctx, kHeartbeatPath, FormatHeartbeat(std::chrono::system_clock::now()), lease);
+    // Bounded as Cilium bounds it (its lock lease TTL), so that a hung target delays no tick.
+    auto [write_ctx, done] = WithTimeout(ctx, std::chrono::seconds(25));
+    absl::Status status = backend.Update(write_ctx, kHeartbeatPath,
+                                         FormatHeartbeat(std::chrono::system_clock::now()), lease);
+    done();
     if (!status.ok() && !ctx.Done()) {
       spdlog::warn("cannot write heartbeat key={} error={}", kHeartbeatPath, status.ToString());
     }
@@ -68,19 +71,18 @@ absl::Status HeartbeatMonitor::Check() const {
   const Clock::time_point now = clock_->Now();
   if (last_seen_.has_value()) {
     if (now - *last_seen_ <= stale_after_) return absl::OkStatus();
-    return absl::UnavailableError(absl::StrCat(
-        "no heartbeat for ",
-        std::chrono::duration_cast<std::chrono::seconds>(now - *last_seen_).count(),
-        " s (stale after ", stale_after_.count() / 1000, " s)"));
+    return absl::UnavailableError(
+        absl::StrCat("no heartbeat for ",
+                     std::chrono::duration_cast<std::chrono::seconds>(now - *last_seen_).count(),
+                     " s (stale after ", stale_after_.count() / 1000, " s)"));
   }
   if (started_.has_value() && now - *started_ <= stale_after_) return absl::OkStatus();
-  return absl::UnavailableError(started_.has_value()
-                                    ? absl::StrCat("no heartbeat seen in ",
-                                                   std::chrono::duration_cast<std::chrono::seconds>(
-                                                       now - *started_)
-                                                       .count(),
-                                                   " s")
-                                    : std::string("heartbeat not watched yet"));
+  return absl::UnavailableError(
+      started_.has_value()
+          ? absl::StrCat("no heartbeat seen in ",
+                         std::chrono::duration_cast<std::chrono::seconds>(now - *started_).count(),
+                         " s")
+          : std::string("heartbeat not watched yet"));
 }
 
 }  // namespace kvstore::mesh

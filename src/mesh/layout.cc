@@ -49,8 +49,8 @@ std::vector<MirroredPrefix> CiliumLayout(std::string_view cluster,
       prefix.source = prefix.target;
       prefix.source_synced_key = cache;
     } else {
-      prefix.source = JoinPath(kind.state_prefix,
-                               *kind.state_below == '\0' ? cluster : kind.state_below);
+      prefix.source =
+          JoinPath(kind.state_prefix, *kind.state_below == '\0' ? cluster : kind.state_below);
       prefix.source_synced_key = kind.state_prefix;
     }
     layout.push_back(std::move(prefix));
@@ -62,17 +62,15 @@ std::vector<std::string> DrainPrefixes(std::string_view cluster,
                                        const std::vector<MirroredPrefix>& prefixes) {
   // The canaries first, so that agents stop taking the cache for complete before it empties.
   std::vector<std::string> drained = {DirectoryPrefix(JoinPath(kSyncedPrefix, cluster))};
-  auto add_cache_of = [&](const std::vector<MirroredPrefix>& of) {
-    for (const MirroredPrefix& prefix : of) {
-      drained.push_back(DirectoryPrefix(JoinPath(prefix.synced_key, cluster)));
-    }
-  };
   if (prefixes.empty()) {
+    // The whole per-cluster directory of each kind, whatever the remote's capabilities were.
     ClusterCapabilities every_kind;
     every_kind.service_exports_enabled = true;
-    add_cache_of(CiliumLayout(cluster, every_kind));
+    for (const MirroredPrefix& prefix : CiliumLayout(cluster, every_kind)) {
+      drained.push_back(DirectoryPrefix(JoinPath(prefix.synced_key, cluster)));
+    }
   } else {
-    add_cache_of(prefixes);
+    for (const MirroredPrefix& prefix : prefixes) drained.push_back(DirectoryPrefix(prefix.target));
   }
   return drained;
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/backoff.h"
@@ -53,7 +54,9 @@ std::optional<std::map<std::string, std::string>> ReadConfigDirectory(const std:
   std::filesystem::directory_iterator it(dir, error);
   if (error) return std::nullopt;
   std::map<std::string, std::string> files;
-  for (const auto& entry : it) {
+  for (; it != std::filesystem::directory_iterator(); it.increment(error)) {
+    if (error) return std::nullopt;
+    const std::filesystem::directory_entry& entry = *it;
     std::error_code entry_error;
     // Follows links: Kubernetes mounts each file as a link into a "..data" directory, which
     // itself is skipped as a directory.
@@ -119,6 +122,7 @@ class MeshImpl final : public Mesh {
     }
     do {
       if (!options_.config_directory.empty()) ScanConfigDirectory();
+      ReapFinishedDrains();
     } while (SleepOnClock(ctx, *clock_, options_.config_poll_interval));
     if (heartbeat.joinable()) heartbeat.join();
     StopAll();
@@ -129,15 +133,26 @@ class MeshImpl final : public Mesh {
     for (const MirroredPrefix& prefix : cluster.prefixes) {
       if (prefix.name.empty() || prefix.source.empty() || prefix.target.empty() ||
           prefix.synced_key.empty() || prefix.source_synced_key.empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("remote cluster ", cluster.name, ": a mirrored prefix needs a name, a ",
-                         "source, a target and both canary keys"));
+        return absl::InvalidArgumentError(absl::StrCat("remote cluster ", cluster.name,
+                                                       ": a mirrored prefix needs a name, a ",
+                                                       "source, a target and both canary keys"));
+      }
+    }
+    std::set<std::string> names, canaries, targets;
+    for (const MirroredPrefix& prefix : cluster.prefixes) {
+      if (!names.insert(prefix.name).second || !canaries.insert(prefix.source_synced_key).second ||
+          !targets.insert(prefix.target).second) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "remote cluster ", cluster.name, ": two mirrored prefixes share a name, a target or ",
+            "a source canary (", prefix.name, ")"));
       }
     }
     if (cluster.backend == nullptr && cluster.config_path.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "remote cluster ", cluster.name, " has neither a backend nor a config file"));
+      return absl::InvalidArgumentError(absl::StrCat("remote cluster ", cluster.name,
+                                                     " has neither a backend nor a config file"));
     }
+    // A drain of this name stops first, so that none of its deletes lands after the new
+    // mirror's writes.
     std::unique_ptr<Drain> cancelled;
     {
       std::lock_guard lock(mu_);
@@ -146,23 +161,27 @@ class MeshImpl final : public Mesh {
         cancelled = std::move(drain->second);
         drains_.erase(drain);
       }
-      auto it = clusters_.find(cluster.name);
-      if (it != clusters_.end()) {
-        spdlog::info("remote cluster changed, reconnecting cluster={}", cluster.name);
-        it->second->Reconnect(std::move(cluster));
-      } else {
-        spdlog::info("remote cluster added cluster={}", cluster.name);
-        std::string name = cluster.name;
-        auto mirror = std::make_unique<RemoteMirror>(std::move(cluster), env_);
-        if (running_) mirror->Start(run_ctx_);
-        clusters_.emplace(std::move(name), std::move(mirror));
-        metrics_.SetRemoteClusters(clusters_.size());
-      }
     }
     if (cancelled) {
-      spdlog::info("remote cluster added again, drain cancelled cluster={}", cancelled->name);
+      if (!cancelled->done) {
+        spdlog::info("remote cluster added again, drain cancelled cluster={}", cancelled->name);
+      }
       cancelled->cancel();
       cancelled->thread.join();
+    }
+    std::lock_guard lock(mu_);
+    if (finished_) return absl::FailedPreconditionError("the mesh has stopped");
+    auto it = clusters_.find(cluster.name);
+    if (it != clusters_.end()) {
+      spdlog::info("remote cluster changed, reconnecting cluster={}", cluster.name);
+      it->second->Reconnect(std::move(cluster));
+    } else {
+      spdlog::info("remote cluster added cluster={}", cluster.name);
+      std::string name = cluster.name;
+      auto mirror = std::make_unique<RemoteMirror>(std::move(cluster), env_);
+      if (running_) mirror->Start(run_ctx_);
+      clusters_.emplace(std::move(name), std::move(mirror));
+      metrics_.SetRemoteClusters(clusters_.size());
     }
     return absl::OkStatus();
   }
@@ -188,20 +207,24 @@ class MeshImpl final : public Mesh {
     drain->delete_config = mirror->WritesClusterConfig();
     drain->last_status = mirror->Status();
     mirror.reset();
-    std::lock_guard lock(mu_);
-    // Not running: nothing was mirrored yet, or the mesh has stopped. Added again meanwhile: its
-    // new mirror owns the keys.
-    if (!running_ || finished_ || clusters_.contains(drain->name)) return absl::OkStatus();
-    auto [ctx, cancel] = WithCancel(run_ctx_);
-    drain->cancel = std::move(cancel);
-    Drain* raw = drain.get();
-    drain->thread = std::thread([this, raw, ctx = ctx] { RunDrain(ctx, *raw); });
-    if (auto old = drains_.find(raw->name); old != drains_.end()) {
-      // Cannot happen (AddCluster cancels a drain of its name), but never leak a thread.
-      old->second->cancel();
-      old->second->thread.join();
+    std::unique_ptr<Drain> replaced;
+    {
+      std::lock_guard lock(mu_);
+      // Not running: nothing was mirrored yet, or the mesh has stopped. Added again meanwhile:
+      // its new mirror owns the keys.
+      if (!running_ || finished_ || clusters_.contains(drain->name)) return absl::OkStatus();
+      auto [ctx, cancel] = WithCancel(run_ctx_);
+      drain->cancel = std::move(cancel);
+      Drain* raw = drain.get();
+      drain->thread = std::thread([this, raw, ctx = ctx] { RunDrain(ctx, *raw); });
+      std::unique_ptr<Drain>& slot = drains_[raw->name];
+      replaced = std::move(slot);  // a finished drain, or one of a concurrent RemoveCluster
+      slot = std::move(drain);
     }
-    drains_[raw->name] = std::move(drain);
+    if (replaced) {
+      replaced->cancel();
+      replaced->thread.join();
+    }
     return absl::OkStatus();
   }
 
@@ -243,8 +266,8 @@ class MeshImpl final : public Mesh {
   bool DeleteWithRetries(const Context& ctx, const std::string& what, bool prefix) {
     Backoff backoff(kDrainRetryBase, kDrainRetryMax);
     while (!ctx.Done()) {
-      absl::Status status = prefix ? options_.target->DeletePrefix(ctx, what)
-                                   : options_.target->Delete(ctx, what);
+      absl::Status status =
+          prefix ? options_.target->DeletePrefix(ctx, what) : options_.target->Delete(ctx, what);
       if (status.ok()) return true;
       if (ctx.Done()) break;
       const auto wait = backoff.Next();
@@ -278,9 +301,10 @@ class MeshImpl final : public Mesh {
         ReadConfigDirectory(options_.config_directory);
     if (!files.has_value()) {
       if (!directory_unreadable_) {
-        spdlog::warn("cannot read the clustermesh config directory {}: keeping the clusters as "
-                     "they are",
-                     options_.config_directory);
+        spdlog::warn(
+            "cannot read the clustermesh config directory {}: keeping the clusters as "
+            "they are",
+            options_.config_directory);
       }
       directory_unreadable_ = true;
       return;
@@ -311,6 +335,23 @@ class MeshImpl final : public Mesh {
       }
       it = config_files_.erase(it);
     }
+  }
+
+  // Joins and forgets the drains that are done.
+  void ReapFinishedDrains() {
+    std::vector<std::unique_ptr<Drain>> finished;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = drains_.begin(); it != drains_.end();) {
+        if (!it->second->done) {
+          ++it;
+          continue;
+        }
+        finished.push_back(std::move(it->second));
+        it = drains_.erase(it);
+      }
+    }
+    for (auto& drain : finished) drain->thread.join();
   }
 
   // Stops every cluster and drain; later AddCluster calls fail. Idempotent.
@@ -356,15 +397,14 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::New(MeshOptions options) {
   if (!options.config_directory.empty()) {
     std::error_code error;
     if (!std::filesystem::is_directory(options.config_directory, error)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("clustermesh config directory ", options.config_directory,
-                       " is not a readable directory"));
+      return absl::InvalidArgumentError(absl::StrCat("clustermesh config directory ",
+                                                     options.config_directory,
+                                                     " is not a readable directory"));
     }
   }
   if (!options.local_cluster_name.empty()) {
     if (absl::Status valid = ValidateClusterName(options.local_cluster_name); !valid.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("local cluster name: ", valid.message()));
+      return absl::InvalidArgumentError(absl::StrCat("local cluster name: ", valid.message()));
     }
   }
   if (options.config_poll_interval <= std::chrono::milliseconds::zero() ||

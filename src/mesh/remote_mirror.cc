@@ -129,6 +129,9 @@ void RemoteMirror::Loop(const Context& ctx) {
   for (auto& [name, mirror] : mirrors_) {
     if (mirror->sync_thread.joinable()) mirror->sync_thread.join();
   }
+  for (auto& mirror : retired_) {
+    if (mirror->sync_thread.joinable()) mirror->sync_thread.join();
+  }
 }
 
 absl::Status RemoteMirror::Connect(const Context& ctx, const Context& conn,
@@ -206,21 +209,21 @@ absl::Status RemoteMirror::Connect(const Context& ctx, const Context& conn,
   return absl::OkStatus();
 }
 
-std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn,
-                                                             Backend& remote) {
+std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn, Backend& remote) {
   Backoff backoff(kConnectRetryBase, kConnectRetryMax);
   while (!conn.Done()) {
     absl::StatusOr<std::optional<ClusterConfig>> got = GetClusterConfig(conn, remote, name_);
     absl::Status problem;
     if (!got.ok()) {
-      problem = absl::Status(got.status().code(),
-                             absl::StrCat("cannot read the cluster config of ", name_, ": ",
-                                          got.status().message()));
+      problem = absl::Status(
+          got.status().code(),
+          absl::StrCat("cannot read the cluster config of ", name_, ": ", got.status().message()));
     } else if (!got->has_value()) {
-      problem = absl::NotFoundError(absl::StrCat(
-          ClusterConfigPath(name_), " not found in the remote cluster: check that the file is "
-                                    "named after the cluster and that the cluster writes its "
-                                    "config"));
+      problem = absl::NotFoundError(
+          absl::StrCat(ClusterConfigPath(name_),
+                       " not found in the remote cluster: check that the file is "
+                       "named after the cluster and that the cluster writes its "
+                       "config"));
     } else if (absl::Status valid = ValidateClusterConfig(**got); !valid.ok()) {
       problem = absl::InvalidArgumentError(
           absl::StrCat("cluster config of ", name_, ": ", valid.message()));
@@ -286,8 +289,16 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
     for (const MirroredPrefix& prefix : layout) {
       auto it = mirrors_.find(prefix.name);
       if (it != mirrors_.end()) {
-        it->second->prefix = prefix;
-        continue;
+        PrefixMirror& existing = *it->second;
+        if (existing.prefix.target == prefix.target &&
+            existing.prefix.synced_key == prefix.synced_key) {
+          existing.prefix = prefix;  // a new source at most: the watch store lists it afresh
+          continue;
+        }
+        // Written elsewhere now: what went to the old target goes from there.
+        dropped.push_back(it->second.get());
+        retired_.push_back(std::move(it->second));
+        mirrors_.erase(it);
       }
       auto mirror = std::make_unique<PrefixMirror>();
       mirror->prefix = prefix;
@@ -412,7 +423,8 @@ void RemoteMirror::Emit(MeshEvent::Type type, std::optional<PrefixStatus> prefix
   env_.emit(MeshEvent{type, name_, std::move(prefix), std::move(error)});
 }
 
-PrefixStatus RemoteMirror::StatusOf(const MirroredPrefix& prefix, const PrefixMirror* mirror) const {
+PrefixStatus RemoteMirror::StatusOf(const MirroredPrefix& prefix,
+                                    const PrefixMirror* mirror) const {
   PrefixStatus status;
   status.name = prefix.name;
   status.source = prefix.source;

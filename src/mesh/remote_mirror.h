@@ -88,7 +88,9 @@ class RemoteMirror {
   const std::string name_;
   const MirrorEnv env_;
 
-  mutable std::mutex mu_;  // guards the fields below (not the threads, which only Loop touches)
+  // Guards the fields below. Only Loop's thread changes layout_, mirrors_ and retired_, and
+  // reads them without the lock.
+  mutable std::mutex mu_;
   RemoteCluster spec_;
   CancelFunc cancel_;       // of Start's context
   CancelFunc cancel_conn_;  // of the current connection
@@ -103,9 +105,11 @@ class RemoteMirror {
   std::optional<std::chrono::system_clock::time_point> last_failure_;
   std::vector<MirroredPrefix> layout_;  // mirrored by the current (or last) connection
   std::map<std::string, std::unique_ptr<PrefixMirror>> mirrors_;  // by MirroredPrefix::name
+  // Mirrors whose prefix moved to another target: drained, their sync stores run to the end.
+  std::vector<std::unique_ptr<PrefixMirror>> retired_;
 
   std::mutex join_mu_;  // serializes Stop's join
-  std::thread thread_;  // runs Loop
+  std::thread thread_;  // runs Loop; set by Start, joined by Stop
 };
 
 }  // namespace kvstore::mesh::internal

@@ -39,11 +39,11 @@ TEST(ClusterConfigTest, ParsesCiliumsJsonAndIgnoresUnknownFields) {
 }
 
 TEST(ClusterConfigTest, RejectsWhatIsNotAClusterConfig) {
-  for (const char* bad : {"", "not json", "[1]", R"({"id":-1})", R"({"id":"7"})",
-                          R"({"id":4294967296})", R"({"capabilities":[]})",
-                          R"({"capabilities":{"cached":"yes"}})",
-                          R"({"capabilities":{"maxConnectedClusters":1.5}})",
-                          R"({"capabilities":{"serviceExportsEnabled":1}})"}) {
+  for (const char* bad :
+       {"", "not json", "[1]", R"({"id":-1})", R"({"id":"7"})", R"({"id":4294967296})",
+        R"({"capabilities":[]})", R"({"capabilities":{"cached":"yes"}})",
+        R"({"capabilities":{"maxConnectedClusters":1.5}})",
+        R"({"capabilities":{"serviceExportsEnabled":1}})"}) {
     absl::StatusOr<ClusterConfig> config = ParseClusterConfig(bad);
     EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
@@ -53,9 +53,8 @@ TEST(ClusterConfigTest, FormatsAsGoDoesAndRoundTrips) {
   EXPECT_EQ(FormatClusterConfig({}), R"({"capabilities":{}})");
   ClusterConfig config = Config(12, true, true, 255, false);
   const std::string text = FormatClusterConfig(config);
-  EXPECT_EQ(text,
-            R"({"id":12,"capabilities":{"syncedCanaries":true,"cached":true,)"
-            R"("maxConnectedClusters":255,"serviceExportsEnabled":false}})");
+  EXPECT_EQ(text, R"({"id":12,"capabilities":{"syncedCanaries":true,"cached":true,)"
+                  R"("maxConnectedClusters":255,"serviceExportsEnabled":false}})");
   absl::StatusOr<ClusterConfig> parsed = ParseClusterConfig(text);
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(*parsed, config);

@@ -41,14 +41,17 @@ TEST(HeartbeatTest, WritesAtOnceAndEveryInterval) {
                ? got->at(std::string(kHeartbeatPath)).mod_revision
                : 0;
   };
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return revision() > 0; }, 0s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return revision() > 0; }, 0s));
   const int64_t first = revision();
   EXPECT_NE(client->ListPrefix(Context(), kHeartbeatPath)->begin()->second.lease_id, 0);
   // Not again before the interval; again after it.
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return clock->NumWaiters() > 0; }, 0s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return clock->NumWaiters() > 0; }, 0s));
   clock->Advance(59s);
   EXPECT_EQ(revision(), first);
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return revision() > first; }, 1s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return revision() > first; }, 1s));
   cancel();
   writer.join();
 }
@@ -61,20 +64,23 @@ TEST(HeartbeatTest, MonitorTellsAStaleHeartbeat) {
   EXPECT_TRUE(monitor.Stale());  // not watching yet
   auto [ctx, cancel] = WithCancel(Context());
   std::thread watcher([&, ctx = ctx] { monitor.Run(ctx, *client); });
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return !monitor.Stale(); }, 0s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return !monitor.Stale(); }, 0s));
   EXPECT_FALSE(monitor.LastSeen().has_value());
   // Never beating: stale once the period passed since the start.
   clock->Advance(121s);
   EXPECT_FALSE(monitor.Check().ok());
   ASSERT_TRUE(client->Update(Context(), kHeartbeatPath, "t1", false).ok());
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return !monitor.Stale(); }, 0s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return !monitor.Stale(); }, 0s));
   EXPECT_EQ(monitor.LastSeen(), clock->Now());
   clock->Advance(120s);
   EXPECT_FALSE(monitor.Stale());
   clock->Advance(1s);
   EXPECT_EQ(monitor.Check().code(), absl::StatusCode::kUnavailable);
   ASSERT_TRUE(client->Update(Context(), kHeartbeatPath, "t2", false).ok());
-  ASSERT_TRUE(AdvanceUntil(*clock, [&] { return !monitor.Stale(); }, 0s));
+  ASSERT_TRUE(AdvanceUntil(
+      *clock, [&] { return !monitor.Stale(); }, 0s));
   cancel();
   watcher.join();
 }

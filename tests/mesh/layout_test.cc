@@ -39,17 +39,19 @@ TEST(LayoutTest, MirrorsServiceExportsOnlyWhenTheRemoteTellsOfThem) {
   exports.service_exports_enabled = false;
   std::vector<MirroredPrefix> layout = CiliumLayout("c1", exports);
   ASSERT_EQ(layout.size(), 5u);
-  EXPECT_EQ(layout[4], (MirroredPrefix{"service-exports", "cilium/state/serviceexports/v1/c1",
-                                       "cilium/cache/serviceexports/v1/c1",
-                                       "cilium/cache/serviceexports/v1",
-                                       "cilium/state/serviceexports/v1"}));
+  EXPECT_EQ(layout[4],
+            (MirroredPrefix{"service-exports", "cilium/state/serviceexports/v1/c1",
+                            "cilium/cache/serviceexports/v1/c1", "cilium/cache/serviceexports/v1",
+                            "cilium/state/serviceexports/v1"}));
 }
 
 TEST(LayoutTest, DrainsCanariesFirstThenEveryCacheDirectory) {
-  std::vector<std::string> expected = {
-      "cilium/synced/c1/",           "cilium/cache/nodes/v1/c1/",
-      "cilium/cache/services/v1/c1/", "cilium/cache/identities/v1/c1/",
-      "cilium/cache/ip/v1/c1/",       "cilium/cache/serviceexports/v1/c1/"};
+  std::vector<std::string> expected = {"cilium/synced/c1/",
+                                       "cilium/cache/nodes/v1/c1/",
+                                       "cilium/cache/services/v1/c1/",
+                                       "cilium/cache/identities/v1/c1/",
+                                       "cilium/cache/ip/v1/c1/",
+                                       "cilium/cache/serviceexports/v1/c1/"};
   EXPECT_EQ(DrainPrefixes("c1"), expected);
   std::vector<MirroredPrefix> custom = {{"nodes/v1", "cilium/state/nodes/v1/C",
                                          "cilium/cache/nodes/v1/C", "cilium/cache/nodes/v1",

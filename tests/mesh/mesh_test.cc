@@ -64,7 +64,8 @@ struct Remote {
 
 class MeshTest : public ::testing::Test {
  protected:
-  MeshTest() : target_store_(memory::InMemoryStore::Create()), target_(target_store_->NewClient()) {}
+  MeshTest()
+      : target_store_(memory::InMemoryStore::Create()), target_(target_store_->NewClient()) {}
 
   ~MeshTest() override { StopMesh(); }
 
@@ -124,10 +125,9 @@ class MeshTest : public ::testing::Test {
   }
 
   std::optional<double> Gauge(const std::string& name, const std::string& cluster) {
-    return ReadMetric(registry_, name,
-                      {{"source_cluster", "local"},
-                       {"source_node_name", ""},
-                       {"target_cluster", cluster}});
+    return ReadMetric(
+        registry_, name,
+        {{"source_cluster", "local"}, {"source_node_name", ""}, {"target_cluster", cluster}});
   }
 
   prometheus::Registry registry_;
@@ -157,8 +157,7 @@ TEST_F(MeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
     SCOPED_TRACE(c);
     EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/" + c + "/node-" + c), "node of " + c);
     EXPECT_EQ(GetValue(*target_, "cilium/cache/services/v1/" + c + "/default/web"), "web of " + c);
-    EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/" + c + "/id/1000"),
-              "labels of " + c);
+    EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/" + c + "/id/1000"), "labels of " + c);
     EXPECT_EQ(GetValue(*target_, "cilium/cache/ip/v1/" + c + "/10.0.0.1"), "ip of " + c);
     EXPECT_EQ(CountPrefix(*target_, "cilium/cache/identities/v1/" + c + "/"), 1u);
     for (const char* kind : {"nodes", "services", "identities", "ip"}) {
@@ -207,9 +206,8 @@ TEST_F(MeshTest, WaitsForEachCanaryOfARemoteThatWritesThem) {
   Add(remote);
   ASSERT_TRUE(Eventually(
       [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value(); }));
-  ASSERT_TRUE(Eventually([&] {
-    return GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value();
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] { return GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value(); }));
   // The services' canary is not there: neither are they.
   EXPECT_FALSE(GetValue(*target_, "cilium/cache/services/v1/c1/default/web").has_value());
   EXPECT_FALSE(Ready("c1"));
@@ -268,9 +266,8 @@ TEST_F(MeshTest, AMissingOrInvalidClusterConfigIsAFailureUntilFixed) {
   EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value());
 
   remote.WriteConfig(R"({"id":0})");  // ID 0 is reserved
-  ASSERT_TRUE(Eventually([&] {
-    return StatusOf("c1")->last_error.find("cluster ID 0") != std::string::npos;
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] { return StatusOf("c1")->last_error.find("cluster ID 0") != std::string::npos; }));
   remote.WriteConfig(R"({"id":1})");
   EXPECT_TRUE(Eventually([&] { return Ready("c1"); }));
   EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1"), "node of c1");
@@ -286,6 +283,16 @@ TEST_F(MeshTest, RejectsBadClusterNames) {
     EXPECT_EQ(mesh_->AddCluster(std::move(cluster)).code(), absl::StatusCode::kInvalidArgument)
         << bad;
   }
+  RemoteCluster twice;
+  twice.name = "c1";
+  twice.backend = remote.client;
+  MirroredPrefix nodes{"nodes", "cilium/state/nodes/v1/c1", "cilium/cache/nodes/v1/c1",
+                       "cilium/cache/nodes/v1", "cilium/state/nodes/v1"};
+  MirroredPrefix same_target = nodes;
+  same_target.name = "other";
+  same_target.source_synced_key = "cilium/state/other/v1";
+  twice.prefixes = {nodes, same_target};
+  EXPECT_THAT(mesh_->AddCluster(twice).message(), HasSubstr("share"));
   RemoteCluster no_backend;
   no_backend.name = "c1";
   EXPECT_EQ(mesh_->AddCluster(no_backend).code(), absl::StatusCode::kInvalidArgument);
@@ -342,13 +349,12 @@ TEST_F(MeshTest, AClusterAddedBackDuringTheGracePeriodKeepsItsCache) {
   ASSERT_TRUE(mesh_->RemoveCluster("c1").ok());
   ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kRemoved, "c1"); }));
   Add(remote);
-  ASSERT_TRUE(Eventually([&] {
-    return GetValue(*target_, "cilium/cluster-config/c1").has_value() && Ready("c1");
-  }));
+  ASSERT_TRUE(Eventually(
+      [&] { return GetValue(*target_, "cilium/cluster-config/c1").has_value() && Ready("c1"); }));
   clock->Advance(10min);
   remote.Put("cilium/state/nodes/v1/c1/later", "later");
-  ASSERT_TRUE(Eventually(
-      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/later").has_value(); }));
+  ASSERT_TRUE(
+      Eventually([&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/later").has_value(); }));
   EXPECT_FALSE(SawEvent(MeshEvent::Type::kDrained, "c1"));
   EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 2u);
 }
@@ -377,8 +383,8 @@ class MeshDirectoryTest : public MeshTest {
     MeshOptions options = Options();
     options.config_directory = dir_.string();
     options.drain_grace_period = 0ms;
-    options.open_backend = [this](const RemoteCluster& cluster)
-        -> absl::StatusOr<std::shared_ptr<Backend>> {
+    options.open_backend =
+        [this](const RemoteCluster& cluster) -> absl::StatusOr<std::shared_ptr<Backend>> {
       std::ifstream in(cluster.config_path);
       std::string word, which;
       in >> word >> which;
@@ -407,7 +413,7 @@ TEST_F(MeshDirectoryTest, FilesAddedChangedAndRemovedConnectReconnectAndDrain) {
   remotes_["second"]->Put("cilium/state/nodes/v1/c1/in-both", "second");
   WriteFile("c1", "endpoints: first\n");
   WriteFile("notes.txt", "no etcd config here\n");  // ignored: no "endpoints:"
-  WriteFile("local", "endpoints: first\n");          // the target's own cluster: ignored
+  WriteFile("local", "endpoints: first\n");         // the target's own cluster: ignored
   std::filesystem::create_directories(dir_ / "..data");
   StartMesh(DirectoryOptions());
   ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));

@@ -87,12 +87,17 @@ class MeshClustersTest : public ::testing::Test {
   }
 
   std::vector<std::string> MeshArgs(std::vector<std::string> extra) {
-    std::vector<std::string> args = {"--log-level",        "info",
-                                     "mesh",               "--clustermesh-config",
-                                     dir_,                 "--target-endpoints",
+    std::vector<std::string> args = {"--log-level",
+                                     "info",
+                                     "mesh",
+                                     "--clustermesh-config",
+                                     dir_,
+                                     "--target-endpoints",
                                      target_->ClientEndpoint(0),
-                                     "--local-cluster-name", "local",
-                                     "--status-interval",  "0"};
+                                     "--local-cluster-name",
+                                     "local",
+                                     "--status-interval",
+                                     "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     return args;
   }
@@ -125,8 +130,7 @@ class MeshClustersTest : public ::testing::Test {
     EXPECT_EQ(CountPrefix("cilium/cache/identities/v1/" + c + "/"), 1u);
     EXPECT_EQ(CountPrefix("cilium/cache/nodes/v1/" + c + "/"), 2u);
     for (const char* kind : {"nodes", "services", "identities", "ip"}) {
-      EXPECT_TRUE(
-          HasKey(*target_client_, "cilium/synced/" + c + "/cilium/cache/" + kind + "/v1"))
+      EXPECT_TRUE(HasKey(*target_client_, "cilium/synced/" + c + "/cilium/cache/" + kind + "/v1"))
           << kind;
     }
     std::optional<std::string> config = GetValue(*target_client_, "cilium/cluster-config/" + c);
@@ -169,8 +173,9 @@ TEST_F(MeshClustersTest, MirrorsClustersAddedRemovedAndRestartedAtRuntime) {
       << mesh.Transcript();
   ASSERT_TRUE(mesh.AwaitLine([](const std::string& l) { return IsReadyStatus(l, "cluster2"); }))
       << mesh.Transcript();
-  EXPECT_TRUE(mesh.AwaitLine("synced cilium/state/identities/v1/id -> "
-                             "cilium/cache/identities/v1/cluster1/id keys=1"))
+  EXPECT_TRUE(
+      mesh.AwaitLine("synced cilium/state/identities/v1/id -> "
+                     "cilium/cache/identities/v1/cluster1/id keys=1"))
       << mesh.Transcript();
   ExpectMirrored(c1);
   ExpectMirrored(c2);
@@ -179,9 +184,9 @@ TEST_F(MeshClustersTest, MirrorsClustersAddedRemovedAndRestartedAtRuntime) {
   std::optional<int> port = MetricsPort(mesh);
   ASSERT_TRUE(port.has_value()) << mesh.Transcript();
   std::vector<Sample> samples = Scrape(*port);
-  EXPECT_EQ(SampleValue(samples, "cilium_clustermesh_remote_clusters",
-                        {"source_cluster=\"local\""}),
-            2.0);
+  EXPECT_EQ(
+      SampleValue(samples, "cilium_clustermesh_remote_clusters", {"source_cluster=\"local\""}),
+      2.0);
   EXPECT_EQ(SampleValue(samples, "cilium_clustermesh_remote_cluster_readiness_status",
                         {"target_cluster=\"cluster1\""}),
             1.0);
@@ -191,8 +196,9 @@ TEST_F(MeshClustersTest, MirrorsClustersAddedRemovedAndRestartedAtRuntime) {
 
   // A third cluster's file appears: it is mirrored as far as its canaries go.
   WriteClusterFile(c3);
-  ASSERT_TRUE(mesh.AwaitLine("synced cilium/state/nodes/v1/cluster3 -> "
-                             "cilium/cache/nodes/v1/cluster3 keys=2"))
+  ASSERT_TRUE(
+      mesh.AwaitLine("synced cilium/state/nodes/v1/cluster3 -> "
+                     "cilium/cache/nodes/v1/cluster3 keys=2"))
       << mesh.Transcript();
   EXPECT_TRUE(HasKey(*target_client_, "cilium/cluster-config/cluster3"));
   EXPECT_EQ(CountPrefix("cilium/cache/ip/v1/cluster3/"), 0u);  // no canary for ip yet
@@ -274,9 +280,9 @@ TEST_F(MeshClustersTest, ReportsStatusInJsonAndAClusterWithoutConfigAsAFailure) 
 
   // Its config appears: it connects.
   c2.Put("cilium/cluster-config/cluster2", R"({"id":2})");
-  EXPECT_TRUE(EventuallyTrue(
-      [&] { return HasKey(*target_client_, "cilium/cache/nodes/v1/cluster2/node-1"); }))
-      << mesh.Transcript();
+  EXPECT_TRUE(EventuallyTrue([&] {
+    return HasKey(*target_client_, "cilium/cache/nodes/v1/cluster2/node-1");
+  })) << mesh.Transcript();
   mesh.Signal(SIGTERM);
   EXPECT_EQ(mesh.Wait(), 0) << mesh.Transcript();
 }

@@ -25,133 +25,132 @@ bool EventuallyTrue(const std::function<bool()>& condition, std::chrono::millise
   return true;
 }
 
-
 RunningTool::RunningTool(const std::vector<std::string>& args) {
-    std::vector<std::string> storage = {KVSTORECTL_PATH};
-    storage.insert(storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& arg : storage) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    int out[2], err[2];
-    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      // Only async-signal-safe calls until exec.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
-      dup2(out[1], STDOUT_FILENO);
-      dup2(err[1], STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    close(out[1]);
-    close(err[1]);
-    if (pid_ < 0) {
-      close(out[0]);
-      close(err[0]);
-      return;
-    }
-    readers_.emplace_back([this, fd = out[0]] { Read(fd, stdout_); });
-    readers_.emplace_back([this, fd = err[0]] { Read(fd, stderr_); });
+  std::vector<std::string> storage = {KVSTORECTL_PATH};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& arg : storage) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return;
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Only async-signal-safe calls until exec.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
   }
+  close(out[1]);
+  close(err[1]);
+  if (pid_ < 0) {
+    close(out[0]);
+    close(err[0]);
+    return;
+  }
+  readers_.emplace_back([this, fd = out[0]] { Read(fd, stdout_); });
+  readers_.emplace_back([this, fd = err[0]] { Read(fd, stderr_); });
+}
 
 RunningTool::~RunningTool() {
-    if (pid_ > 0 && !exit_code_) {
-      kill(pid_, SIGKILL);
-      Wait(kToolTimeout);
-    }
-    for (auto& reader : readers_) reader.join();
+  if (pid_ > 0 && !exit_code_) {
+    kill(pid_, SIGKILL);
+    Wait(kToolTimeout);
   }
+  for (auto& reader : readers_) reader.join();
+}
 
-std::optional<std::string> RunningTool::AwaitLine(const std::function<bool(const std::string&)>& match,
-                                                  std::chrono::milliseconds timeout) {
-    return Await(stdout_, match, timeout);
-  }
+std::optional<std::string> RunningTool::AwaitLine(
+    const std::function<bool(const std::string&)>& match, std::chrono::milliseconds timeout) {
+  return Await(stdout_, match, timeout);
+}
 
 std::optional<std::string> RunningTool::AwaitLine(const std::string& exact,
                                                   std::chrono::milliseconds timeout) {
-    return AwaitLine([&](const std::string& line) { return line == exact; }, timeout);
-  }
+  return AwaitLine([&](const std::string& line) { return line == exact; }, timeout);
+}
 
 std::optional<std::string> RunningTool::AwaitStderr(
     const std::function<bool(const std::string&)>& match, std::chrono::milliseconds timeout) {
-    return Await(stderr_, match, timeout);
-  }
+  return Await(stderr_, match, timeout);
+}
 
 size_t RunningTool::CountLines(const std::function<bool(const std::string&)>& match) {
-    std::lock_guard<std::mutex> lock(mu_);
-    size_t count = 0;
-    for (const auto& line : stdout_) count += match(line) ? 1 : 0;
-    return count;
-  }
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t count = 0;
+  for (const auto& line : stdout_) count += match(line) ? 1 : 0;
+  return count;
+}
 
 void RunningTool::Signal(int signal) {
-    if (pid_ > 0) kill(pid_, signal);
-  }
+  if (pid_ > 0) kill(pid_, signal);
+}
 
 std::optional<int> RunningTool::Wait(std::chrono::milliseconds timeout) {
-    if (exit_code_) return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-      int status = 0;
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
-      }
-      if (r < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-      std::this_thread::sleep_for(10ms);
+  if (exit_code_) return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
     }
+    if (r < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(10ms);
   }
+}
 
 std::string RunningTool::Transcript() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string text = "--- stdout\n";
-    for (const auto& line : stdout_) text += line + "\n";
-    text += "--- stderr\n";
-    for (const auto& line : stderr_) text += line + "\n";
-    return text;
-  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string text = "--- stdout\n";
+  for (const auto& line : stdout_) text += line + "\n";
+  text += "--- stderr\n";
+  for (const auto& line : stderr_) text += line + "\n";
+  return text;
+}
 
 void RunningTool::Read(int fd, std::vector<std::string>& lines) {
-    std::string partial;
-    char buffer[4096];
-    while (true) {
-      ssize_t n = read(fd, buffer, sizeof(buffer));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      partial.append(buffer, static_cast<size_t>(n));
-      std::lock_guard<std::mutex> lock(mu_);
-      for (size_t newline; (newline = partial.find('\n')) != std::string::npos;) {
-        lines.push_back(partial.substr(0, newline));
-        partial.erase(0, newline + 1);
-      }
-      cv_.notify_all();
-    }
-    close(fd);
+  std::string partial;
+  char buffer[4096];
+  while (true) {
+    ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    partial.append(buffer, static_cast<size_t>(n));
     std::lock_guard<std::mutex> lock(mu_);
-    if (!partial.empty()) lines.push_back(partial);
+    for (size_t newline; (newline = partial.find('\n')) != std::string::npos;) {
+      lines.push_back(partial.substr(0, newline));
+      partial.erase(0, newline + 1);
+    }
     cv_.notify_all();
   }
+  close(fd);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!partial.empty()) lines.push_back(partial);
+  cv_.notify_all();
+}
 
 std::optional<std::string> RunningTool::Await(const std::vector<std::string>& lines,
                                               const std::function<bool(const std::string&)>& match,
                                               std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    size_t checked = 0;
-    std::optional<std::string> found;
-    cv_.wait_for(lock, timeout, [&] {
-      for (; checked < lines.size(); ++checked) {
-        if (match(lines[checked])) {
-          found = lines[checked];
-          return true;
-        }
+  std::unique_lock<std::mutex> lock(mu_);
+  size_t checked = 0;
+  std::optional<std::string> found;
+  cv_.wait_for(lock, timeout, [&] {
+    for (; checked < lines.size(); ++checked) {
+      if (match(lines[checked])) {
+        found = lines[checked];
+        return true;
       }
-      return false;
-    });
-    return found;
-  }
+    }
+    return false;
+  });
+  return found;
+}
 
 std::unique_ptr<EtcdCluster> StartEtcd() {
   auto cluster = EtcdCluster::Start();
@@ -188,7 +187,6 @@ std::optional<int> MetricsPort(RunningTool& tool) {
   if (digits.empty()) return std::nullopt;
   return std::stoi(digits);
 }
-
 
 // Scrapes /metrics with curl and parses the samples of the text exposition format
 // (`name{labels} value` or `name value`).
@@ -232,6 +230,5 @@ std::optional<double> SampleValue(const std::vector<Sample>& samples, std::strin
   }
   return std::nullopt;
 }
-
 
 }  // namespace kvstore::testing

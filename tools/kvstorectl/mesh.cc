@@ -111,7 +111,7 @@ MirroredPrefix ParsePrefix(const std::string& arg, const std::string& cluster) {
     throw CLI::ValidationError("--prefix", "empty source prefix in \"" + arg + "\"");
   }
   MirroredPrefix prefix;
-  prefix.name = kvstore::GetScopeFromKey(base);
+  prefix.name = base.substr(kvstore::kStatePrefix.size() + 1);  // nodes/v1
   prefix.source = watch.empty() ? kvstore::JoinPath(base, cluster) : watch;
   prefix.synced_key = kvstore::StateToCachePrefix(base);
   prefix.target = kvstore::JoinPath(prefix.synced_key, cluster);
@@ -261,6 +261,12 @@ class MeshPrinter {
     output_->PrintLine(json_ ? DumpJsonLine(StatusJson(status)) : StatusText(status));
   }
 
+  void PrintError(const MeshEvent& event) const {
+    output_->PrintLine(
+        json_ ? DumpJsonLine({{"event", "error"}, {"name", event.cluster}, {"error", event.error}})
+              : "error " + event.cluster + ": " + EscapeForLine(event.error));
+  }
+
   void PrintEvent(const MeshEvent& event) const {
     if (event.type == MeshEvent::Type::kPrefixSynced && event.prefix.has_value()) {
       const auto& prefix = *event.prefix;
@@ -362,8 +368,10 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
   mesh_options.on_event = [printer, was_ready, &mesh_ptr](const MeshEvent& event) {
     printer->PrintEvent(event);
     if (mesh_ptr == nullptr) return;
+    bool known = false;
     for (const RemoteClusterStatus& status : mesh_ptr->Status()) {
       if (status.name != event.cluster) continue;
+      known = true;
       bool print = true;
       if (event.type == MeshEvent::Type::kConnected ||
           event.type == MeshEvent::Type::kPrefixSynced) {
@@ -372,6 +380,8 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
       if (status.ready) was_ready->insert(status.name);
       if (print) printer->PrintStatus(status);
     }
+    // A cluster the mesh would not take (a config file with a bad name): its error alone.
+    if (!known && event.type == MeshEvent::Type::kFailure) printer->PrintError(event);
   };
   absl::StatusOr<std::unique_ptr<kvstore::mesh::Mesh>> mesh =
       kvstore::mesh::Mesh::New(std::move(mesh_options));

@@ -47,13 +47,14 @@ struct MirroredPrefix {
 //                    (only when the remote's config has serviceExportsEnabled)
 // A `cached` remote is read from its own cache instead: the target prefix above (identities:
 // cilium/cache/identities/v1/C/id). The target's canaries are cilium/synced/C/cilium/cache/<..>/v1;
-// the remote's, waited for when it has syncedCanaries, cilium/synced/C/cilium/{state,cache}/<..>/v1.
+// the remote's, waited for when it has syncedCanaries,
+// cilium/synced/C/cilium/{state,cache}/<..>/v1.
 std::vector<MirroredPrefix> CiliumLayout(std::string_view cluster,
                                          const ClusterCapabilities& remote);
 
-// What a drain removes from the target for `cluster`, in order: cilium/synced/C/, then the
-// cache directory of each prefix (cilium/cache/<kind>/v1/C/). With no `prefixes`: those of every
-// kind of Cilium's layout.
+// What a drain removes from the target for `cluster`, in order: cilium/synced/C/, then each
+// prefix's target directory. With no `prefixes`: the cache directory of every kind of Cilium's
+// layout (cilium/cache/<kind>/v1/C/).
 std::vector<std::string> DrainPrefixes(std::string_view cluster,
                                        const std::vector<MirroredPrefix>& prefixes = {});
 
@@ -101,7 +102,7 @@ struct MeshEvent {
     kDisconnected,  // connection lost or closed for a reconnect
     kPrefixSynced,  // `prefix` mirrored, canary written
     kFailure,       // `error` says what failed; retried with back-off
-    kRemoved,       // cluster removed: its config deleted in the target, drain scheduled
+    kRemoved,       // cluster removed: its config (if any) deleted in the target, drain waiting
     kDrained,       // its cache and canary prefixes removed from the target
   };
   Type type;
@@ -151,7 +152,8 @@ struct MeshOptions {
 
 class Mesh {
  public:
-  // InvalidArgument without a target or with an unreadable config_directory name.
+  // InvalidArgument without a target, with a config_directory that is not a directory, a bad
+  // local_cluster_name or a negative (or, for polls and refreshes, zero) interval.
   static absl::StatusOr<std::unique_ptr<Mesh>> New(MeshOptions options);
   virtual ~Mesh() = default;
 
@@ -161,11 +163,15 @@ class Mesh {
   virtual void Run(const Context& ctx) = 0;
 
   // Adds a remote cluster, or replaces one of the same name (reconnecting it; its stores and
-  // mirrored keys are kept). A cluster being drained is no longer drained. InvalidArgument for a
-  // bad name or prefixes; FailedPrecondition once Run returned.
+  // mirrored keys are kept; a prefix whose target changed is drained and mirrored anew). A
+  // cluster being drained is no longer drained. InvalidArgument for a bad name, or prefixes that
+  // share a name, target or source canary; FailedPrecondition once Run returned.
+  // AddCluster and RemoveCluster may be called from any thread, but must have returned before
+  // the mesh is destroyed.
   virtual absl::Status AddCluster(RemoteCluster cluster) = 0;
   // Disconnects `name`, deletes its cluster config from the target at once, and after the grace
   // period removes its prefixes (retrying until done or the mesh stops). NotFound if unknown.
+  // A drain cut short by the mesh stopping leaves the keys to their lease (MeshOptions::lease).
   virtual absl::Status RemoveCluster(std::string_view name) = 0;
 
   // Every known cluster, draining ones included, by name.
