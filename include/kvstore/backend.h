@@ -124,6 +124,29 @@ class Backend : public SyncStoreBackend, public WatchStoreBackend {
   virtual BackendStatus Status() const = 0;
   // Stops keep-alives and watches. Revokes nothing: leased keys expire after their TTL.
   virtual void Close() = 0;
+
+  // Asynchronous calls (an addition to the interface): the semantics of Update, Delete and Get,
+  // reported to `done` instead of returned, so that one caller can keep many requests in flight.
+  //  - The key and value are copied before the call returns; `ctx` may end the call early.
+  //  - `done` runs exactly once: on the caller's thread before the call returns (bad input, a
+  //    closed backend, a backend without asynchronous calls), or later on a backend thread. A
+  //    call still in flight when the backend is closed completes with an error then.
+  //  - `done` must be quick and must not block, nor close or destroy the backend; it may start
+  //    further asynchronous calls.
+  //  - Calls are independent: two calls in flight on one key may apply in either order.
+  // The defaults run the blocking call on the caller's thread and then `done`.
+  using StatusCallback = std::function<void(absl::Status status)>;
+  using GetCallback = std::function<void(absl::StatusOr<std::optional<std::string>> value)>;
+  virtual void UpdateAsync(const Context& ctx, std::string_view key, std::string_view value,
+                           bool lease, StatusCallback done) {
+    done(Update(ctx, key, value, lease));
+  }
+  virtual void DeleteAsync(const Context& ctx, std::string_view key, StatusCallback done) {
+    done(Delete(ctx, key));
+  }
+  virtual void GetAsync(const Context& ctx, std::string_view key, GetCallback done) {
+    done(Get(ctx, key));
+  }
 };
 
 // The process-wide client used when a store is given no backend: an in-memory store's client

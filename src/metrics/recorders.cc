@@ -1,6 +1,8 @@
 #include "metrics/recorders.h"
 
 #include <algorithm>
+#include <functional>
+#include <string>
 #include <utility>
 
 #include "kvstore/paths.h"
@@ -82,6 +84,16 @@ class MeteredBackend final : public Backend {
     return Measure(prefix, kDelete, "DeletePrefix",
                    [&] { return backend_->DeletePrefix(ctx, prefix); });
   }
+  void UpdateAsync(const Context& ctx, std::string_view key, std::string_view value, bool lease,
+                   StatusCallback done) override {
+    backend_->UpdateAsync(ctx, key, value, lease, Measured(key, kSet, "Update", std::move(done)));
+  }
+  void DeleteAsync(const Context& ctx, std::string_view key, StatusCallback done) override {
+    backend_->DeleteAsync(ctx, key, Measured(key, kDelete, "Delete", std::move(done)));
+  }
+  void GetAsync(const Context& ctx, std::string_view key, GetCallback done) override {
+    backend_->GetAsync(ctx, key, Measured(key, kRead, "Get", std::move(done)));
+  }
   BackendStatus Status() const override { return backend_->Status(); }
   void Close() override { backend_->Close(); }
 
@@ -97,6 +109,18 @@ class MeteredBackend final : public Backend {
                             StatusOf(result).ok() ? "success" : "fail")
         .Observe(SecondsSince(start));
     return result;
+  }
+
+  // `done`, recording the duration and outcome of the asynchronous call it completes.
+  template <typename Result>
+  std::function<void(Result)> Measured(std::string_view key, std::string_view kind,
+                                       std::string_view action, std::function<void(Result)> done) {
+    return [metrics = metrics_, scope = std::string(GetScopeFromKey(key)), kind, action,
+            start = std::chrono::steady_clock::now(), done = std::move(done)](Result result) {
+      metrics->OperationDuration(scope, kind, action, StatusOf(result).ok() ? "success" : "fail")
+          .Observe(SecondsSince(start));
+      done(std::move(result));
+    };
   }
 
   const std::shared_ptr<Backend> backend_;

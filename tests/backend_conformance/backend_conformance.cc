@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -808,6 +810,192 @@ TEST_P(BackendConformanceTest, ContextDeadlineClosesTheWatcher) {
   auto watcher = client->ListAndWatch(ctx, prefix(), 4);
   EXPECT_TRUE(ClosesWithin(*watcher, Timeout()));
   cancel();
+}
+
+// ---- Asynchronous calls ----
+
+// Collects the completions of asynchronous calls, each by its index, and counts every run so that
+// a completion run twice shows.
+class Completions {
+ public:
+  explicit Completions(size_t n) : statuses_(n), runs_(n, 0), values_(n) {}
+
+  Backend::StatusCallback StatusOf(size_t i) {
+    return [this, i](absl::Status status) { Record(i, std::move(status), std::nullopt); };
+  }
+  Backend::GetCallback ValueOf(size_t i) {
+    return [this, i](absl::StatusOr<std::optional<std::string>> value) {
+      if (value.ok()) {
+        Record(i, absl::OkStatus(), value->value_or("<missing>"));
+      } else {
+        Record(i, value.status(), std::nullopt);
+      }
+    };
+  }
+  // Waits until every call completed, up to `timeout`.
+  bool AllDone(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return done_ == runs_.size(); });
+  }
+  size_t Runs(size_t i) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return runs_[i];
+  }
+  absl::Status Status(size_t i) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return statuses_[i];
+  }
+  std::optional<std::string> Value(size_t i) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return values_[i];
+  }
+
+ private:
+  void Record(size_t i, absl::Status status, std::optional<std::string> value) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (runs_[i]++ == 0) ++done_;
+    statuses_[i] = std::move(status);
+    values_[i] = std::move(value);
+    cv_.notify_all();
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<absl::Status> statuses_;
+  std::vector<size_t> runs_;
+  std::vector<std::optional<std::string>> values_;
+  size_t done_ = 0;
+};
+
+TEST_P(BackendConformanceTest, AsyncCallsHaveTheBlockingCallsSemantics) {
+  auto client = NewClient();
+  Completions writes(2);
+  {
+    // The key and value are copied before the call returns.
+    std::string key = Key("a"), value = "one";
+    client->UpdateAsync(Context(), key, value, /*lease=*/false, writes.StatusOf(0));
+    key.assign("overwritten");
+    value.assign("overwritten");
+  }
+  client->UpdateAsync(Context(), Key("leased"), "two", /*lease=*/true, writes.StatusOf(1));
+  ASSERT_TRUE(writes.AllDone(Timeout()));
+  EXPECT_TRUE(writes.Status(0).ok()) << writes.Status(0);
+  EXPECT_TRUE(writes.Status(1).ok()) << writes.Status(1);
+  EXPECT_THAT(ListValues(*client, prefix()),
+              UnorderedElementsAre(Pair(Key("a"), "one"), Pair(Key("leased"), "two")));
+  EXPECT_EQ(GetValue(*client, Key("a"))->lease_id, 0);
+  EXPECT_NE(GetValue(*client, Key("leased"))->lease_id, 0);
+
+  Completions reads(2);
+  client->GetAsync(Context(), Key("a"), reads.ValueOf(0));
+  client->GetAsync(Context(), Key("missing"), reads.ValueOf(1));
+  ASSERT_TRUE(reads.AllDone(Timeout()));
+  EXPECT_EQ(reads.Value(0), "one");
+  EXPECT_EQ(reads.Value(1), "<missing>");
+
+  Completions deletes(2);
+  client->DeleteAsync(Context(), Key("a"), deletes.StatusOf(0));
+  client->DeleteAsync(Context(), Key("never-written"), deletes.StatusOf(1));
+  ASSERT_TRUE(deletes.AllDone(Timeout()));
+  EXPECT_TRUE(deletes.Status(0).ok()) << deletes.Status(0);
+  EXPECT_TRUE(deletes.Status(1).ok()) << deletes.Status(1);
+  EXPECT_TRUE(Missing(*client, Key("a")));
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(writes.Runs(i) + reads.Runs(i) + deletes.Runs(i), 3u) << "each completion runs once";
+  }
+}
+
+TEST_P(BackendConformanceTest, ManyAsyncWritesInFlightFromOneThreadAllLand) {
+  auto client = NewClient();
+  constexpr size_t kKeys = 500;
+  Completions writes(kKeys);
+  for (size_t i = 0; i < kKeys; ++i) {
+    client->UpdateAsync(Context(), Key(absl::StrCat("k", i)), absl::StrCat("v", i), i % 2 == 0,
+                        writes.StatusOf(i));
+  }
+  ASSERT_TRUE(writes.AllDone(Timeout()));
+  for (size_t i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(writes.Status(i).ok()) << i << ": " << writes.Status(i);
+    ASSERT_EQ(writes.Runs(i), 1u) << i;
+  }
+  StringMap values = ListValues(*client, prefix());
+  ASSERT_EQ(values.size(), kKeys);
+  for (size_t i = 0; i < kKeys; ++i) {
+    EXPECT_EQ(values[Key(absl::StrCat("k", i))], absl::StrCat("v", i));
+  }
+}
+
+TEST_P(BackendConformanceTest, AsyncCallsReportBadInputAndDoneContextsBeforeReturning) {
+  auto client = NewClient();
+  auto [ctx, cancel] = WithCancel(Context());
+  cancel();
+  Completions calls(5);
+  client->UpdateAsync(Context(), "", "v", false, calls.StatusOf(0));
+  client->UpdateAsync(Context(), Key("big"), std::string(kMaxValueBytes + 1, 'x'), false,
+                      calls.StatusOf(1));
+  client->GetAsync(Context(), "", calls.ValueOf(2));
+  client->UpdateAsync(ctx, Key("a"), "v", false, calls.StatusOf(3));
+  client->DeleteAsync(ctx, Key("a"), calls.StatusOf(4));
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(calls.Runs(i), 1u) << i << " ran before returning";
+  EXPECT_EQ(calls.Status(0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls.Status(1).code(), absl::StatusCode::kResourceExhausted) << "too large";
+  EXPECT_EQ(calls.Status(2).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls.Status(3).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls.Status(4).code(), absl::StatusCode::kCancelled);
+  EXPECT_TRUE(Missing(*client, Key("a")));
+  EXPECT_TRUE(Missing(*client, Key("big")));
+}
+
+TEST_P(BackendConformanceTest, AsyncCallsInFlightAtCloseCompleteOnceAndLaterOnesAreRefused) {
+  auto client = factory().NewClient();
+  constexpr size_t kKeys = 200;
+  Completions writes(kKeys);
+  for (size_t i = 0; i < kKeys; ++i) {
+    client->UpdateAsync(Context(), Key(absl::StrCat("k", i)), "v", /*lease=*/true,
+                        writes.StatusOf(i));
+  }
+  client->Close();
+  ASSERT_TRUE(writes.AllDone(Timeout())) << "every call in flight completes";
+  for (size_t i = 0; i < kKeys; ++i) {
+    const absl::StatusCode code = writes.Status(i).code();
+    EXPECT_TRUE(code == absl::StatusCode::kOk || code == absl::StatusCode::kFailedPrecondition ||
+                code == absl::StatusCode::kCancelled || code == absl::StatusCode::kUnavailable)
+        << i << ": " << writes.Status(i);
+  }
+  Completions later(2);
+  client->UpdateAsync(Context(), Key("later"), "v", false, later.StatusOf(0));
+  client->GetAsync(Context(), Key("later"), later.ValueOf(1));
+  ASSERT_TRUE(later.AllDone(Timeout()));
+  EXPECT_EQ(later.Status(0).code(), absl::StatusCode::kFailedPrecondition) << later.Status(0);
+  EXPECT_EQ(later.Status(1).code(), absl::StatusCode::kFailedPrecondition) << later.Status(1);
+  for (size_t i = 0; i < kKeys; ++i) EXPECT_EQ(writes.Runs(i), 1u) << i;
+}
+
+TEST_P(BackendConformanceTest, AsyncCallCompletionMayStartTheNextCall) {
+  auto client = NewClient();
+  constexpr int kChain = 50;
+  std::mutex mu;
+  std::condition_variable cv;
+  int written = 0;
+  absl::Status failure;
+  std::function<void(int)> write_from = [&](int i) {
+    client->UpdateAsync(Context(), Key(absl::StrCat("k", i)), "v", false,
+                        [&, i](absl::Status status) {
+                          if (status.ok() && i + 1 < kChain) {
+                            write_from(i + 1);
+                          }
+                          std::lock_guard<std::mutex> lock(mu);
+                          if (!status.ok()) failure = status;
+                          ++written;
+                          cv.notify_all();
+                        });
+  };
+  write_from(0);
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, Timeout(), [&] { return written == kChain || !failure.ok(); }));
+  EXPECT_TRUE(failure.ok()) << failure;
+  lock.unlock();
+  EXPECT_EQ(ListValues(*client, prefix()).size(), static_cast<size_t>(kChain));
 }
 
 }  // namespace

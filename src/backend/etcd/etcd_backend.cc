@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <limits>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -68,6 +72,36 @@ class EtcdBackend final : public Backend {
     return std::optional<std::string>(std::move(*response.mutable_kvs(0)->mutable_value()));
   }
 
+  void GetAsync(const Context& ctx, std::string_view key, GetCallback done) override {
+    if (absl::Status s = Validate(ctx, internal::CheckKeyNotEmpty(key)); !s.ok()) {
+      done(s);
+      return;
+    }
+    if (internal::CannotExist(key)) {
+      done(std::optional<std::string>());
+      return;
+    }
+    auto completion =
+        std::make_shared<Completion<absl::StatusOr<std::optional<std::string>>>>(std::move(done));
+    etcdserverpb::RangeRequest request;
+    request.set_key(key.data(), key.size());
+    Throttled([this, ctx, what = absl::StrCat("get ", internal::DescribeKey(key)),
+               request = std::move(request), completion]() mutable {
+      rpc_->RangeAsync(
+          *executor_, ctx, std::move(what), std::move(request),
+          [completion](const absl::Status& status, etcdserverpb::RangeResponse& response) {
+            if (!status.ok()) {
+              (*completion)(status);
+            } else if (response.kvs_size() == 0) {
+              (*completion)(std::optional<std::string>());
+            } else {
+              (*completion)(
+                  std::optional<std::string>(std::move(*response.mutable_kvs(0)->mutable_value())));
+            }
+          });
+    });
+  }
+
   absl::StatusOr<KeyValuePairs> ListPrefix(const Context& ctx, std::string_view prefix) override {
     if (absl::Status s = ValidateAndThrottle(ctx); !s.ok()) return s;
     const std::string what = absl::StrCat("list of prefix ", internal::DescribeKey(prefix));
@@ -106,6 +140,38 @@ class EtcdBackend final : public Backend {
           rpc_->Put(ctx, absl::StrCat("update ", internal::DescribeKey(key)), request, &response);
       if (status.ok() && !lease) leases_->DetachKey(key);
       return status;
+    });
+  }
+
+  void UpdateAsync(const Context& ctx, std::string_view key, std::string_view value, bool lease,
+                   StatusCallback done) override {
+    if (absl::Status s = Validate(ctx, internal::CheckWrite(key, value)); !s.ok()) {
+      done(s);
+      return;
+    }
+    auto write = std::make_shared<AsyncPut>(ctx, key, value, lease, std::move(done));
+    Throttled([this, write] { PutWithLease(write, /*attempt=*/0); });
+  }
+
+  void DeleteAsync(const Context& ctx, std::string_view key, StatusCallback done) override {
+    if (absl::Status s = Validate(ctx, internal::CheckKeyNotEmpty(key)); !s.ok()) {
+      done(s);
+      return;
+    }
+    if (internal::CannotExist(key)) {
+      done(absl::OkStatus());
+      return;
+    }
+    auto completion = std::make_shared<Completion<absl::Status>>(std::move(done));
+    Throttled([this, ctx, key = std::string(key), completion] {
+      etcdserverpb::DeleteRangeRequest request;
+      request.set_key(key);
+      rpc_->DeleteRangeAsync(
+          *executor_, ctx, absl::StrCat("delete ", internal::DescribeKey(key)), std::move(request),
+          [this, key, completion](const absl::Status& status, etcdserverpb::DeleteRangeResponse&) {
+            if (status.ok()) leases_->DetachKey(key);
+            (*completion)(status);
+          });
     });
   }
 
@@ -398,11 +464,96 @@ class EtcdBackend final : public Backend {
   // What every operation does first: refuses it on a closed backend, a done context or when
   // `validation` (internal::CheckKey / CheckWrite of its input) failed; then waits for the rate
   // limiter.
-  absl::Status ValidateAndThrottle(const Context& ctx,
-                                   const absl::Status& validation = absl::OkStatus()) {
+  // A completion that runs exactly once: dropped before it ran (its task discarded by the
+  // closing executor), it reports that the backend closed.
+  template <typename Result>
+  class Completion {
+   public:
+    explicit Completion(std::function<void(Result)> done) : done_(std::move(done)) {}
+    Completion(const Completion&) = delete;
+    Completion& operator=(const Completion&) = delete;
+    ~Completion() {
+      if (done_) done_(Result(absl::FailedPreconditionError("etcd backend is closed")));
+    }
+    void operator()(Result result) {
+      std::function<void(Result)> done = std::move(done_);
+      done_ = nullptr;
+      done(std::move(result));
+    }
+
+   private:
+    std::function<void(Result)> done_;
+  };
+
+  // An UpdateAsync in progress.
+  struct AsyncPut {
+    AsyncPut(const Context& ctx, std::string_view key, std::string_view value, bool lease,
+             StatusCallback done)
+        : ctx(ctx), key(key), value(value), lease(lease), done(std::move(done)) {}
+    const Context ctx;
+    const std::string key, value;
+    const bool lease;
+    Completion<absl::Status> done;
+  };
+
+  // Attaches the write to its lease without blocking when it can; a lease to grant first is
+  // granted on the executor.
+  void PutWithLease(const std::shared_ptr<AsyncPut>& write, int attempt) {
+    if (!write->lease) {
+      SendPut(write, 0, attempt);
+    } else if (std::optional<int64_t> id = leases_->TryLeaseForKey(write->key)) {
+      SendPut(write, *id, attempt);
+    } else {
+      executor_->Post([this, write, attempt] {
+        absl::StatusOr<int64_t> id = leases_->LeaseForKey(write->ctx, write->key);
+        if (!id.ok()) {
+          write->done(id.status());
+          return;
+        }
+        SendPut(write, *id, attempt);
+      });
+    }
+  }
+
+  // As Update's write: a lease found lost is replaced once.
+  void SendPut(const std::shared_ptr<AsyncPut>& write, int64_t lease_id, int attempt) {
+    etcdserverpb::PutRequest request;
+    FillPut(request, write->key, write->value, lease_id);
+    rpc_->PutAsync(
+        *executor_, write->ctx, absl::StrCat("update ", internal::DescribeKey(write->key)),
+        std::move(request),
+        [this, write, lease_id, attempt](const absl::Status& status, etcdserverpb::PutResponse&) {
+          if (write->lease && attempt == 0 && LeaseWasLost(status, write->key, lease_id)) {
+            PutWithLease(write, 1);
+            return;
+          }
+          if (status.ok() && !write->lease) leases_->DetachKey(write->key);
+          write->done(status);
+        });
+  }
+
+  // Runs `start` now, or on the executor once the rate limiter lets the request through.
+  void Throttled(std::function<void()> start) {
+    if (limiter_ != nullptr) {
+      const std::chrono::nanoseconds wait = limiter_->When(0);
+      if (wait > std::chrono::nanoseconds::zero()) {
+        executor_->PostAfter(wait, std::move(start));
+        return;
+      }
+    }
+    start();
+  }
+
+  absl::Status Validate(const Context& ctx, const absl::Status& validation) const {
     if (closed_) return absl::FailedPreconditionError("etcd backend is closed");
     if (!validation.ok()) return validation;
     if (ctx.Done()) return ctx.Err();
+    return absl::OkStatus();
+  }
+
+  absl::Status ValidateAndThrottle(const Context& ctx,
+                                   const absl::Status& validation = absl::OkStatus()) {
+    if (absl::Status s = Validate(ctx, validation); !s.ok()) return s;
     if (limiter_ != nullptr) {
       const std::chrono::nanoseconds wait = limiter_->When(0);
       if (wait > std::chrono::nanoseconds::zero() && ctx.WaitFor(wait)) return ctx.Err();

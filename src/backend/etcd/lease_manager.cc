@@ -19,16 +19,27 @@ LeaseManager::LeaseManager(Transport* transport, Executor* executor, std::chrono
       lease_gauge_(metrics),
       observer_thread_(1, executor->clock()) {}
 
+std::optional<int64_t> LeaseManager::AttachLocked(std::string_view key) {
+  if (auto it = key_lease_.find(key); it != key_lease_.end()) return it->second;
+  if (current_ != 0 && leases_[current_].keys.size() < max_keys_per_lease_) {
+    leases_[current_].keys.emplace(key);
+    key_lease_.emplace(std::string(key), current_);
+    return current_;
+  }
+  return std::nullopt;
+}
+
+std::optional<int64_t> LeaseManager::TryLeaseForKey(std::string_view key) {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (shutdown_) return std::nullopt;
+  return AttachLocked(key);
+}
+
 absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::string_view key) {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     if (shutdown_) return absl::FailedPreconditionError("etcd backend is closed");
-    if (auto it = key_lease_.find(key); it != key_lease_.end()) return it->second;
-    if (current_ != 0 && leases_[current_].keys.size() < max_keys_per_lease_) {
-      leases_[current_].keys.emplace(key);
-      key_lease_.emplace(std::string(key), current_);
-      return current_;
-    }
+    if (std::optional<int64_t> attached = AttachLocked(key)) return *attached;
     if (!granting_) break;
     if (!ctx.WaitOn(lock, cv_, [&] { return !granting_ || shutdown_; })) {
       return absl::Status(ctx.Err().code(),

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -42,6 +43,9 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   // The lease `key` is attached to; otherwise attaches it to the current session lease, granting
   // a new one when there is none or it is full.
   absl::StatusOr<int64_t> LeaseForKey(const Context& ctx, std::string_view key);
+  // LeaseForKey when it needs no grant (nor a wait for one): never blocks; nullopt when a lease
+  // must be granted first, or once shut down.
+  std::optional<int64_t> TryLeaseForKey(std::string_view key);
   // The lease `key` is attached to, 0 if none.
   int64_t LeaseOfKey(std::string_view key) const;
   // Detaches `key` (written without lease, or deleted): its lease no longer reports it when lost.
@@ -75,6 +79,8 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   void OnKeepAliveResponse(int64_t id, int64_t ttl);
   void OnKeepAliveDone(uint64_t generation, const absl::Status& status);
   void DetachLocked(std::string_view key);
+  // The lease `key` is attached to, else attaches it to the current lease if it has room.
+  std::optional<int64_t> AttachLocked(std::string_view key);
 
   Transport* const transport_;
   Executor* const executor_;

@@ -51,7 +51,45 @@ RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config
 
 RpcClient::~RpcClient() { Shutdown(); }
 
-void RpcClient::Shutdown() { registry_.Shutdown(); }
+void RpcClient::Shutdown() {
+  registry_.Shutdown();  // every call completed: nothing is left to start on the queue
+  std::call_once(queue_shut_down_, [this] {
+    // The thread starts with the first asynchronous call; the queue must be drained anyway.
+    std::call_once(queue_started_, [this] { queue_thread_ = std::thread([this] { RunQueue(); }); });
+    queue_.Shutdown();
+    queue_thread_.join();
+  });
+}
+
+void RpcClient::RunQueue() {
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue_.Next(&tag, &ok)) {
+    // A unary call's Finish always comes back, `ok` or not; its status tells what happened.
+    std::unique_ptr<QueueTag>(static_cast<QueueTag*>(tag))->Proceed();
+  }
+}
+
+template <typename Response, typename Prepare>
+void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
+                            std::function<void(grpc::Status)> done) {
+  class Finished final : public QueueTag {
+   public:
+    explicit Finished(std::function<void(grpc::Status)> done) : done_(std::move(done)) {}
+    void Proceed() override { done_(std::move(status_)); }
+    std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader_;
+    grpc::Status status_;
+
+   private:
+    std::function<void(grpc::Status)> done_;
+  };
+  // Started on first use: a client that makes no asynchronous call has no thread polling for one.
+  std::call_once(queue_started_, [this] { queue_thread_ = std::thread([this] { RunQueue(); }); });
+  auto* finished = new Finished(std::move(done));  // owned by the queue until it comes back
+  finished->reader_ = prepare();
+  finished->reader_->StartCall();
+  finished->reader_->Finish(response, &finished->status_, finished);
+}
 
 std::chrono::steady_clock::time_point RpcClient::ConnectWaitEnd() const {
   return std::chrono::steady_clock::now() + connect_wait_;
@@ -88,15 +126,8 @@ absl::Status RpcClient::Conclude(size_t index, const grpc::Status& status, std::
   return translated;
 }
 
-RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::string_view what,
-                                       const std::string& token,
-                                       std::chrono::steady_clock::time_point deadline,
-                                       const Starter& start) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  PrepareContext(context.get(), ctx, token, deadline);
-  if (!registry_.Register(context.get())) {
-    return Attempt{absl::FailedPreconditionError("etcd backend is closed")};
-  }
+grpc::Status RpcClient::AwaitCompletion(const Starter& start, Member& member,
+                                        grpc::ClientContext* context) {
   // Shared with the callback, which wakes the caller after releasing the lock (woken under it,
   // the caller would block on it again at once) and so must keep it alive meanwhile.
   struct Completion {
@@ -106,7 +137,7 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
     grpc::Status result;
   };
   auto completion = std::make_shared<Completion>();
-  start(pool_->member(index), context.get(), [completion](grpc::Status s) {
+  start(member, context, [completion](grpc::Status s) {
     {
       std::lock_guard<std::mutex> guard(completion->mu);
       completion->result = std::move(s);
@@ -114,15 +145,29 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
     }
     completion->cv.notify_all();
   });
+  std::unique_lock<std::mutex> lock(completion->mu);
+  completion->cv.wait(lock, [&] { return completion->done; });
+  return completion->result;
+}
+
+RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::string_view what,
+                                       const std::string& token,
+                                       std::chrono::steady_clock::time_point deadline,
+                                       const Starter& start) {
+  auto context = std::make_unique<grpc::ClientContext>();
+  PrepareContext(context.get(), ctx, token, deadline);
+  if (!registry_.Register(context.get())) {
+    return Attempt{absl::FailedPreconditionError("etcd backend is closed")};
+  }
+  grpc::Status result;
   {
     ScopedContextCallback cancel(ctx, [&context] { context->TryCancel(); });
-    std::unique_lock<std::mutex> lock(completion->mu);
-    completion->cv.wait(lock, [&] { return completion->done; });
+    result = AwaitCompletion(start, pool_->member(index), context.get());
   }
   registry_.Unregister(context.get());
   Attempt attempt;
-  attempt.not_connected = IsNotConnectedError(completion->result);
-  attempt.status = Conclude(index, completion->result, what, *context, &ctx);
+  attempt.not_connected = IsNotConnectedError(result);
+  attempt.status = Conclude(index, result, what, *context, &ctx);
   context.reset();
   registry_.ContextDestroyed();
   return attempt;
@@ -139,8 +184,8 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
     etcdserverpb::AuthenticateResponse response;
     Attempt attempt =
         CallOnce(index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
-                 /*token=*/"", deadline, [&](Member& m, grpc::ClientContext* context, auto done) {
-                   m.auth->async()->Authenticate(context, &request, &response, std::move(done));
+                 /*token=*/"", deadline, [&](Member& m, grpc::ClientContext* c, auto done) {
+                   m.auth->async()->Authenticate(c, &request, &response, std::move(done));
                  });
     *not_connected = attempt.not_connected;
     if (!attempt.status.ok()) return absl::StatusOr<std::string>(attempt.status);
@@ -149,8 +194,9 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
 }
 
 absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, bool with_token,
-                                     const Starter& start) {
-  const auto deadline = std::chrono::steady_clock::now() + request_timeout_;
+                                     const Starter& start,
+                                     std::optional<std::chrono::steady_clock::time_point> until) {
+  const auto deadline = until.value_or(std::chrono::steady_clock::now() + request_timeout_);
   std::vector<bool> tried(pool_->size(), false);
   bool logged_in_again = false;
   absl::Status not_connected;  // the last reason why no connection was ready
@@ -259,6 +305,148 @@ absl::Status RpcClient::LeaseRevoke(const Context& ctx,
   return BlockingCall(ctx, "lease revoke", true, [&](Member& m, grpc::ClientContext* c, auto done) {
     m.lease->async()->LeaseRevoke(c, &request, response, std::move(done));
   });
+}
+
+// An asynchronous unary call: what it is, the attempt in flight, and the completion. Whoever drops
+// the last reference to a call that did not complete (an executor shut down with its task queued)
+// completes it as closed, so that `finish` runs exactly once.
+struct RpcClient::UnaryCall {
+  UnaryCall(const Context& ctx, std::string what, std::chrono::milliseconds timeout)
+      : ctx(ctx), what(std::move(what)), deadline(std::chrono::steady_clock::now() + timeout) {}
+  UnaryCall(const UnaryCall&) = delete;
+  UnaryCall& operator=(const UnaryCall&) = delete;
+  ~UnaryCall() {
+    if (finish) {
+      finish(
+          absl::FailedPreconditionError(absl::StrCat("etcd ", what, ": etcd backend is closed")));
+    }
+  }
+
+  void Finish(const absl::Status& status) {
+    std::function<void(const absl::Status&)> f = std::move(finish);
+    finish = nullptr;
+    f(status);
+  }
+
+  const Context ctx;
+  const std::string what;
+  const std::chrono::steady_clock::time_point deadline;
+  Starter start;                                    // sends the request on a member
+  std::function<void(const absl::Status&)> finish;  // null once run
+  // The attempt in flight.
+  std::unique_ptr<grpc::ClientContext> context;
+  size_t index = 0;
+  uint64_t cancel_callback = 0;  // on ctx, cancels `context`
+};
+
+template <typename Request, typename Response, typename Rpc>
+void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what, Request request,
+                           Callback<Response> done, Rpc rpc) {
+  // The request and response live as long as the call, which the gRPC completion holds.
+  struct Messages {
+    Request request;
+    Response response;
+  };
+  auto messages = std::make_shared<Messages>();
+  messages->request = std::move(request);
+  auto call = std::make_shared<UnaryCall>(ctx, std::move(what), request_timeout_);
+  Messages* m = messages.get();
+  call->start = [this, m, rpc](Member& member, grpc::ClientContext* context,
+                               std::function<void(grpc::Status)> sent) {
+    SendOnQueue([&] { return rpc(member, context, m->request, &queue_); }, &m->response,
+                std::move(sent));
+  };
+  call->finish = [messages = std::move(messages), done = std::move(done)](
+                     const absl::Status& status) { done(status, messages->response); };
+  Launch(slow, std::move(call));
+}
+
+void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
+  if (call->ctx.Done()) {
+    call->Finish(absl::Status(call->ctx.Err().code(),
+                              absl::StrCat("etcd ", call->what, ": ", call->ctx.Err().message())));
+    return;
+  }
+  // Without waiting: a member still connecting takes the call, which waits for its connection.
+  std::optional<size_t> picked =
+      pool_->Pick({}, call->ctx, std::chrono::steady_clock::time_point::min());
+  std::string token;
+  if (picked && pool_->member(*picked).token.enabled()) {
+    token = pool_->member(*picked).token.Current();
+    if (token.empty()) picked.reset();  // logging in blocks
+  }
+  if (!picked) {
+    RunBlocking(slow, std::move(call));
+    return;
+  }
+  call->index = *picked;
+  call->context = std::make_unique<grpc::ClientContext>();
+  grpc::ClientContext* const context = call->context.get();
+  PrepareContext(context, call->ctx, token, call->deadline);
+  if (!registry_.Register(context)) {
+    call->context.reset();
+    call->Finish(absl::FailedPreconditionError("etcd backend is closed"));
+    return;
+  }
+  call->cancel_callback = call->ctx.AddCallback([context] { context->TryCancel(); });
+  UnaryCall* const c = call.get();
+  c->start(pool_->member(c->index), context,
+           [this, &slow, call = std::move(call)](grpc::Status status) mutable {
+             OnAttemptDone(slow, std::move(call), status);
+           });
+}
+
+void RpcClient::OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call,
+                              const grpc::Status& status) {
+  if (call->cancel_callback != 0) call->ctx.RemoveCallback(call->cancel_callback);
+  registry_.Unregister(call->context.get());
+  const bool not_connected = IsNotConnectedError(status);
+  absl::Status result = Conclude(call->index, status, call->what, *call->context, &call->ctx);
+  call->context.reset();
+  const bool token_refused = pool_->member(call->index).token.enabled() && IsAuthTokenError(result);
+  // As BlockingCall: a request that was not sent goes elsewhere, a refused token is renewed
+  // once (the blocking call's own attempt logs in again, and does not retry a second refusal).
+  if (!call->ctx.Done() && (not_connected || token_refused)) {
+    RunBlocking(slow, std::move(call));
+  } else {
+    call->Finish(result);
+  }
+  // The attempt's last use of this client: Shutdown waits for it, so `finish` ran meanwhile.
+  registry_.ContextDestroyed();
+}
+
+void RpcClient::RunBlocking(Executor& slow, std::shared_ptr<UnaryCall> call) {
+  slow.Post([this, call = std::move(call)] {
+    call->Finish(
+        BlockingCall(call->ctx, call->what, /*with_token=*/true, call->start, call->deadline));
+  });
+}
+
+void RpcClient::PutAsync(Executor& slow, const Context& ctx, std::string what,
+                         etcdserverpb::PutRequest request,
+                         Callback<etcdserverpb::PutResponse> done) {
+  StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
+             [](Member& m, grpc::ClientContext* c, const etcdserverpb::PutRequest& request,
+                grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncPut(c, request, queue); });
+}
+
+void RpcClient::DeleteRangeAsync(Executor& slow, const Context& ctx, std::string what,
+                                 etcdserverpb::DeleteRangeRequest request,
+                                 Callback<etcdserverpb::DeleteRangeResponse> done) {
+  StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
+             [](Member& m, grpc::ClientContext* c, const etcdserverpb::DeleteRangeRequest& request,
+                grpc::CompletionQueue* queue) {
+               return m.kv->PrepareAsyncDeleteRange(c, request, queue);
+             });
+}
+
+void RpcClient::RangeAsync(Executor& slow, const Context& ctx, std::string what,
+                           etcdserverpb::RangeRequest request,
+                           Callback<etcdserverpb::RangeResponse> done) {
+  StartUnary(
+      slow, ctx, std::move(what), std::move(request), std::move(done),
+      [](Member& m, grpc::ClientContext* c, const etcdserverpb::RangeRequest& request,
+         grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncRange(c, request, queue); });
 }
 
 void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& request,

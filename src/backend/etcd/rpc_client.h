@@ -10,8 +10,11 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,6 +22,7 @@
 #include "backend/etcd/bidi_stream.h"
 #include "backend/etcd/call_registry.h"
 #include "backend/etcd/channel_pool.h"
+#include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
@@ -55,6 +59,20 @@ class RpcClient final : public Transport {
   absl::Status Txn(const Context& ctx, std::string_view what,
                    const etcdserverpb::TxnRequest& request, etcdserverpb::TxnResponse* response);
 
+  // Asynchronous unary calls, with the blocking calls' semantics (deadline, cancellation, login,
+  // fail-over); `done` runs once, with the response. The common case (an endpoint to pick and its
+  // token held) starts on the caller's thread without blocking, and `done` runs on a gRPC thread.
+  // The rest (a login, a retry on another endpoint or after a pause) runs as the blocking call on
+  // a thread of `slow`; a call `slow` drops unfinished (shut down) completes with
+  // FailedPrecondition. `done` must not block, nor shut this client down.
+  void PutAsync(Executor& slow, const Context& ctx, std::string what,
+                etcdserverpb::PutRequest request, Callback<etcdserverpb::PutResponse> done);
+  void DeleteRangeAsync(Executor& slow, const Context& ctx, std::string what,
+                        etcdserverpb::DeleteRangeRequest request,
+                        Callback<etcdserverpb::DeleteRangeResponse> done);
+  void RangeAsync(Executor& slow, const Context& ctx, std::string what,
+                  etcdserverpb::RangeRequest request, Callback<etcdserverpb::RangeResponse> done);
+
   // Transport.
   absl::Status LeaseGrant(const Context& ctx, const etcdserverpb::LeaseGrantRequest& request,
                           etcdserverpb::LeaseGrantResponse* response) override;
@@ -77,7 +95,7 @@ class RpcClient final : public Transport {
   std::vector<EndpointStatus> StatusOfEndpoints(std::chrono::milliseconds timeout);
 
   // Cancels every call and stream in flight and waits until their callbacks have returned. Later
-  // calls fail with FailedPrecondition. Idempotent.
+  // calls fail with FailedPrecondition. Idempotent. REQUIRES: not called from a completion.
   void Shutdown();
 
   const std::string& EndpointList() const { return pool_->AddressList(); }
@@ -88,18 +106,49 @@ class RpcClient final : public Transport {
   // Starts one unary call on `member`'s stubs; `done` runs on a gRPC thread.
   using Starter = std::function<void(Member& member, grpc::ClientContext* context,
                                      std::function<void(grpc::Status)> done)>;
+  // Runs `start` on `member` and waits for its completion.
+  static grpc::Status AwaitCompletion(const Starter& start, Member& member,
+                                      grpc::ClientContext* context);
   // The outcome of one attempt on one endpoint.
   struct Attempt {
     absl::Status status;
     bool not_connected = false;  // the request was not sent
   };
 
+  // One asynchronous unary call (defined in rpc_client.cc).
+  struct UnaryCall;
+  // What the completion queue hands back: one finished call.
+  class QueueTag {
+   public:
+    virtual ~QueueTag() = default;
+    virtual void Proceed() = 0;
+  };
+
   RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config);
+
+  // The asynchronous calls' common part: `start` sends the typed request.
+  template <typename Request, typename Response, typename Rpc>
+  void StartUnary(Executor& slow, const Context& ctx, std::string what, Request request,
+                  Callback<Response> done, Rpc rpc);
+  // Starts the call `prepare` makes on queue_; `done` runs on the queue's thread.
+  template <typename Response, typename Prepare>
+  void SendOnQueue(const Prepare& prepare, Response* response,
+                   std::function<void(grpc::Status)> done);
+  // The queue's thread: runs completions until the queue is shut down and drained.
+  void RunQueue();
+  // Sends `call` on an endpoint at once if it can without blocking, else hands it to RunBlocking.
+  void Launch(Executor& slow, std::shared_ptr<UnaryCall> call);
+  // Completes `call`'s attempt (on a gRPC thread): reports, or retries through RunBlocking.
+  void OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call, const grpc::Status& status);
+  // Runs the rest of `call` as a blocking call on `slow`.
+  void RunBlocking(Executor& slow, std::shared_ptr<UnaryCall> call);
 
   // Until when a pick waits for some endpoint to connect (see ChannelPool::Pick), from now.
   std::chrono::steady_clock::time_point ConnectWaitEnd() const;
+  // A unary call until `deadline` (by default the request timeout from now).
   absl::Status BlockingCall(const Context& ctx, std::string_view what, bool with_token,
-                            const Starter& start);
+                            const Starter& start,
+                            std::optional<std::chrono::steady_clock::time_point> deadline = {});
   // One call on member `index`, blocking until it completed.
   Attempt CallOnce(size_t index, const Context& ctx, std::string_view what,
                    const std::string& token, std::chrono::steady_clock::time_point deadline,
@@ -131,6 +180,12 @@ class RpcClient final : public Transport {
   // backend's few threads start asynchronous calls and streams.
   const std::chrono::milliseconds connect_wait_;
   CallRegistry registry_;
+  // The asynchronous unary calls complete on this queue, which one thread of ours polls: gRPC
+  // reads a reply and runs its completion on that thread, with no hand-over between threads (the
+  // callback API's threads hand each completion over, which cost as much again per call).
+  grpc::CompletionQueue queue_;
+  std::thread queue_thread_;
+  std::once_flag queue_started_, queue_shut_down_;
 };
 
 }  // namespace kvstore::etcd
