@@ -377,6 +377,13 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
   entry->responses.push_back(Entry::Held<etcdserverpb::WatchResponse>{
       std::make_unique<etcdserverpb::WatchResponse>(std::move(response)),
       entry->queue_metrics.Received()});
+  if (!entry->applying && entry->phase == Phase::kWatching) {
+    // The common case, nothing held before this response and room for it: its events are handed
+    // over on this thread, which spares a hop through the executor (a thread woken per response).
+    // Handing over never blocks. What does not fit is left to Apply, which waits for room.
+    int budget = kDeliveryBatch;
+    if (ApplyResponsesLocked(*entry, budget) == Progress::kDrained) return;
+  }
   ScheduleApplyLocked(entry);
 }
 
