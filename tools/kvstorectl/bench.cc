@@ -93,9 +93,13 @@ void AddBenchCommand(CLI::App& app, CommandEnv& env) {
   AddWorkload(*bench, env, "raw",
               "Backend::Update of --keys keys (no lease) from --concurrency callers", bench::RunRaw,
               raw)
-      ->add_option("--concurrency", raw->config.concurrency, "concurrent callers")
+      ->add_option("--concurrency", raw->config.concurrency,
+                   "concurrent callers (with --async: calls in flight)")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
+  bench->get_subcommand("raw")->add_flag(
+      "--async", raw->config.async,
+      "one caller keeping --concurrency Backend::UpdateAsync calls in flight");
 
   auto fill = std::make_shared<Options>();
   AddWorkload(*bench, env, "fill",

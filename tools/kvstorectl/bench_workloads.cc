@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <latch>
 #include <memory>
@@ -177,6 +178,83 @@ absl::Status WriteKeys(kvstore::Backend& backend, const kvstore::Context& ctx,
   return error.Get();
 }
 
+// Writes keys 0..n-1 (KeyName) with Backend::UpdateAsync (no lease) from the caller's thread,
+// keeping `in_flight` calls outstanding: each completion starts the next key. Calls `on_start`
+// right before the first call. Counts successful writes in `written`.
+class AsyncWriter {
+ public:
+  AsyncWriter(kvstore::Backend& backend, const kvstore::Context& ctx, const BenchConfig& config,
+              int64_t n, std::atomic<int64_t>& written)
+      : backend_(backend), config_(config), n_(n), written_(written) {
+    std::tie(ctx_, cancel_) = kvstore::WithCancel(ctx);
+  }
+  AsyncWriter(const AsyncWriter&) = delete;
+  AsyncWriter& operator=(const AsyncWriter&) = delete;
+
+  absl::Status Run(int in_flight, const std::function<void()>& on_start) {
+    on_start();
+    outstanding_ = in_flight;  // each credit below ends by finishing one
+    for (int i = 0; i < in_flight; ++i) Issue();
+    std::unique_lock<std::mutex> lock(mu_);
+    finished_.wait(lock, [&] { return outstanding_ == 0; });
+    cancel_();
+    return error_.Get();
+  }
+
+ private:
+  // Uses one credit: starts the next key, or gives the credit up when no key is left. A
+  // completion that runs inside UpdateAsync (on this thread) leaves its credit to the loop below,
+  // so that the stack does not grow with each key.
+  void Issue() {
+    thread_local AsyncWriter* issuing = nullptr;
+    credits_.fetch_add(1, std::memory_order_relaxed);
+    if (issuing == this) return;
+    issuing = this;
+    while (credits_.load(std::memory_order_relaxed) > 0) {
+      credits_.fetch_sub(1, std::memory_order_relaxed);
+      const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
+      if (i >= n_ || error_.Failed()) {
+        if (Release()) break;  // the last credit: Run may return, and destroy this, at once
+        continue;
+      }
+      std::string name = KeyName(i);
+      std::string key = kvstore::JoinPath(config_.prefix, name);
+      backend_.UpdateAsync(ctx_, key, ValueFor(name, config_.value_size), /*lease=*/false,
+                           [this, key](absl::Status status) {
+                             if (status.ok()) {
+                               written_.fetch_add(1, std::memory_order_relaxed);
+                             } else {
+                               error_.Record(Annotate(status, "writing " + key));
+                               cancel_();
+                             }
+                             Issue();
+                           });
+    }
+    issuing = nullptr;
+  }
+
+  // Gives up a credit that has no key left to write; true for the last one.
+  bool Release() {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (--outstanding_ != 0) return false;
+    finished_.notify_all();
+    return true;
+  }
+
+  kvstore::Backend& backend_;
+  const BenchConfig& config_;
+  const int64_t n_;
+  std::atomic<int64_t>& written_;
+  kvstore::Context ctx_;
+  kvstore::CancelFunc cancel_;
+  std::atomic<int64_t> next_ = 0;
+  std::atomic<int> credits_ = 0;  // taken by the loop of whichever thread is issuing
+  FirstError error_;
+  std::mutex mu_;  // guards outstanding_
+  std::condition_variable finished_;
+  int outstanding_ = 0;  // credits not yet released
+};
+
 // Checks that keys 0..n-1 (named by `name_of`) are under the prefix with their ValueFor value,
 // leased (or not) as expected.
 absl::Status VerifyKeys(kvstore::Backend& backend, const BenchConfig& config, int64_t n,
@@ -220,8 +298,11 @@ absl::StatusOr<BenchOutcome> RunWrites(const BenchConfig& config, std::string_vi
   Progress progress(config.progress, std::string(workload),
                     [&] { return OfTotal(written.load(), config.keys) + " keys written"; });
   std::optional<MeasuredPhase> phase;
-  absl::Status status = WriteKeys(**backend, phase_ctx, config, config.keys, config.concurrency,
-                                  written, [&] { phase.emplace(); });
+  absl::Status status = config.async
+                            ? AsyncWriter(**backend, phase_ctx, config, config.keys, written)
+                                  .Run(config.concurrency, [&] { phase.emplace(); })
+                            : WriteKeys(**backend, phase_ctx, config, config.keys,
+                                        config.concurrency, written, [&] { phase.emplace(); });
   BenchOutcome outcome;
   outcome.measurement = phase->Finish();
   progress.Stop();
@@ -237,6 +318,7 @@ absl::StatusOr<BenchOutcome> RunWrites(const BenchConfig& config, std::string_vi
   outcome.fields = {{"concurrency", std::to_string(config.concurrency)},
                     {"value_size", std::to_string(config.value_size)},
                     {"backend", BackendKind(config)}};
+  if (config.async) outcome.fields.emplace_back("async", "1");
   outcome.verification = VerifyKeys(**backend, config, config.keys, KeyName, /*leased=*/false);
   return outcome;
 }

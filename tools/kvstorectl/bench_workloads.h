@@ -26,7 +26,8 @@ struct BenchConfig {
   size_t value_size = 256;
   bool progress = false;
   std::chrono::duration<double> timeout{600};  // bound on the measured phase
-  int concurrency = 64;                        // raw, fill
+  int concurrency = 64;                        // raw, fill (with async: calls in flight)
+  bool async = false;                          // raw: UpdateAsync from one caller
   unsigned workers = 8;                        // sync
   size_t page_size = 0;                        // watch: etcd list page (0: library default)
   int64_t fill_keys = -1;                      // watch: keys written first (-1: the default)
