@@ -1,4 +1,4 @@
-// End-to-end tests of `kvstorectl agent` and `kvstorectl mesh`: the built binary runs against real
+// End-to-end tests of `kvstorectl agent`, `mesh` and `bench`: the built binary runs against real
 // etcd members started by the fixture, is watched through its stdout and stderr, and is stopped
 // with SIGTERM as a user would.
 #include <fcntl.h>
@@ -395,6 +395,33 @@ struct BadUsage {
   std::vector<std::string> args;
   std::string message;
 };
+
+// --- bench ---------------------------------------------------------------------------------------
+
+// `kvstorectl bench raw` against etcd, blocking and asynchronous: every key is written and
+// verified.
+TEST(BenchOnEtcdTest, RawBlockingAndAsyncWriteEveryKey) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> etcd = EtcdCluster::Start();
+  ASSERT_TRUE(etcd.ok()) << etcd.status();
+  for (const bool async : {false, true}) {
+    std::vector<std::string> args = {"bench",         "raw",
+                                     "--endpoints",   (*etcd)->ClientEndpoint(0),
+                                     "--keys",        "3000",
+                                     "--concurrency", "64",
+                                     "--prefix",      async ? "bench/async" : "bench/blocking",
+                                     "--quiet"};
+    if (async) args.push_back("--async");
+    ToolRun run = RunKvstorectl(args);
+    ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+    std::vector<std::string> lines = Lines(run.out);
+    ASSERT_FALSE(lines.empty()) << run.err;
+    const std::string& result = lines.back();
+    EXPECT_THAT(result, HasSubstr("workload=raw keys=3000 ")) << result;
+    EXPECT_THAT(result, HasSubstr(" verified=true")) << result;
+    EXPECT_THAT(result, HasSubstr(" backend=etcd")) << result;
+    EXPECT_EQ(result.find(" async=1") != std::string::npos, async) << result;
+  }
+}
 
 TEST(UsageTest, BadFlagsGiveAClearErrorAndExitCode2) {
   const std::vector<BadUsage> cases = {

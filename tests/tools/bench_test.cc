@@ -125,6 +125,16 @@ TEST(BenchTest, RawDefaultsToSixtyFourCallers) {
   EXPECT_EQ(fields["concurrency"], "64");
 }
 
+TEST(BenchTest, RawAsyncWritesEveryKeyFromOneCaller) {
+  // The embedded store completes each call before it returns: the caller's loop, not the stack,
+  // carries the next key.
+  Fields fields =
+      RunVerified({"bench", "raw", "--async", "--keys", "20000", "--concurrency", "16", "--quiet"},
+                  "raw", 20000);
+  EXPECT_EQ(fields["async"], "1");
+  EXPECT_EQ(fields["concurrency"], "16");
+}
+
 TEST(BenchTest, FillWritesEveryKey) {
   RunVerified({"bench", "fill", "--keys", "200", "--quiet"}, "fill", 200);
 }
