@@ -3,6 +3,7 @@
 // when every check passed.
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,6 +84,15 @@ void CheckEtcdBackend() {
   Check(
       code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded,
       "Get without a server: " + got.status().ToString() + ", not Unavailable or DeadlineExceeded");
+  // The asynchronous call reports the same, once, to its completion.
+  std::promise<absl::Status> written;
+  (*backend)->UpdateAsync(kvstore::Context::Background(), "cilium/state/consumer/v1/node1", "v",
+                          false, [&written](absl::Status status) { written.set_value(status); });
+  const absl::Status async_status = written.get_future().get();
+  Check(async_status.code() == absl::StatusCode::kUnavailable ||
+            async_status.code() == absl::StatusCode::kDeadlineExceeded,
+        "UpdateAsync without a server: " + async_status.ToString() +
+            ", not Unavailable or DeadlineExceeded");
   (*backend)->Close();
 }
 
