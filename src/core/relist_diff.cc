@@ -7,9 +7,17 @@ namespace {
 
 SharedValue ToShared(SharedValue value) { return value; }
 SharedValue ToShared(std::string_view value) { return std::make_shared<const std::string>(value); }
+// Values are owned (moved into events) only when they are not kept.
+SharedValue ToShared(OwnedValue&) { return nullptr; }
 
 std::string ToString(const SharedValue& value) { return value ? *value : std::string(); }
 std::string ToString(std::string_view value) { return std::string(value); }
+// An owned value (OwnedValue) moves into the event, and back when the event was refused.
+std::string ToString(OwnedValue& value) { return std::move(value.value); }
+
+void GiveBack(OwnedValue& value, KeyValueEvent& refused) { value.value = std::move(refused.value); }
+void GiveBack(const SharedValue&, KeyValueEvent&) {}
+void GiveBack(std::string_view, KeyValueEvent&) {}
 
 }  // namespace
 
@@ -34,7 +42,10 @@ bool KnownKeys::ApplyPutImpl(std::string_view key, int64_t revision, Value&& val
   const bool is_new = it == keys_.end();
   KeyValueEvent event{is_new ? EventType::kCreate : EventType::kModify, std::string(key),
                       ToString(value), revision};
-  if (!emit(event)) return false;
+  if (!emit(event)) {
+    GiveBack(value, event);
+    return false;
+  }
   Known state{revision, keep_values_ ? ToShared(std::forward<Value>(value)) : nullptr};
   if (is_new) {
     keys_.emplace(std::string(Relative(key)), std::move(state));
@@ -51,6 +62,12 @@ bool KnownKeys::ApplyPut(std::string_view key, int64_t revision, SharedValue val
 bool KnownKeys::ApplyPut(std::string_view key, int64_t revision, std::string_view value,
                          EmitFn emit) {
   return ApplyPutImpl(key, revision, value, emit);
+}
+
+bool KnownKeys::ApplyPut(std::string_view key, int64_t revision, std::string&& value, EmitFn emit) {
+  if (keep_values_) return ApplyPutImpl(key, revision, std::string_view(value), emit);
+  OwnedValue owned{value};
+  return ApplyPutImpl(key, revision, owned, emit);
 }
 
 bool KnownKeys::ApplyDelete(std::string_view key, int64_t revision, EmitFn emit) {
@@ -90,6 +107,7 @@ bool RelistDiff::ListedImpl(std::string_view key, int64_t mod_revision, Value&& 
     KeyValueEvent event{is_new ? EventType::kCreate : EventType::kModify, std::string(key),
                         ToString(value), mod_revision};
     if (!emit(event)) {
+      GiveBack(value, event);
       cursor_.assign(relative);
       return false;
     }
@@ -115,6 +133,13 @@ bool RelistDiff::Listed(std::string_view key, int64_t mod_revision, SharedValue 
 bool RelistDiff::Listed(std::string_view key, int64_t mod_revision, std::string_view value,
                         EmitFn emit) {
   return ListedImpl(key, mod_revision, value, emit);
+}
+
+bool RelistDiff::Listed(std::string_view key, int64_t mod_revision, std::string&& value,
+                        EmitFn emit) {
+  if (known_.keep_values_) return ListedImpl(key, mod_revision, std::string_view(value), emit);
+  OwnedValue owned{value};
+  return ListedImpl(key, mod_revision, owned, emit);
 }
 
 bool RelistDiff::Finish(EmitFn emit) { return EmitVanishedBefore(nullptr, emit); }

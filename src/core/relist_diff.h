@@ -31,6 +31,11 @@ using SharedValue = std::shared_ptr<const std::string>;
 // cannot take it now, leaving `event` as it was.
 using EmitFn = absl::FunctionRef<bool(KeyValueEvent& event)>;
 
+// A value the caller gives up (see the std::string&& overloads below): moved into the event.
+struct OwnedValue {
+  std::string& value;
+};
+
 // The keys one watcher's consumer was told exist, each with the mod revision and value it was told
 // last: decides kCreate against kModify, which deletes to report (with the last value), and the
 // difference after a re-list. Keys are absolute (with the watched prefix); they are stored without
@@ -53,6 +58,9 @@ class KnownKeys {
   bool ApplyPut(std::string_view key, int64_t revision, SharedValue value, EmitFn emit);
   // The same, copying `value` only for what is recorded.
   bool ApplyPut(std::string_view key, int64_t revision, std::string_view value, EmitFn emit);
+  // The same, moving `value` into the event when values are not kept (it is left as it was when
+  // `emit` refused), which spares a copy of every value.
+  bool ApplyPut(std::string_view key, int64_t revision, std::string&& value, EmitFn emit);
   // A live delete of `key` at `revision`: kDelete with the last value when the key is known, then
   // forgotten; nothing (true) when it is unknown, as the consumer never heard of it. False when
   // `emit` refused (the key stays known).
@@ -102,6 +110,10 @@ class RelistDiff {
   bool Listed(std::string_view key, int64_t mod_revision, SharedValue value, EmitFn emit);
   // The same, copying `value` only when it is recorded.
   bool Listed(std::string_view key, int64_t mod_revision, std::string_view value, EmitFn emit);
+  // The same, moving `value` into the event when values are not kept (left as it was when `emit`
+  // refused): a listed page's values then go to the consumer without a copy, and the page's
+  // memory with them.
+  bool Listed(std::string_view key, int64_t mod_revision, std::string&& value, EmitFn emit);
   // The listing ended: emits the deletes of every known key after the last listed one. Same
   // contract for refusals.
   bool Finish(EmitFn emit);

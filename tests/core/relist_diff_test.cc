@@ -176,6 +176,49 @@ TEST_F(RelistDiffOrderTest, SharedValuesAreKeptAsGiven) {
   EXPECT_EQ(known_.Find("p/z")->value, value) << "not copied";
 }
 
+TEST(KnownKeysTest, OwnedValuesMoveIntoTheEventUnlessKeptAndStayWhenRefused) {
+  KnownKeys without_values("p/", /*keep_values=*/false);
+  Consumer full(0);
+  std::string value(100, 'v');  // beyond the short-string buffer: its heap storage moves
+  const char* const storage = value.data();
+  EXPECT_FALSE(without_values.ApplyPut("p/a", 2, std::move(value), full.Emit()));
+  EXPECT_EQ(value, std::string(100, 'v')) << "a refused event leaves the value as it was";
+  EXPECT_EQ(without_values.Find("p/a"), nullptr);
+  Consumer consumer;
+  ASSERT_TRUE(without_values.ApplyPut("p/a", 2, std::move(value), consumer.Emit()));
+  ASSERT_EQ(consumer.events().size(), 1u);
+  EXPECT_EQ(consumer.events()[0].value.data(), storage) << "moved, not copied";
+  EXPECT_EQ(without_values.Find("p/a")->mod_revision, 2);
+
+  // Values that are kept are copied: the event and the record each have one.
+  KnownKeys with_values("p/");
+  std::string kept = "1";
+  ASSERT_TRUE(with_values.ApplyPut("p/b", 3, std::move(kept), consumer.Emit()));
+  EXPECT_EQ(kept, "1");
+  EXPECT_EQ(*with_values.Find("p/b")->value, "1");
+  EXPECT_EQ(consumer.events().back().value, "1");
+}
+
+TEST(RelistDiffTest, ListedOwnedValuesMoveUnlessKeptAndStayWhenRefused) {
+  KnownKeys known("p/", /*keep_values=*/false);
+  Consumer consumer(1);
+  {
+    RelistDiff diff(known, 10);
+    std::string a(100, 'a'), b(100, 'b');
+    const char* const storage = a.data();
+    ASSERT_TRUE(diff.Listed("p/a", 5, std::move(a), consumer.Emit()));
+    EXPECT_EQ(consumer.events()[0].value.data(), storage) << "moved, not copied";
+    EXPECT_FALSE(diff.Listed("p/b", 6, std::move(b), consumer.Emit()));
+    EXPECT_EQ(b, std::string(100, 'b')) << "a refused event leaves the value as it was";
+    consumer.AddRoom(1);
+    ASSERT_TRUE(diff.Listed("p/b", 6, std::move(b), consumer.Emit()));
+    ASSERT_TRUE(diff.Finish(consumer.Emit()));
+  }
+  ExpectEvents(consumer.events(), {Event(EventType::kCreate, "p/a", std::string(100, 'a'), 5),
+                                   Event(EventType::kCreate, "p/b", std::string(100, 'b'), 6)});
+  EXPECT_EQ(known.size(), 2u);
+}
+
 TEST(RelistDiffTest, EmptyListingDeletesEverything) {
   KnownKeys known("");
   Consumer consumer;

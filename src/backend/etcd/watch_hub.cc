@@ -475,11 +475,13 @@ WatchHub::Progress WatchHub::ApplyPagesLocked(Entry& entry, int& budget) {
     Entry::Held<etcdserverpb::RangeResponse>& page = entry.pages.front();
     received = entry.last_received = page.received;
     if (!entry.diff) entry.diff.emplace(entry.known, entry.pager.revision());
-    const auto& kvs = page.message->kvs();
+    auto& kvs = *page.message->mutable_kvs();
     for (; entry.next_item < kvs.size(); ++entry.next_item) {
       if (budget-- <= 0) return Progress::kYield;
-      const mvccpb::KeyValue& kv = kvs.Get(entry.next_item);
-      if (!entry.diff->Listed(kv.key(), kv.mod_revision(), std::string_view(kv.value()), emit)) {
+      mvccpb::KeyValue& kv = *kvs.Mutable(entry.next_item);
+      // The value moves on to the consumer (unless the watcher keeps values): the page is read
+      // once, and its memory goes with its values instead of staying until the page is done.
+      if (!entry.diff->Listed(kv.key(), kv.mod_revision(), std::move(*kv.mutable_value()), emit)) {
         return Progress::kFull;
       }
     }
@@ -507,17 +509,17 @@ WatchHub::Progress WatchHub::ApplyResponsesLocked(Entry& entry, int& budget) {
   while (!entry.responses.empty()) {
     Entry::Held<etcdserverpb::WatchResponse>& held = entry.responses.front();
     received = held.received;
-    const etcdserverpb::WatchResponse& response = *held.message;
+    etcdserverpb::WatchResponse& response = *held.message;
     if (response.events_size() == 0) {
       entry.revision = std::max(entry.revision, response.header().revision());
     }
     for (; entry.next_item < response.events_size(); ++entry.next_item) {
       if (budget-- <= 0) return Progress::kYield;
-      const mvccpb::Event& event = response.events(entry.next_item);
-      const mvccpb::KeyValue& kv = event.kv();
+      mvccpb::Event& event = *response.mutable_events(entry.next_item);
+      mvccpb::KeyValue& kv = *event.mutable_kv();
       const bool taken = event.type() == mvccpb::Event::PUT
                              ? entry.known.ApplyPut(kv.key(), kv.mod_revision(),
-                                                    std::string_view(kv.value()), emit)
+                                                    std::move(*kv.mutable_value()), emit)
                              : entry.known.ApplyDelete(kv.key(), kv.mod_revision(), emit);
       if (!taken) return Progress::kFull;
       entry.revision = std::max(entry.revision, kv.mod_revision());
