@@ -52,39 +52,32 @@ RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config
 RpcClient::~RpcClient() { Shutdown(); }
 
 void RpcClient::Shutdown() {
-  registry_.Shutdown();  // every call completed: nothing is left to start on the queue
-  std::call_once(queue_shut_down_, [this] {
-    // The thread starts with the first asynchronous call; the queue must be drained anyway.
-    std::call_once(queue_started_, [this] { queue_thread_ = std::thread([this] { RunQueue(); }); });
-    queue_.Shutdown();
-    queue_thread_.join();
-  });
-}
-
-void RpcClient::RunQueue() {
-  void* tag = nullptr;
-  bool ok = false;
-  while (queue_.Next(&tag, &ok)) {
-    // A unary call's Finish always comes back, `ok` or not; its status tells what happened.
-    std::unique_ptr<QueueTag>(static_cast<QueueTag*>(tag))->Proceed();
-  }
+  registry_.Shutdown();  // every call completed: none is left on the queue
+  std::call_once(poller_released_, [this] { poller_.reset(); });
 }
 
 template <typename Response, typename Prepare>
 void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
                             std::function<void(grpc::Status)> done) {
-  class Finished final : public QueueTag {
+  class Finished final : public CompletionPoller::Tag {
    public:
     explicit Finished(std::function<void(grpc::Status)> done) : done_(std::move(done)) {}
-    void Proceed() override { done_(std::move(status_)); }
+    void Proceed() override {
+      // The reader lives in the call's arena, which goes with the ClientContext that `done_` may
+      // destroy: it goes first.
+      reader_.reset();
+      done_(std::move(status_));
+    }
     std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader_;
     grpc::Status status_;
 
    private:
     std::function<void(grpc::Status)> done_;
   };
-  // Started on first use: a client that makes no asynchronous call has no thread polling for one.
-  std::call_once(queue_started_, [this] { queue_thread_ = std::thread([this] { RunQueue(); }); });
+  std::call_once(poller_taken_, [this] {
+    poller_ = CompletionPoller::Shared();
+    queue_ = poller_->queue();
+  });
   auto* finished = new Finished(std::move(done));  // owned by the queue until it comes back
   finished->reader_ = prepare();
   finished->reader_->StartCall();
@@ -353,7 +346,7 @@ void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what,
   Messages* m = messages.get();
   call->start = [this, m, rpc](Member& member, grpc::ClientContext* context,
                                std::function<void(grpc::Status)> sent) {
-    SendOnQueue([&] { return rpc(member, context, m->request, &queue_); }, &m->response,
+    SendOnQueue([&] { return rpc(member, context, m->request, queue_); }, &m->response,
                 std::move(sent));
   };
   call->finish = [messages = std::move(messages), done = std::move(done)](
