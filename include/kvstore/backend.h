@@ -131,8 +131,8 @@ class Backend : public SyncStoreBackend, public WatchStoreBackend {
   //  - `done` runs exactly once: on the caller's thread before the call returns (bad input, a
   //    closed backend, a backend without asynchronous calls), or later on a backend thread. A
   //    call still in flight when the backend is closed completes with an error then.
-  //  - `done` must be quick and must not block, nor close or destroy the backend; it may start
-  //    further asynchronous calls.
+  //  - `done` must be quick and must not block (no blocking call on a backend either), nor close
+  //    or destroy the backend; it may start further asynchronous calls.
   //  - Calls are independent: two calls in flight on one key may apply in either order.
   // The defaults run the blocking call on the caller's thread and then `done`.
   using StatusCallback = std::function<void(absl::Status status)>;

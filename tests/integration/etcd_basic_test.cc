@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -45,6 +46,24 @@ TEST_F(EtcdBasicTest, GetUpdateDelete) {
   ASSERT_TRUE(backend_->Delete(ctx_, key).ok());
   EXPECT_TRUE(backend_->Delete(ctx_, key).ok()) << "deleting a missing key is OK";
   EXPECT_FALSE(backend_->Get(ctx_, key)->has_value());
+}
+
+// A completion runs on the thread that completes every call, so a blocking call there would wait
+// for itself: it fails at once, and the backend goes on working.
+TEST_F(EtcdBasicTest, BlockingCallFromAnAsyncCompletionFailsClearlyInsteadOfHanging) {
+  std::promise<absl::Status> nested;
+  backend_->UpdateAsync(ctx_, prefix_ + "a", "1", false, [&](absl::Status status) {
+    if (!status.ok()) {
+      nested.set_value(status);
+      return;
+    }
+    nested.set_value(backend_->Update(ctx_, prefix_ + "b", "2", false));
+  });
+  const absl::Status status = nested.get_future().get();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_NE(status.message().find("start it asynchronously"), absl::string_view::npos) << status;
+  EXPECT_EQ(backend_->Get(ctx_, prefix_ + "a")->value_or("<missing>"), "1");
+  EXPECT_FALSE(backend_->Get(ctx_, prefix_ + "b")->has_value());
 }
 
 TEST_F(EtcdBasicTest, ListPrefixReturnsRevisionsAndLeases) {

@@ -1,10 +1,10 @@
-// A bidirectional stream (Watch, LeaseKeepAlive) driven by gRPC's callback API: reads and writes
-// complete on gRPC threads, so the handlers must not block.
+// A bidirectional stream (Watch, LeaseKeepAlive) on the process's completion queue
+// (CompletionPoller): reads and writes complete on the poller's thread, so the handlers must not
+// block.
 #ifndef KVSTORE_BACKEND_ETCD_BIDI_STREAM_H_
 #define KVSTORE_BACKEND_ETCD_BIDI_STREAM_H_
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/support/client_callback.h>
 
 #include <deque>
 #include <functional>
@@ -15,84 +15,106 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "backend/etcd/call_registry.h"
+#include "backend/etcd/completion_poller.h"
 #include "backend/etcd/transport.h"
 
 namespace kvstore::etcd {
 
 template <typename Req, typename Resp>
-class BidiStream final : public grpc::ClientBidiReactor<Req, Resp>, public RequestStream<Req> {
+class BidiStream final : public RequestStream<Req> {
  public:
   using ReadHandler = Transport::ReadHandler<Resp>;
   using DoneHandler = Transport::DoneHandler;
   // Turns the stream's final gRPC status into the library's (and does whatever else the owner
-  // learns from it). Runs on a gRPC thread.
+  // learns from it). Runs on the poller's thread.
   using Translator =
       std::function<absl::Status(const grpc::Status& status, const grpc::ClientContext& context)>;
-  // Binds the reactor to a stub's streaming method: stub->async()->Method(context, reactor).
-  using Binder = std::function<void(grpc::ClientContext* context, BidiStream* stream)>;
+  using ReaderWriter = grpc::ClientAsyncReaderWriter<Req, Resp>;
+  // Prepares the stub's streaming method on `queue`: stub->PrepareAsyncMethod(context, queue).
+  using Binder = std::function<std::unique_ptr<ReaderWriter>(grpc::ClientContext* context,
+                                                             grpc::CompletionQueue* queue)>;
 
-  // Starts a stream: `prepare` sets its metadata, `bind` attaches it to a stub. Fails when the
-  // registry is shut down.
+  // Starts a stream on `queue`: `prepare` sets its metadata, `bind` attaches it to a stub. Fails
+  // when the registry is shut down.
   static absl::StatusOr<std::shared_ptr<BidiStream>> Start(
-      CallRegistry* registry, Translator translate, ReadHandler on_read, DoneHandler on_done,
+      CallRegistry* registry, grpc::CompletionQueue* queue, Translator translate,
+      ReadHandler on_read, DoneHandler on_done,
       const std::function<void(grpc::ClientContext*)>& prepare, const Binder& bind);
 
   void Write(Req request) override;
   void Cancel() override;
 
  private:
+  enum class Op { kStart, kRead, kWrite, kFinish };
+  // One kind of operation's tag: at most one of each kind is in flight.
+  class OpTag final : public CompletionPoller::Tag {
+   public:
+    OpTag(BidiStream* stream, Op op) : stream_(stream), op_(op) {}
+    void Proceed(bool ok) override { stream_->OnOpDone(op_, ok); }
+
+   private:
+    BidiStream* const stream_;
+    const Op op_;
+  };
+
   BidiStream(CallRegistry* registry, Translator translate, ReadHandler on_read, DoneHandler on_done)
       : registry_(registry),
         translate_(std::move(translate)),
         on_read_(std::move(on_read)),
         on_done_(std::move(on_done)) {}
 
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
-  void StartNextWriteLocked(std::unique_lock<std::mutex>& lock);
+  void OnOpDone(Op op, bool ok);
+  // Starts the next pending write, or Finish once reads ended and no write is in flight.
+  void ContinueLocked();
+  void OnFinished();
 
   CallRegistry* const registry_;
   Translator translate_;
   ReadHandler on_read_;
   DoneHandler on_done_;
-  // Destroyed in OnDone, not with the stream: it holds a reference to the channel (see
+  OpTag start_tag_{this, Op::kStart}, read_tag_{this, Op::kRead}, write_tag_{this, Op::kWrite},
+      finish_tag_{this, Op::kFinish};
+  // Destroyed in OnFinished, not with the stream: it holds a reference to the channel (see
   // CallRegistry). context_mu_ guards the pointer, not the context.
   std::mutex context_mu_;
   std::unique_ptr<grpc::ClientContext> context_ = std::make_unique<grpc::ClientContext>();
+  std::unique_ptr<ReaderWriter> stream_;  // in the call's arena: released before the context
   Resp response_;
-  std::shared_ptr<BidiStream> self_;  // keeps the reactor alive until OnDone
+  grpc::Status status_;
+  std::shared_ptr<BidiStream> self_;  // keeps the stream alive until OnFinished
 
-  std::mutex mu_;  // guards the write state below
+  std::mutex mu_;  // guards the state below
   std::deque<Req> pending_writes_;
   Req current_write_;
+  bool started_ = false;
   bool writing_ = false;
   bool reads_finished_ = false;  // no more writes are started once set
+  bool finishing_ = false;
 };
 
 template <typename Req, typename Resp>
 absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::Start(
-    CallRegistry* registry, Translator translate, ReadHandler on_read, DoneHandler on_done,
-    const std::function<void(grpc::ClientContext*)>& prepare, const Binder& bind) {
+    CallRegistry* registry, grpc::CompletionQueue* queue, Translator translate, ReadHandler on_read,
+    DoneHandler on_done, const std::function<void(grpc::ClientContext*)>& prepare,
+    const Binder& bind) {
   std::shared_ptr<BidiStream> stream(
       new BidiStream(registry, std::move(translate), std::move(on_read), std::move(on_done)));
   grpc::ClientContext* context = stream->context_.get();
   prepare(context);
   if (!registry->Register(context)) return absl::FailedPreconditionError("etcd backend is closed");
   stream->self_ = stream;
-  bind(context, stream.get());
-  stream->AddHold();
-  stream->StartRead(&stream->response_);
-  stream->StartCall();
+  std::lock_guard<std::mutex> guard(stream->mu_);
+  stream->stream_ = bind(context, queue);
+  stream->stream_->StartCall(&stream->start_tag_);
   return stream;
 }
 
 template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::Write(Req request) {
-  std::unique_lock<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> guard(mu_);
   if (reads_finished_) return;
   pending_writes_.push_back(std::move(request));
-  if (!writing_) StartNextWriteLocked(lock);
+  ContinueLocked();
 }
 
 template <typename Req, typename Resp>
@@ -102,49 +124,64 @@ void BidiStream<Req, Resp>::Cancel() {
 }
 
 template <typename Req, typename Resp>
-void BidiStream<Req, Resp>::StartNextWriteLocked(std::unique_lock<std::mutex>& lock) {
+void BidiStream<Req, Resp>::ContinueLocked() {
+  if (!started_ || writing_ || finishing_) return;
+  if (reads_finished_) {
+    // Nothing is in flight any more: the status is all that is left to receive.
+    finishing_ = true;
+    pending_writes_.clear();
+    stream_->Finish(&status_, &finish_tag_);
+    return;
+  }
+  if (pending_writes_.empty()) return;
   current_write_ = std::move(pending_writes_.front());
   pending_writes_.pop_front();
   writing_ = true;
-  // The hold taken at start keeps OnDone away until writing_ is false again, so starting the
-  // write outside the lock is safe.
-  lock.unlock();
-  this->StartWrite(&current_write_);
-  lock.lock();
+  stream_->Write(current_write_, &write_tag_);
 }
 
 template <typename Req, typename Resp>
-void BidiStream<Req, Resp>::OnWriteDone(bool ok) {
-  std::unique_lock<std::mutex> lock(mu_);
-  writing_ = false;
-  if (!ok) pending_writes_.clear();  // the stream is broken; reads will report it
-  if (reads_finished_) {
-    pending_writes_.clear();
-    lock.unlock();
-    this->RemoveHold();
-    return;
+void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
+  switch (op) {
+    case Op::kStart: {
+      std::lock_guard<std::mutex> guard(mu_);
+      started_ = true;
+      if (ok) {
+        stream_->Read(&response_, &read_tag_);
+      } else {
+        reads_finished_ = true;  // the call did not start: its status tells why
+      }
+      ContinueLocked();
+      return;
+    }
+    case Op::kRead:
+      if (ok) {
+        on_read_(response_);
+        std::lock_guard<std::mutex> guard(mu_);
+        stream_->Read(&response_, &read_tag_);
+        return;
+      } else {
+        std::lock_guard<std::mutex> guard(mu_);
+        reads_finished_ = true;
+        ContinueLocked();
+        return;
+      }
+    case Op::kWrite: {
+      std::lock_guard<std::mutex> guard(mu_);
+      writing_ = false;
+      if (!ok) pending_writes_.clear();  // the stream is broken; reads will report it
+      ContinueLocked();
+      return;
+    }
+    case Op::kFinish:
+      OnFinished();
+      return;
   }
-  if (!pending_writes_.empty()) StartNextWriteLocked(lock);
 }
 
 template <typename Req, typename Resp>
-void BidiStream<Req, Resp>::OnReadDone(bool ok) {
-  if (ok) {
-    on_read_(response_);
-    this->StartRead(&response_);
-    return;
-  }
-  std::unique_lock<std::mutex> lock(mu_);
-  reads_finished_ = true;
-  pending_writes_.clear();
-  bool release = !writing_;
-  lock.unlock();
-  if (release) this->RemoveHold();
-}
-
-template <typename Req, typename Resp>
-void BidiStream<Req, Resp>::OnDone(const grpc::Status& status) {
-  absl::Status translated = translate_(status, *context_);
+void BidiStream<Req, Resp>::OnFinished() {
+  absl::Status translated = translate_(status_, *context_);
   DoneHandler on_done = std::move(on_done_);
   on_read_ = nullptr;
   translate_ = nullptr;
@@ -152,6 +189,7 @@ void BidiStream<Req, Resp>::OnDone(const grpc::Status& status) {
   on_done = nullptr;
   CallRegistry* const registry = registry_;
   registry->Unregister(context_.get());
+  stream_.reset();
   std::unique_ptr<grpc::ClientContext> context;
   {
     std::lock_guard<std::mutex> guard(context_mu_);
@@ -160,8 +198,8 @@ void BidiStream<Req, Resp>::OnDone(const grpc::Status& status) {
   context.reset();
   std::shared_ptr<BidiStream> self = std::move(self_);
   registry->ContextDestroyed();
-  // `self` may be the last reference: the reactor is destroyed here, its last use by gRPC. It no
-  // longer holds anything of the client's.
+  // `self` may be the last reference: the stream is destroyed here, after its last operation came
+  // back. It no longer holds anything of the client's.
 }
 
 }  // namespace kvstore::etcd

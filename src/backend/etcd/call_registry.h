@@ -14,10 +14,10 @@ namespace kvstore::etcd {
 
 // A call's life here: Register before it starts, Unregister once its completion ran,
 // ContextDestroyed once its grpc::ClientContext is destroyed, as the call's very last use of the
-// client. A ClientContext holds a reference to the channel, and dropping the last one on a gRPC
-// callback thread makes gRPC's callback completion queue shut itself down from its own thread (it
-// cannot join itself, frees the queue and the thread then uses it: a double free). Shutdown waits
-// for every ContextDestroyed, so the client's owner drops the last channel reference, on its own
+// client. A ClientContext holds a reference to the channel, and the channel must not go on the
+// thread that runs completions (with gRPC's callback API, dropping the last reference there made
+// its completion queue shut itself down from its own thread: a double free). Shutdown waits for
+// every ContextDestroyed, so the client's owner drops the last channel reference, on its own
 // thread. Thread-safe.
 class CallRegistry {
  public:
@@ -32,7 +32,7 @@ class CallRegistry {
   void ContextDestroyed();
 
   // Cancels every registered call and waits until the context of each was destroyed. Later Register
-  // calls fail. Idempotent. REQUIRES: not called from a gRPC callback.
+  // calls fail. Idempotent. REQUIRES: not called from a completion.
   void Shutdown();
   bool shut_down() const;
 

@@ -23,12 +23,18 @@ CompletionPoller::~CompletionPoller() {
   thread_.join();
 }
 
+namespace {
+thread_local bool on_poller_thread = false;
+}  // namespace
+
+bool CompletionPoller::OnPollerThread() { return on_poller_thread; }
+
 void CompletionPoller::Run() {
+  on_poller_thread = true;
   void* tag = nullptr;
   bool ok = false;
   while (queue_.Next(&tag, &ok)) {
-    // A unary call's Finish always comes back, `ok` or not; its status tells what happened.
-    std::unique_ptr<Tag>(static_cast<Tag*>(tag))->Proceed();
+    static_cast<Tag*>(tag)->Proceed(ok);
   }
 }
 

@@ -56,17 +56,29 @@ void RpcClient::Shutdown() {
   std::call_once(poller_released_, [this] { poller_.reset(); });
 }
 
+grpc::CompletionQueue* RpcClient::Queue() {
+  std::call_once(poller_taken_, [this] {
+    poller_ = CompletionPoller::Shared();
+    queue_ = poller_->queue();
+  });
+  return queue_;
+}
+
 template <typename Response, typename Prepare>
 void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
                             std::function<void(grpc::Status)> done) {
   class Finished final : public CompletionPoller::Tag {
    public:
     explicit Finished(std::function<void(grpc::Status)> done) : done_(std::move(done)) {}
-    void Proceed() override {
-      // The reader lives in the call's arena, which goes with the ClientContext that `done_` may
+    // A unary call's Finish always comes back, `ok` or not; its status tells what happened.
+    void Proceed(bool) override {
+      // The reader lives in the call's arena, which goes with the ClientContext that `done` may
       // destroy: it goes first.
       reader_.reset();
-      done_(std::move(status_));
+      std::function<void(grpc::Status)> done = std::move(done_);
+      grpc::Status status = std::move(status_);
+      delete this;
+      done(std::move(status));
     }
     std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader_;
     grpc::Status status_;
@@ -74,11 +86,7 @@ void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
    private:
     std::function<void(grpc::Status)> done_;
   };
-  std::call_once(poller_taken_, [this] {
-    poller_ = CompletionPoller::Shared();
-    queue_ = poller_->queue();
-  });
-  auto* finished = new Finished(std::move(done));  // owned by the queue until it comes back
+  auto* finished = new Finished(std::move(done));  // deletes itself once it came back
   finished->reader_ = prepare();
   finished->reader_->StartCall();
   finished->reader_->Finish(response, &finished->status_, finished);
@@ -175,11 +183,12 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
     request.set_name(username_);
     request.set_password(password_);
     etcdserverpb::AuthenticateResponse response;
-    Attempt attempt =
-        CallOnce(index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
-                 /*token=*/"", deadline, [&](Member& m, grpc::ClientContext* c, auto done) {
-                   m.auth->async()->Authenticate(c, &request, &response, std::move(done));
-                 });
+    Attempt attempt = CallOnce(
+        index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
+        /*token=*/"", deadline, [&](Member& m, grpc::ClientContext* c, auto done) {
+          SendOnQueue([&] { return m.auth->PrepareAsyncAuthenticate(c, request, Queue()); },
+                      &response, std::move(done));
+        });
     *not_connected = attempt.not_connected;
     if (!attempt.status.ok()) return absl::StatusOr<std::string>(attempt.status);
     return absl::StatusOr<std::string>(response.token());
@@ -189,6 +198,12 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
 absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, bool with_token,
                                      const Starter& start,
                                      std::optional<std::chrono::steady_clock::time_point> until) {
+  if (CompletionPoller::OnPollerThread()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("etcd ", ToAbsl(what),
+                     ": a blocking call from the completion of an asynchronous one would wait "
+                     "for itself; start it asynchronously"));
+  }
   const auto deadline = until.value_or(std::chrono::steady_clock::now() + request_timeout_);
   std::vector<bool> tried(pool_->size(), false);
   bool logged_in_again = false;
@@ -256,7 +271,8 @@ absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
                               const etcdserverpb::RangeRequest& request,
                               etcdserverpb::RangeResponse* response) {
   return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.kv->async()->Range(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.kv->PrepareAsyncRange(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -264,7 +280,8 @@ absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
                             const etcdserverpb::PutRequest& request,
                             etcdserverpb::PutResponse* response) {
   return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.kv->async()->Put(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.kv->PrepareAsyncPut(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -272,7 +289,8 @@ absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
                                     const etcdserverpb::DeleteRangeRequest& request,
                                     etcdserverpb::DeleteRangeResponse* response) {
   return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.kv->async()->DeleteRange(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.kv->PrepareAsyncDeleteRange(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -280,7 +298,8 @@ absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
                             const etcdserverpb::TxnRequest& request,
                             etcdserverpb::TxnResponse* response) {
   return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.kv->async()->Txn(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.kv->PrepareAsyncTxn(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -288,7 +307,8 @@ absl::Status RpcClient::LeaseGrant(const Context& ctx,
                                    const etcdserverpb::LeaseGrantRequest& request,
                                    etcdserverpb::LeaseGrantResponse* response) {
   return BlockingCall(ctx, "lease grant", true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.lease->async()->LeaseGrant(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.lease->PrepareAsyncLeaseGrant(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -296,7 +316,8 @@ absl::Status RpcClient::LeaseRevoke(const Context& ctx,
                                     const etcdserverpb::LeaseRevokeRequest& request,
                                     etcdserverpb::LeaseRevokeResponse* response) {
   return BlockingCall(ctx, "lease revoke", true, [&](Member& m, grpc::ClientContext* c, auto done) {
-    m.lease->async()->LeaseRevoke(c, &request, response, std::move(done));
+    SendOnQueue([&] { return m.lease->PrepareAsyncLeaseRevoke(c, request, Queue()); }, response,
+                std::move(done));
   });
 }
 
@@ -346,7 +367,7 @@ void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what,
   Messages* m = messages.get();
   call->start = [this, m, rpc](Member& member, grpc::ClientContext* context,
                                std::function<void(grpc::Status)> sent) {
-    SendOnQueue([&] { return rpc(member, context, m->request, queue_); }, &m->response,
+    SendOnQueue([&] { return rpc(member, context, m->request, Queue()); }, &m->response,
                 std::move(sent));
   };
   call->finish = [messages = std::move(messages), done = std::move(done)](
@@ -467,17 +488,18 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
   // Only the callback owns the call: it destroys the ClientContext before Release (see
   // CallRegistry).
   Call* const c = call.get();
-  pool_->member(index).kv->async()->Range(
-      &c->context, &c->request, &c->response,
-      [this, index, call = std::move(call), what = std::move(what),
-       done = std::move(done)](grpc::Status s) mutable {
-        absl::Status status = Conclude(index, s, what, call->context, nullptr);
-        done(status, call->response);
-        done = nullptr;
-        registry_.Unregister(&call->context);
-        call.reset();
-        registry_.ContextDestroyed();
-      });
+  Member& member = pool_->member(index);
+  SendOnQueue([&] { return member.kv->PrepareAsyncRange(&c->context, c->request, Queue()); },
+              &c->response,
+              [this, index, call = std::move(call), what = std::move(what),
+               done = std::move(done)](grpc::Status s) mutable {
+                absl::Status status = Conclude(index, s, what, call->context, nullptr);
+                done(status, call->response);
+                done = nullptr;
+                registry_.Unregister(&call->context);
+                call.reset();
+                registry_.ContextDestroyed();
+              });
 }
 
 std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
@@ -511,8 +533,13 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
       std::lock_guard<std::mutex> guard(mu);
       ++remaining;
     }
-    member.maintenance->async()->Status(
-        &calls[i].context, &calls[i].request, &results[i].response, [&, i](grpc::Status s) {
+    SendOnQueue(
+        [&] {
+          return member.maintenance->PrepareAsyncStatus(&calls[i].context, calls[i].request,
+                                                        Queue());
+        },
+        &results[i].response,
+        [&, i](grpc::Status s) {
           results[i].status = Conclude(i, s, "status", calls[i].context, nullptr);
           registry_.Unregister(&calls[i].context);
           std::lock_guard<std::mutex> guard(mu);
@@ -532,7 +559,8 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
 template <typename Stream>
 absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
     std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
-    const std::function<void(Member& member, grpc::ClientContext* context, Stream* stream)>& bind) {
+    const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
+        Member& member, grpc::ClientContext* context, grpc::CompletionQueue* queue)>& bind) {
   const size_t index = *pool_->Pick({}, Context(), ConnectWaitEnd());
   bool not_connected = false;
   absl::StatusOr<std::string> token = TokenFor(
@@ -540,7 +568,7 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
   if (!token.ok()) return token.status();
   Member& member = pool_->member(index);
   return Stream::Start(
-      &registry_,
+      &registry_, Queue(),
       [this, index, what = std::move(what)](const grpc::Status& status,
                                             const grpc::ClientContext& context) {
         return Conclude(index, status, what, context, nullptr);
@@ -554,27 +582,29 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
         context->AddMetadata("hasleader", "true");
         if (!token->empty()) context->AddMetadata("token", *token);
       },
-      [&](grpc::ClientContext* context, Stream* stream) { bind(member, context, stream); });
+      [&](grpc::ClientContext* context, grpc::CompletionQueue* queue) {
+        return bind(member, context, queue);
+      });
 }
 
 absl::StatusOr<std::shared_ptr<WatchRequests>> RpcClient::StartWatchStream(
     ReadHandler<etcdserverpb::WatchResponse> on_read, DoneHandler on_done) {
-  absl::StatusOr<std::shared_ptr<WatchStream>> stream =
-      StartStream<WatchStream>("watch", std::move(on_read), std::move(on_done),
-                               [](Member& m, grpc::ClientContext* context, WatchStream* s) {
-                                 m.watch->async()->Watch(context, s);
-                               });
+  absl::StatusOr<std::shared_ptr<WatchStream>> stream = StartStream<WatchStream>(
+      "watch", std::move(on_read), std::move(on_done),
+      [](Member& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
+        return m.watch->PrepareAsyncWatch(context, queue);
+      });
   if (!stream.ok()) return stream.status();
   return std::shared_ptr<WatchRequests>(*std::move(stream));
 }
 
 absl::StatusOr<std::shared_ptr<KeepAliveRequests>> RpcClient::StartKeepAliveStream(
     ReadHandler<etcdserverpb::LeaseKeepAliveResponse> on_read, DoneHandler on_done) {
-  absl::StatusOr<std::shared_ptr<KeepAliveStream>> stream =
-      StartStream<KeepAliveStream>("lease keep-alive", std::move(on_read), std::move(on_done),
-                                   [](Member& m, grpc::ClientContext* context, KeepAliveStream* s) {
-                                     m.lease->async()->LeaseKeepAlive(context, s);
-                                   });
+  absl::StatusOr<std::shared_ptr<KeepAliveStream>> stream = StartStream<KeepAliveStream>(
+      "lease keep-alive", std::move(on_read), std::move(on_done),
+      [](Member& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
+        return m.lease->PrepareAsyncLeaseKeepAlive(context, queue);
+      });
   if (!stream.ok()) return stream.status();
   return std::shared_ptr<KeepAliveRequests>(*std::move(stream));
 }
