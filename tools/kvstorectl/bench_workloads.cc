@@ -181,79 +181,85 @@ absl::Status WriteKeys(kvstore::Backend& backend, const kvstore::Context& ctx,
 // Writes keys 0..n-1 (KeyName) with Backend::UpdateAsync (no lease) from the caller's thread,
 // keeping `in_flight` calls outstanding: each completion starts the next key. Calls `on_start`
 // right before the first call. Counts successful writes in `written`.
-class AsyncWriter {
- public:
-  AsyncWriter(kvstore::Backend& backend, const kvstore::Context& ctx, const BenchConfig& config,
-              int64_t n, std::atomic<int64_t>& written)
-      : backend_(backend), config_(config), n_(n), written_(written) {
-    std::tie(ctx_, cancel_) = kvstore::WithCancel(ctx);
-  }
-  AsyncWriter(const AsyncWriter&) = delete;
-  AsyncWriter& operator=(const AsyncWriter&) = delete;
+absl::Status WriteKeysAsync(kvstore::Backend& backend, const kvstore::Context& ctx,
+                            const BenchConfig& config, int64_t n, int in_flight,
+                            std::atomic<int64_t>& written, const std::function<void()>& on_start) {
+  // Shared with every completion, which may still be returning when the last credit was given
+  // up and this function returned.
+  struct State {
+    State(kvstore::Backend& backend, const BenchConfig& config, int64_t n,
+          std::atomic<int64_t>& written)
+        : backend(backend), config(config), n(n), written(written) {}
+    kvstore::Backend& backend;
+    const BenchConfig& config;
+    const int64_t n;
+    std::atomic<int64_t>& written;
+    kvstore::Context ctx;
+    kvstore::CancelFunc cancel;
+    FirstError error;
+    std::mutex mu;  // guards the counts below
+    std::condition_variable finished;
+    int64_t next = 0;
+    int credits = 0;      // to be used by the loop of whichever thread is issuing
+    int outstanding = 0;  // credits not given up yet
+  };
+  auto state = std::make_shared<State>(backend, config, n, written);
+  std::tie(state->ctx, state->cancel) = kvstore::WithCancel(ctx);
 
-  absl::Status Run(int in_flight, const std::function<void()>& on_start) {
-    on_start();
-    outstanding_ = in_flight;  // each credit below ends by finishing one
-    for (int i = 0; i < in_flight; ++i) Issue();
-    std::unique_lock<std::mutex> lock(mu_);
-    finished_.wait(lock, [&] { return outstanding_ == 0; });
-    cancel_();
-    return error_.Get();
-  }
-
- private:
-  // Uses one credit: starts the next key, or gives the credit up when no key is left. A
-  // completion that runs inside UpdateAsync (on this thread) leaves its credit to the loop below,
-  // so that the stack does not grow with each key.
-  void Issue() {
-    thread_local AsyncWriter* issuing = nullptr;
-    credits_.fetch_add(1, std::memory_order_relaxed);
-    if (issuing == this) return;
-    issuing = this;
-    while (credits_.load(std::memory_order_relaxed) > 0) {
-      credits_.fetch_sub(1, std::memory_order_relaxed);
-      const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-      if (i >= n_ || error_.Failed()) {
-        if (Release()) break;  // the last credit: Run may return, and destroy this, at once
-        continue;
+  // Uses one credit: starts the next key, or gives the credit up when no key is left. A completion
+  // that runs inside UpdateAsync (on this thread) leaves its credit to the loop below, so that the
+  // stack does not grow with each key.
+  struct Issuer {
+    static void Issue(const std::shared_ptr<State>& s) {
+      thread_local State* issuing = nullptr;
+      {
+        std::lock_guard<std::mutex> guard(s->mu);
+        ++s->credits;
+        if (issuing == s.get()) return;
       }
-      std::string name = KeyName(i);
-      std::string key = kvstore::JoinPath(config_.prefix, name);
-      backend_.UpdateAsync(ctx_, key, ValueFor(name, config_.value_size), /*lease=*/false,
-                           [this, key](absl::Status status) {
-                             if (status.ok()) {
-                               written_.fetch_add(1, std::memory_order_relaxed);
-                             } else {
-                               error_.Record(Annotate(status, "writing " + key));
-                               cancel_();
-                             }
-                             Issue();
-                           });
+      issuing = s.get();
+      while (true) {
+        int64_t i = -1;
+        {
+          std::lock_guard<std::mutex> guard(s->mu);
+          if (s->credits == 0) break;
+          --s->credits;
+          if (s->next < s->n && !s->error.Failed()) {
+            i = s->next++;
+          } else if (--s->outstanding == 0) {
+            s->finished.notify_all();
+          }
+        }
+        if (i < 0) continue;
+        std::string name = KeyName(i);
+        std::string key = kvstore::JoinPath(s->config.prefix, name);
+        s->backend.UpdateAsync(s->ctx, key, ValueFor(name, s->config.value_size),
+                               /*lease=*/false, [s, key](absl::Status status) {
+                                 if (status.ok()) {
+                                   s->written.fetch_add(1, std::memory_order_relaxed);
+                                 } else {
+                                   s->error.Record(Annotate(status, "writing " + key));
+                                   s->cancel();
+                                 }
+                                 Issue(s);
+                               });
+      }
+      issuing = nullptr;
     }
-    issuing = nullptr;
-  }
+  };
 
-  // Gives up a credit that has no key left to write; true for the last one.
-  bool Release() {
-    std::lock_guard<std::mutex> guard(mu_);
-    if (--outstanding_ != 0) return false;
-    finished_.notify_all();
-    return true;
+  on_start();
+  {
+    std::lock_guard<std::mutex> guard(state->mu);
+    state->outstanding = in_flight;
   }
-
-  kvstore::Backend& backend_;
-  const BenchConfig& config_;
-  const int64_t n_;
-  std::atomic<int64_t>& written_;
-  kvstore::Context ctx_;
-  kvstore::CancelFunc cancel_;
-  std::atomic<int64_t> next_ = 0;
-  std::atomic<int> credits_ = 0;  // taken by the loop of whichever thread is issuing
-  FirstError error_;
-  std::mutex mu_;  // guards outstanding_
-  std::condition_variable finished_;
-  int outstanding_ = 0;  // credits not yet released
-};
+  for (int i = 0; i < in_flight; ++i) Issuer::Issue(state);
+  std::unique_lock<std::mutex> lock(state->mu);
+  state->finished.wait(lock, [&] { return state->outstanding == 0; });
+  lock.unlock();
+  state->cancel();
+  return state->error.Get();
+}
 
 // Checks that keys 0..n-1 (named by `name_of`) are under the prefix with their ValueFor value,
 // leased (or not) as expected.
@@ -299,8 +305,8 @@ absl::StatusOr<BenchOutcome> RunWrites(const BenchConfig& config, std::string_vi
                     [&] { return OfTotal(written.load(), config.keys) + " keys written"; });
   std::optional<MeasuredPhase> phase;
   absl::Status status = config.async
-                            ? AsyncWriter(**backend, phase_ctx, config, config.keys, written)
-                                  .Run(config.concurrency, [&] { phase.emplace(); })
+                            ? WriteKeysAsync(**backend, phase_ctx, config, config.keys,
+                                             config.concurrency, written, [&] { phase.emplace(); })
                             : WriteKeys(**backend, phase_ctx, config, config.keys,
                                         config.concurrency, written, [&] { phase.emplace(); });
   BenchOutcome outcome;

@@ -63,6 +63,9 @@ class BidiStream final : public RequestStream<Req> {
         on_read_(std::move(on_read)),
         on_done_(std::move(on_done)) {}
 
+  // The queue hands back the void* it was given: always a CompletionPoller::Tag*.
+  static void* Tagged(CompletionPoller::Tag* tag) { return tag; }
+
   void OnOpDone(Op op, bool ok);
   // Starts the next pending write, or Finish once reads ended and no write is in flight.
   void ContinueLocked();
@@ -105,7 +108,7 @@ absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::St
   stream->self_ = stream;
   std::lock_guard<std::mutex> guard(stream->mu_);
   stream->stream_ = bind(context, queue);
-  stream->stream_->StartCall(&stream->start_tag_);
+  stream->stream_->StartCall(Tagged(&stream->start_tag_));
   return stream;
 }
 
@@ -130,14 +133,14 @@ void BidiStream<Req, Resp>::ContinueLocked() {
     // Nothing is in flight any more: the status is all that is left to receive.
     finishing_ = true;
     pending_writes_.clear();
-    stream_->Finish(&status_, &finish_tag_);
+    stream_->Finish(&status_, Tagged(&finish_tag_));
     return;
   }
   if (pending_writes_.empty()) return;
   current_write_ = std::move(pending_writes_.front());
   pending_writes_.pop_front();
   writing_ = true;
-  stream_->Write(current_write_, &write_tag_);
+  stream_->Write(current_write_, Tagged(&write_tag_));
 }
 
 template <typename Req, typename Resp>
@@ -147,7 +150,7 @@ void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
       std::lock_guard<std::mutex> guard(mu_);
       started_ = true;
       if (ok) {
-        stream_->Read(&response_, &read_tag_);
+        stream_->Read(&response_, Tagged(&read_tag_));
       } else {
         reads_finished_ = true;  // the call did not start: its status tells why
       }
@@ -158,7 +161,7 @@ void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
       if (ok) {
         on_read_(response_);
         std::lock_guard<std::mutex> guard(mu_);
-        stream_->Read(&response_, &read_tag_);
+        stream_->Read(&response_, Tagged(&read_tag_));
         return;
       } else {
         std::lock_guard<std::mutex> guard(mu_);

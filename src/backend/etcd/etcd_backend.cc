@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backend/etcd/completion_poller.h"
 #include "backend/etcd/errors.h"
 #include "backend/etcd/executor.h"
 #include "backend/etcd/key_range.h"
@@ -551,9 +552,19 @@ class EtcdBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  // Validate for a blocking call, which must not run where the replies are read.
+  absl::Status ValidateBlocking(const Context& ctx, const absl::Status& validation) const {
+    if (CompletionPoller::OnPollerThread()) {
+      return absl::FailedPreconditionError(
+          "etcd: a blocking call from the completion of an asynchronous one would wait for "
+          "itself; start it asynchronously");
+    }
+    return Validate(ctx, validation);
+  }
+
   absl::Status ValidateAndThrottle(const Context& ctx,
                                    const absl::Status& validation = absl::OkStatus()) {
-    if (absl::Status s = Validate(ctx, validation); !s.ok()) return s;
+    if (absl::Status s = ValidateBlocking(ctx, validation); !s.ok()) return s;
     if (limiter_ != nullptr) {
       const std::chrono::nanoseconds wait = limiter_->When(0);
       if (wait > std::chrono::nanoseconds::zero() && ctx.WaitFor(wait)) return ctx.Err();

@@ -53,15 +53,19 @@ RpcClient::~RpcClient() { Shutdown(); }
 
 void RpcClient::Shutdown() {
   registry_.Shutdown();  // every call completed: none is left on the queue
-  std::call_once(poller_released_, [this] { poller_.reset(); });
+  std::shared_ptr<CompletionPoller> poller;
+  {
+    std::lock_guard<std::mutex> guard(poller_mu_);
+    poller_released_ = true;
+    poller = std::move(poller_);
+  }
+  poller.reset();  // outside the lock: the last client's joins the poller's thread
 }
 
 grpc::CompletionQueue* RpcClient::Queue() {
-  std::call_once(poller_taken_, [this] {
-    poller_ = CompletionPoller::Shared();
-    queue_ = poller_->queue();
-  });
-  return queue_;
+  std::lock_guard<std::mutex> guard(poller_mu_);
+  if (!poller_ && !poller_released_) poller_ = CompletionPoller::Shared();
+  return poller_ ? poller_->queue() : nullptr;
 }
 
 template <typename Response, typename Prepare>
@@ -89,7 +93,9 @@ void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
   auto* finished = new Finished(std::move(done));  // deletes itself once it came back
   finished->reader_ = prepare();
   finished->reader_->StartCall();
-  finished->reader_->Finish(response, &finished->status_, finished);
+  // The queue hands back the void* it was given: always a CompletionPoller::Tag*.
+  finished->reader_->Finish(response, &finished->status_,
+                            static_cast<CompletionPoller::Tag*>(finished));
 }
 
 std::chrono::steady_clock::time_point RpcClient::ConnectWaitEnd() const {
@@ -510,6 +516,15 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
   };
   const size_t n = pool_->size();
   std::vector<EndpointStatus> results(n);
+  if (CompletionPoller::OnPollerThread()) {
+    // The replies would come on this very thread.
+    for (size_t i = 0; i < n; ++i) {
+      results[i].endpoint = pool_->member(i).address;
+      results[i].status = absl::FailedPreconditionError(
+          "etcd status: asked from the completion of an asynchronous call, which must not wait");
+    }
+    return results;
+  }
   std::vector<Call> calls(n);
   std::mutex mu;
   std::condition_variable cv;
@@ -567,8 +582,10 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
       index, Context(), std::chrono::steady_clock::now() + request_timeout_, &not_connected);
   if (!token.ok()) return token.status();
   Member& member = pool_->member(index);
+  grpc::CompletionQueue* const queue = Queue();
+  if (queue == nullptr) return absl::FailedPreconditionError("etcd backend is closed");
   return Stream::Start(
-      &registry_, Queue(),
+      &registry_, queue,
       [this, index, what = std::move(what)](const grpc::Status& status,
                                             const grpc::ClientContext& context) {
         return Conclude(index, status, what, context, nullptr);

@@ -125,7 +125,7 @@ class RpcClient final : public Transport {
   template <typename Request, typename Response, typename Rpc>
   void StartUnary(Executor& slow, const Context& ctx, std::string what, Request request,
                   Callback<Response> done, Rpc rpc);
-  // The process's completion queue, taking the poller at the first call.
+  // The process's completion queue, taking the poller at the first call; null once shut down.
   grpc::CompletionQueue* Queue();
   // Starts the call `prepare` makes on Queue(); `done` runs on the poller's thread.
   template <typename Response, typename Prepare>
@@ -177,9 +177,9 @@ class RpcClient final : public Transport {
   CallRegistry registry_;
   // Every call and stream completes on the process's completion queue (see CompletionPoller),
   // taken at the first one and let go once every call completed.
-  std::once_flag poller_taken_, poller_released_;
+  std::mutex poller_mu_;  // guards the two below
   std::shared_ptr<CompletionPoller> poller_;
-  grpc::CompletionQueue* queue_ = nullptr;
+  bool poller_released_ = false;
 };
 
 }  // namespace kvstore::etcd
