@@ -192,7 +192,10 @@ void BidiStream<Req, Resp>::OnFinished() {
   on_done = nullptr;
   CallRegistry* const registry = registry_;
   registry->Unregister(context_.get());
-  stream_.reset();
+  {
+    std::lock_guard<std::mutex> guard(mu_);  // the last operation may have been started elsewhere
+    stream_.reset();
+  }
   std::unique_ptr<grpc::ClientContext> context;
   {
     std::lock_guard<std::mutex> guard(context_mu_);
