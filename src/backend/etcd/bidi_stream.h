@@ -63,8 +63,12 @@ class BidiStream final : public RequestStream<Req> {
         on_read_(std::move(on_read)),
         on_done_(std::move(on_done)) {}
 
-  // The queue hands back the void* it was given: always a CompletionPoller::Tag*.
-  static void* Tagged(CompletionPoller::Tag* tag) { return tag; }
+  // The queue hands back the void* it was given: always a CompletionPoller::Tag*. Every operation
+  // is handed over (CompletionPoller::HandOver) as its tag is given.
+  static void* Tagged(CompletionPoller::Tag* tag) {
+    CompletionPoller::HandOver();
+    return tag;
+  }
 
   void OnOpDone(Op op, bool ok);
   // Starts the next pending write, or Finish once reads ended and no write is in flight.

@@ -34,6 +34,7 @@ void CompletionPoller::Run() {
   void* tag = nullptr;
   bool ok = false;
   while (queue_.Next(&tag, &ok)) {
+    handed_over_.load(std::memory_order_acquire);  // see HandOver
     static_cast<Tag*>(tag)->Proceed(ok);
   }
 }

@@ -76,9 +76,6 @@ void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
     explicit Finished(std::function<void(grpc::Status)> done) : done_(std::move(done)) {}
     // A unary call's Finish always comes back, `ok` or not; its status tells what happened.
     void Proceed(bool) override {
-      // Waits for the starting thread to let go of the call: gRPC's own ordering is invisible to
-      // the thread sanitizer, this one is not.
-      { std::lock_guard<std::mutex> guard(starting_); }
       // The reader lives in the call's arena, which goes with the ClientContext that `done` may
       // destroy: it goes first.
       reader_.reset();
@@ -87,7 +84,6 @@ void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
       delete this;
       done(std::move(status));
     }
-    std::mutex starting_;  // held while the call is started
     std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader_;
     grpc::Status status_;
 
@@ -95,12 +91,14 @@ void RpcClient::SendOnQueue(const Prepare& prepare, Response* response,
     std::function<void(grpc::Status)> done_;
   };
   auto* finished = new Finished(std::move(done));  // deletes itself once it came back
-  std::lock_guard<std::mutex> guard(finished->starting_);
   finished->reader_ = prepare();
-  finished->reader_->StartCall();
+  grpc::ClientAsyncResponseReader<Response>* const reader = finished->reader_.get();
+  grpc::Status* const status = &finished->status_;
+  reader->StartCall();
+  // Nothing of `finished` is read after this: the poller may be done with it at once.
+  CompletionPoller::HandOver();
   // The queue hands back the void* it was given: always a CompletionPoller::Tag*.
-  finished->reader_->Finish(response, &finished->status_,
-                            static_cast<CompletionPoller::Tag*>(finished));
+  reader->Finish(response, status, static_cast<CompletionPoller::Tag*>(finished));
 }
 
 std::chrono::steady_clock::time_point RpcClient::ConnectWaitEnd() const {
