@@ -199,37 +199,34 @@ TEST(ContextTest, CopiesShareStateAndAreAssignable) {
   EXPECT_TRUE(copy.Done());
 }
 
+// Four threads each add a callback that counts its runs, then cancel, then (with `remove`)
+// remove their callback; returns the runs counted.
+int ConcurrentCancels(bool remove) {
+  auto [ctx, cancel] = WithCancel(Context::Background());
+  std::atomic<int> calls = 0;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, cancel = cancel] {
+      uint64_t id = ctx.AddCallback([&] { ++calls; });
+      cancel();
+      if (remove) ctx.RemoveCallback(id);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return calls;
+}
+
 TEST(ContextTest, ManyConcurrentCancelsAndCallbacks) {
   for (int round = 0; round < 50; ++round) {
-    auto [ctx, cancel] = WithCancel(Context::Background());
-    std::atomic<int> calls = 0;
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i) {
-      threads.emplace_back([&, cancel = cancel] {
-        ctx.AddCallback([&] { ++calls; });
-        cancel();
-      });
-    }
-    for (auto& t : threads) t.join();
-    EXPECT_EQ(calls, 4) << "every callback runs once";
+    EXPECT_EQ(ConcurrentCancels(/*remove=*/false), 4) << "every callback runs once";
   }
 }
 
 TEST(ContextTest, ConcurrentRemovalsDropOnlyCallbacksNotRunYet) {
   for (int round = 0; round < 50; ++round) {
-    auto [ctx, cancel] = WithCancel(Context::Background());
-    std::atomic<int> calls = 0;
-    std::vector<std::thread> threads;
-    for (int i = 0; i < 4; ++i) {
-      threads.emplace_back([&, cancel = cancel] {
-        uint64_t id = ctx.AddCallback([&] { ++calls; });
-        cancel();
-        // The thread that cancelled ran every callback not removed yet, its own among them,
-        // before its cancel() returned; another thread's removal may drop one that had not run.
-        ctx.RemoveCallback(id);
-      });
-    }
-    for (auto& t : threads) t.join();
+    // The thread that cancelled ran every callback not removed yet, its own among them, before
+    // its cancel() returned; another thread's removal may drop one that had not run.
+    const int calls = ConcurrentCancels(/*remove=*/true);
     EXPECT_GE(calls, 1);
     EXPECT_LE(calls, 4);
   }
