@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "kvstore/clock.h"
 
 namespace kvstore {
 
@@ -30,6 +31,7 @@ class Context {
   bool Done() const;
   // OK while not done; then Cancelled or DeadlineExceeded, keeping the first reason forever.
   absl::Status Err() const;
+  // The deadline, on the clock it was set on (WithTimeout's or WithDeadline's `clock`).
   std::optional<std::chrono::steady_clock::time_point> Deadline() const;
   // Sleeps up to `d`; returns true (early) if the context is or becomes done meanwhile.
   bool WaitFor(std::chrono::nanoseconds d) const;
@@ -52,9 +54,12 @@ class Context {
 
  private:
   friend std::pair<Context, std::function<void()>> WithCancel(const Context& parent);
-  friend std::pair<Context, std::function<void()>> WithTimeout(const Context& parent,
-                                                               std::chrono::nanoseconds d);
+  friend std::pair<Context, std::function<void()>> WithDeadline(
+      const Context& parent, Clock::time_point deadline, const std::shared_ptr<Clock>& clock);
   explicit Context(std::shared_ptr<internal::ContextState> state);
+  // The deadline when it is on real time (not on a test's clock), for waits that bound
+  // themselves by it.
+  std::optional<std::chrono::steady_clock::time_point> RealTimeDeadline() const;
 
   std::shared_ptr<internal::ContextState> state_;  // null: background
 };
@@ -65,6 +70,14 @@ using CancelFunc = std::function<void()>;
 std::pair<Context, CancelFunc> WithCancel(const Context& parent);
 // Like WithCancel, and done with DeadlineExceeded once `d` has passed (real time).
 std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d);
+// Like WithTimeout, with `d` measured on `clock` (null: real time): a FakeClock moved past the
+// deadline ends the context, its callbacks running on the thread that moved the clock.
+std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d,
+                                           const std::shared_ptr<Clock>& clock);
+// Like WithCancel, and done with DeadlineExceeded once `clock` (null: real time) reaches
+// `deadline`. A parent's earlier deadline on the same clock is the child's too.
+std::pair<Context, CancelFunc> WithDeadline(const Context& parent, Clock::time_point deadline,
+                                            const std::shared_ptr<Clock>& clock = nullptr);
 
 // Keeps a callback registered on a context for the lifetime of this object.
 class ScopedContextCallback {
@@ -92,7 +105,7 @@ bool Context::WaitOn(std::unique_lock<std::mutex>& lock, std::condition_variable
   std::mutex* mu = lock.mutex();
   // The deadline callback wakes the wait; waiting until the deadline as well keeps the wait
   // bounded when no timer thread runs any more (during exit).
-  const std::optional<std::chrono::steady_clock::time_point> deadline = Deadline();
+  const std::optional<std::chrono::steady_clock::time_point> deadline = RealTimeDeadline();
   while (true) {
     if (pred()) return true;
     if (Done()) return false;

@@ -18,6 +18,7 @@ namespace kvstore {
 
 namespace internal {
 class WatcherProducer;
+class WatcherConsumer;
 }  // namespace internal
 
 enum class EventType { kCreate, kModify, kDelete, kListDone };
@@ -76,6 +77,15 @@ class Watcher {
   // What the backends need for flow control, through internal::WatcherProducer
   // (src/core/watcher_producer.h): not part of the public contract.
   friend class internal::WatcherProducer;
+  friend class internal::WatcherConsumer;
+
+  // Consumer, without blocking: appends every buffered event to `*events` and returns 1; returns
+  // 0 when none is buffered and more may come, -1 once closed and drained or stopped.
+  int TryTakeBatch(std::deque<KeyValueEvent>* events);
+  // Runs `fn` once an event is buffered, or the channel is closed or stopped: at once (on this
+  // thread) when it already is, else on the thread that did it, outside the channel's lock. `fn`
+  // must not block. One hook is kept: a later call replaces one not yet run.
+  void NotifyWhenReadable(std::function<void()> fn);
 
   // Non-blocking Emit: queues `ev` (moving from it) when there is room now and returns true;
   // otherwise returns false and leaves `ev` as it was (full, stopped or closed).
@@ -102,6 +112,7 @@ class Watcher {
   bool stopped_ = false;
   std::function<void()> stop_hook_;
   std::function<void()> space_hook_;
+  std::function<void()> readable_hook_;
 
   // Appends `ev` and releases the lock; then wakes consumers that may wait for it (woken under
   // the lock, they would block on it again at once). REQUIRES: `lock` holds mu_, room in the
@@ -109,6 +120,8 @@ class Watcher {
   void PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock);
   // The space hook, taken when it is due. REQUIRES: mu_ held.
   std::function<void()> TakeSpaceHookLocked();
+  // The readable hook, taken when it is due. REQUIRES: mu_ held.
+  std::function<void()> TakeReadableHookLocked();
   // Hands out the front event after a wait, and releases the lock; wakes waiting producers and
   // runs a due space hook outside it.
   std::optional<KeyValueEvent> PopLocked(std::unique_lock<std::mutex>& lock);

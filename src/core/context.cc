@@ -22,6 +22,7 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
   void RemoveCallback(uint64_t id);
 
   std::optional<TimePoint> deadline;  // set before the state is shared, then constant
+  std::shared_ptr<Clock> clock;       // what `deadline` is measured on; null: real time
   std::shared_ptr<ContextState> parent;
   uint64_t parent_callback = 0;  // our registration on `parent`, removed when we go away
 
@@ -33,130 +34,23 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
   std::map<uint64_t, std::function<void()>> callbacks;
   uint64_t running_id = 0;  // callback being run by Cancel, on `running_thread`
   std::thread::id running_thread;
-  uint64_t timer_id = 0;  // registration with the deadline timer
+  Timer timer;  // ends the context at its deadline; set before the state is shared
 };
 
 namespace {
 
 absl::Status DeadlineExceeded() { return absl::DeadlineExceededError("context deadline exceeded"); }
 
-// Cancels contexts whose deadline passed. One for the whole process; its thread runs only while
-// some deadline is pending (and a little longer, so that a steady stream of short timeouts does
-// not start a thread each), and is joined by the timer: when it is restarted and at exit. The
-// object itself is never destroyed, so contexts may still be made and dropped from static
-// destructors; after exit began, their deadlines are still reported by Done()/Err() and end
-// waits, but run no callbacks.
-class DeadlineTimer {
- public:
-  static DeadlineTimer& Get() {
-    static DeadlineTimer* const timer = new DeadlineTimer();
-    // Destroyed at exit, in reverse order of construction: joins the thread.
-    static const StopAtExit stop_at_exit{timer};
-    return *timer;
-  }
-
-  uint64_t Add(TimePoint when, std::weak_ptr<ContextState> state) {
-    std::lock_guard<std::mutex> guard(mu_);
-    uint64_t id = next_id_++;
-    bool earliest = entries_.empty() || when < entries_.begin()->first.first;
-    entries_.emplace(std::make_pair(when, id), std::move(state));
-    index_.emplace(id, when);
-    if (!running_ && !stopped_) {
-      // The previous thread, if any, has left its loop: it released mu_ for the last time.
-      if (thread_.joinable()) thread_.join();
-      running_ = true;
-      thread_ = std::thread([this] { Loop(); });
-    } else if (earliest) {
-      cv_.notify_one();
-    }
-    return id;
-  }
-
-  void Remove(uint64_t id) {
-    std::lock_guard<std::mutex> guard(mu_);
-    auto it = index_.find(id);
-    if (it == index_.end()) return;
-    entries_.erase(std::make_pair(it->second, id));
-    index_.erase(it);
-    // The thread may sleep until the deadline just removed: let it start lingering instead.
-    if (entries_.empty()) cv_.notify_one();
-  }
-
- private:
-  // How long the thread waits for a new deadline once none is pending, before it ends.
-  static constexpr auto kIdleLinger = std::chrono::seconds(2);
-
-  struct StopAtExit {
-    DeadlineTimer* timer;
-    ~StopAtExit() { timer->Stop(); }
-  };
-
-  DeadlineTimer() = default;
-
-  void Stop() {
-    std::thread thread;
-    {
-      std::lock_guard<std::mutex> guard(mu_);
-      stopped_ = true;
-      cv_.notify_all();
-      thread.swap(thread_);
-    }
-    if (!thread.joinable()) return;
-    // exit() called from a context callback: the loop ends once that callback returns.
-    if (thread.get_id() == std::this_thread::get_id()) {
-      thread.detach();
-    } else {
-      thread.join();
-    }
-  }
-
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stopped_) {
-      if (entries_.empty()) {
-        if (!cv_.wait_for(lock, kIdleLinger, [this] { return stopped_ || !entries_.empty(); })) {
-          break;
-        }
-        continue;
-      }
-      auto first = entries_.begin();
-      // A copy: Remove may erase the entry while we sleep.
-      const TimePoint deadline = first->first.first;
-      if (std::chrono::steady_clock::now() < deadline) {
-        cv_.wait_until(lock, deadline);
-        continue;
-      }
-      std::weak_ptr<ContextState> weak = std::move(first->second);
-      index_.erase(first->first.second);
-      entries_.erase(first);
-      lock.unlock();
-      if (auto state = weak.lock()) {
-        state->Cancel(DeadlineExceeded());
-      }
-      lock.lock();
-    }
-    running_ = false;
-  }
-
-  std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  std::map<std::pair<TimePoint, uint64_t>, std::weak_ptr<ContextState>> entries_;
-  std::map<uint64_t, TimePoint> index_;
-  uint64_t next_id_ = 1;
-  bool running_ = false;  // thread_ is in Loop
-  bool stopped_ = false;  // exit began: no thread any more
-  std::thread thread_;
-};
-
 }  // namespace
 
 ContextState::~ContextState() {
-  if (timer_id != 0) DeadlineTimer::Get().Remove(timer_id);
+  timer.Stop();
   if (parent && parent_callback != 0) parent->RemoveCallback(parent_callback);
 }
 
 bool ContextState::DeadlinePassed() const {
-  return deadline && std::chrono::steady_clock::now() >= *deadline;
+  if (!deadline) return false;
+  return (clock ? clock->Now() : std::chrono::steady_clock::now()) >= *deadline;
 }
 
 // Neither Done nor Err runs callbacks: they may be called with a lock held that a callback takes
@@ -181,7 +75,6 @@ void ContextState::Cancel(absl::Status reason) {
   // The first reason wins, and a passed deadline came first even if its timer has not fired yet.
   err = DeadlinePassed() ? DeadlineExceeded() : std::move(reason);
   cv.notify_all();
-  uint64_t timer = std::exchange(timer_id, 0);
   // Run callbacks one at a time without the lock, so RemoveCallback can still drop those that
   // have not run yet and can wait for the one that is running.
   while (!callbacks.empty()) {
@@ -197,7 +90,7 @@ void ContextState::Cancel(absl::Status reason) {
     cv.notify_all();
   }
   lock.unlock();
-  if (timer != 0) DeadlineTimer::Get().Remove(timer);
+  timer.Stop();
 }
 
 uint64_t ContextState::AddCallback(std::function<void()> fn) {
@@ -237,13 +130,18 @@ std::optional<std::chrono::steady_clock::time_point> Context::Deadline() const {
   return state_->deadline;
 }
 
+std::optional<std::chrono::steady_clock::time_point> Context::RealTimeDeadline() const {
+  if (!state_ || state_->clock) return std::nullopt;
+  return state_->deadline;
+}
+
 bool Context::WaitFor(std::chrono::nanoseconds d) const {
   auto end = std::chrono::steady_clock::now() + d;
   if (!state_) {
     std::this_thread::sleep_until(end);
     return false;
   }
-  if (state_->deadline && *state_->deadline < end) end = *state_->deadline;
+  if (!state_->clock && state_->deadline && *state_->deadline < end) end = *state_->deadline;
   {
     std::unique_lock<std::mutex> lock(state_->mu);
     if (state_->cv.wait_until(lock, end, [&] { return state_->done; })) return true;
@@ -274,14 +172,22 @@ void Context::RemoveCallback(uint64_t id) const {
 
 namespace {
 
+// A child of `parent` (null: background), with `deadline` on `clock` (null: real time) if set.
 std::shared_ptr<internal::ContextState> NewChild(
     const std::shared_ptr<internal::ContextState>& parent,
-    std::optional<std::chrono::steady_clock::time_point> deadline) {
+    std::optional<std::chrono::steady_clock::time_point> deadline, std::shared_ptr<Clock> clock) {
   auto child = std::make_shared<internal::ContextState>();
   child->deadline = deadline;
+  child->clock = deadline ? std::move(clock) : nullptr;
   if (parent) {
-    if (parent->deadline && (!child->deadline || *parent->deadline < *child->deadline)) {
+    // The parent's deadline, when earlier and on the same clock, is the child's too, so that the
+    // child reports it even before the parent's timer fired. On another clock, the parent's
+    // cancellation reaches the child through the callback below.
+    const bool same_clock = !child->deadline || child->clock == parent->clock;
+    if (parent->deadline && same_clock &&
+        (!child->deadline || *parent->deadline < *child->deadline)) {
       child->deadline = parent->deadline;
+      child->clock = parent->clock;
     }
     child->parent = parent;
     std::weak_ptr<internal::ContextState> weak_child = child;
@@ -294,10 +200,12 @@ std::shared_ptr<internal::ContextState> NewChild(
     });
   }
   if (child->deadline && !child->Done()) {
-    uint64_t timer = internal::DeadlineTimer::Get().Add(*child->deadline, child);
-    std::lock_guard<std::mutex> guard(child->mu);
-    // When the timer already fired, Cancel found no id to remove and the entry is gone anyway.
-    if (!child->done) child->timer_id = timer;
+    const Clock& on = child->clock ? *child->clock : *SystemClock();
+    std::weak_ptr<internal::ContextState> weak = child;
+    // Set before the state is shared: the timer's function only holds it weakly.
+    child->timer = on.AfterFunc(*child->deadline - on.Now(), [weak] {
+      if (auto state = weak.lock()) state->Cancel(internal::DeadlineExceeded());
+    });
   }
   return child;
 }
@@ -312,14 +220,28 @@ CancelFunc MakeCancel(const std::shared_ptr<internal::ContextState>& state) {
 }  // namespace
 
 std::pair<Context, CancelFunc> WithCancel(const Context& parent) {
-  auto state = NewChild(parent.state_, std::nullopt);
+  auto state = NewChild(parent.state_, std::nullopt, nullptr);
   return {Context(state), MakeCancel(state)};
 }
 
 std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d) {
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(d);
-  auto state = NewChild(parent.state_, deadline);
+  return WithTimeout(parent, d, nullptr);
+}
+
+std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d,
+                                           const std::shared_ptr<Clock>& clock) {
+  const Clock::time_point now = clock ? clock->Now() : std::chrono::steady_clock::now();
+  const auto step = std::chrono::duration_cast<Clock::duration>(d);
+  const Clock::time_point deadline = step <= Clock::duration::zero() ? now
+                                     : Clock::time_point::max() - now <= step
+                                         ? Clock::time_point::max()
+                                         : now + step;
+  return WithDeadline(parent, deadline, clock);
+}
+
+std::pair<Context, CancelFunc> WithDeadline(const Context& parent, Clock::time_point deadline,
+                                            const std::shared_ptr<Clock>& clock) {
+  auto state = NewChild(parent.state_, deadline, clock);
   return {Context(state), MakeCancel(state)};
 }
 

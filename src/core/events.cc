@@ -36,13 +36,16 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
 
 void Watcher::Close() {
   std::function<void()> hook;
+  std::function<void()> readable;
   {
     std::lock_guard<std::mutex> guard(mu_);
     closed_ = true;
     cv_.notify_all();
     hook = TakeSpaceHookLocked();
+    readable = TakeReadableHookLocked();
   }
   if (hook) hook();
+  if (readable) readable();
 }
 
 bool Watcher::TryEmit(KeyValueEvent& ev) {
@@ -57,8 +60,47 @@ void Watcher::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
   const bool wake = buffer_.size() == 1;
+  std::function<void()> readable = TakeReadableHookLocked();
   lock.unlock();
   if (wake) cv_.notify_all();
+  if (readable) readable();
+}
+
+std::function<void()> Watcher::TakeReadableHookLocked() {
+  std::function<void()> hook;
+  if (readable_hook_ && (stopped_ || closed_ || !buffer_.empty())) {
+    hook = std::move(readable_hook_);
+    readable_hook_ = nullptr;
+  }
+  return hook;
+}
+
+int Watcher::TryTakeBatch(std::deque<KeyValueEvent>* events) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopped_) return -1;
+  if (buffer_.empty()) return closed_ ? -1 : 0;
+  // Producers wait only on a full buffer.
+  const bool wake = buffer_.size() == capacity_;
+  if (events->empty()) {
+    events->swap(buffer_);
+  } else {
+    std::move(buffer_.begin(), buffer_.end(), std::back_inserter(*events));
+    buffer_.clear();
+  }
+  std::function<void()> hook = TakeSpaceHookLocked();
+  lock.unlock();
+  if (wake) cv_.notify_all();
+  if (hook) hook();
+  return 1;
+}
+
+void Watcher::NotifyWhenReadable(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    readable_hook_ = std::move(fn);
+    fn = TakeReadableHookLocked();
+  }
+  if (fn) fn();
 }
 
 void Watcher::NotifyWhenSpace(std::function<void()> fn) {
@@ -130,6 +172,7 @@ std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) 
 void Watcher::Stop() {
   std::function<void()> hook;
   std::function<void()> space_hook;
+  std::function<void()> readable_hook;
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (!stopped_) {
@@ -139,9 +182,11 @@ void Watcher::Stop() {
       stop_hook_ = nullptr;
       cv_.notify_all();
       space_hook = TakeSpaceHookLocked();
+      readable_hook = TakeReadableHookLocked();
     }
   }
   if (space_hook) space_hook();
+  if (readable_hook) readable_hook();
   if (hook) hook();
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return closed_; });

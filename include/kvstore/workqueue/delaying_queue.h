@@ -8,7 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -17,19 +17,22 @@
 
 namespace kvstore::workqueue {
 
-// A Queue<T> plus AddAfter. Items not yet due are held apart (not counted by Len()) by a thread
-// that this queue owns; it adds each to the queue once the clock reaches its ready time, and is
-// stopped and joined by ShutDown, ShutDownWithDrain or the destructor. Items still delayed then are
-// dropped. Thread-safe.
+// A Queue<T> plus AddAfter. Items not yet due are held apart (not counted by Len()) and added to
+// the queue, in ready-time order, by a timer of the clock (Clock::AfterFunc) once the clock
+// reaches their ready time: the queue owns no thread, and a FakeClock moving past a ready time
+// adds the item before Advance returns. ShutDown, ShutDownWithDrain and the destructor drop the
+// items still delayed. Thread-safe.
 template <typename T>
 class DelayingQueue : public Queue<T> {
  public:
   // `clock` drives the delays; null means SystemClock().
   explicit DelayingQueue(std::shared_ptr<Clock> clock = nullptr, QueueOptions opts = {})
-      : Queue<T>(std::move(opts)), clock_(clock ? std::move(clock) : SystemClock()) {
-    loop_ = std::thread([this] { WaitingLoop(); });
+      : Queue<T>(std::move(opts)),
+        clock_(clock ? std::move(clock) : SystemClock()),
+        waiting_(std::make_shared<Waiting>()) {
+    waiting_->queue = this;
   }
-  ~DelayingQueue() override { StopWaitingLoop(); }
+  ~DelayingQueue() override { StopWaiting(); }
 
   // Adds `item` once `delay` has passed; a `delay` <= 0 adds it at once. An item already delayed
   // keeps the earlier of its two ready times. Ignored once the queue is shutting down.
@@ -39,36 +42,45 @@ class DelayingQueue : public Queue<T> {
       this->Add(std::move(item));
       return;
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
+    std::lock_guard<std::mutex> lock(waiting_->mu);
+    if (waiting_->queue == nullptr) return;
     Clock::time_point ready_at = SaturatingAdd(clock_->Now(), delay);
-    auto known = known_.find(item);
-    if (known != known_.end()) {
+    auto known = waiting_->known.find(item);
+    if (known != waiting_->known.end()) {
       if (known->second->first <= ready_at) return;
-      waiting_.erase(known->second);
-      known->second = waiting_.emplace(ready_at, std::move(item));
+      waiting_->items.erase(known->second);
+      known->second = waiting_->items.emplace(ready_at, std::move(item));
     } else {
-      auto entry = waiting_.emplace(ready_at, item);
-      known_.emplace(std::move(item), entry);
+      auto entry = waiting_->items.emplace(ready_at, item);
+      waiting_->known.emplace(std::move(item), entry);
     }
-    cv_.notify_one();
+    ArmLocked(*waiting_, *clock_);
   }
 
   void ShutDown() override {
     Queue<T>::ShutDown();
-    StopWaitingLoop();
+    StopWaiting();
   }
 
   // Drops the delayed items, then drains like Queue<T>::ShutDownWithDrain.
   void ShutDownWithDrain() override {
-    StopWaitingLoop();
+    StopWaiting();
     Queue<T>::ShutDownWithDrain();
   }
 
  private:
-  // The loop also wakes this often even without news: a safety net against a clock that misses a
-  // wake-up, and it keeps deadlines far from the end of time.
-  static constexpr std::chrono::seconds kMaxWait{10};
+  using WaitingMap = std::multimap<Clock::time_point, T>;
+
+  // The delayed items, shared with the clock's timer, which holds it weakly: a timer firing after
+  // the queue stopped finds `queue` null and does nothing.
+  struct Waiting {
+    std::mutex mu;  // guards every field; held while the timer adds due items to `queue`
+    DelayingQueue* queue = nullptr;  // null once stopped
+    WaitingMap items;                // delayed items by ready time; equal times in insertion order
+    std::unordered_map<T, typename WaitingMap::iterator> known;  // each delayed item's entry
+    Timer timer;                                                 // armed for `armed_at`
+    std::optional<Clock::time_point> armed_at;
+  };
 
   static Clock::time_point SaturatingAdd(Clock::time_point t, std::chrono::nanoseconds d) {
     auto room = Clock::time_point::max() - t;
@@ -78,50 +90,52 @@ class DelayingQueue : public Queue<T> {
     return t + std::chrono::duration_cast<Clock::duration>(d);
   }
 
-  void WaitingLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stopping_) {
-      Clock::time_point now = clock_->Now();
-      // All due items are added under mu_ in ready-time order, so items due together keep their
-      // order in the queue.
-      while (!waiting_.empty() && waiting_.begin()->first <= now) {
-        auto node = waiting_.extract(waiting_.begin());
-        known_.erase(node.mapped());
-        this->Add(std::move(node.mapped()));
-      }
-      if (waiting_.empty()) {
-        cv_.wait(lock);
-      } else {
-        clock_->WaitUntil(lock, cv_, std::min(waiting_.begin()->first, now + kMaxWait));
-      }
-    }
+  // Arms the timer for the earliest ready time unless it already is. REQUIRES: waiting.mu held.
+  static void ArmLocked(Waiting& waiting, const Clock& clock) {
+    if (waiting.items.empty()) return;
+    const Clock::time_point first = waiting.items.begin()->first;
+    if (waiting.armed_at.has_value() && *waiting.armed_at <= first) return;
+    // An earlier item came: the later timer is replaced (a run already started finds nothing
+    // due, or adds what is, and re-arms).
+    waiting.timer.Stop();
+    waiting.armed_at = first;
+    std::weak_ptr<Waiting> weak = waiting.queue->waiting_;
+    const std::shared_ptr<Clock> owner = waiting.queue->clock_;
+    waiting.timer = clock.AfterFunc(first - clock.Now(), [weak, owner] {
+      if (auto shared = weak.lock()) AddDue(*shared, *owner);
+    });
   }
 
-  void StopWaitingLoop() {
+  // Adds every due item, in ready-time order (items due together keep their order), then arms
+  // the timer for the next one.
+  static void AddDue(Waiting& waiting, const Clock& clock) {
+    std::lock_guard<std::mutex> lock(waiting.mu);
+    if (waiting.queue == nullptr) return;
+    waiting.armed_at.reset();
+    const Clock::time_point now = clock.Now();
+    while (!waiting.items.empty() && waiting.items.begin()->first <= now) {
+      auto node = waiting.items.extract(waiting.items.begin());
+      waiting.known.erase(node.mapped());
+      waiting.queue->Add(std::move(node.mapped()));
+    }
+    ArmLocked(waiting, clock);
+  }
+
+  void StopWaiting() {
+    Timer timer;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-      waiting_.clear();
-      known_.clear();
-      cv_.notify_all();
+      std::lock_guard<std::mutex> lock(waiting_->mu);
+      waiting_->queue = nullptr;
+      waiting_->items.clear();
+      waiting_->known.clear();
+      waiting_->armed_at.reset();
+      timer = waiting_->timer;
     }
-    // Serializes concurrent shutdowns: std::thread::join may only be called once.
-    std::lock_guard<std::mutex> join_lock(join_mu_);
-    if (loop_.joinable()) loop_.join();
+    timer.Stop();
   }
-
-  using WaitingMap = std::multimap<Clock::time_point, T>;
 
   const std::shared_ptr<Clock> clock_;
-
-  std::mutex mu_;               // guards the fields below, up to loop_
-  std::condition_variable cv_;  // an item was delayed, or stopping_ was set
-  bool stopping_ = false;
-  WaitingMap waiting_;  // delayed items by ready time; equal times in insertion order
-  std::unordered_map<T, typename WaitingMap::iterator> known_;  // each delayed item's entry
-
-  std::mutex join_mu_;  // guards loop_.join()
-  std::thread loop_;
+  const std::shared_ptr<Waiting> waiting_;
 };
 
 }  // namespace kvstore::workqueue

@@ -43,7 +43,7 @@ class Queue {
 
   // Queues `item` unless it is already waiting. Ignored once the queue is shutting down.
   void Add(T item) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (shutting_down_) return;
     auto [it, inserted] = items_.try_emplace(std::move(item), State::kWaiting);
     if (!inserted) {
@@ -54,6 +54,7 @@ class Queue {
     queue_.push_back(&*it);
     LengthChanged();
     items_cv_.notify_one();
+    RunReadyHookLocked(lock);
   }
 
   // Blocks until an item is waiting and hands it out; the caller must call Done(item) when
@@ -87,20 +88,49 @@ class Queue {
     return items;
   }
 
+  // Without blocking: hands out up to `max_items` waiting items (0 taken as 1) as GetBatch does,
+  // each to be Done. Empty when none is waiting; `*ended` (when not null) then tells whether one
+  // ever will be (false) or the queue is shut down and empty (true).
+  std::vector<T> TryGetBatch(size_t max_items, bool* ended = nullptr) {
+    std::vector<T> items;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ended != nullptr) *ended = queue_.empty() && shutting_down_;
+    if (queue_.empty()) return items;
+    size_t n = std::min(queue_.size(), std::max<size_t>(max_items, 1));
+    items.reserve(n);
+    for (size_t i = 0; i < n; ++i) items.push_back(PopFront());
+    LengthChanged();
+    return items;
+  }
+
+  // Runs `fn` once an item is waiting or the queue is shutting down: at once (on this thread)
+  // when it already is, else on the thread that adds the item or shuts the queue down, outside
+  // the queue's lock. `fn` must be quick and must not call the queue. Every hook registered
+  // runs at the next such moment (a consumer that finds nothing registers again), so several
+  // consumers may wait at once. For consumers that hold no thread while they wait.
+  void NotifyWhenReady(std::function<void()> fn) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ready_hooks_.push_back(std::move(fn));
+    RunReadyHookLocked(lock);
+  }
+
   // Marks `item` as no longer processing; if it was added meanwhile, queues it again.
   void Done(const T& item) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = items_.find(item);
     if (it == items_.end() || it->second == State::kWaiting) return;
+    bool requeued = false;
     if (it->second == State::kProcessingAndAdded) {
       it->second = State::kWaiting;
       queue_.push_back(&*it);
       LengthChanged();
       items_cv_.notify_one();
+      requeued = true;
     } else {
       items_.erase(it);
     }
     if (--num_processing_ == 0) drained_cv_.notify_all();
+    if (requeued) RunReadyHookLocked(lock);
   }
 
   // Number of items waiting (not those being processed).
@@ -112,11 +142,12 @@ class Queue {
   // Stops accepting items; Get hands out what is still waiting, then returns nullopt. Also makes a
   // concurrent ShutDownWithDrain return without waiting further.
   virtual void ShutDown() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     shutting_down_ = true;
     drain_ = false;
     items_cv_.notify_all();
     drained_cv_.notify_all();
+    RunReadyHookLocked(lock);
   }
 
   // Like ShutDown, then blocks until every item being processed is Done (or until ShutDown is
@@ -126,6 +157,10 @@ class Queue {
     shutting_down_ = true;
     drain_ = true;
     items_cv_.notify_all();
+    if (!ready_hooks_.empty()) {
+      RunReadyHookLocked(lock);
+      lock.lock();
+    }
     drained_cv_.wait(lock, [this] { return num_processing_ == 0 || !drain_; });
   }
 
@@ -135,6 +170,16 @@ class Queue {
   }
 
  private:
+  // Runs the ready hooks when they are due, releasing the lock. REQUIRES: `lock` holds mu_; it
+  // is released on return when hooks ran.
+  void RunReadyHookLocked(std::unique_lock<std::mutex>& lock) {
+    if (ready_hooks_.empty() || (queue_.empty() && !shutting_down_)) return;
+    std::vector<std::function<void()>> hooks;
+    hooks.swap(ready_hooks_);
+    lock.unlock();
+    for (const auto& hook : hooks) hook();
+  }
+
   // Waits until an item is waiting, returning false instead when the queue is shut down and empty
   // or `ctx` is done.
   bool WaitForItem(const Context& ctx, std::unique_lock<std::mutex>& lock) {
@@ -184,6 +229,7 @@ class Queue {
   size_t num_processing_ = 0;
   bool shutting_down_ = false;
   bool drain_ = false;
+  std::vector<std::function<void()>> ready_hooks_;  // NotifyWhenReady's, not run yet
 };
 
 }  // namespace kvstore::workqueue

@@ -1,0 +1,268 @@
+#include "kvstore/executor.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "core/task.h"
+
+namespace kvstore {
+namespace internal {
+namespace {
+
+// A pool of threads. Never destroyed, so that tasks may still be posted from static destructors;
+// at exit its threads are stopped and joined (StopAtExit), and later tasks are destroyed unrun.
+// A fixed pool starts all its threads on first use. An elastic one starts a thread only when a
+// task finds none idle (up to `max_threads`; beyond, tasks wait), and a thread idle for
+// kIdleLinger ends: for blocking calls, whose number in flight is what it must follow.
+class ThreadPool final : public Executor {
+ public:
+  ThreadPool(size_t max_threads, bool elastic) : max_threads_(max_threads), elastic_(elastic) {}
+
+  void Post(std::function<void()> task) override {
+    std::vector<std::thread> finished;
+    {
+      absl::MutexLock lock(&mu_);
+      // Once stopped, `task` is destroyed by the caller's frame after the lock is released (the
+      // parameter outlives `lock`).
+      if (stopped_) return;
+      ready_.push_back(std::move(task));
+      finished.swap(finished_);
+      if (elastic_) {
+        if (idle_ < ready_.size() && threads_.size() < max_threads_) StartThread();
+      } else if (threads_.empty()) {
+        while (threads_.size() < max_threads_) StartThread();
+      }
+    }
+    for (std::thread& thread : finished) thread.join();
+  }
+
+  void Stop() {
+    std::vector<std::thread> threads;
+    std::deque<std::function<void()>> dropped;
+    {
+      absl::MutexLock lock(&mu_);
+      stopped_ = true;
+      for (auto& [id, thread] : threads_) threads.push_back(std::move(thread));
+      threads_.clear();
+      for (std::thread& thread : finished_) threads.push_back(std::move(thread));
+      finished_.clear();
+      dropped.swap(ready_);
+    }
+    for (std::thread& thread : threads) {
+      // exit() called from a task: this thread ends once that task returns.
+      if (thread.get_id() == std::this_thread::get_id()) {
+        thread.detach();
+      } else {
+        thread.join();
+      }
+    }
+  }
+
+  size_t max_threads() const { return max_threads_; }
+
+ private:
+  static constexpr auto kIdleLinger = std::chrono::seconds(2);
+
+  void StartThread() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::thread thread([this] { Loop(); });
+    const std::thread::id id = thread.get_id();
+    threads_.emplace(id, std::move(thread));
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !ready_.empty(); }
+
+  void Loop() {
+    while (true) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu_);
+        ++idle_;
+        bool woken = true;
+        if (elastic_) {
+          woken = mu_.AwaitWithTimeout(absl::Condition(this, &ThreadPool::HasWork),
+                                       absl::FromChrono(kIdleLinger));
+        } else {
+          mu_.Await(absl::Condition(this, &ThreadPool::HasWork));
+        }
+        --idle_;
+        if (stopped_) return;
+        if (!woken || ready_.empty()) {
+          // Idle too long: this thread ends; the next Post (or Stop) joins it.
+          auto self = threads_.find(std::this_thread::get_id());
+          if (self != threads_.end()) {
+            finished_.push_back(std::move(self->second));
+            threads_.erase(self);
+          }
+          return;
+        }
+        task = std::move(ready_.front());
+        ready_.pop_front();
+      }
+      task();
+    }
+  }
+
+  const size_t max_threads_;
+  const bool elastic_;
+  absl::Mutex mu_;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::function<void()>> ready_ ABSL_GUARDED_BY(mu_);
+  std::map<std::thread::id, std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // ended, not joined yet
+  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;                    // threads waiting for a task
+};
+
+struct PoolHolder {
+  std::shared_ptr<ThreadPool> pool;
+  ~PoolHolder() { pool->Stop(); }
+};
+
+ThreadPool& Pool() {
+  static const auto* const pool = new std::shared_ptr<ThreadPool>(std::make_shared<ThreadPool>(
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8), /*elastic=*/false));
+  // Destroyed at exit, in reverse order of construction: joins the threads.
+  static const PoolHolder stop_at_exit{*pool};
+  return **pool;
+}
+
+// Blocking calls (Offload) in flight at once, at most; more wait for a thread.
+constexpr size_t kMaxBlockingThreads = 8;
+
+ThreadPool& Blocking() {
+  static const auto* const pool = new std::shared_ptr<ThreadPool>(
+      std::make_shared<ThreadPool>(kMaxBlockingThreads, /*elastic=*/true));
+  static const PoolHolder stop_at_exit{*pool};
+  return **pool;
+}
+
+thread_local const StrandState* current_strand = nullptr;
+
+}  // namespace
+
+struct StrandState : std::enable_shared_from_this<StrandState> {
+  // A strand hands its thread back after this many tasks in a row, so that a busy strand does
+  // not starve the others on the pool.
+  static constexpr int kTasksPerTurn = 64;
+
+  explicit StrandState(std::shared_ptr<Executor> executor) : executor(std::move(executor)) {}
+
+  void Post(std::function<void()> task) {
+    {
+      absl::MutexLock lock(&mu);
+      tasks.push_back(std::move(task));
+      if (scheduled) return;
+      scheduled = true;
+    }
+    Schedule();
+  }
+
+  void Schedule() {
+    executor->Post([self = shared_from_this()] { self->RunTurn(); });
+  }
+
+  void RunTurn() {
+    const StrandState* outer = current_strand;
+    current_strand = this;
+    for (int i = 0; i < kTasksPerTurn; ++i) {
+      std::function<void()> task;
+      {
+        absl::MutexLock lock(&mu);
+        if (tasks.empty()) {
+          scheduled = false;
+          current_strand = outer;
+          return;
+        }
+        task = std::move(tasks.front());
+        tasks.pop_front();
+      }
+      task();
+    }
+    current_strand = outer;
+    Schedule();  // more may be queued: let other work run first
+  }
+
+  const std::shared_ptr<Executor> executor;
+  absl::Mutex mu;
+  std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
+  bool scheduled ABSL_GUARDED_BY(mu) = false;  // a turn is posted or running
+};
+
+struct ManualExecutorState {
+  mutable absl::Mutex mu;
+  std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
+};
+
+}  // namespace internal
+
+std::shared_ptr<Executor> DefaultExecutor() {
+  internal::ThreadPool& pool = internal::Pool();
+  // An aliasing pointer: the pool is never destroyed.
+  return std::shared_ptr<Executor>(std::shared_ptr<Executor>(), &pool);
+}
+
+size_t DefaultExecutorThreads() { return internal::Pool().max_threads(); }
+
+namespace internal {
+
+Executor& BlockingPool() { return Blocking(); }
+
+size_t BlockingPoolThreads() { return Blocking().max_threads(); }
+
+}  // namespace internal
+
+Strand::Strand(std::shared_ptr<Executor> executor)
+    : state_(std::make_shared<internal::StrandState>(executor ? std::move(executor)
+                                                              : DefaultExecutor())) {}
+
+Strand::~Strand() = default;
+
+void Strand::Post(std::function<void()> task) { state_->Post(std::move(task)); }
+
+bool Strand::RunningInThisThread() const { return internal::current_strand == state_.get(); }
+
+ManualExecutor::ManualExecutor() : state_(std::make_shared<internal::ManualExecutorState>()) {}
+
+ManualExecutor::~ManualExecutor() {
+  std::deque<std::function<void()>> dropped;
+  absl::MutexLock lock(&state_->mu);
+  dropped.swap(state_->tasks);
+}
+
+void ManualExecutor::Post(std::function<void()> task) {
+  absl::MutexLock lock(&state_->mu);
+  state_->tasks.push_back(std::move(task));
+}
+
+bool ManualExecutor::RunOne() {
+  std::function<void()> task;
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->tasks.empty()) return false;
+    task = std::move(state_->tasks.front());
+    state_->tasks.pop_front();
+  }
+  task();
+  return true;
+}
+
+size_t ManualExecutor::RunUntilIdle() {
+  size_t ran = 0;
+  while (RunOne()) ++ran;
+  return ran;
+}
+
+size_t ManualExecutor::Pending() const {
+  absl::MutexLock lock(&state_->mu);
+  return state_->tasks.size();
+}
+
+}  // namespace kvstore

@@ -1,0 +1,207 @@
+#include "core/task.h"
+
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <stdexcept>
+
+#include "core/watcher_consumer.h"
+#include "spdlog/spdlog.h"
+
+namespace kvstore::internal {
+namespace {
+
+// A coroutine that runs itself to the end and then frees its frame: what Spawn starts.
+struct Detached {
+  struct promise_type {
+    Detached get_return_object() {
+      return Detached{std::coroutine_handle<promise_type>::from_promise(*this)};
+    }
+    std::suspend_always initial_suspend() noexcept { return {}; }
+    std::suspend_never final_suspend() noexcept { return {}; }
+    void return_void() {}
+    void unhandled_exception() { std::terminate(); }  // Run below lets nothing escape
+  };
+  std::coroutine_handle<promise_type> handle;
+};
+
+Detached Run(Task<void> task, std::function<void()> done) {
+  try {
+    co_await std::move(task);
+  } catch (const std::exception& error) {
+    spdlog::error("a library task ended with an exception: {}", error.what());
+  } catch (...) {
+    spdlog::error("a library task ended with an unknown exception");
+  }
+  if (done) done();
+}
+
+// Waits until the watcher is readable or `ctx` is done, whichever first; resumes on `executor`.
+struct Readable {
+  Executor& executor;
+  Watcher& watcher;
+  const Context& ctx;
+  struct Registered {
+    std::mutex mu;
+    uint64_t ctx_callback = 0;
+  };
+  std::shared_ptr<Registered> registered = std::make_shared<Registered>();
+
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> handle) {
+    auto waker = std::make_shared<Waker>(executor, handle);
+    std::lock_guard<std::mutex> lock(registered->mu);
+    WatcherConsumer(watcher).NotifyWhenReadable([waker] { waker->Wake(); });
+    registered->ctx_callback = ctx.AddCallback([waker] { waker->Wake(); });
+  }
+  void await_resume() {
+    uint64_t callback;
+    {
+      std::lock_guard<std::mutex> lock(registered->mu);
+      callback = registered->ctx_callback;
+    }
+    ctx.RemoveCallback(callback);
+  }
+};
+
+// Runs on the thread that calls Loop: RunOnThisThread's executor.
+class ThisThread final : public Executor {
+ public:
+  void Post(std::function<void()> task) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+    cv_.notify_one();
+  }
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    cv_.notify_one();
+  }
+  // Runs posted tasks until Finish was called and none is left.
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return finished_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;
+      std::function<void()> task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task();
+      task = nullptr;
+      lock.lock();
+    }
+  }
+
+ private:
+  std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool finished_ = false;
+};
+
+}  // namespace
+
+namespace {
+
+// Awaits `task`, keeping what it throws for RunOnThisThread's caller.
+Task<void> Catching(Task<void> task, std::exception_ptr* error) {
+  try {
+    co_await std::move(task);
+  } catch (...) {
+    *error = std::current_exception();
+  }
+}
+
+}  // namespace
+
+void RunOnThisThread(const std::function<Task<void>(Executor& here)>& make) {
+  // Shared: a continuation may still post to it (and return) after Finish.
+  auto here = std::make_shared<ThisThread>();
+  std::exception_ptr error;
+  Spawn(*here, Catching(make(*here), &error), [here] { here->Finish(); });
+  here->Loop();
+  // What an observer threw reaches the caller of the blocking call, as it did on its thread.
+  if (error) std::rethrow_exception(error);
+}
+
+Task<void> WhenAll(Executor& executor, std::vector<Task<void>> tasks) {
+  struct Join {
+    std::mutex mu;
+    size_t left = 0;
+    std::coroutine_handle<> waiting;  // set once all were started
+  };
+  if (tasks.empty()) co_return;
+  auto join = std::make_shared<Join>();
+  join->left = tasks.size();
+  struct AllDone {
+    Executor& executor;
+    std::shared_ptr<Join> join;
+    std::vector<Task<void>>& tasks;
+    bool await_ready() const noexcept { return false; }
+    void await_suspend(std::coroutine_handle<> handle) {
+      {
+        std::lock_guard<std::mutex> lock(join->mu);
+        join->waiting = handle;
+      }
+      // Taken out of the awaiting frame first: once the last task finished, that frame may
+      // resume (and end) on another thread while this loop still runs.
+      std::vector<Task<void>> starting = std::move(tasks);
+      for (Task<void>& task : starting) {
+        Spawn(executor, std::move(task), [join = join, &executor = executor] {
+          std::coroutine_handle<> resume;
+          {
+            std::lock_guard<std::mutex> lock(join->mu);
+            if (--join->left == 0) resume = join->waiting;
+          }
+          if (resume) executor.Post([resume] { resume.resume(); });
+        });
+      }
+    }
+    void await_resume() const noexcept {}
+  };
+  co_await AllDone{executor, join, tasks};
+}
+
+void Spawn(Executor& executor, Task<void> task, std::function<void()> done) {
+  Detached detached = Run(std::move(task), std::move(done));
+  executor.Post([handle = detached.handle] { handle.resume(); });
+}
+
+void Sleep::await_suspend(std::coroutine_handle<> handle) {
+  auto waker = std::make_shared<Waker>(executor_, handle);
+  std::lock_guard<std::mutex> lock(registered_->mu);
+  registered_->timer = clock_.AfterFunc(d_, [waker] { waker->Wake(); });
+  registered_->ctx_callback = ctx_.AddCallback([waker] { waker->Wake(); });
+}
+
+bool Sleep::await_resume() {
+  Timer timer;
+  uint64_t callback = 0;
+  {
+    std::lock_guard<std::mutex> lock(registered_->mu);
+    timer = registered_->timer;
+    callback = registered_->ctx_callback;
+  }
+  timer.Stop();
+  ctx_.RemoveCallback(callback);
+  return !ctx_.Done();
+}
+
+Task<bool> NextEvents(Executor& executor, Watcher& watcher, const Context& ctx,
+                      std::deque<KeyValueEvent>* events) {
+  WatcherConsumer consumer(watcher);
+  while (true) {
+    switch (consumer.TryTakeBatch(events)) {
+      case WatcherConsumer::Take::kTook:
+        co_return true;
+      case WatcherConsumer::Take::kEnded:
+        co_return false;
+      case WatcherConsumer::Take::kEmpty:
+        break;
+    }
+    if (ctx.Done()) co_return false;
+    co_await Readable{executor, watcher, ctx};
+  }
+}
+
+}  // namespace kvstore::internal
