@@ -11,6 +11,7 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 
 namespace kvstore {
 class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
@@ -30,12 +31,14 @@ struct InMemoryOptions {
   // When set, every client records its operations, watch event queue times and leases here
   // (cilium_kvstore_operations_duration_seconds, _events_queue_seconds, _leases).
   std::shared_ptr<BackendMetrics> metrics = nullptr;
+  // Runs the watches' deliveries and the lease-expired observers. Null: DefaultExecutor().
+  std::shared_ptr<Executor> executor = nullptr;
 };
 
-// The store lives as long as the handle returned by Create or any of its clients. It owns one
-// thread that expires leases and one thread per active watch (so a slow consumer never blocks
-// writers or other watchers); all are joined when the store goes away, which also closes every
-// watcher. Thread-safe.
+// The store lives as long as the handle returned by Create or any of its clients. It owns no
+// thread: leases expire on a timer of the clock, and each watch is a strand of tasks on the
+// executor that never blocks (so a slow consumer never delays writers or other watchers). When
+// the store goes away every watcher is closed. Thread-safe.
 class InMemoryStore : public std::enable_shared_from_this<InMemoryStore> {
  public:
   static std::shared_ptr<InMemoryStore> Create(InMemoryOptions opts = {});

@@ -34,7 +34,6 @@ namespace kvstore::etcd {
 namespace {
 
 // Threads for delivery, timers and observers, whatever the number of watchers.
-constexpr int kExecutorThreads = 2;
 // A configured page size above this lists with one unpaginated request.
 constexpr size_t kUnpaginated = size_t{1} << 40;
 
@@ -47,7 +46,7 @@ class EtcdBackend final : public Backend {
                        ? 0
                        : static_cast<int64_t>(config.list_page_size)),
         rpc_(std::move(rpc)),
-        executor_(std::make_unique<Executor>(kExecutorThreads)),
+        executor_(std::make_unique<Executor>()),
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
                                                config.max_keys_per_lease, config_.metrics.get())),
         hub_(std::make_shared<WatchHub>(rpc_.get(), executor_.get(), page_size_,

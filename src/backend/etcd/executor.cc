@@ -1,102 +1,74 @@
 #include "backend/etcd/executor.h"
 
 #include <utility>
+#include <vector>
 
 namespace kvstore::etcd {
 
-Executor::Executor(int threads, std::shared_ptr<Clock> clock)
-    : clock_(clock ? std::move(clock) : SystemClock()), state_(std::make_shared<State>(clock_)) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([state = state_] { Loop(state); });
-}
+Executor::Executor(std::shared_ptr<Clock> clock, std::shared_ptr<kvstore::Executor> executor)
+    : clock_(clock ? std::move(clock) : SystemClock()),
+      executor_(executor ? std::move(executor) : DefaultExecutor()),
+      state_(std::make_shared<State>()) {}
 
-Executor::~Executor() {
-  Shutdown();
-  std::vector<std::thread> left;
+Executor::~Executor() { Shutdown(); }
+
+void Executor::Run(const std::shared_ptr<State>& state, const std::function<void()>& fn) {
+  const std::thread::id self = std::this_thread::get_id();
   {
-    std::lock_guard<std::mutex> guard(threads_mu_);
-    left.swap(threads_);
+    absl::MutexLock lock(&state->mu);
+    if (state->shutdown) return;
+    state->running.insert(self);
   }
-  for (std::thread& thread : left) {
-    if (thread.get_id() == std::this_thread::get_id()) {
-      // Destroyed by one of our own tasks: this thread ends once that task returns.
-      internal::ThreadReaper::Instance().Adopt(std::move(thread));
-    } else {
-      thread.join();
-    }
-  }
+  fn();
+  absl::MutexLock lock(&state->mu);
+  state->running.erase(state->running.find(self));
 }
 
 void Executor::Post(std::function<void()> fn) {
-  std::lock_guard<std::mutex> guard(state_->mu);
-  if (state_->shutdown) return;
-  state_->ready.push_back(std::move(fn));
-  state_->cv.notify_one();
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->shutdown) return;
+  }
+  executor_->Post([state = state_, fn = std::move(fn)] { Run(state, fn); });
 }
 
 void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
-  std::lock_guard<std::mutex> guard(state_->mu);
+  // Due now: no timer (a FakeClock runs a timer due now only when it is moved next).
+  if (delay <= Clock::duration::zero()) return Post(std::move(fn));
+  absl::MutexLock lock(&state_->mu);
   if (state_->shutdown) return;
-  state_->timers.emplace(clock_->Now() + delay, std::move(fn));
-  // Every idle thread re-computes its wake-up time; one of them takes the new timer.
-  state_->cv.notify_all();
+  const uint64_t id = state_->next_timer++;
+  std::weak_ptr<State> weak = state_;
+  // The timer only hands the task over: tasks run on the executor, never on the clock's thread.
+  Timer timer =
+      clock_->AfterFunc(delay, [weak, id, executor = executor_, fn = std::move(fn)]() mutable {
+        std::shared_ptr<State> state = weak.lock();
+        if (!state) return;
+        {
+          absl::MutexLock lock(&state->mu);
+          if (state->shutdown) return;
+          state->timers.erase(id);
+        }
+        executor->Post([state, fn = std::move(fn)] { Run(state, fn); });
+      });
+  state_->timers.emplace(id, std::move(timer));
 }
 
 void Executor::Shutdown() {
-  std::vector<std::thread> threads;
+  std::map<uint64_t, Timer> timers;
+  const std::thread::id self = std::this_thread::get_id();
   {
-    std::lock_guard<std::mutex> guard(threads_mu_);
-    threads.swap(threads_);
-  }
-  std::deque<std::function<void()>> dropped_ready;
-  std::multimap<Clock::time_point, std::function<void()>> dropped_timers;
-  {
-    std::lock_guard<std::mutex> guard(state_->mu);
+    absl::MutexLock lock(&state_->mu);
     state_->shutdown = true;
-    dropped_ready.swap(state_->ready);
-    dropped_timers.swap(state_->timers);
-    state_->cv.notify_all();
+    timers.swap(state_->timers);
+    // Tasks already running end by themselves; those queued see `shutdown` and do nothing.
+    auto others_done = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+      return state_->running.size() == state_->running.count(self);
+    };
+    state_->mu.Await(absl::Condition(&others_done));
   }
-  std::vector<std::thread> running_this_task;
-  for (std::thread& thread : threads) {
-    if (thread.get_id() == std::this_thread::get_id()) {
-      running_this_task.push_back(std::move(thread));  // the destructor joins it
-    } else {
-      thread.join();
-    }
-  }
-  if (!running_this_task.empty()) {
-    std::lock_guard<std::mutex> guard(threads_mu_);
-    for (std::thread& thread : running_this_task) threads_.push_back(std::move(thread));
-  }
-  // The dropped tasks are destroyed here, outside the lock: their captures may take other locks.
-}
-
-void Executor::Loop(const std::shared_ptr<State>& state) {
-  std::unique_lock<std::mutex> lock(state->mu);
-  while (!state->shutdown) {
-    const Clock::time_point now = state->clock->Now();
-    while (!state->timers.empty() && state->timers.begin()->first <= now) {
-      state->ready.push_back(std::move(state->timers.begin()->second));
-      state->timers.erase(state->timers.begin());
-    }
-    if (!state->ready.empty()) {
-      std::function<void()> fn = std::move(state->ready.front());
-      state->ready.pop_front();
-      if (!state->ready.empty()) state->cv.notify_one();
-      lock.unlock();
-      fn();
-      fn = nullptr;  // destroy captures outside the lock
-      lock.lock();
-      continue;
-    }
-    if (state->timers.empty()) {
-      state->cv.wait(lock);
-    } else {
-      // A copy: the timer may be taken by another thread while this one sleeps.
-      const Clock::time_point next = state->timers.begin()->first;
-      state->clock->WaitUntil(lock, state->cv, next);
-    }
-  }
+  // Stopped outside the lock: a timer's function destroyed here may hold other locks' owners.
+  for (auto& [id, timer] : timers) timer.Stop();
 }
 
 }  // namespace kvstore::etcd

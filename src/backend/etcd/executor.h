@@ -1,69 +1,64 @@
-// A small fixed pool of threads running the backend's background work: watch event delivery,
-// timers (retries, lease keep-alives) and lease-expired observers. Its size does not depend on the
-// number of watchers or leases. Timers follow a Clock, so that tests move time with a FakeClock.
+// The etcd backend's background work (watch event delivery, list pages, retries, lease
+// keep-alives, lease-expired observers, asynchronous calls that must log in or wait for a lease
+// first) as tasks on a shared executor, with timers from the backend's Clock. A backend owns no
+// thread: a process runs the same threads for one backend or for hundreds.
 #ifndef KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 #define KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 
-#include <condition_variable>
-#include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <set>
 #include <thread>
-#include <vector>
 
-#include "core/thread_reaper.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 
 namespace kvstore::etcd {
 
+// The tasks of one backend (or of one of its parts) on a shared executor, which it can shut
+// down: queued and delayed tasks are then dropped, and Shutdown waits for those running.
 class Executor {
  public:
-  // `clock` (null: SystemClock()) decides when delayed tasks are due.
-  explicit Executor(int threads, std::shared_ptr<Clock> clock = nullptr);
+  // `clock` (null: SystemClock()) decides when delayed tasks are due. Tasks run on `executor`
+  // (null: DefaultExecutor()): concurrently on a pool, one at a time on a Strand.
+  explicit Executor(std::shared_ptr<Clock> clock = nullptr,
+                    std::shared_ptr<kvstore::Executor> executor = nullptr);
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
-  // Shutdown(), then joins the thread a Shutdown from a task left running: when it is this very
-  // thread, internal::ThreadReaper joins it. REQUIRES: a task that shut the executor down does not
-  // wait for the thread destroying it.
-  ~Executor();
+  ~Executor();  // Shutdown()
 
-  // Runs `fn` on a pool thread. Dropped once shut down.
+  // Runs `fn` on the executor. Dropped once shut down.
   void Post(std::function<void()> fn);
-  // Runs `fn` on a pool thread once `delay` has passed on the clock. Dropped once shut down.
+  // Runs `fn` on the executor once `delay` has passed on the clock. Dropped once shut down.
   void PostAfter(Clock::duration delay, std::function<void()> fn);
 
-  // Drops queued tasks, waits for running ones and joins the threads. Idempotent. From a task
-  // (one that closes the backend), the thread running it is not joined here, as it cannot join
-  // itself: it ends once the task returns, and the destructor joins it. REQUIRES: no two threads
-  // call it at once (a second one would return before the first joined; EtcdBackend::Close and
-  // LeaseManager::Shutdown run once).
+  // Drops queued and delayed tasks and waits for running ones, except one running on the calling
+  // thread (a task that closes the backend): that one goes on until it returns. Idempotent.
   void Shutdown();
 
   // The clock the timers follow; components that schedule on this executor measure time by it.
   const std::shared_ptr<Clock>& clock() const { return clock_; }
 
  private:
-  // Shared with the threads: a thread handed to the ThreadReaper may still return from its last
-  // task after the Executor is gone.
+  // Shared with the tasks, which may outlive the Executor object by the end of the one running
+  // its Shutdown.
   struct State {
-    explicit State(std::shared_ptr<Clock> clock) : clock(std::move(clock)) {}
-    const std::shared_ptr<Clock> clock;
-    std::mutex mu;  // guards everything below
-    std::condition_variable cv;
-    bool shutdown = false;
-    std::deque<std::function<void()>> ready;
-    std::multimap<Clock::time_point, std::function<void()>> timers;
+    absl::Mutex mu;
+    bool shutdown ABSL_GUARDED_BY(mu) = false;
+    // Threads running a task, once each per task they run (a task may post and wait for none).
+    std::multiset<std::thread::id> running ABSL_GUARDED_BY(mu);
+    std::map<uint64_t, Timer> timers ABSL_GUARDED_BY(mu);  // PostAfter's, not fired yet
+    uint64_t next_timer = 0 ABSL_GUARDED_BY(mu);
   };
-  static void Loop(const std::shared_ptr<State>& state);
+  static void Run(const std::shared_ptr<State>& state, const std::function<void()>& fn);
 
   const std::shared_ptr<Clock> clock_;
+  const std::shared_ptr<kvstore::Executor> executor_;
   const std::shared_ptr<State> state_;
-  std::mutex threads_mu_;  // guards threads_
-  // Not joined yet: the pool, or after a Shutdown from a task, the thread that ran it.
-  std::vector<std::thread> threads_;
 };
 
 }  // namespace kvstore::etcd

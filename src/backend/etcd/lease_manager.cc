@@ -17,7 +17,7 @@ LeaseManager::LeaseManager(Transport* transport, Executor* executor, std::chrono
       ttl_(ttl),
       max_keys_per_lease_(std::max<size_t>(max_keys_per_lease, 1)),
       lease_gauge_(metrics),
-      observer_thread_(1, executor->clock()) {}
+      observer_thread_(executor->clock(), std::make_shared<Strand>()) {}
 
 std::optional<int64_t> LeaseManager::AttachLocked(std::string_view key) {
   if (auto it = key_lease_.find(key); it != key_lease_.end()) return it->second;

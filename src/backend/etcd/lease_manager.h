@@ -100,7 +100,7 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   bool tick_scheduled_ = false;
 
   kvstore::internal::LeaseObservers observers_;
-  // One thread that runs the observers, apart from the executor that delivers watch events.
+  // Runs the observers one at a time (a strand), apart from the tasks that deliver watch events.
   Executor observer_thread_;
 };
 

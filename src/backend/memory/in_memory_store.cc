@@ -12,15 +12,13 @@
 namespace kvstore::memory {
 namespace {
 
-// The public handle. Its lifetime bounds the store's threads: the last client (or the caller of
+// The public handle. Its lifetime bounds the store's work: the last client (or the caller of
 // Create) to let go of it shuts the server down.
 class InMemoryStoreImpl final : public InMemoryStore {
  public:
   explicit InMemoryStoreImpl(InMemoryOptions opts)
       : metrics_(opts.metrics),
-        server_(std::make_shared<internal::InMemoryServer>(std::move(opts))) {
-    server_->Start();
-  }
+        server_(std::make_shared<internal::InMemoryServer>(std::move(opts))) {}
   ~InMemoryStoreImpl() override { server_->Shutdown(); }
 
   std::shared_ptr<Backend> NewClient(std::string name) override {

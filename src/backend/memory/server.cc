@@ -4,16 +4,12 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "core/thread_reaper.h"
 
 namespace kvstore::memory::internal {
 namespace {
 
 // Every so many commits the history no watcher needs any more is dropped.
 constexpr size_t kTrimIntervalCommits = 256;
-// Longest sleep of the maintenance thread when no lease is counting down (a FakeClock's Advance
-// and every change of lease deadlines wake it anyway).
-constexpr auto kIdleWait = std::chrono::hours(1);
 
 }  // namespace
 
@@ -22,77 +18,30 @@ constexpr auto kIdleWait = std::chrono::hours(1);
 InMemoryServer::InMemoryServer(InMemoryOptions opts)
     : opts_(std::move(opts)),
       clock_(opts_.clock ? opts_.clock : SystemClock()),
+      executor_(opts_.executor ? opts_.executor : DefaultExecutor()),
       lease_gauge_(opts_.metrics.get()),
       history_(opts_.max_history_revisions, kMaxHistoryBytes) {}
 
 InMemoryServer::~InMemoryServer() = default;
 
-void InMemoryServer::Start() {
-  maintenance_thread_ = std::thread([self = shared_from_this()] { self->MaintenanceLoop(); });
-}
-
 void InMemoryServer::Shutdown() {
-  std::vector<CancelFunc> cancels;
-  std::vector<std::thread> threads;
+  std::vector<std::shared_ptr<Watch>> watches;
+  Timer lease_timer;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutdown_) return;
     shutdown_ = true;
-    for (auto& [id, watch] : watches_) {
-      cancels.push_back(watch->cancel);
-      watch->cv.notify_all();
-      if (watch->thread.joinable()) threads.push_back(std::move(watch->thread));
-    }
-    maintenance_cv_.notify_all();
+    for (auto& [id, watch] : watches_) watches.push_back(watch);
+    lease_timer = lease_timer_;
+    lease_timer_at_.reset();
   }
-  // Cancelling runs context callbacks that take mu_, hence outside it.
-  for (const CancelFunc& cancel : cancels) cancel();
-  if (maintenance_thread_.joinable()) threads.push_back(std::move(maintenance_thread_));
-  for (std::thread& thread : threads) {
-    // The last reference to the store may be dropped by an observer running on one of our own
-    // threads; that thread holds the core alive, sees shutdown_ as soon as it returns here and
-    // ends; the reaper joins it.
-    if (thread.get_id() == std::this_thread::get_id()) {
-      kvstore::internal::ThreadReaper::Instance().Adopt(std::move(thread));
-    } else {
-      thread.join();
-    }
+  lease_timer.Stop();
+  // Each watcher closes now; its pump, woken by the cancel, finds the server shut down and
+  // forgets the watch. Cancelling runs context callbacks that take mu_, hence outside it.
+  for (const std::shared_ptr<Watch>& watch : watches) {
+    watch->watcher->Close();
+    watch->cancel();
   }
-}
-
-void InMemoryServer::MaintenanceLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!shutdown_) {
-    std::vector<std::thread> finished = TakeFinishedWatchThreadsLocked();
-    if (!finished.empty()) {
-      lock.unlock();
-      for (std::thread& thread : finished) thread.join();
-      lock.lock();
-      continue;
-    }
-    const Clock::time_point now = clock_->Now();
-    std::vector<LostKeys> lost;
-    const Clock::time_point next = RevokeDueLeasesLocked(now, now + kIdleWait, lost);
-    if (!lost.empty()) {
-      lock.unlock();
-      Report(std::move(lost));
-      lock.lock();
-      continue;
-    }
-    clock_->WaitUntil(lock, maintenance_cv_, next);
-  }
-}
-
-std::vector<std::thread> InMemoryServer::TakeFinishedWatchThreadsLocked() {
-  std::vector<std::thread> threads;
-  for (uint64_t id : finished_watches_) {
-    auto it = watches_.find(id);
-    if (it == watches_.end()) continue;
-    if (it->second->thread.joinable()) threads.push_back(std::move(it->second->thread));
-    watches_.erase(it);
-  }
-  finished_watches_.clear();
-  return threads;
 }
 
 // ---- Key space ----
@@ -200,7 +149,10 @@ void InMemoryServer::CommitLocked(std::vector<Change> changes) {
         changes.begin(), changes.end(),
         [&prefix = watch->prefix](const Change& change) { return change.key.starts_with(prefix); });
     if (matches) {
-      watch->cv.notify_all();
+      if (watch->parked) {
+        watch->parked = false;
+        WakeWatch(watch);
+      }
     } else if (watch->next_revision == revision) {
       // A caught-up watcher skips revisions it does not care about, so that it never holds on
       // to history it will not use.

@@ -2,8 +2,9 @@
 // under one mutex so that every write is one revision seen alike by all of them:
 //   - the key space with revisions (server.cc),
 //   - the history that watchers replay (history.h, appended to by server.cc),
-//   - sessions and their leases, expired by the maintenance thread (server_leases.cc),
-//   - watches, one thread each, replaying the history or re-listing (server_watches.cc).
+//   - sessions and their leases, expired by a timer of the clock (server_leases.cc),
+//   - watches, each a strand of tasks on the executor, replaying the history or re-listing
+//     (server_watches.cc). The server owns no thread.
 // Private to src/backend/memory.
 #ifndef KVSTORE_BACKEND_MEMORY_SERVER_H_
 #define KVSTORE_BACKEND_MEMORY_SERVER_H_
@@ -20,7 +21,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -34,6 +34,7 @@
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
 #include "metrics/recorders.h"
 
@@ -69,11 +70,8 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
   InMemoryServer& operator=(const InMemoryServer&) = delete;
   ~InMemoryServer();
 
-  // Starts the maintenance thread. REQUIRES: owned by a shared_ptr; called once.
-  void Start();
-  // Closes every watcher and joins every thread (the calling thread, if it is one of them, is
-  // joined by internal::ThreadReaper once it returned). Called by the owning InMemoryStore when
-  // it goes away.
+  // Closes every watcher and stops the lease timer; tasks still queued find the server shut
+  // down. Called by the owning InMemoryStore when it goes away.
   void Shutdown();
 
   // A new session; `observers` are called when one of its leases is lost.
@@ -119,18 +117,28 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
     bool kept_alive = true;
     std::shared_ptr<LeaseObservers> observers;  // null once closed
   };
+  // One watch: a pump (Pump) run on the watch's strand hands the consumer the events it owes,
+  // without blocking: when the watcher is full it asks to be woken once there is room, when it
+  // is caught up it parks until a commit concerns it.
   struct Watch {
+    Watch(std::string prefix, std::shared_ptr<Executor> executor)
+        : prefix(prefix), strand(std::move(executor)), known(std::move(prefix)) {}
     uint64_t id = 0;
     uint64_t session_id = 0;
-    std::string prefix;
+    const std::string prefix;
     std::shared_ptr<Watcher> watcher;
     Context ctx;  // a child of the caller's context, cancelled by Stop, Close and Shutdown
     CancelFunc cancel;
-    int64_t next_revision = 0;   // guarded by mu_: the first revision not yet taken
-    std::condition_variable cv;  // with mu_: woken when a matching change is appended
-    std::thread thread;          // guarded by mu_
-    bool finished = false;       // guarded by mu_
-    kvstore::internal::EventsQueueRecorder queue_metrics;  // used by the watch's thread only
+    Strand strand;  // runs Pump; what follows up to the guarded fields is the pump's alone
+    kvstore::internal::KnownKeys known;
+    // Events made from the history (or a listing) and not yet taken by the watcher, each with
+    // when it was made, for the queue metrics.
+    std::deque<std::pair<KeyValueEvent, kvstore::internal::EventsQueueRecorder::TimePoint>> pending;
+    kvstore::internal::EventsQueueRecorder queue_metrics;
+    uint64_t ctx_callback = 0;  // guarded by mu_: on ctx, wakes the pump
+    int64_t next_revision = 0;  // guarded by mu_: the first revision not yet taken
+    bool parked = false;        // guarded by mu_: caught up; a matching commit wakes the pump
+    bool finished = false;      // guarded by mu_
   };
   // Keys of a lost lease, to report to their session's observers once the lock is released.
   struct LostKeys {
@@ -138,17 +146,22 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
     std::vector<std::string> keys;
   };
 
-  void MaintenanceLoop();
-  void RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRecord>> initial,
-                int64_t list_revision);
+  // Hands the watch's pending events to its watcher while it has room, then makes more from the
+  // history (or a listing when the history it needs is gone), until the watch is caught up, its
+  // watcher full, or the watch ended. Runs on the watch's strand.
+  void Pump(const std::shared_ptr<Watch>& watch);
+  // Posts Pump to the watch's strand.
+  void WakeWatch(const std::shared_ptr<Watch>& watch);
+  // Closes the watcher and forgets the watch. On the watch's strand.
+  void FinishWatch(const std::shared_ptr<Watch>& watch);
+  // Arms the lease timer for the earliest expiry of a lease no longer kept alive, unless armed
+  // for it already.
+  void ArmLeaseTimerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Emits the difference between what `known` holds and `snapshot` (sorted, taken at
   // `revision`) and records it in `known`; false once the watch ended.
   static bool ListInto(kvstore::internal::KnownKeys& known,
                        const std::vector<std::pair<std::string, KeyRecord>>& snapshot,
                        int64_t revision, kvstore::internal::EmitFn emit);
-  // Hands `event` to the watch's consumer (blocking while its watcher is full) and records how
-  // long it waited; false once the watch ends.
-  static bool Emit(Watch* watch, KeyValueEvent event);
   static void Report(std::vector<LostKeys> lost);
 
   std::vector<std::pair<std::string, KeyRecord>> SnapshotLocked(std::string_view prefix) const
@@ -172,10 +185,10 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
   // Records a new revision made of `changes` and wakes the watchers it concerns.
   void CommitLocked(std::vector<Change> changes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompactLocked(int64_t revision) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::vector<std::thread> TakeFinishedWatchThreadsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const InMemoryOptions opts_;
   const std::shared_ptr<Clock> clock_;
+  const std::shared_ptr<Executor> executor_;
   const kvstore::internal::LeaseGauge lease_gauge_;  // the leases of sessions still kept alive
 
   mutable std::mutex mu_;  // guards everything below
@@ -188,11 +201,10 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
   int64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Session> sessions_ ABSL_GUARDED_BY(mu_);
   uint64_t next_session_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<uint64_t, std::unique_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::shared_ptr<Watch>> watches_ ABSL_GUARDED_BY(mu_);
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
-  std::vector<uint64_t> finished_watches_ ABSL_GUARDED_BY(mu_);
-  std::condition_variable maintenance_cv_;  // with mu_: lease deadlines moved, watches finished
-  std::thread maintenance_thread_;
+  Timer lease_timer_ ABSL_GUARDED_BY(mu_);  // armed for lease_timer_at_
+  std::optional<Clock::time_point> lease_timer_at_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvstore::memory::internal

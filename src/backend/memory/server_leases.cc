@@ -33,7 +33,7 @@ void InMemoryServer::CloseSession(uint64_t session_id) {
       if (watch->session_id == session_id && !watch->finished) cancels.push_back(watch->cancel);
     }
     MaybeForgetSessionLocked(session_id);
-    maintenance_cv_.notify_all();
+    ArmLeaseTimerLocked();
   }
   for (const CancelFunc& cancel : cancels) cancel();
 }
@@ -47,7 +47,7 @@ void InMemoryServer::ExpireSession(uint64_t session_id) {
     const std::vector<int64_t> lease_ids = it->second.lease_ids;
     for (int64_t lease_id : lease_ids) RevokeLeaseLocked(lease_id, lost);
     MaybeForgetSessionLocked(session_id);
-    maintenance_cv_.notify_all();
+    ArmLeaseTimerLocked();
   }
   Report(std::move(lost));
 }
@@ -58,8 +58,35 @@ void InMemoryServer::ExpireDueLeases() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     RevokeDueLeasesLocked(now, now, lost);
+    ArmLeaseTimerLocked();
   }
   Report(std::move(lost));
+}
+
+void InMemoryServer::ArmLeaseTimerLocked() {
+  if (shutdown_) return;
+  std::optional<Clock::time_point> next;
+  for (const auto& [id, lease] : leases_) {
+    if (sessions_.at(lease.session_id).kept_alive) continue;
+    if (!next || lease.expiry < *next) next = lease.expiry;
+  }
+  if (next == lease_timer_at_) return;
+  lease_timer_.Stop();
+  lease_timer_at_ = next;
+  if (!next) return;
+  // The timer only hands over: leases expire and observers run on the executor.
+  std::weak_ptr<InMemoryServer> weak = weak_from_this();
+  lease_timer_ = clock_->AfterFunc(*next - clock_->Now(), [weak, executor = executor_] {
+    executor->Post([weak] {
+      auto self = weak.lock();
+      if (!self) return;
+      {
+        std::lock_guard<std::mutex> lock(self->mu_);
+        self->lease_timer_at_.reset();
+      }
+      self->ExpireDueLeases();
+    });
+  });
 }
 
 Clock::time_point InMemoryServer::RevokeDueLeasesLocked(Clock::time_point now,

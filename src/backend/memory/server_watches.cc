@@ -1,5 +1,6 @@
-// The in-memory server's watches: one thread per watch replays the history to its watcher,
-// re-listing when the history it needs is gone.
+// The in-memory server's watches: each a pump on its own strand that replays the history to its
+// watcher, re-listing when the history it needs is gone, and never blocks: a full watcher wakes
+// the pump when it has room again, a commit that concerns a caught-up watch wakes it.
 #include <utility>
 
 #include "backend/memory/server.h"
@@ -7,6 +8,8 @@
 #include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
+
+using kvstore::internal::WatcherProducer;
 
 std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const Context& ctx,
                                                       std::string_view prefix, size_t capacity) {
@@ -16,67 +19,102 @@ std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const
     return watcher;
   }
   auto [watch_ctx, cancel] = WithCancel(ctx);
-  kvstore::internal::WatcherProducer(*watcher).SetStopHook(cancel);
+  // The consumer's Stop returns once the watcher is closed: closed here, on the consumer's
+  // thread, so that Stop never waits for the pump (which may need the very thread calling
+  // Stop). The pump, woken by the cancel, then forgets the watch. A raw pointer: the hook runs
+  // inside the watcher's own Stop, and a shared one would keep the watcher alive forever.
+  WatcherProducer(*watcher).SetStopHook([cancel = cancel, raw = watcher.get()] {
+    cancel();
+    raw->Close();
+  });
 
-  std::vector<std::thread> finished;
-  bool started = false;
+  auto watch = std::make_shared<Watch>(std::string(prefix), executor_);
+  watch->session_id = session_id;
+  watch->watcher = watcher;
+  watch->ctx = watch_ctx;
+  watch->cancel = cancel;
+  watch->queue_metrics = kvstore::internal::EventsQueueRecorder(opts_.metrics.get(), prefix);
+  std::vector<std::pair<std::string, KeyRecord>> snapshot;
+  int64_t list_revision = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto session_it = sessions_.find(session_id);
-    if (!shutdown_ && session_it != sessions_.end() && session_it->second.kept_alive) {
-      auto watch = std::make_unique<Watch>();
+    if (shutdown_ || session_it == sessions_.end() || !session_it->second.kept_alive) {
+      watch = nullptr;
+    } else {
       watch->id = next_watch_id_++;
-      watch->session_id = session_id;
-      watch->prefix = std::string(prefix);
-      watch->watcher = watcher;
-      watch->ctx = watch_ctx;
-      watch->cancel = cancel;
       watch->next_revision = revision_ + 1;
-      watch->queue_metrics = kvstore::internal::EventsQueueRecorder(opts_.metrics.get(), prefix);
-      Watch* raw = watch.get();
-      try {
-        raw->thread =
-            std::thread([self = shared_from_this(), raw, snapshot = SnapshotLocked(prefix),
-                         revision = revision_]() mutable {
-              self->RunWatch(raw, std::move(snapshot), revision);
-            });
-        watches_.emplace(raw->id, std::move(watch));
-        started = true;
-      } catch (const std::system_error&) {
-        // Out of threads: the watcher closes at once, as if its context were done.
-      }
+      list_revision = revision_;
+      snapshot = SnapshotLocked(prefix);
+      watches_.emplace(watch->id, watch);
     }
-    finished = TakeFinishedWatchThreadsLocked();
   }
-  for (std::thread& thread : finished) thread.join();
-  if (!started) {
+  if (watch == nullptr) {
     cancel();
     watcher->Close();
+    return watcher;
   }
+  // The first listing is the difference to an empty view: a kCreate per key, then kListDone. Made
+  // here, before the first pump runs, so that it is pending before any commit can wake the pump.
+  auto make = [&watch](KeyValueEvent& event) {
+    watch->pending.emplace_back(std::move(event), watch->queue_metrics.Received());
+    return true;
+  };
+  (void)ListInto(watch->known, snapshot, list_revision, make);
+  watch->pending.emplace_back(KeyValueEvent{EventType::kListDone, "", "", list_revision},
+                              watch->queue_metrics.Received());
+  std::weak_ptr<InMemoryServer> weak_self = weak_from_this();
+  std::weak_ptr<Watch> weak_watch = watch;
+  // The end of the watch (Stop, the caller's context, Close, Shutdown) wakes the pump to finish.
+  const uint64_t callback = watch_ctx.AddCallback([weak_self, weak_watch] {
+    auto self = weak_self.lock();
+    auto w = weak_watch.lock();
+    if (self && w) self->WakeWatch(w);
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    watch->ctx_callback = callback;
+  }
+  WakeWatch(watch);
   return watcher;
 }
 
-void InMemoryServer::RunWatch(Watch* watch, std::vector<std::pair<std::string, KeyRecord>> initial,
-                              int64_t list_revision) {
-  Watcher& watcher = *watch->watcher;
-  const Context& ctx = watch->ctx;
-  // Emit blocks until the consumer takes the event, so it refuses only when the watch ends.
-  auto emit = [watch](KeyValueEvent& event) { return Emit(watch, std::move(event)); };
-  kvstore::internal::KnownKeys known(watch->prefix);
-  // The first listing is the difference to an empty view: a kCreate per key.
-  bool ok = ListInto(known, initial, list_revision, emit);
-  initial = {};
-  if (ok) ok = Emit(watch, KeyValueEvent{EventType::kListDone, "", "", list_revision});
+void InMemoryServer::WakeWatch(const std::shared_ptr<Watch>& watch) {
+  watch->strand.Post([self = shared_from_this(), watch] { self->Pump(watch); });
+}
 
-  while (ok) {
+void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
+  WatcherProducer producer(*watch->watcher);
+  while (true) {
+    while (!watch->pending.empty()) {
+      if (watch->ctx.Done()) return FinishWatch(watch);
+      auto& [event, received] = watch->pending.front();
+      const EventType type = event.type;
+      if (!producer.TryEmit(event)) {
+        if (producer.Stopped() || producer.Closed()) return FinishWatch(watch);
+        // Full: the consumer taking events wakes the pump (at once if it already made room).
+        std::weak_ptr<InMemoryServer> weak_self = weak_from_this();
+        producer.NotifyWhenSpace([weak_self, watch] {
+          if (auto self = weak_self.lock()) self->WakeWatch(watch);
+        });
+        return;
+      }
+      watch->queue_metrics.Accepted(type, received);
+      watch->pending.pop_front();
+    }
+    if (watch->ctx.Done()) return FinishWatch(watch);
+
     std::vector<std::pair<int64_t, Change>> batch;
     std::vector<std::pair<std::string, KeyRecord>> snapshot;
     bool relist = false;
     int64_t relist_revision = 0;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      ctx.WaitOn(lock, watch->cv, [&] { return shutdown_ || watch->next_revision <= revision_; });
-      if (shutdown_ || ctx.Done()) break;
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shutdown_) return FinishWatch(watch);
+      if (watch->next_revision > revision_) {
+        watch->parked = true;  // CommitLocked wakes the pump for a change under the prefix
+        return;
+      }
       if (watch->next_revision <= history_.compacted_revision()) {
         // The revisions this watcher still needs are gone: compare with the present instead.
         relist = true;
@@ -98,22 +136,37 @@ void InMemoryServer::RunWatch(Watch* watch, std::vector<std::pair<std::string, K
         watch->next_revision = history_.compacted_revision() + 1 + static_cast<int64_t>(index);
       }
     }
+    auto make = [&watch](KeyValueEvent& event) {
+      watch->pending.emplace_back(std::move(event), watch->queue_metrics.Received());
+      return true;
+    };
     if (relist) {
-      ok = ListInto(known, snapshot, relist_revision, emit);
+      (void)ListInto(watch->known, snapshot, relist_revision, make);
       continue;
     }
     for (auto& [revision, change] : batch) {
-      ok = change.deleted ? known.ApplyDelete(change.key, revision, emit)
-                          : known.ApplyPut(change.key, revision, std::move(change.value), emit);
-      if (!ok) break;
+      // `make` never refuses an event, so neither call fails.
+      if (change.deleted) {
+        (void)watch->known.ApplyDelete(change.key, revision, make);
+      } else {
+        (void)watch->known.ApplyPut(change.key, revision, std::move(change.value), make);
+      }
     }
   }
+}
 
-  watcher.Close();
-  std::lock_guard<std::mutex> lock(mu_);
-  watch->finished = true;
-  finished_watches_.push_back(watch->id);
-  maintenance_cv_.notify_all();
+void InMemoryServer::FinishWatch(const std::shared_ptr<Watch>& watch) {
+  watch->pending.clear();
+  watch->watcher->Close();
+  uint64_t callback;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (watch->finished) return;
+    watch->finished = true;
+    watches_.erase(watch->id);
+    callback = std::exchange(watch->ctx_callback, 0);
+  }
+  watch->ctx.RemoveCallback(callback);
 }
 
 bool InMemoryServer::ListInto(kvstore::internal::KnownKeys& known,
@@ -124,14 +177,6 @@ bool InMemoryServer::ListInto(kvstore::internal::KnownKeys& known,
     if (!diff.Listed(key, record.mod_revision, record.value, emit)) return false;
   }
   return diff.Finish(emit);
-}
-
-bool InMemoryServer::Emit(Watch* watch, KeyValueEvent event) {
-  const EventType type = event.type;
-  const auto received = watch->queue_metrics.Received();
-  if (!watch->watcher->Emit(std::move(event), watch->ctx)) return false;
-  watch->queue_metrics.Accepted(type, received);
-  return true;
 }
 
 }  // namespace kvstore::memory::internal

@@ -1,4 +1,4 @@
-// The etcd backend's small thread pool.
+// The etcd backend's tasks on the shared executor.
 #include "backend/etcd/executor.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 
 #include "core/backoff.h"
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "tests/support/eventually.h"
 
 namespace kvstore::etcd {
@@ -20,7 +21,7 @@ namespace {
 using kvstore::testing::Eventually;
 
 TEST(ExecutorTest, RunsPostedAndDelayedTasks) {
-  Executor executor(2);
+  Executor executor;
   std::atomic<int> ran{0};
   for (int i = 0; i < 100; ++i) executor.Post([&] { ++ran; });
   executor.PostAfter(std::chrono::milliseconds(20), [&] { ran += 1000; });
@@ -28,96 +29,75 @@ TEST(ExecutorTest, RunsPostedAndDelayedTasks) {
 }
 
 TEST(ExecutorTest, ShutdownDropsPendingTasks) {
+  auto clock = std::make_shared<FakeClock>();
+  auto manual = std::make_shared<ManualExecutor>();
   std::atomic<int> ran{0};
   {
-    Executor executor(1);
+    Executor executor(clock, manual);
     executor.PostAfter(std::chrono::hours(1), [&] { ++ran; });
+    executor.Post([&] { ++ran; });  // queued on the manual executor, not run yet
     executor.Shutdown();
+    EXPECT_EQ(clock->NumTimers(), 0u);  // the delayed task's timer was stopped
     executor.Post([&] { ++ran; });
   }
+  clock->Advance(std::chrono::hours(2));
+  manual->RunUntilIdle();
   EXPECT_EQ(ran.load(), 0);
 }
 
-// Runs on `executor` once everything due by now ran: with one thread, a task due now runs after
-// those due earlier.
-void RunDueTasks(Executor& executor) {
-  auto done = std::make_shared<std::atomic<bool>>(false);
-  executor.PostAfter(std::chrono::seconds(0), [done] { *done = true; });
-  ASSERT_TRUE(Eventually([&] { return done->load(); }));
-}
-
-TEST(ExecutorTest, TimersFollowTheClock) {
+TEST(ExecutorTest, TimersFollowTheClockAndHandTasksToTheExecutor) {
   auto clock = std::make_shared<FakeClock>();
-  Executor executor(1, clock);
+  auto manual = std::make_shared<ManualExecutor>();
+  Executor executor(clock, manual);
   EXPECT_EQ(executor.clock(), clock);
-  std::mutex mu;  // guards order
   std::vector<int> order;
-  auto record = [&](int n) {
-    return [&, n] {
-      std::lock_guard<std::mutex> guard(mu);
-      order.push_back(n);
-    };
-  };
-  auto recorded = [&] {
-    std::lock_guard<std::mutex> guard(mu);
-    return order;
-  };
+  auto record = [&](int n) { return [&, n] { order.push_back(n); }; };
   executor.PostAfter(std::chrono::minutes(10), record(10));
   executor.PostAfter(std::chrono::minutes(5), record(5));
   executor.PostAfter(std::chrono::minutes(20), record(20));
 
   clock->Advance(std::chrono::minutes(5) - std::chrono::seconds(1));
-  RunDueTasks(executor);
-  EXPECT_TRUE(recorded().empty());
+  manual->RunUntilIdle();
+  EXPECT_TRUE(order.empty());
   clock->Advance(std::chrono::seconds(1));
-  RunDueTasks(executor);
-  EXPECT_EQ(recorded(), std::vector<int>{5});
-  clock->Advance(std::chrono::minutes(15));  // both others are due: they run by deadline
-  RunDueTasks(executor);
-  EXPECT_EQ(recorded(), (std::vector<int>{5, 10, 20}));
+  EXPECT_TRUE(order.empty());  // due, handed over, but run by the executor only
+  manual->RunUntilIdle();
+  EXPECT_EQ(order, std::vector<int>{5});
+  clock->Advance(std::chrono::minutes(15));  // both others are due: handed over by deadline
+  manual->RunUntilIdle();
+  EXPECT_EQ(order, (std::vector<int>{5, 10, 20}));
 }
 
-TEST(ExecutorTest, IdleThreadsWaitOnTheClock) {
-  auto clock = std::make_shared<FakeClock>();
-  Executor executor(2, clock);
-  std::atomic<bool> ran{false};
-  executor.PostAfter(std::chrono::hours(1), [&] { ran = true; });
-  // Both threads sleep until the timer is due, on the fake clock rather than on real time.
-  ASSERT_TRUE(Eventually([&] { return clock->NumWaiters() == 2; }));
-  EXPECT_FALSE(ran.load());
-  clock->Advance(std::chrono::hours(1));
-  EXPECT_TRUE(Eventually([&] { return ran.load(); }));
-}
-
-TEST(ExecutorTest, ShutdownFromATaskLeavesItsThreadToTheDestructor) {
-  auto executor = std::make_unique<Executor>(2);
-  std::atomic<bool> shut_down{false};
-  std::atomic<bool> task_returned{false};
-  executor->Post([&] {
-    executor->Shutdown();
-    shut_down = true;
-    // Still running: the pool thread that runs this was not joined by the Shutdown above.
-    task_returned = true;
+TEST(ExecutorTest, ShutdownWaitsForRunningTasks) {
+  Executor executor;
+  std::atomic<bool> started{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> finished{false};
+  executor.Post([&] {
+    started = true;
+    while (!release) std::this_thread::yield();
+    finished = true;
   });
-  ASSERT_TRUE(Eventually([&] { return shut_down.load(); }));
-  executor->Post([] { FAIL() << "ran after Shutdown"; });
-  executor.reset();  // joins the thread that ran the task
-  EXPECT_TRUE(task_returned.load());
+  ASSERT_TRUE(Eventually([&] { return started.load(); }));
+  std::thread shutdown([&] { executor.Shutdown(); });
+  release = true;
+  shutdown.join();
+  EXPECT_TRUE(finished.load());
 }
 
-TEST(ExecutorTest, DestroyedByItsOwnTaskItsThreadIsJoinedByTheReaper) {
-  auto executor = std::make_shared<Executor>(2);
-  std::atomic<bool> destroyed{false};
+TEST(ExecutorTest, ShutdownFromItsOwnTaskDoesNotWaitForIt) {
+  auto executor = std::make_shared<Executor>();
+  std::atomic<bool> shut_down{false};
   std::weak_ptr<Executor> weak = executor;
-  // The task holds the last reference, as an observer holding the backend would.
-  executor->Post([&destroyed, owner = executor]() mutable {
+  // The task holds the last reference, as an observer holding the backend would, and drops it.
+  executor->Post([&shut_down, owner = executor]() mutable {
+    owner->Shutdown();
     owner.reset();
-    destroyed = true;
+    shut_down = true;
   });
   executor.reset();
-  ASSERT_TRUE(Eventually([&] { return destroyed.load(); }));
+  ASSERT_TRUE(Eventually([&] { return shut_down.load(); }));
   EXPECT_TRUE(weak.expired());
-  EXPECT_TRUE(Eventually([] { return internal::ThreadReaper::Instance().NumAdopted() == 0; }));
 }
 
 TEST(BackoffTest, DoublesUpToTheCap) {

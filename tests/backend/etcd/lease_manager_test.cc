@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "tests/backend/etcd/fake_transport.h"
 #include "tests/support/eventually.h"
 
@@ -50,11 +51,11 @@ class LeaseManagerTest : public ::testing::Test {
     executor_.Shutdown();
   }
 
-  // Returns once every task due by now on the executor has run, the one running included: with
-  // one thread, a task due now runs after those due earlier and after the current one.
+  // Returns once every task due by now on the executor has run, the one running included: on a
+  // strand, a task posted now runs after those handed over earlier and after the current one.
   void RunDueTasks() {
     auto done = std::make_shared<std::atomic<bool>>(false);
-    executor_.PostAfter(std::chrono::seconds(0), [done] { *done = true; });
+    executor_.Post([done] { *done = true; });
     ASSERT_TRUE(Eventually([&] { return done->load(); }));
   }
 
@@ -75,7 +76,8 @@ class LeaseManagerTest : public ::testing::Test {
 
   FakeTransport transport_;
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
-  Executor executor_{1, clock_};
+  // A strand: a task posted runs after every task handed over before it (timers included).
+  Executor executor_{clock_, std::make_shared<Strand>()};
   std::shared_ptr<LeaseManager> leases_ =
       std::make_shared<LeaseManager>(&transport_, &executor_, kTtl, /*max_keys_per_lease=*/1000);
 };

@@ -12,6 +12,7 @@
 
 #include "core/watcher_producer.h"
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "tests/backend/etcd/fake_transport.h"
 #include "tests/support/eventually.h"
 
@@ -80,7 +81,8 @@ class WatchHubTest : public ::testing::Test {
   FakeWatchServer server_{transport_};
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
   // One thread: work posted to it runs in order, which the mid-list test relies on.
-  Executor executor_{1, clock_};
+  // A strand: a task posted runs after every task handed over before it (timers included).
+  Executor executor_{clock_, std::make_shared<Strand>()};
   std::shared_ptr<WatchHub> hub_ = std::make_shared<WatchHub>(&transport_, &executor_, 1000);
 };
 
@@ -254,7 +256,7 @@ TEST_F(WatchHubTest, ListPagesWaitForTheConsumer) {
     // Fetches are posted to the executor: let it run what it has queued (a wrongly fetched page
     // would show up as a fourth range sooner or later).
     auto done = std::make_shared<std::atomic<bool>>(false);
-    executor_.PostAfter(std::chrono::seconds(0), [done] { *done = true; });
+    executor_.Post([done] { *done = true; });
     return Eventually([&] { return done->load(); });
   };
   ASSERT_TRUE(idle());
