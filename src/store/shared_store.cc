@@ -22,7 +22,6 @@
 #include "kvstore/events.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
-#include "store/clock_alarm.h"
 
 namespace kvstore::store {
 namespace {
@@ -73,7 +72,6 @@ class SharedStoreImpl final : public SharedStore {
     // it past these deadlines, never before they were taken.
     const SteadyTime list_deadline = clock_->Now() + kJoinListTimeout;
     const SteadyTime first_sync = clock_->Now() + sync_interval_;
-    if (delete_delay_.count() > 0) alarm_.emplace(clock_);
     watch_thread_ = std::thread([this] { WatchLoop(); });
     sync_thread_ = std::thread([this, first_sync] { SyncLoop(first_sync); });
 
@@ -277,9 +275,6 @@ class SharedStoreImpl final : public SharedStore {
     for (std::thread* thread : {&watch_thread_, &sync_thread_}) {
       if (thread->joinable() && thread->get_id() != self) thread->join();
     }
-    // An event thread still running (Stop called from it) finds the alarm stopped: Arm then
-    // returns a done context, and the thread sees stopping_.
-    if (alarm_.has_value()) alarm_->Stop();
   }
 
   bool Stopping() const {
@@ -301,8 +296,8 @@ class SharedStoreImpl final : public SharedStore {
 
   // The store's event thread: applies watch events and delivers delayed deletes, one at a time in
   // one order, so observers never see two calls at once from it.
-  // While deletes are pending, the wait for the next event also ends when the alarm's context is
-  // done: when the clock reaches the first due time.
+  // While deletes are pending, the wait for the next event also ends when the clock reaches the
+  // first due time (a context with that deadline on the store's clock).
   void WatchLoop() {
     Context alarm_ctx;
     std::optional<SteadyTime> armed_for;  // the due time alarm_ctx is armed for
@@ -323,7 +318,7 @@ class SharedStoreImpl final : public SharedStore {
         // Re-armed when the first due time changed, and when the alarm went off although the
         // clock is not there (a fake clock set back), so that a done context never spins.
         if (armed_for != due || alarm_ctx.Done()) {
-          alarm_ctx = alarm_->Arm(due);
+          alarm_ctx = WithDeadline(Context::Background(), due, clock_).first;
           armed_for = due;
         }
         received = watcher_->NextBatch(alarm_ctx, &batch);
@@ -513,7 +508,6 @@ class SharedStoreImpl final : public SharedStore {
   std::shared_ptr<Watcher> watcher_;  // set by Start before the threads exist, then constant
   // Wakes the event thread when a delayed delete falls due; set by Start (only with a delete
   // delay) before the threads exist, then constant. Stopped by Stop.
-  std::optional<ClockAlarm> alarm_;
 
   std::mutex join_mu_;  // serializes joining the threads
   std::thread watch_thread_;

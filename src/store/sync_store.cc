@@ -9,7 +9,6 @@
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -18,15 +17,18 @@
 #include "kvstore/paths.h"
 #include "kvstore/workqueue/rate_limiting_queue.h"
 #include "spdlog/spdlog.h"
+#include "store/async_stores.h"
 
 namespace kvstore::store {
 namespace {
 
+using kvstore::internal::Task;
+
 using Callbacks = std::vector<std::function<void(const Context&)>>;
 
-// The current wall-clock time as RFC 3339 in UTC, e.g. "2024-05-01T12:00:00Z".
-std::string Rfc3339Now() {
-  std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+// The clock's wall time as RFC 3339 in UTC, e.g. "2024-05-01T12:00:00Z".
+std::string Rfc3339Now(const Clock& clock) {
+  std::time_t now = std::chrono::system_clock::to_time_t(clock.WallNow());
   std::tm utc{};
   gmtime_r(&now, &utc);
   char buf[32];
@@ -69,14 +71,19 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
         synced_metric_(metrics_ ? &metrics_->InitialSyncCompleted(GetScopeFromKey(prefix_),
                                                                   cluster_name_, "write")
                                 : nullptr),
-        queue_(std::move(opts.rate_limiter), nullptr, QueueOptionsFor(queue_size_)) {}
+        clock_(opts.clock ? opts.clock : SystemClock()),
+        queue_(std::move(opts.rate_limiter), clock_, QueueOptionsFor(queue_size_)) {}
 
-  void Run(const Context& ctx) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (run_started_) throw std::logic_error("SyncStore::Run called twice");
-      run_started_ = true;
-    }
+  // Marks the store as run. Throws std::logic_error on a second run.
+  void BeginRun() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (run_started_) throw std::logic_error("SyncStore::Run called twice");
+    run_started_ = true;
+  }
+
+  // Run, started by BeginRun: `workers_` workers wait on `executor` for keys and hand each write
+  // to the blocking pool, until `ctx` is done.
+  Task<void> Run(Executor& executor, Context ctx) {
     SetSyncedMetric(false);
     spdlog::info("Starting workqueue-based sync store (prefix {}, cluster {}, {} workers)", prefix_,
                  cluster_name_, workers_);
@@ -89,24 +96,14 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       backend_->RegisterLeaseExpiredObserver(synced_key_, on_expired);
     }
 
-    // Every worker runs one loop: take up to max_batch waiting items (one when the backend does
-    // not batch) and write them. Workers return once `ctx` is done (GetBatch then hands out
-    // nothing more). The queue never hands out an item being processed, so no two workers write
+    // Every worker takes up to max_batch waiting items (one when the backend does not batch) and
+    // writes them. The queue never hands out an item being processed, so no two workers write
     // one key at once.
     const size_t max_batch = std::max<size_t>(backend_ ? backend_->MaxBatchOps() : 1, 1);
-    std::vector<std::thread> workers;
+    std::vector<Task<void>> workers;
     workers.reserve(workers_);
-    for (unsigned i = 0; i < workers_; ++i) {
-      workers.emplace_back([this, ctx, max_batch] {
-        while (true) {
-          std::vector<std::string> items = queue_.GetBatch(ctx, max_batch);
-          if (items.empty()) break;
-          WriteItems(ctx, items);
-          for (const std::string& item : items) queue_.Done(item);
-        }
-      });
-    }
-    for (std::thread& worker : workers) worker.join();
+    for (unsigned i = 0; i < workers_; ++i) workers.push_back(Worker(executor, ctx, max_batch));
+    co_await kvstore::internal::WhenAll(executor, std::move(workers));
 
     if (backend_) {
       backend_->RegisterLeaseExpiredObserver(prefix_, nullptr);
@@ -242,6 +239,20 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     if (synced_key) WriteSyncedKey(ctx);
   }
 
+  // One worker: returns once `ctx` is done (the queue then hands out nothing more).
+  Task<void> Worker(Executor& executor, Context ctx, size_t max_batch) {
+    while (true) {
+      std::vector<std::string> items =
+          co_await kvstore::internal::NextItems(executor, queue_, ctx, max_batch);
+      if (items.empty()) break;
+      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), executor, [&] {
+        WriteItems(ctx, items);
+        return true;
+      });
+      for (const std::string& item : items) queue_.Done(item);
+    }
+  }
+
   // Records the outcome of writing change number `change` of `name` (an upsert when `upsert`).
   void WriteDone(const std::string& name, const std::string& path, bool upsert, uint64_t change,
                  const absl::Status& status) {
@@ -275,8 +286,9 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
         return;
       }
     }
-    absl::Status status =
-        backend_ ? backend_->Update(ctx, synced_key_, Rfc3339Now(), with_lease_) : NoBackend();
+    absl::Status status = backend_
+                              ? backend_->Update(ctx, synced_key_, Rfc3339Now(*clock_), with_lease_)
+                              : NoBackend();
     if (!status.ok()) {
       spdlog::warn("Failed upserting synced key {} in kvstore, retrying: {}", synced_key_,
                    status.ToString());
@@ -335,6 +347,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   prometheus::Gauge* const queue_size_;     // null without metrics
   prometheus::Counter* const errors_;       // null without metrics
   prometheus::Gauge* const synced_metric_;  // null without metrics
+  const std::shared_ptr<Clock> clock_;
 
   // Items are key names and synced_key_. Its length-change hook feeds queue_size_.
   workqueue::RateLimitingQueue<std::string> queue_;
@@ -351,11 +364,19 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   bool run_started_ = false;
 };
 
-class WorkqueueSyncStore final : public SyncStore {
+class WorkqueueSyncStore final : public internal::AsyncSyncStore {
  public:
   explicit WorkqueueSyncStore(std::shared_ptr<SyncStoreCore> core) : core_(std::move(core)) {}
 
-  void Run(const Context& ctx) override { core_->Run(ctx); }
+  // The workers wait on the caller's thread; writes run on the blocking pool.
+  void Run(const Context& ctx) override {
+    core_->BeginRun();
+    kvstore::internal::RunOnThisThread([&](Executor& here) { return core_->Run(here, ctx); });
+  }
+  Task<void> RunAsync(Executor& executor, Context ctx) override {
+    core_->BeginRun();
+    return RunKeepingCore(core_, executor, std::move(ctx));
+  }
   absl::Status UpsertKey(const Context&, const Key& key) override { return core_->UpsertKey(key); }
   absl::Status DeleteKey(const Context&, const NamedKey& key) override {
     return core_->DeleteKey(key);
@@ -365,6 +386,12 @@ class WorkqueueSyncStore final : public SyncStore {
   }
 
  private:
+  // The task keeps the core alive even if the store is destroyed while it runs.
+  static Task<void> RunKeepingCore(std::shared_ptr<SyncStoreCore> core, Executor& executor,
+                                   Context ctx) {
+    co_await core->Run(executor, std::move(ctx));
+  }
+
   const std::shared_ptr<SyncStoreCore> core_;
 };
 
@@ -374,6 +401,13 @@ std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
                                                  std::shared_ptr<SyncStoreBackend> backend,
                                                  std::string prefix,
                                                  WorkqueueSyncStoreOptions opts) {
+  return internal::NewAsyncWorkqueueSyncStore(std::move(cluster_name), std::move(backend),
+                                              std::move(prefix), std::move(opts));
+}
+
+std::unique_ptr<internal::AsyncSyncStore> internal::NewAsyncWorkqueueSyncStore(
+    std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
+    WorkqueueSyncStoreOptions opts) {
   return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncStoreCore>(
       std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts)));
 }

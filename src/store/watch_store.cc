@@ -15,15 +15,20 @@
 #include "absl/container/btree_set.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
+#include "store/async_stores.h"
 
 namespace kvstore::store {
 namespace {
+
+using kvstore::internal::NextEvents;
+using kvstore::internal::RunOnThisThread;
+using kvstore::internal::Task;
 
 // Room for a burst of events between the backend's thread and the observer; large enough that
 // the backend hands over events in batches rather than one per wake-up.
 constexpr size_t kWatcherCapacity = 1024;
 
-class RestartableWatchStore final : public WatchStore {
+class RestartableWatchStore final : public internal::AsyncWatchStore {
  public:
   RestartableWatchStore(std::string cluster_name, KeyCreator key_creator,
                         std::shared_ptr<Observer> observer, RestartableWatchStoreOptions opts)
@@ -34,10 +39,41 @@ class RestartableWatchStore final : public WatchStore {
         metrics_(std::move(opts.metrics)),
         on_sync_callbacks_(std::move(opts.on_sync_callbacks)) {}
 
+  // The observer is called from the caller's thread, as the coroutine runs there.
   void Watch(const Context& ctx, WatchStoreBackend& backend, std::string_view prefix) override {
+    Begin("Watch");
+    RunOnThisThread([&](Executor& here) { return Run(here, ctx, backend, std::string(prefix)); });
+  }
+
+  Task<void> WatchAsync(Executor& executor, Context ctx, WatchStoreBackend& backend,
+                        std::string prefix) override {
+    Begin("Watch");
+    return Run(executor, std::move(ctx), backend, std::move(prefix));
+  }
+
+  uint64_t NumEntries() const override { return num_entries_; }
+
+  bool Synced() const override { return synced_; }
+
+  void Drain() override {
+    Begin("Drain");
+    spdlog::info("Draining restartable watch store (cluster {})", cluster_name_);
+    DeleteKeys(/*stale_only=*/false);
+    busy_ = false;
+  }
+
+ private:
+  // Marks a Watch or Drain as running. Throws std::logic_error when one already is.
+  void Begin(const char* what) {
     if (busy_.exchange(true)) {
-      throw std::logic_error("WatchStore::Watch called while a Watch or Drain is running");
+      throw std::logic_error(std::string("WatchStore::") + what +
+                             " called while a Watch or Drain is running");
     }
+  }
+
+  // One Watch, started by Begin. Waits for events without holding a thread; the observer is
+  // called on `executor`.
+  Task<void> Run(Executor& executor, Context ctx, WatchStoreBackend& backend, std::string prefix) {
     // Only children of the prefix, never a sibling such as "cluster10" for "cluster1".
     const std::string watched = DirectoryPrefix(prefix);
 
@@ -65,11 +101,11 @@ class RestartableWatchStore final : public WatchStore {
         ctx, watched, kWatcherCapacity, WatchOptions{.delete_values = false});
     if (!watcher) {
       spdlog::error("Backend returned no watcher for prefix {}", watched);
-      return;
+      co_return;
     }
-    // Every event received by the time the loop wakes up, taken at once (Watcher::NextBatch).
+    // Every event received by the time the loop wakes up, taken at once.
     std::deque<KeyValueEvent> batch;
-    while (!ctx.Done() && watcher->NextBatch(ctx, &batch)) {
+    while (!ctx.Done() && co_await NextEvents(executor, *watcher, ctx, &batch)) {
       for (; !batch.empty() && !ctx.Done(); batch.pop_front()) {
         const KeyValueEvent& event = batch.front();
         if (event.type == EventType::kListDone) {
@@ -97,20 +133,6 @@ class RestartableWatchStore final : public WatchStore {
     spdlog::info("Stopped restartable watch store (prefix {}, cluster {})", watched, cluster_name_);
   }
 
-  uint64_t NumEntries() const override { return num_entries_; }
-
-  bool Synced() const override { return synced_; }
-
-  void Drain() override {
-    if (busy_.exchange(true)) {
-      throw std::logic_error("WatchStore::Drain called while a Watch or Drain is running");
-    }
-    spdlog::info("Draining restartable watch store (cluster {})", cluster_name_);
-    DeleteKeys(/*stale_only=*/false);
-    busy_ = false;
-  }
-
- private:
   // What the store keeps of a key: the Key object its last OnUpdate got, handed to OnDelete as
   // well, and the name it was listed under, inline in the record's own allocation. The name is
   // kept (as Cilium keys its map by it) because GetKeyName() need not return it, and would build
@@ -251,6 +273,13 @@ std::unique_ptr<WatchStore> NewRestartableWatchStore(std::string cluster_name,
                                                      KeyCreator key_creator,
                                                      std::shared_ptr<Observer> observer,
                                                      RestartableWatchStoreOptions opts) {
+  return internal::NewAsyncRestartableWatchStore(std::move(cluster_name), std::move(key_creator),
+                                                 std::move(observer), std::move(opts));
+}
+
+std::unique_ptr<internal::AsyncWatchStore> internal::NewAsyncRestartableWatchStore(
+    std::string cluster_name, KeyCreator key_creator, std::shared_ptr<Observer> observer,
+    RestartableWatchStoreOptions opts) {
   if (!key_creator) {
     spdlog::error("NewRestartableWatchStore: no KeyCreator given, using KVPairCreator");
   }

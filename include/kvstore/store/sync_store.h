@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "kvstore/backend.h"
+#include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/metrics.h"
@@ -49,6 +50,8 @@ struct WorkqueueSyncStoreOptions {
   std::shared_ptr<workqueue::RateLimiter<std::string>> rate_limiter;  // null: default controller
   std::string synced_key_override;                                    // empty: the prefix
   std::shared_ptr<Metrics> metrics;                                   // null: no metrics
+  // Drives the retry delays and gives the synced key's timestamp (WallNow). Null: SystemClock().
+  std::shared_ptr<Clock> clock;
 };
 
 // Metrics (when given) use scope GetScopeFromKey(prefix) and source_cluster `cluster_name`: the

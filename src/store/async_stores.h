@@ -1,0 +1,47 @@
+// The stores as coroutines: what the library's own components (the mesh) run on the executor,
+// holding no thread while they wait. SPEC's blocking calls (WatchStore::Watch, SyncStore::Run)
+// run these same coroutines on the caller's thread. Private to the library.
+#ifndef KVSTORE_STORE_ASYNC_STORES_H_
+#define KVSTORE_STORE_ASYNC_STORES_H_
+
+#include <memory>
+#include <string>
+
+#include "core/task.h"
+#include "kvstore/executor.h"
+#include "kvstore/store/sync_store.h"
+#include "kvstore/store/watch_store.h"
+
+namespace kvstore::store::internal {
+
+using kvstore::internal::Task;
+
+class AsyncWatchStore : public WatchStore {
+ public:
+  // Watch as a coroutine on `executor`: the observer and the on-sync callbacks are called there,
+  // one at a time. Throws std::logic_error at once (not from the task) while a Watch or Drain
+  // runs. REQUIRES: `backend` outlives the task.
+  virtual Task<void> WatchAsync(Executor& executor, Context ctx, WatchStoreBackend& backend,
+                                std::string prefix) = 0;
+};
+
+// NewRestartableWatchStore, with the coroutine form.
+std::unique_ptr<AsyncWatchStore> NewAsyncRestartableWatchStore(
+    std::string cluster_name, KeyCreator key_creator, std::shared_ptr<Observer> observer,
+    RestartableWatchStoreOptions opts = {});
+
+class AsyncSyncStore : public SyncStore {
+ public:
+  // Run as a coroutine on `executor`: its workers wait there for keys and hand each write to the
+  // blocking pool (internal::BlockingPool). Throws std::logic_error at once on a second run.
+  virtual Task<void> RunAsync(Executor& executor, Context ctx) = 0;
+};
+
+// NewWorkqueueSyncStore, with the coroutine form.
+std::unique_ptr<AsyncSyncStore> NewAsyncWorkqueueSyncStore(
+    std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
+    WorkqueueSyncStoreOptions opts = {});
+
+}  // namespace kvstore::store::internal
+
+#endif  // KVSTORE_STORE_ASYNC_STORES_H_
