@@ -99,6 +99,7 @@ class MeshImpl final : public Mesh {
     env_.clock = clock_;
     env_.metrics = &metrics_;
     env_.emit = [this](const MeshEvent& event) { Emit(event); };
+    env_.executor = options_.executor ? options_.executor : DefaultExecutor();
   }
 
   ~MeshImpl() override { StopAll(); }

@@ -2,14 +2,13 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
+#include <string_view>
 #include <utility>
 
-#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "core/backoff.h"
-#include "core/clock_sleep.h"
 #include "kvstore/paths.h"
-#include "kvstore/store/watch_store_manager.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::mesh::internal {
@@ -17,7 +16,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using kvstore::internal::Backoff;
-using kvstore::internal::SleepOnClock;
+using kvstore::internal::NextEvents;
+using kvstore::internal::Sleep;
+using kvstore::internal::WaitGroup;
 
 // Retries of a connection, and of reading the remote's cluster config (Cilium retries the latter
 // at most every 30 s too).
@@ -59,15 +60,14 @@ class MirrorObserver : public store::Observer {
 }  // namespace
 
 struct RemoteMirror::PrefixMirror {
-  MirroredPrefix prefix;  // source replaced only between connections, under mu_
-  std::unique_ptr<store::SyncStore> sync;
-  std::unique_ptr<store::WatchStore> watch;
+  MirroredPrefix prefix;  // source replaced only between connections, by the remote's tasks
+  std::unique_ptr<store::internal::AsyncSyncStore> sync;
+  std::unique_ptr<store::internal::AsyncWatchStore> watch;
   std::atomic<bool> synced = false;  // the target's canary was written
-  std::thread sync_thread;           // runs sync->Run with Loop's context
 };
 
 RemoteMirror::RemoteMirror(RemoteCluster spec, const MirrorEnv& env)
-    : name_(spec.name), env_(env), spec_(std::move(spec)) {}
+    : name_(spec.name), env_(env), spec_(std::move(spec)), strand_(env_.executor) {}
 
 RemoteMirror::~RemoteMirror() { Stop(); }
 
@@ -77,10 +77,15 @@ void RemoteMirror::Start(const Context& parent) {
     std::lock_guard lock(mu_);
     if (started_ || stopped_) return;
     started_ = true;
+    loop_running_ = true;
     cancel_ = std::move(cancel);
   }
   env_.metrics->SetReady(name_, false);
-  thread_ = std::thread([this, ctx = ctx] { Loop(ctx); });
+  kvstore::internal::Spawn(strand_, Loop(ctx), [this] {
+    std::lock_guard lock(mu_);
+    loop_running_ = false;
+    loop_done_.notify_all();
+  });
 }
 
 void RemoteMirror::Reconnect(RemoteCluster spec) {
@@ -90,16 +95,13 @@ void RemoteMirror::Reconnect(RemoteCluster spec) {
 }
 
 void RemoteMirror::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopped_ = true;
-    if (cancel_) cancel_();
-  }
-  std::lock_guard join(join_mu_);
-  if (thread_.joinable()) thread_.join();
+  std::unique_lock lock(mu_);
+  stopped_ = true;
+  if (cancel_) cancel_();
+  loop_done_.wait(lock, [this] { return !loop_running_; });
 }
 
-void RemoteMirror::Loop(const Context& ctx) {
+RemoteMirror::Task RemoteMirror::Loop(Context ctx) {
   Backoff backoff(kConnectRetryBase, kConnectRetryMax);
   while (!ctx.Done()) {
     RemoteCluster spec;
@@ -111,7 +113,7 @@ void RemoteMirror::Loop(const Context& ctx) {
       conn = c;
       cancel_conn_ = std::move(cancel);
     }
-    absl::Status status = Connect(ctx, conn, spec);
+    absl::Status status = co_await Connect(ctx, conn, std::move(spec));
     if (ctx.Done()) break;
     if (status.ok()) {
       backoff.Reset();  // the connection was closed to connect again with a new spec
@@ -119,66 +121,72 @@ void RemoteMirror::Loop(const Context& ctx) {
     }
     RecordFailure(status);
     // Reconnect cuts the wait short: a new spec is worth trying at once.
-    SleepOnClock(conn, *env_.clock, backoff.Next());
+    co_await Sleep(strand_, *env_.clock, backoff.Next(), conn);
   }
   {
     std::lock_guard lock(mu_);
     cancel_conn_ = nullptr;
   }
   // The sync stores run with `ctx`: they end now that it is done.
-  for (auto& [name, mirror] : mirrors_) {
-    if (mirror->sync_thread.joinable()) mirror->sync_thread.join();
-  }
-  for (auto& mirror : retired_) {
-    if (mirror->sync_thread.joinable()) mirror->sync_thread.join();
-  }
+  co_await syncs_.Wait(strand_);
 }
 
-absl::Status RemoteMirror::Connect(const Context& ctx, const Context& conn,
-                                   const RemoteCluster& spec) {
+kvstore::internal::Task<absl::Status> RemoteMirror::Connect(Context ctx, Context conn,
+                                                            RemoteCluster spec) {
   std::shared_ptr<Backend> remote = spec.backend;
   const bool opened = remote == nullptr;
   if (opened) {
-    absl::StatusOr<std::shared_ptr<Backend>> open = env_.options->open_backend(spec);
+    absl::StatusOr<std::shared_ptr<Backend>> open =
+        co_await Blocking([&] { return env_.options->open_backend(spec); });
     if (!open.ok()) {
-      return absl::Status(open.status().code(),
-                          absl::StrCat("cannot open remote cluster ", name_, " from ",
-                                       spec.config_path, ": ", open.status().message()));
+      co_return absl::Status(open.status().code(),
+                             absl::StrCat("cannot open remote cluster ", name_, " from ",
+                                          spec.config_path, ": ", open.status().message()));
     }
     remote = *std::move(open);
   }
-  absl::Cleanup close = [&] {
-    if (opened) remote->Close();
-  };
+  absl::Status status = co_await Mirror(std::move(ctx), std::move(conn), remote, std::move(spec));
+  if (opened) {
+    co_await Blocking([&] {
+      remote->Close();
+      return true;
+    });
+  }
+  co_return status;
+}
 
+kvstore::internal::Task<absl::Status> RemoteMirror::Mirror(Context ctx, Context conn,
+                                                           std::shared_ptr<Backend> remote,
+                                                           RemoteCluster spec) {
   std::vector<MirroredPrefix> layout = spec.prefixes;
   bool wait_synced = spec.wait_source_synced;
   std::optional<ClusterConfig> config;
   if (layout.empty()) {
-    config = ReadClusterConfig(conn, *remote);
-    if (!config.has_value()) return absl::OkStatus();  // `conn` is done
+    config = co_await ReadClusterConfig(conn, *remote);
+    if (!config.has_value()) co_return absl::OkStatus();  // `conn` is done
     layout = CiliumLayout(name_, config->capabilities);
     wait_synced = config->capabilities.synced_canaries;
   }
 
-  std::thread enforcer;
-  absl::Cleanup join_enforcer = [&] {
-    if (enforcer.joinable()) enforcer.join();
-  };
+  // Every task of this connection; each ends once `conn` is done, and the connection ends once
+  // they all did.
+  WaitGroup tasks;
   if (config.has_value()) {
     // What the target's agents read: this remote is now served from a cache that writes
     // canaries.
     ClusterConfig local = *config;
     local.capabilities.synced_canaries = true;
     local.capabilities.cached = true;
-    if (absl::Status status =
-            SetClusterConfig(conn, *env_.options->target, name_, local, env_.options->lease);
-        !status.ok()) {
-      if (conn.Done()) return absl::OkStatus();
-      return absl::Status(status.code(), absl::StrCat("cannot write the cluster config of ", name_,
-                                                      " into the target: ", status.message()));
+    absl::Status status = co_await Blocking([&] {
+      return SetClusterConfig(conn, *env_.options->target, name_, local, env_.options->lease);
+    });
+    if (!status.ok()) {
+      if (conn.Done()) co_return absl::OkStatus();
+      co_return absl::Status(status.code(),
+                             absl::StrCat("cannot write the cluster config of ", name_,
+                                          " into the target: ", status.message()));
     }
-    enforcer = std::thread([this, conn, local] { EnforceClusterConfig(conn, local); });
+    tasks.Spawn(strand_, EnforceClusterConfig(conn, local));
   }
 
   UpdateMirrors(ctx, layout);
@@ -186,33 +194,36 @@ absl::Status RemoteMirror::Connect(const Context& ctx, const Context& conn,
     std::lock_guard lock(mu_);
     config_ = config;
     layout_ = layout;
-    status_text_ = remote->Status().message;
+  }
+  const std::string status_text = co_await Blocking([&] { return remote->Status().message; });
+  {
+    std::lock_guard lock(mu_);
+    status_text_ = status_text;
   }
   spdlog::info("remote cluster connected cluster={} prefixes={} wait_synced_canaries={}", name_,
                layout.size(), wait_synced);
   SetConnected(true);
 
-  std::unique_ptr<store::WatchStoreManager> manager =
-      wait_synced ? store::NewWatchStoreManagerSync(remote, name_)
-                  : store::NewWatchStoreManagerImmediate(name_);
-  for (const MirroredPrefix& prefix : layout) {
-    PrefixMirror* mirror = mirrors_.at(prefix.name).get();
-    manager->Register(prefix.source_synced_key, [this, mirror, remote](const Context& watch_ctx) {
-      WatchSource(watch_ctx, *mirror, *remote);
-    });
+  std::vector<PrefixMirror*> mirrors;
+  for (const MirroredPrefix& prefix : layout) mirrors.push_back(mirrors_.at(prefix.name).get());
+  if (wait_synced) {
+    tasks.Spawn(strand_, WatchCanaries(conn, std::move(mirrors), *remote, tasks));
+  } else {
+    for (PrefixMirror* mirror : mirrors) tasks.Spawn(strand_, WatchSource(conn, *mirror, *remote));
   }
-  std::thread health([this, conn, remote] { MonitorHealth(conn, *remote); });
-  manager->Run(conn);
-  health.join();
+  tasks.Spawn(strand_, MonitorHealth(conn, *remote));
+  co_await tasks.Wait(strand_);
   SetConnected(false);
   spdlog::info("remote cluster disconnected cluster={}", name_);
-  return absl::OkStatus();
+  co_return absl::OkStatus();
 }
 
-std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn, Backend& remote) {
+kvstore::internal::Task<std::optional<ClusterConfig>> RemoteMirror::ReadClusterConfig(
+    Context conn, Backend& remote) {
   Backoff backoff(kConnectRetryBase, kConnectRetryMax);
   while (!conn.Done()) {
-    absl::StatusOr<std::optional<ClusterConfig>> got = GetClusterConfig(conn, remote, name_);
+    absl::StatusOr<std::optional<ClusterConfig>> got =
+        co_await Blocking([&] { return GetClusterConfig(conn, remote, name_); });
     absl::Status problem;
     if (!got.ok()) {
       problem = absl::Status(
@@ -228,7 +239,7 @@ std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn
       problem = absl::InvalidArgumentError(
           absl::StrCat("cluster config of ", name_, ": ", valid.message()));
     } else {
-      return **got;
+      co_return **got;
     }
     if (conn.Done()) break;
     {
@@ -236,12 +247,12 @@ std::optional<ClusterConfig> RemoteMirror::ReadClusterConfig(const Context& conn
       status_text_ = std::string(problem.message());
     }
     RecordFailure(problem);
-    SleepOnClock(conn, *env_.clock, backoff.Next());
+    co_await Sleep(strand_, *env_.clock, backoff.Next(), conn);
   }
-  return std::nullopt;
+  co_return std::nullopt;
 }
 
-void RemoteMirror::EnforceClusterConfig(const Context& conn, const ClusterConfig& config) {
+RemoteMirror::Task RemoteMirror::EnforceClusterConfig(Context conn, ClusterConfig config) {
   Backend& target = *env_.options->target;
   const std::string key = ClusterConfigPath(name_);
   const std::string text = FormatClusterConfig(config);
@@ -253,16 +264,17 @@ void RemoteMirror::EnforceClusterConfig(const Context& conn, const ClusterConfig
     } else if (wrote.ok() && *wrote) {
       spdlog::info("cluster config written cluster={} key={}", name_, key);
     }
+    return true;
   };
   while (!conn.Done()) {
-    // One round per refresh period: written at its start, and whenever the key is deleted or
-    // changed in the target meanwhile.
-    auto [round, end_round] = WithTimeout(conn, env_.options->cluster_config_refresh);
-    assert_config(round);
+    // One round per refresh period (on the mesh's clock): written at its start, and whenever
+    // the key is deleted or changed in the target meanwhile.
+    auto [round, end_round] = WithTimeout(conn, env_.options->cluster_config_refresh, env_.clock);
+    co_await Blocking([&] { return assert_config(round); });
     std::shared_ptr<Watcher> watcher =
         target.ListAndWatchWith(round, key, 16, WatchOptions{.delete_values = false});
     std::deque<KeyValueEvent> events;
-    while (watcher->NextBatch(round, &events)) {
+    while (co_await NextEvents(strand_, *watcher, round, &events)) {
       bool rewrite = false;
       for (const KeyValueEvent& event : events) {
         // The watch matches by bytes: cilium/cluster-config/c1 also matches .../c10.
@@ -270,7 +282,7 @@ void RemoteMirror::EnforceClusterConfig(const Context& conn, const ClusterConfig
         rewrite = rewrite || event.type == EventType::kDelete || event.value != text;
       }
       events.clear();
-      if (rewrite) assert_config(round);
+      if (rewrite) co_await Blocking([&] { return assert_config(round); });
     }
     watcher->Stop();
     end_round();
@@ -306,8 +318,9 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
       sync_options.with_lease = env_.options->lease;
       sync_options.synced_key_override = prefix.synced_key;
       sync_options.metrics = env_.options->metrics;
-      mirror->sync =
-          store::NewWorkqueueSyncStore(name_, env_.options->target, prefix.target, sync_options);
+      sync_options.clock = env_.clock;
+      mirror->sync = store::internal::NewAsyncWorkqueueSyncStore(name_, env_.options->target,
+                                                                 prefix.target, sync_options);
       auto observer = std::make_shared<MirrorObserver>(*mirror->sync, name_, prefix.source);
       store::RestartableWatchStoreOptions watch_options;
       watch_options.metrics = env_.options->metrics;
@@ -330,9 +343,9 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
                         raw->prefix.target, status.ToString());
         }
       });
-      mirror->watch = store::NewRestartableWatchStore(name_, store::KVPairCreator, observer,
-                                                      std::move(watch_options));
-      mirror->sync_thread = std::thread([sync = mirror->sync.get(), ctx] { sync->Run(ctx); });
+      mirror->watch = store::internal::NewAsyncRestartableWatchStore(
+          name_, store::KVPairCreator, observer, std::move(watch_options));
+      syncs_.Spawn(strand_, mirror->sync->RunAsync(strand_, ctx));
       mirrors_.emplace(prefix.name, std::move(mirror));
     }
   }
@@ -340,27 +353,53 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
   for (PrefixMirror* mirror : dropped) mirror->watch->Drain();
 }
 
-void RemoteMirror::WatchSource(const Context& conn, PrefixMirror& mirror,
-                               WatchStoreBackend& remote) {
+RemoteMirror::Task RemoteMirror::WatchSource(Context conn, PrefixMirror& mirror,
+                                             WatchStoreBackend& remote) {
   Backoff backoff(kRewatchBase, kRewatchMax);
   while (!conn.Done()) {
     spdlog::debug("watching remote cluster={} source={} target={}", name_, mirror.prefix.source,
                   mirror.prefix.target);
     const Clock::time_point started = env_.clock->Now();
-    mirror.watch->Watch(conn, remote, mirror.prefix.source);
+    co_await mirror.watch->WatchAsync(strand_, conn, remote, mirror.prefix.source);
     if (conn.Done()) break;
     if (env_.clock->Now() - started > kHealthyWatch) backoff.Reset();
     const auto wait = backoff.Next();
     spdlog::warn("remote watch ended, watching again cluster={} source={} retry_in={}ms", name_,
-                 mirror.prefix.source, wait.count());
-    SleepOnClock(conn, *env_.clock, wait);
+                 mirror.prefix.source,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+    co_await Sleep(strand_, *env_.clock, wait, conn);
   }
 }
 
-void RemoteMirror::MonitorHealth(const Context& conn, Backend& remote) {
+RemoteMirror::Task RemoteMirror::WatchCanaries(Context conn, std::vector<PrefixMirror*> mirrors,
+                                               Backend& remote, WaitGroup& tasks) {
+  // What WatchStoreManagerSync does, on this strand: the canary's name below
+  // cilium/synced/<cluster>/ is the source synced key a mirror waits for.
+  const std::string canaries = std::string(kSyncedPrefix) + "/" + name_ + "/";
+  std::map<std::string, PrefixMirror*, std::less<>> waiting;
+  for (PrefixMirror* mirror : mirrors) waiting.emplace(mirror->prefix.source_synced_key, mirror);
+  std::shared_ptr<Watcher> watcher =
+      remote.ListAndWatchWith(conn, canaries, 64, WatchOptions{.delete_values = false});
+  std::deque<KeyValueEvent> events;
+  while (!waiting.empty() && co_await NextEvents(strand_, *watcher, conn, &events)) {
+    for (const KeyValueEvent& event : events) {
+      if (event.type != EventType::kCreate && event.type != EventType::kModify) continue;
+      if (!event.key.starts_with(canaries)) continue;
+      auto it = waiting.find(std::string_view(event.key).substr(canaries.size()));
+      if (it == waiting.end()) continue;
+      spdlog::debug("remote canary seen cluster={} key={}", name_, event.key);
+      tasks.Spawn(strand_, WatchSource(conn, *it->second, remote));
+      waiting.erase(it);
+    }
+    events.clear();
+  }
+  watcher->Stop();
+}
+
+RemoteMirror::Task RemoteMirror::MonitorHealth(Context conn, Backend& remote) {
   bool failing = false;
-  while (SleepOnClock(conn, *env_.clock, kHealthCheckInterval)) {
-    BackendStatus status = remote.Status();
+  while (co_await Sleep(strand_, *env_.clock, kHealthCheckInterval, conn)) {
+    BackendStatus status = co_await Blocking([&] { return remote.Status(); });
     {
       std::lock_guard lock(mu_);
       status_text_ = status.message;

@@ -6,21 +6,22 @@
 #define KVSTORE_MESH_REMOTE_MIRROR_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/task.h"
 #include "kvstore/context.h"
+#include "kvstore/executor.h"
 #include "kvstore/mesh/mesh.h"
-#include "kvstore/store/sync_store.h"
-#include "kvstore/store/watch_store.h"
 #include "mesh/mesh_metrics.h"
+#include "store/async_stores.h"
 
 namespace kvstore::mesh::internal {
 
@@ -30,6 +31,7 @@ struct MirrorEnv {
   std::shared_ptr<Clock> clock;
   MeshMetrics* metrics = nullptr;
   std::function<void(const MeshEvent&)> emit;  // serialized by the mesh
+  std::shared_ptr<Executor> executor;          // each remote runs on a strand of it
 };
 
 class RemoteMirror {
@@ -39,11 +41,13 @@ class RemoteMirror {
   RemoteMirror(const RemoteMirror&) = delete;
   RemoteMirror& operator=(const RemoteMirror&) = delete;
 
-  // Starts connecting, on a thread of its own, until Stop or `parent` is done. Once only.
+  // Starts connecting, as tasks on a strand of the mesh's executor, until Stop or `parent` is
+  // done. Once only.
   void Start(const Context& parent);
   // Takes `spec` (same name) and connects again with it; the stores and mirrored keys stay.
   void Reconnect(RemoteCluster spec);
-  // Stops every thread and joins them. Mirrored keys stay in the target. Idempotent.
+  // Stops every task and waits until they all finished. Mirrored keys stay in the target.
+  // Idempotent. REQUIRES: not called from a task of this remote.
   void Stop();
 
   RemoteClusterStatus Status() const;
@@ -54,26 +58,43 @@ class RemoteMirror {
 
  private:
   struct PrefixMirror;
+  using Task = kvstore::internal::Task<void>;
 
-  void Loop(const Context& ctx);
+  // Connects again and again (with back-off after a failure) until `ctx` is done; then waits for
+  // the sync stores, which run with `ctx`.
+  Task Loop(Context ctx);
   // One connection: open, read the cluster config, mirror until `conn` is done. An error is a
   // failure to connect (counted, retried by Loop).
-  absl::Status Connect(const Context& ctx, const Context& conn, const RemoteCluster& spec);
+  kvstore::internal::Task<absl::Status> Connect(Context ctx, Context conn, RemoteCluster spec);
+  // Connect with the remote open: everything but opening and closing it.
+  kvstore::internal::Task<absl::Status> Mirror(Context ctx, Context conn,
+                                               std::shared_ptr<Backend> remote, RemoteCluster spec);
   // The remote's cluster config, read until found and valid or `conn` is done (each failure
   // counted).
-  std::optional<ClusterConfig> ReadClusterConfig(const Context& conn, Backend& remote);
+  kvstore::internal::Task<std::optional<ClusterConfig>> ReadClusterConfig(Context conn,
+                                                                          Backend& remote);
   // Writes `config` into the target at once, then again every cluster_config_refresh and
   // whenever the key is deleted or changed there, until `conn` is done.
-  void EnforceClusterConfig(const Context& conn, const ClusterConfig& config);
+  Task EnforceClusterConfig(Context conn, ClusterConfig config);
   // Makes a mirror for each of `layout` (keeping those that exist, with their new source), and
-  // drains those no longer in it.
+  // drains those no longer in it. New mirrors' sync stores run with `ctx`.
   void UpdateMirrors(const Context& ctx, const std::vector<MirroredPrefix>& layout);
   // Watches the remote for one mirror until `conn` is done, again with back-off when the watch
   // ends by itself.
-  void WatchSource(const Context& conn, PrefixMirror& mirror, WatchStoreBackend& remote);
+  Task WatchSource(Context conn, PrefixMirror& mirror, WatchStoreBackend& remote);
+  // Waits for the remote's canary of each of `mirrors` (cilium/synced/<cluster>/<source synced
+  // key>) and starts watching that mirror's source once it appeared, as WatchStoreManagerSync
+  // does; the watches join `tasks`.
+  Task WatchCanaries(Context conn, std::vector<PrefixMirror*> mirrors, Backend& remote,
+                     kvstore::internal::WaitGroup& tasks);
   // Watches the remote backend's health until `conn` is done: a failing backend counts as a
   // failure, and as disconnected until it recovers.
-  void MonitorHealth(const Context& conn, Backend& remote);
+  Task MonitorHealth(Context conn, Backend& remote);
+  // Runs a blocking call of a backend on the blocking pool, resuming on this remote's strand.
+  template <typename Fn>
+  auto Blocking(Fn fn) {
+    return kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, std::move(fn));
+  }
 
   void RecordFailure(const absl::Status& status);
   void SetConnected(bool connected);
@@ -88,8 +109,8 @@ class RemoteMirror {
   const std::string name_;
   const MirrorEnv env_;
 
-  // Guards the fields below. Only Loop's thread changes layout_, mirrors_ and retired_, and
-  // reads them without the lock.
+  // Guards the fields below. Only this remote's tasks (on strand_) change layout_, mirrors_ and
+  // retired_, and they read them without the lock.
   mutable std::mutex mu_;
   RemoteCluster spec_;
   CancelFunc cancel_;       // of Start's context
@@ -108,8 +129,12 @@ class RemoteMirror {
   // Mirrors whose prefix moved to another target: drained, their sync stores run to the end.
   std::vector<std::unique_ptr<PrefixMirror>> retired_;
 
-  std::mutex join_mu_;  // serializes Stop's join
-  std::thread thread_;  // runs Loop; set by Start, joined by Stop
+  // Runs every task of this remote, one at a time.
+  Strand strand_;
+  // The sync stores' tasks (they run with Loop's context); Loop waits for them before it ends.
+  kvstore::internal::WaitGroup syncs_;
+  bool loop_running_ = false;          // guarded by mu_: Loop was started and has not finished
+  std::condition_variable loop_done_;  // with mu_: Loop finished
 };
 
 }  // namespace kvstore::mesh::internal

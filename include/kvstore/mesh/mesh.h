@@ -18,6 +18,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/executor.h"
 #include "kvstore/mesh/cluster_config.h"
 #include "kvstore/store/metrics.h"
 #include "prometheus/registry.h"
@@ -148,6 +149,9 @@ struct MeshOptions {
   // AddCluster/RemoveCluster.
   std::function<void(const MeshEvent&)> on_event;
   std::shared_ptr<Clock> clock;  // null: SystemClock()
+  // Where every remote cluster's work runs, each on a strand of its own, so that the mesh's
+  // threads do not grow with its clusters. Null: DefaultExecutor().
+  std::shared_ptr<Executor> executor;
 };
 
 class Mesh {
