@@ -32,7 +32,7 @@ CLI::App* AddWorkload(CLI::App& bench, CommandEnv& env, const std::string& name,
   CLI::App* cmd = bench.add_subcommand(name, description);
   cmd->add_option("--prefix", opts->prefix, "key prefix the workload writes or reads")
       ->capture_default_str();
-  if (name != "shared") {
+  if (name != "shared" && name != "mesh") {
     cmd->add_option("--keys", opts->keys, "number of keys")
         ->check(CLI::Range(int64_t{1}, int64_t{100'000'000}))
         ->capture_default_str();
@@ -57,8 +57,9 @@ CLI::App* AddWorkload(CLI::App& bench, CommandEnv& env, const std::string& name,
     config.backend = &env.backend;
     config.ctx = env.ctx;
     config.prefix = prefix;
-    config.keys =
-        name == "shared" ? config.collaborators * config.keys_per_collaborator : opts->keys;
+    config.keys = name == "shared" ? config.collaborators * config.keys_per_collaborator
+                  : name == "mesh" ? config.clusters * config.keys_per_cluster
+                                   : opts->keys;
     config.value_size = opts->value_size;
     config.progress = bench::ShowProgress(opts->quiet);
     config.timeout = std::chrono::duration<double>(opts->timeout_seconds);
@@ -151,6 +152,21 @@ void AddBenchCommand(CLI::App& app, CommandEnv& env) {
   shared_cmd
       ->add_option("--keys-per-collaborator", shared->config.keys_per_collaborator,
                    "keys each collaborator owns")
+      ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}))
+      ->capture_default_str();
+
+  auto mesh = std::make_shared<Options>();
+  CLI::App* mesh_cmd = AddWorkload(
+      *bench, env, "mesh",
+      "--clusters remote clusters in Cilium's layout (each with its own client of the etcd, or "
+      "of one embedded store) with --keys-per-cluster node keys each, mirrored by a Mesh into an "
+      "embedded target: from adding the clusters until every one is ready with all its keys; "
+      "prints the peak thread count (threads=)",
+      bench::RunMesh, mesh);
+  mesh_cmd->add_option("--clusters", mesh->config.clusters, "remote clusters (IDs 1..N)")
+      ->check(CLI::Range(1, 255))
+      ->capture_default_str();
+  mesh_cmd->add_option("--keys-per-cluster", mesh->config.keys_per_cluster, "node keys per cluster")
       ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}))
       ->capture_default_str();
 }

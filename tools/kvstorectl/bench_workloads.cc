@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <latch>
 #include <memory>
@@ -17,6 +18,8 @@
 
 #include "absl/strings/str_format.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "kvstore/mesh/cluster_config.h"
+#include "kvstore/mesh/mesh.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
@@ -726,6 +729,191 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   if (absl::Status status = clients[0]->DeletePrefix(config.ctx, config.prefix + "/");
       !status.ok() && outcome.verification.ok()) {
     outcome.verification = Annotate(status, "clearing " + config.prefix + " after the run");
+  }
+  return outcome;
+}
+
+namespace {
+
+// The number of threads of this process now.
+int64_t ThreadsNow() {
+  std::error_code error;
+  std::filesystem::directory_iterator it("/proc/self/task", error);
+  if (error) return 0;
+  return static_cast<int64_t>(std::distance(it, std::filesystem::directory_iterator()));
+}
+
+// The name of remote cluster `i` (1-based) of the mesh workload.
+std::string MeshClusterName(int i) { return absl::StrFormat("cluster-%03d", i); }
+
+}  // namespace
+
+absl::StatusOr<BenchOutcome> RunMesh(const BenchConfig& config) {
+  const int n = config.clusters;
+  const int64_t k = config.keys_per_cluster;
+  const int64_t total = n * k;
+  const std::string nodes = std::string(kvstore::kBaseKeyPrefix) + "/state/nodes/v1";
+
+  // The remote clusters' keys, in Cilium's layout: each cluster's config and k node keys, all
+  // served by one etcd (or one embedded store).
+  std::shared_ptr<kvstore::memory::InMemoryStore> sources;  // without --endpoints
+  std::function<absl::StatusOr<std::shared_ptr<kvstore::Backend>>()> open_source;
+  if (config.backend->UsesEtcd()) {
+    auto etcd_config = config.backend->EtcdConfig();
+    if (!etcd_config.ok()) return Annotate(etcd_config.status(), "opening the backend");
+    open_source = [etcd_config = *etcd_config]() {
+      return kvstore::etcd::NewEtcdBackend(etcd_config);
+    };
+  } else {
+    sources = kvstore::memory::InMemoryStore::Create();
+    open_source = [sources]() -> absl::StatusOr<std::shared_ptr<kvstore::Backend>> {
+      return sources->NewClient("remote");
+    };
+  }
+  auto writer = open_source();
+  if (!writer.ok()) return Annotate(writer.status(), "opening the backend");
+  if (absl::Status status = Connect(**writer, config); !status.ok()) return status;
+  for (int i = 1; i <= n; ++i) {
+    const std::string cluster = MeshClusterName(i);
+    // Keys of an earlier run with more keys per cluster would be mirrored too.
+    if (absl::Status status = (*writer)->DeletePrefix(config.ctx, nodes + "/" + cluster + "/");
+        !status.ok()) {
+      return Annotate(status, "clearing " + cluster);
+    }
+    kvstore::mesh::ClusterConfig cluster_config;
+    cluster_config.id = static_cast<uint32_t>(i);
+    if (absl::Status status = kvstore::mesh::SetClusterConfig(config.ctx, **writer, cluster,
+                                                              cluster_config, /*lease=*/false);
+        !status.ok()) {
+      return Annotate(status, "writing the cluster config of " + cluster);
+    }
+    for (int64_t j = 0; j < k; ++j) {
+      const std::string name = cluster + "/" + KeyName(j);
+      if (absl::Status status = (*writer)->Update(config.ctx, nodes + "/" + name,
+                                                  ValueFor(name, config.value_size), false);
+          !status.ok()) {
+        return Annotate(status, "writing " + name);
+      }
+    }
+  }
+
+  // The target: an embedded store (a target etcd shared with the sources would hold both
+  // clusters' configs under one key).
+  auto target_store = kvstore::memory::InMemoryStore::Create();
+  std::shared_ptr<kvstore::Backend> target = target_store->NewClient("target");
+  kvstore::mesh::MeshOptions options;
+  options.target = target;
+  options.heartbeat_interval = std::chrono::milliseconds(0);
+  options.open_backend = [&open_source](const kvstore::mesh::RemoteCluster&) {
+    return open_source();
+  };
+
+  std::atomic<int64_t> peak_threads = ThreadsNow();
+  auto sample_threads = [&] {
+    int64_t now = ThreadsNow();
+    int64_t seen = peak_threads.load();
+    while (now > seen && !peak_threads.compare_exchange_weak(seen, now)) {
+    }
+  };
+  auto [phase_ctx, cancel_phase] = PhaseContext(config);
+  auto [mesh_ctx, stop_mesh] = kvstore::WithCancel(config.ctx);
+  MeasuredPhase phase;
+  auto mesh = kvstore::mesh::Mesh::New(options);
+  if (!mesh.ok()) return Annotate(mesh.status(), "creating the mesh");
+  for (int i = 1; i <= n; ++i) {
+    kvstore::mesh::RemoteCluster remote;
+    remote.name = MeshClusterName(i);
+    remote.config_path = "bench";  // opened by open_source, not read
+    if (absl::Status status = (*mesh)->AddCluster(std::move(remote)); !status.ok()) {
+      return Annotate(status, "adding " + MeshClusterName(i));
+    }
+  }
+  std::thread runner([&mesh, ctx = mesh_ctx] { (*mesh)->Run(ctx); });
+  struct StopsMesh {
+    kvstore::CancelFunc stop;
+    std::thread& runner;
+    ~StopsMesh() {
+      stop();
+      if (runner.joinable()) runner.join();
+    }
+  } stops{stop_mesh, runner};
+
+  auto ready_and_mirrored = [&](int64_t* ready_clusters, int64_t* mirrored) {
+    *ready_clusters = 0;
+    *mirrored = 0;
+    for (const auto& status : (*mesh)->Status()) {
+      if (status.ready) ++*ready_clusters;
+      for (const auto& prefix : status.prefixes) {
+        if (prefix.target.find("/nodes/") != std::string::npos) {
+          *mirrored += static_cast<int64_t>(prefix.keys);
+        }
+      }
+    }
+  };
+  auto describe = [&] {
+    int64_t ready = 0, mirrored = 0;
+    ready_and_mirrored(&ready, &mirrored);
+    return OfTotal(ready, n) + " clusters ready, " + OfTotal(mirrored, total) + " keys mirrored";
+  };
+  Progress progress(config.progress, "mesh", describe);
+  bool converged = false;
+  auto last_status = std::chrono::steady_clock::now() - 1h;
+  while (!phase_ctx.Done()) {
+    sample_threads();
+    if (std::chrono::steady_clock::now() - last_status >= 20ms) {
+      last_status = std::chrono::steady_clock::now();
+      int64_t ready = 0, mirrored = 0;
+      ready_and_mirrored(&ready, &mirrored);
+      if (ready == n && mirrored == total) {
+        converged = true;
+        break;
+      }
+    }
+    phase_ctx.WaitFor(2ms);
+  }
+  BenchOutcome outcome;
+  outcome.measurement = phase.Finish();
+  progress.Stop();
+  if (!converged) return PhaseFailure(config, describe(), absl::OkStatus());
+  cancel_phase();
+
+  outcome.keys = total;
+  outcome.fields = {{"clusters", std::to_string(n)},
+                    {"keys_per_cluster", std::to_string(k)},
+                    {"threads", std::to_string(peak_threads.load())},
+                    {"value_size", std::to_string(config.value_size)},
+                    {"backend", BackendKind(config)}};
+  // Every key and canary, as the target's agents would read them.
+  const std::string cache = std::string(kvstore::kBaseKeyPrefix) + "/cache/nodes/v1";
+  auto mirrored = target->ListPrefix(config.ctx, cache + "/");
+  if (!mirrored.ok()) {
+    outcome.verification = Annotate(mirrored.status(), "listing the target");
+  } else {
+    int64_t right = 0;
+    for (int i = 1; i <= n; ++i) {
+      for (int64_t j = 0; j < k; ++j) {
+        const std::string name = MeshClusterName(i) + "/" + KeyName(j);
+        auto it = mirrored->find(cache + "/" + name);
+        if (it != mirrored->end() && it->second.data == ValueFor(name, config.value_size)) ++right;
+      }
+      auto canary = target->Get(
+          config.ctx, std::string(kvstore::kSyncedPrefix) + "/" + MeshClusterName(i) + "/" + cache);
+      if (!canary.ok() || !canary->has_value()) {
+        outcome.verification = absl::DataLossError("verification failed: no nodes canary of " +
+                                                   MeshClusterName(i) + " in the target");
+        break;
+      }
+    }
+    if (outcome.verification.ok() &&
+        (right != total || static_cast<int64_t>(mirrored->size()) != total)) {
+      outcome.verification = absl::DataLossError(
+          "verification failed: the target holds " + std::to_string(mirrored->size()) +
+          " node keys, " + std::to_string(right) + " of the " + std::to_string(total) +
+          " written ones with their value");
+    }
+  }
+  for (int i = 1; i <= n; ++i) {
+    (void)(*writer)->DeletePrefix(config.ctx, nodes + "/" + MeshClusterName(i) + "/");
   }
   return outcome;
 }

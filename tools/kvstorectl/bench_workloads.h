@@ -33,6 +33,8 @@ struct BenchConfig {
   int64_t fill_keys = -1;                      // watch: keys written first (-1: the default)
   int collaborators = 10;                      // shared
   int64_t keys_per_collaborator = 1000;        // shared
+  int clusters = 10;                           // mesh
+  int64_t keys_per_cluster = 100;              // mesh
 };
 
 // A measured phase that ran to its end. `verification` tells whether the end state was right.
@@ -50,6 +52,9 @@ absl::StatusOr<BenchOutcome> RunFill(const BenchConfig& config);
 absl::StatusOr<BenchOutcome> RunSync(const BenchConfig& config);
 absl::StatusOr<BenchOutcome> RunWatch(const BenchConfig& config);
 absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config);
+// N remote clusters (Cilium's layout, each with its own client of the etcd or embedded store)
+// mirrored by a Mesh into an embedded target; prints the peak thread count (`threads`).
+absl::StatusOr<BenchOutcome> RunMesh(const BenchConfig& config);
 
 }  // namespace kvstorectl::bench
 
