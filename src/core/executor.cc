@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "core/blocking_pool.h"
 #include "core/task.h"
 
 namespace kvstore {
@@ -214,6 +215,11 @@ size_t DefaultExecutorThreads() { return internal::Pool().max_threads(); }
 namespace internal {
 
 Executor& BlockingPool() { return Blocking(); }
+
+std::shared_ptr<Executor> SharedBlockingPool() {
+  // An aliasing pointer: the pool is never destroyed.
+  return std::shared_ptr<Executor>(std::shared_ptr<Executor>(), &Blocking());
+}
 
 size_t BlockingPoolThreads() { return Blocking().max_threads(); }
 

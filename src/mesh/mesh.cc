@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/backoff.h"
 #include "core/clock_sleep.h"
+#include "core/task.h"
 #include "core/write_checks.h"
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/mesh/heartbeat.h"
@@ -115,17 +117,21 @@ class MeshImpl final : public Mesh {
       run_ctx_ = ctx;
       for (auto& [name, cluster] : clusters_) cluster->Start(ctx);
     }
-    std::thread heartbeat;
+    // The heartbeat runs on the mesh's strand; Run waits for it before returning.
+    // Shared with the task: set_value may still run there when the wait below returns.
+    auto heartbeat_done = std::make_shared<std::promise<void>>();
+    std::future<void> heartbeat_ended = heartbeat_done->get_future();
     if (options_.heartbeat_interval > 0ms) {
-      heartbeat = std::thread([this, ctx] {
-        RunHeartbeat(ctx, *options_.target, options_.heartbeat_interval, options_.lease, clock_);
-      });
+      kvstore::internal::Spawn(strand_, Heartbeat(ctx),
+                               [heartbeat_done] { heartbeat_done->set_value(); });
+    } else {
+      heartbeat_done->set_value();
     }
     do {
       if (!options_.config_directory.empty()) ScanConfigDirectory();
       ReapFinishedDrains();
     } while (SleepOnClock(ctx, *clock_, options_.config_poll_interval));
-    if (heartbeat.joinable()) heartbeat.join();
+    heartbeat_ended.wait();
     StopAll();
   }
 
@@ -257,6 +263,23 @@ class MeshImpl final : public Mesh {
     std::atomic<bool> done = false;
   };
 
+  // RunHeartbeat's loop as a coroutine: cilium/.heartbeat written in the target every
+  // heartbeat_interval until `ctx` is done, each write bounded as Cilium bounds it (its lock
+  // lease TTL), so that a hung target delays no tick.
+  kvstore::internal::Task<void> Heartbeat(Context ctx) {
+    do {
+      auto [write_ctx, done] = WithTimeout(ctx, std::chrono::seconds(25));
+      const std::string now = FormatHeartbeat(clock_->WallNow());
+      absl::Status status = co_await kvstore::internal::Offload(
+          kvstore::internal::BlockingPool(), strand_,
+          [&] { return options_.target->Update(write_ctx, kHeartbeatPath, now, options_.lease); });
+      done();
+      if (!status.ok() && !ctx.Done()) {
+        spdlog::warn("cannot write heartbeat key={} error={}", kHeartbeatPath, status.ToString());
+      }
+    } while (co_await kvstore::internal::Sleep(strand_, *clock_, options_.heartbeat_interval, ctx));
+  }
+
   void Emit(const MeshEvent& event) {
     if (!options_.on_event) return;
     std::lock_guard lock(event_mu_);
@@ -376,6 +399,7 @@ class MeshImpl final : public Mesh {
   const std::shared_ptr<Clock> clock_;
   MeshMetrics metrics_;
   MirrorEnv env_;
+  Strand strand_{options_.executor};  // the mesh's own tasks (the heartbeat)
 
   mutable std::mutex mu_;  // guards the fields below
   bool running_ = false;

@@ -21,6 +21,7 @@
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "tests/support/eventually.h"
 
 namespace kvstore::store {
 namespace {
@@ -32,15 +33,7 @@ using namespace std::chrono_literals;
 
 constexpr char kPrefix[] = "cilium/state/shared/v1";
 
-// Polls `pred` until it holds or `timeout` passed; returns its last value.
-bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return pred();
-}
+using kvstore::testing::Eventually;
 
 std::string PathOf(const std::string& name) { return std::string(kPrefix) + "/" + name; }
 

@@ -36,10 +36,6 @@ using ::testing::HasSubstr;
 
 using RunningTool = ::kvstore::testing::RunningTool;
 
-bool Eventually(const std::function<bool()>& condition,
-                std::chrono::milliseconds timeout = kToolTimeout) {
-  return EventuallyTrue(condition, timeout);
-}
 constexpr auto kTimeout = kToolTimeout;
 
 // --- agent --------------------------------------------------------------------------------------
@@ -89,8 +85,9 @@ TEST(AgentTest, TwoAgentsSeeEachOtherAndTakeTheirKeysAlongWhenTheyLeave) {
   // A key deleted from outside is written again by its owner.
   ASSERT_TRUE(client->Delete(Context::Background(), std::string(kAgentPrefix) + "/bob/ip").ok());
   EXPECT_TRUE(alice.AwaitLine(is_json_event("delete", "bob/ip"))) << alice.Transcript();
-  EXPECT_TRUE(Eventually([&] { return HasKey(*client, std::string(kAgentPrefix) + "/bob/ip"); }))
-      << bob.Transcript();
+  EXPECT_TRUE(EventuallyTrue([&] {
+    return HasKey(*client, std::string(kAgentPrefix) + "/bob/ip");
+  })) << bob.Transcript();
 
   // The agent's metrics endpoint serves the store metrics.
   std::optional<int> port = MetricsPort(alice);
@@ -117,8 +114,9 @@ TEST(AgentTest, TwoAgentsSeeEachOtherAndTakeTheirKeysAlongWhenTheyLeave) {
   bob.Signal(SIGTERM);
   EXPECT_EQ(bob.Wait(), 0) << bob.Transcript();
   EXPECT_FALSE(HasKey(*client, std::string(kAgentPrefix) + "/bob/ip"));
-  EXPECT_TRUE(Eventually([&] { return alice.CountLines(is_json_event("delete", "bob/ip")) == 2; }))
-      << alice.Transcript();
+  EXPECT_TRUE(EventuallyTrue([&] {
+    return alice.CountLines(is_json_event("delete", "bob/ip")) == 2;
+  })) << alice.Transcript();
   EXPECT_TRUE(HasKey(*client, std::string(kAgentPrefix) + "/alice/ip"));
 
   alice.Signal(SIGTERM);
@@ -275,7 +273,7 @@ TEST_F(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
   ASSERT_TRUE(source_client_->Update(bg, nodes + "node1", "v1b", false).ok());
   ASSERT_TRUE(source_client_->Update(bg, nodes + "node3", "v3", false).ok());
   ASSERT_TRUE(source_client_->Delete(bg, nodes + "node2").ok());
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(EventuallyTrue([&] {
     return GetValue(*target_client_, cached + "node1") == "v1b" &&
            HasKey(*target_client_, cached + "node3") && !HasKey(*target_client_, cached + "node2");
   })) << mesh.Transcript();
@@ -283,10 +281,10 @@ TEST_F(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
   // The source restarts: the mirror goes on.
   ASSERT_TRUE(source_->StopMember(0).ok());
   ASSERT_TRUE(source_->StartMember(0).ok());
-  EXPECT_TRUE(
-      Eventually([&] { return source_client_->Update(bg, nodes + "node4", "v4", false).ok(); }));
+  EXPECT_TRUE(EventuallyTrue(
+      [&] { return source_client_->Update(bg, nodes + "node4", "v4", false).ok(); }));
   ASSERT_TRUE(source_client_->Delete(bg, nodes + "node3").ok());
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(EventuallyTrue([&] {
     return GetValue(*target_client_, cached + "node4") == "v4" &&
            !HasKey(*target_client_, cached + "node3");
   })) << mesh.Transcript();
@@ -295,7 +293,7 @@ TEST_F(MeshTest, MirrorsIntoTheCacheAndSurvivesRestartsOfBothSides) {
   ASSERT_TRUE(target_->StopMember(0).ok());
   ASSERT_TRUE(target_->StartMember(0).ok());
   ASSERT_TRUE(source_client_->Update(bg, nodes + "node5", "v5", false).ok());
-  EXPECT_TRUE(Eventually([&] { return GetValue(*target_client_, cached + "node5") == "v5"; }))
+  EXPECT_TRUE(EventuallyTrue([&] { return GetValue(*target_client_, cached + "node5") == "v5"; }))
       << mesh.Transcript();
   EXPECT_EQ(GetValue(*target_client_, cached + "node1"), "v1b");
   EXPECT_FALSE(HasKey(*target_client_, "cilium/cache/nodes/v1/C/D/other"));
@@ -329,7 +327,7 @@ TEST_F(MeshTest, DeletesKeysThatVanishedWhileTheSourceWasUnreachable) {
   ASSERT_TRUE(source_->Compact().ok());
   proxy.Restore();
 
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(EventuallyTrue([&] {
     return !HasKey(*target_client_, cached + "vanishes") &&
            HasKey(*target_client_, cached + "appears");
   })) << mesh.Transcript();

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "kvstore/etcd/etcd_backend.h"
+#include "tests/support/eventually.h"
 #include "tests/tools/tool_runner.h"
 
 namespace kvstore::testing {
@@ -17,12 +18,7 @@ namespace kvstore::testing {
 using namespace std::chrono_literals;
 
 bool EventuallyTrue(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(20ms);
-  }
-  return true;
+  return Eventually(condition, timeout);
 }
 
 RunningTool::RunningTool(const std::vector<std::string>& args) {

@@ -25,6 +25,7 @@ namespace kvstore::testing {
 // Generous: only a broken tool (or a stuck etcd) ever waits this long.
 inline constexpr std::chrono::seconds kToolTimeout{30};
 
+// tests/support/eventually.h's Eventually, with the tools' longer default.
 bool EventuallyTrue(const std::function<bool()>& condition,
                     std::chrono::milliseconds timeout = kToolTimeout);
 

@@ -25,6 +25,7 @@
 #include "backend/etcd/lease_manager.h"
 #include "backend/etcd/rpc_client.h"
 #include "backend/etcd/watch_hub.h"
+#include "core/blocking_pool.h"
 #include "core/write_checks.h"
 #include "kvstore/workqueue/rate_limiter.h"
 #include "metrics/recorders.h"
@@ -46,7 +47,9 @@ class EtcdBackend final : public Backend {
                        ? 0
                        : static_cast<int64_t>(config.list_page_size)),
         rpc_(std::move(rpc)),
-        executor_(std::make_unique<Executor>()),
+        // Its tasks may wait on etcd (a login, a fail-over, a lease grant), so they run on the
+        // elastic pool for blocking work, never holding the threads that run everything else.
+        executor_(std::make_unique<Executor>(nullptr, internal::SharedBlockingPool())),
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
                                                config.max_keys_per_lease, config_.metrics.get())),
         hub_(std::make_shared<WatchHub>(rpc_.get(), executor_.get(), page_size_,
