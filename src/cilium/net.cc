@@ -44,7 +44,14 @@ bool IsV4Mapped(const std::array<uint8_t, 16>& ip) {
 // Go's netip string forms: dotted IPv4; IPv6 with the first longest run of two or more zero
 // groups as "::", groups in lower-case hex without leading zeros.
 std::string FormatIP16(const std::array<uint8_t, 16>& ip) {
-  if (IsV4Mapped(ip)) return absl::StrFormat("%d.%d.%d.%d", ip[12], ip[13], ip[14], ip[15]);
+  std::string out;
+  if (IsV4Mapped(ip)) {
+    for (int i = 12; i < 16; ++i) {
+      if (i > 12) out += '.';
+      absl::StrAppend(&out, ip[i]);
+    }
+    return out;
+  }
   int best_start = -1, best_len = 0;
   for (int i = 0; i < 8;) {
     if (ip[2 * i] == 0 && ip[2 * i + 1] == 0) {
@@ -59,7 +66,6 @@ std::string FormatIP16(const std::array<uint8_t, 16>& ip) {
       ++i;
     }
   }
-  std::string out;
   for (int i = 0; i < 8; ++i) {
     if (i == best_start) {
       out += "::";
@@ -67,7 +73,14 @@ std::string FormatIP16(const std::array<uint8_t, 16>& ip) {
       continue;
     }
     if (!out.empty() && out.back() != ':') out += ':';
-    absl::StrAppendFormat(&out, "%x", (ip[2 * i] << 8) | ip[2 * i + 1]);
+    const unsigned group = (ip[2 * i] << 8) | ip[2 * i + 1];
+    bool started = false;
+    for (int shift = 12; shift >= 0; shift -= 4) {
+      const unsigned digit = (group >> shift) & 0xf;
+      if (digit == 0 && !started && shift > 0) continue;
+      started = true;
+      out += "0123456789abcdef"[digit];
+    }
   }
   return out;
 }
