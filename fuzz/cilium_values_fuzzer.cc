@@ -2,16 +2,43 @@
 // picks the parser, then a key (one length byte) and the rest is the value. Whatever the bytes:
 // Unmarshal returns a status, never crashes or throws; a value it takes marshals, and what it
 // marshals parses back to the very same bytes (Marshal's output is a fixed point), so that a
-// writer never rewrites an unchanged object.
+// writer never rewrites an unchanged object. Labels are the exception Cilium has too: a label
+// read from "reserved:=k=v" has the key "k=v", written "reserved:k=v=;" and read back as key "k"
+// with value "v=", so labels strings (and the identities keyed by them) settle after one more
+// round.
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "fuzz/fuzz_input.h"
 #include "kvstore/cilium/cilium.h"
 
 namespace kvstore::fuzz {
 namespace {
+
+// An object as a writer stores it: its key name and its value.
+struct Stored {
+  std::string name, value;
+  bool operator==(const Stored&) const = default;
+};
+
+template <typename T>
+Stored Store(const T& object) {
+  absl::StatusOr<std::string> value = object.Marshal();
+  FUZZ_CHECK(value.ok(), "a value taken does not marshal: " + value.status().ToString());
+  return Stored{object.GetKeyName(), *value};
+}
+
+// What a reader makes of `stored`, stored again.
+template <typename T>
+Stored Reread(const Stored& stored) {
+  T reparsed;
+  absl::Status status = reparsed.Unmarshal(stored.name, stored.value);
+  FUZZ_CHECK(status.ok(), "a stored object is rejected: " + status.ToString() + "\n  " +
+                              Printable(stored.name) + "\n  " + Printable(stored.value));
+  return Store(reparsed);
+}
 
 template <typename T>
 void CheckType(const std::string& key, const std::string& value) {
@@ -27,18 +54,14 @@ void CheckType(const std::string& key, const std::string& value) {
                status.ToString());
     return;
   }
-  absl::StatusOr<std::string> written = parsed.Marshal();
-  FUZZ_CHECK(written.ok(), "a value taken does not marshal: " + written.status().ToString());
-  // Keys of the id/ and value/ kinds are their names; the others' names must match `key`.
-  const std::string again_key = parsed.GetKeyName();
-  T reparsed;
-  absl::Status again = reparsed.Unmarshal(key.empty() ? key : again_key, *written);
-  FUZZ_CHECK(again.ok(),
-             "marshalled value rejected: " + again.ToString() + "\n  " + Printable(*written));
-  absl::StatusOr<std::string> twice = reparsed.Marshal();
-  FUZZ_CHECK(twice.ok() && *twice == *written,
-             "not a fixed point:\n  " + Printable(*written) + "\n  " + Printable(*twice));
-  FUZZ_CHECK(reparsed.GetKeyName() == again_key, "the key name changed: " + again_key);
+  Stored first = Store(parsed);
+  constexpr bool kHasLabels =
+      std::is_same_v<T, cilium::Identity> || std::is_same_v<T, cilium::IdentityValueKey>;
+  if (kHasLabels) first = Reread<T>(first);
+  const Stored again = Reread<T>(first);
+  FUZZ_CHECK(again == first, "not a fixed point:\n  " + Printable(first.name) + " " +
+                                 Printable(first.value) + "\n  " + Printable(again.name) + " " +
+                                 Printable(again.value));
 }
 
 void CheckIP(const std::string& text) {
@@ -52,7 +75,8 @@ void CheckIP(const std::string& text) {
 }
 
 void CheckLabels(const std::string& text) {
-  const std::string formatted = cilium::FormatLabels(cilium::ParseLabels(text));
+  const std::string formatted =
+      cilium::FormatLabels(cilium::ParseLabels(cilium::FormatLabels(cilium::ParseLabels(text))));
   FUZZ_CHECK(cilium::FormatLabels(cilium::ParseLabels(formatted)) == formatted,
              "labels string not a fixed point: " + Printable(formatted));
 }
