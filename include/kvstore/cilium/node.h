@@ -69,8 +69,9 @@ class Node : public store::LocalKey {
   absl::StatusOr<std::string> Marshal() const override;
   // Parses Go's JSON (unknown fields ignored, field names matched case-insensitively, as Go
   // does) and checks what Cilium's readers check: Name and Cluster set, ClusterID at most
-  // kMaxClusterId, and `key` (when not empty) either "<cluster>/<name>" or, relative to a
-  // cluster's directory, "<name>". InvalidArgument naming the key and the field; on error the
+  // kMaxClusterId, and `key` (when not empty) either "<name>" (relative to the cluster's
+  // directory) or ending with "<cluster>/<name>" as whole path elements (relative to
+  // kNodesPrefix, or a full key). InvalidArgument naming the key and the field; on error the
   // node is unchanged.
   absl::Status Unmarshal(std::string_view key, std::string_view data) override;
   std::unique_ptr<store::LocalKey> DeepKeyCopy() const override;

@@ -58,9 +58,11 @@ class ClusterService : public store::LocalKey {
   // "<cluster>/<namespace>/<name>", relative to kServicesPrefix.
   std::string GetKeyName() const override;
   absl::StatusOr<std::string> Marshal() const override;
-  // Cilium's checks: cluster, namespace and name set; cluster ID at most kMaxClusterId;
-  // frontend and backend addresses IP addresses without a zone; `key` (when not empty) ends
-  // with "<namespace>/<name>" as whole path elements and is a suffix of GetKeyName().
+  // Parses Go's JSON as Node::Unmarshal does, then Cilium's checks: cluster, namespace and name
+  // set; cluster ID at most kMaxClusterId; frontend and backend addresses IP addresses without
+  // a zone; `key` (when not empty) is "<namespace>/<name>" (relative to the cluster's directory)
+  // or ends with GetKeyName() as whole path elements. InvalidArgument naming the key and the
+  // field; on error the service is unchanged.
   absl::Status Unmarshal(std::string_view key, std::string_view data) override;
   std::unique_ptr<store::LocalKey> DeepKeyCopy() const override;
 };

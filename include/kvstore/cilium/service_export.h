@@ -66,7 +66,8 @@ class ServiceExport : public store::LocalKey {
   absl::StatusOr<std::string> Marshal() const override;
   // Cilium's checks: cluster, namespace, name and exportCreationTimestamp set; type, session
   // affinity, internal traffic policy and traffic distribution among the known values; `key`
-  // as for ClusterService.
+  // as for ClusterService. Other versions' field order (1.17's) is read, and written in this
+  // one's.
   absl::Status Unmarshal(std::string_view key, std::string_view data) override;
   std::unique_ptr<store::LocalKey> DeepKeyCopy() const override;
 };
