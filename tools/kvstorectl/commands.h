@@ -25,10 +25,12 @@ struct CommandEnv {
 
 void AddKvCommands(CLI::App& app, CommandEnv& env);
 void AddDemoCommand(CLI::App& app, CommandEnv& env);
-void AddAgentCommand(CLI::App& app, CommandEnv& env);   // agent.cc
-void AddMeshCommand(CLI::App& app, CommandEnv& env);    // mesh.cc
-void AddBenchCommand(CLI::App& app, CommandEnv& env);   // bench.cc
-void AddCiliumCommand(CLI::App& app, CommandEnv& env);  // cilium.cc
+void AddAgentCommand(CLI::App& app, CommandEnv& env);  // agent.cc
+void AddMeshCommand(CLI::App& app, CommandEnv& env);   // mesh.cc
+void AddBenchCommand(CLI::App& app, CommandEnv& env);  // bench.cc
+
+// cilium.cc
+void AddCiliumCommand(CLI::App& app, CommandEnv& env);
 
 // A value of one of Cilium's kinds, decoded (cilium.cc): its kind ("nodes", ...), and either a
 // one-line summary with the object as Cilium's JSON, or why it does not decode.
