@@ -184,6 +184,13 @@ TEST(CiliumToolTest, ListsAndChecksWhatTypedStoresPublished) {
   ASSERT_TRUE(backend->Update(bg, "cilium/state/nodes/v1/c1/other", other, false).ok());
   ASSERT_TRUE(backend->Update(bg, "cilium/state/identities/v1/id/5000000", "k8s:a=b;", false).ok());
   ASSERT_TRUE(backend->Update(bg, "cilium/state/services/v1/c1/default/web", "{", false).ok());
+  // A node's reference to an identity (value/ key): checked too.
+  ASSERT_TRUE(backend
+                  ->Update(bg,
+                           "cilium/state/identities/v1/value/"
+                           "k8s:app=web;k8s:io.kubernetes.pod.namespace=default;/192.168.0.1",
+                           "65636", false)
+                  .ok());
 
   check = RunKvstorectl({"--endpoints", endpoint, "cilium", "check", "--cluster", "c1"});
   EXPECT_EQ(check.exit_code, 1) << check.out << check.err;
@@ -193,7 +200,7 @@ TEST(CiliumToolTest, ListsAndChecksWhatTypedStoresPublished) {
               HasSubstr("problem: key \"cilium/state/identities/v1/id/5000000\": field ID"));
   EXPECT_THAT(check.out, HasSubstr("problem: key \"cilium/state/services/v1/c1/default/web\""));
   EXPECT_THAT(check.out, HasSubstr("note: cilium/state/nodes/v1/c1/other: encoded differently"));
-  EXPECT_EQ(LastLine(check.out), "checked 8 values, 3 problems, 1 encoded differently")
+  EXPECT_EQ(LastLine(check.out), "checked 9 values, 3 problems, 1 encoded differently")
       << check.out;
   backend->Close();
 }

@@ -176,6 +176,26 @@ std::vector<Kind> Kinds() {
                                 spec.export_creation_timestamp};
                      return absl::OkStatus();
                    }});
+  // Checked, not listed: the value/ keys of identities, one per node using an identity (no
+  // kvstoremesh cache: kvstoremesh mirrors only the id/ keys).
+  kinds.push_back({"identity-values",
+                   kvstore::JoinPath(cilium::kIdentitiesPrefix, "value"),
+                   false,
+                   "",
+                   {"ID", "NODE", "LABELS"},
+                   [](const std::string& key, const std::string& value,
+                      const std::optional<cilium::ClusterInfo>& cluster, Decoded& out) {
+                     cilium::IdentityValueKey reference;
+                     if (absl::Status s = DecodeAs(key, value, cluster, reference, out); !s.ok())
+                       return s;
+                     out.row = {absl::StrCat(reference.id), reference.node,
+                                cilium::FormatLabels(reference.labels)};
+                     out.json = nlohmann::json{{"id", reference.id},
+                                               {"node", reference.node},
+                                               {"labels", cilium::FormatLabels(reference.labels)}}
+                                    .dump();
+                     return absl::OkStatus();
+                   }});
   return kinds;
 }
 
@@ -200,6 +220,7 @@ std::vector<Source> SourcesOf(const Kind& kind, const std::string& cluster) {
     // which one.
     sources.push_back({kvstore::DirectoryPrefix(kind.state), false, cluster, false});
   }
+  if (kind.cache.empty()) return sources;
   sources.push_back({kvstore::DirectoryPrefix(
                          cluster.empty() ? kind.cache : kvstore::JoinPath(kind.cache, cluster)),
                      true, cluster, cluster.empty()});
@@ -250,11 +271,9 @@ absl::Status ReadKind(Reader& reader, const Kind& kind, const std::string& clust
     auto pairs = reader.backend.ListPrefix(reader.ctx, source.prefix);
     if (!pairs.ok()) return pairs.status();
     for (const auto& [key, value] : *pairs) {
-      // A kind's directory may hold other things: the value/ keys of identities are skipped.
       std::string owner = source.cluster;
       const std::string_view below = std::string_view(key).substr(source.prefix.size());
       if (source.cluster_from_key) owner = std::string(below.substr(0, below.find('/')));
-      if (kind.name == "identities" && below.find("value/") != std::string_view::npos) continue;
       ++results.checked;
       Decoded decoded;
       decoded.key = key;
@@ -411,7 +430,9 @@ void AddCiliumCommand(CLI::App& app, CommandEnv& env) {
       "cilium",
       "Cilium's state decoded: nodes, identities, ipcache, services, serviceexports, check");
   cmd->require_subcommand(1);
-  for (Kind& kind : Kinds()) AddKindCommand(*cmd, env, std::move(kind));
+  for (Kind& kind : Kinds()) {
+    if (kind.name != "identity-values") AddKindCommand(*cmd, env, std::move(kind));
+  }
   AddCheckCommand(*cmd, env);
 }
 
