@@ -132,7 +132,7 @@ absl::StatusOr<std::string> ClusterService::Marshal() const {
   WriteAddresses(w, frontends);
   w.Key(kNames[kBackends]);
   WriteAddresses(w, backends);
-  if (!hostnames.empty()) {
+  if (!hostnames.empty() || write_empty_hostnames) {
     w.Key(kNames[kHostnames]);
     w.StringMap(hostnames);
   }
@@ -197,6 +197,7 @@ absl::Status ClusterService::Unmarshal(std::string_view key, std::string_view da
             std::optional<std::map<std::string, std::string>> map = std::move(svc.hostnames);
             KVSTORE_RETURN_IF_ERROR(internal::ReadStringMap(v, at, map));
             svc.hostnames = map.value_or(std::map<std::string, std::string>{});
+            svc.write_empty_hostnames = v.is_object() && v.empty();
             return absl::OkStatus();
           }
           case kZones: {

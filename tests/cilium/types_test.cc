@@ -296,6 +296,16 @@ TEST(ClusterServiceTest, EmptyMapsAsCiliumWritesThem) {
       R"("labels":null,"selector":{},"includeExternal":true,"shared":false,"clusterID":1})");
 }
 
+TEST(ClusterServiceTest, KeepsTheEncodingOfAgentsBefore119) {
+  // Before zones (1.19), "hostnames" was written even when empty.
+  const std::string json =
+      R"({"cluster":"c1","namespace":"ns","name":"s","frontends":{},"backends":{},)"
+      R"("hostnames":{},"labels":{},"selector":{},"includeExternal":false,"shared":true,)"
+      R"("clusterID":1})";
+  ClusterService svc = ExpectRoundTrip<ClusterService>("c1/ns/s", json);
+  EXPECT_TRUE(svc.write_empty_hostnames);
+}
+
 TEST(ClusterServiceTest, RejectsWhatCiliumRejects) {
   ExpectRejected<ClusterService>("c1/ns/s", R"({"namespace":"ns","name":"s"})", "cluster");
   ExpectRejected<ClusterService>("c1/ns/s", R"({"cluster":"c1","name":"s"})", "namespace");

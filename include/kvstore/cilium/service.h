@@ -36,8 +36,9 @@ struct BackendZone {
 };
 
 // {"cluster":..,"namespace":..,"name":..,"frontends":{IP:{port name:{..}}},"backends":{..},
-//  "hostnames":{..} (left out when empty),"zones":{..} (left out when empty),"labels":{..},
-//  "selector":{..},"includeExternal":b,"shared":b,"clusterID":N}. The maps start empty, as
+//  "hostnames":{..} (left out when empty unless write_empty_hostnames),"zones":{..} (left out when
+//  empty),"labels":{..}, "selector":{..},"includeExternal":b,"shared":b,"clusterID":N}. The maps
+//  start empty, as
 // Cilium's NewClusterService makes them; nullopt is a nil map (null). A null port entry is read
 // as an empty one (Cilium never writes one).
 class ClusterService : public store::LocalKey {
@@ -48,6 +49,9 @@ class ClusterService : public store::LocalKey {
   std::optional<std::map<std::string, PortConfiguration>> frontends{std::in_place};
   std::optional<std::map<std::string, PortConfiguration>> backends{std::in_place};
   std::map<std::string, std::string> hostnames;
+  // Cilium before 1.19 writes "hostnames":{} when there are none; 1.19 leaves it out. Unmarshal
+  // sets this when the value had it, so that such a value is written back as it was.
+  bool write_empty_hostnames = false;
   std::map<std::string, BackendZone> zones;
   std::optional<std::map<std::string, std::string>> labels{std::in_place};
   std::optional<std::map<std::string, std::string>> selector{std::in_place};
