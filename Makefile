@@ -68,7 +68,8 @@ test-release: deps
 # seed corpus fuzz/corpus/<name>/ (the committed corpus never grows); a crash stops the run and
 # leaves the reproducer in build-fuzz/artifacts/. FUZZERS="a b" builds and runs only those.
 FUZZ_SECONDS ?= 60
-FUZZERS ?= watch_store_fuzzer shared_store_fuzzer workqueue_fuzzer etcd_config_fuzzer
+FUZZERS ?= watch_store_fuzzer shared_store_fuzzer workqueue_fuzzer etcd_config_fuzzer \
+  cilium_values_fuzzer
 fuzz: deps
 	@CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DKVSTORE_FUZZ=ON -DKVSTORE_BUILD_TESTS=OFF -DKVSTORE_SANITIZE=address,undefined \

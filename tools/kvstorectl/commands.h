@@ -3,6 +3,9 @@
 #ifndef KVSTORE_TOOLS_KVSTORECTL_COMMANDS_H_
 #define KVSTORE_TOOLS_KVSTORECTL_COMMANDS_H_
 
+#include <optional>
+#include <string>
+
 #include "CLI/CLI.hpp"
 #include "backend_flags.h"
 #include "kvstore/context.h"
@@ -25,6 +28,21 @@ void AddDemoCommand(CLI::App& app, CommandEnv& env);
 void AddAgentCommand(CLI::App& app, CommandEnv& env);  // agent.cc
 void AddMeshCommand(CLI::App& app, CommandEnv& env);   // mesh.cc
 void AddBenchCommand(CLI::App& app, CommandEnv& env);  // bench.cc
+
+// cilium.cc
+void AddCiliumCommand(CLI::App& app, CommandEnv& env);
+
+// A value of one of Cilium's kinds, decoded (cilium.cc): its kind ("nodes", ...), and either a
+// one-line summary with the object as Cilium's JSON, or why it does not decode.
+struct CiliumDecoded {
+  std::string kind;
+  std::string summary;
+  std::string json;
+  std::string error;
+};
+// nullopt when `key` is not in a directory of Cilium's kinds (cilium/state/... or
+// cilium/cache/...).
+std::optional<CiliumDecoded> DecodeCiliumValue(const std::string& key, const std::string& value);
 
 }  // namespace kvstorectl
 

@@ -1,5 +1,6 @@
 // get, put, del, ls, watch and status: one backend operation each.
 #include <iostream>
+#include <iterator>
 #include <string>
 
 #include "commands.h"
@@ -75,10 +76,21 @@ void AddPut(CLI::App& app, CommandEnv& env) {
   };
   auto opts = std::make_shared<Options>();
   cmd->add_option("key", opts->key, "the key")->required();
-  cmd->add_option("value", opts->value, "the value")->required();
+  CLI::Option* value = cmd->add_option(
+      "value", opts->value,
+      "the value; without it, standard input up to its end (as `etcdctl put`), so that values "
+      "over the 128 KiB argument limit can be written");
   cmd->add_flag("--lease", opts->lease, "attach the key to this client's session lease");
   opts->output.AddTo(*cmd);
-  cmd->callback([&env, opts] {
+  cmd->callback([&env, opts, value] {
+    if (value->count() == 0) {
+      opts->value.assign(std::istreambuf_iterator<char>(std::cin),
+                         std::istreambuf_iterator<char>());
+      if (std::cin.bad()) {
+        std::cerr << "error: cannot read the value from standard input\n";
+        return void(env.exit_code = kExitFailure);
+      }
+    }
     auto backend = OpenOrReport(env);
     if (!backend) return void(env.exit_code = kExitFailure);
     if (auto status = backend->Update(env.ctx, opts->key, opts->value, opts->lease); !status.ok()) {
@@ -162,16 +174,31 @@ void AddWatch(CLI::App& app, CommandEnv& env) {
     }
     auto watcher = backend->ListAndWatch(ctx, opts->prefix, 1024);
     while (auto ev = watcher->Next(ctx)) {
+      // Values of Cilium's kinds are shown decoded too (not for deletions: no value).
+      std::optional<CiliumDecoded> decoded;
+      if (ev->type == kvstore::EventType::kCreate || ev->type == kvstore::EventType::kModify) {
+        decoded = DecodeCiliumValue(ev->key, ev->value);
+      }
       if (opts->output.Json()) {
-        std::cout << Dump(json{{"type", kvstore::EventTypeName(ev->type)},
-                               {"key", ev->key},
-                               {"value", ev->value},
-                               {"revision", ev->revision}})
-                  << std::endl;
+        json line = {{"type", kvstore::EventTypeName(ev->type)},
+                     {"key", ev->key},
+                     {"value", ev->value},
+                     {"revision", ev->revision}};
+        if (decoded && decoded->error.empty()) {
+          line["decoded"] = json::parse(decoded->json, nullptr, /*allow_exceptions=*/false);
+        } else if (decoded) {
+          line["decode_error"] = decoded->error;
+        }
+        std::cout << Dump(line) << std::endl;
       } else {
         std::cout << kvstore::EventTypeName(ev->type);
         if (ev->type != kvstore::EventType::kListDone) {
           std::cout << " " << ev->key << " " << ev->value << " rev=" << ev->revision;
+        }
+        if (decoded && decoded->error.empty()) {
+          std::cout << " " << decoded->kind << ": " << decoded->summary;
+        } else if (decoded) {
+          std::cout << " decode_error: " << decoded->error;
         }
         std::cout << std::endl;
       }

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   kvstorectl::AddAgentCommand(app, env);
   kvstorectl::AddMeshCommand(app, env);
   kvstorectl::AddBenchCommand(app, env);
+  kvstorectl::AddCiliumCommand(app, env);
 
   app.parse_complete_callback([&] { kvstorectl::ConfigureLogging(log_level, log_format); });
   try {
