@@ -10,9 +10,11 @@
 #include <mutex>
 #include <vector>
 
+#include "kvstore/export.h"
+
 namespace kvstore {
 
-class Clock {
+class KVSTORE_EXPORT Clock {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
@@ -28,11 +30,11 @@ class Clock {
 };
 
 // The real monotonic clock. Never null.
-std::shared_ptr<Clock> SystemClock();
+KVSTORE_EXPORT std::shared_ptr<Clock> SystemClock();
 
 // A clock that only moves when told. Waits on it end when Advance/Set moves time past their
 // deadline. Thread-safe.
-class FakeClock : public Clock {
+class KVSTORE_EXPORT FakeClock : public Clock {
  public:
   explicit FakeClock(time_point start = time_point{} + std::chrono::hours(1));
   FakeClock(const FakeClock&) = delete;

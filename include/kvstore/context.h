@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 
@@ -20,7 +21,7 @@ namespace internal {
 struct ContextState;
 }
 
-class Context {
+class KVSTORE_EXPORT Context {
  public:
   // The background context: never done.
   Context();
@@ -62,12 +63,13 @@ class Context {
 using CancelFunc = std::function<void()>;
 
 // A child of `parent` that is done when `parent` is, or when the returned function is called.
-std::pair<Context, CancelFunc> WithCancel(const Context& parent);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithCancel(const Context& parent);
 // Like WithCancel, and done with DeadlineExceeded once `d` has passed (real time).
-std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent,
+                                                          std::chrono::nanoseconds d);
 
 // Keeps a callback registered on a context for the lifetime of this object.
-class ScopedContextCallback {
+class KVSTORE_EXPORT ScopedContextCallback {
  public:
   ScopedContextCallback(const Context& ctx, std::function<void()> fn)
       : ctx_(ctx), id_(ctx.AddCallback(std::move(fn))) {}

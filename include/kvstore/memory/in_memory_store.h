@@ -11,6 +11,7 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
@@ -18,7 +19,7 @@ class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
 
 namespace kvstore::memory {
 
-struct InMemoryOptions {
+struct KVSTORE_EXPORT InMemoryOptions {
   // How long a lease outlives the last keep-alive of its session. A client keeps its leases alive
   // until it is closed or destroyed; then they run out after this long on `clock`.
   std::chrono::seconds lease_ttl{15 * 60};
@@ -36,7 +37,7 @@ struct InMemoryOptions {
 // thread that expires leases and one thread per active watch (so a slow consumer never blocks
 // writers or other watchers); all are joined when the store goes away, which also closes every
 // watcher. Thread-safe.
-class InMemoryStore : public std::enable_shared_from_this<InMemoryStore> {
+class KVSTORE_EXPORT InMemoryStore : public std::enable_shared_from_this<InMemoryStore> {
  public:
   static std::shared_ptr<InMemoryStore> Create(InMemoryOptions opts = {});
   virtual ~InMemoryStore() = default;
