@@ -91,6 +91,7 @@ fuzz: deps
 deb: deps
 	@cmake -S . -B $(BUILD_DIR) -G Ninja $(WERROR) -DCMAKE_INSTALL_PREFIX=/usr $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS) --target kvstorectl kvstore_shared
+	rm -f $(BUILD_DIR)/packages/*.deb
 	cd $(BUILD_DIR) && cpack -G DEB -B packages
 	@ls -l $(BUILD_DIR)/packages/*.deb
 

@@ -10,6 +10,19 @@ get_property(kvstore_components GLOBAL PROPERTY KVSTORE_COMPONENTS)
 set(kvstore_cmake_dir ${CMAKE_INSTALL_LIBDIR}/cmake/kvstore)
 install(TARGETS kvstore ${kvstore_components} EXPORT kvstoreTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development)
+# `cmake --install --strip` and CPack (CPACK_STRIP_FILES) strip the tool and the shared library;
+# the static archives then lose their debug information, as Debian's dh_strip does with them.
+if(CMAKE_STRIP)
+  foreach(component IN LISTS kvstore_components)
+    install(CODE "
+      if(CMAKE_INSTALL_DO_STRIP)
+        execute_process(COMMAND \"${CMAKE_STRIP}\" --strip-debug --enable-deterministic-archives
+          \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:${component}>\"
+          COMMAND_ERROR_IS_FATAL ANY)
+      endif()
+    " COMPONENT development)
+  endforeach()
+endif()
 if(TARGET kvstore_shared)
   install(TARGETS kvstore_shared EXPORT kvstoreTargets
           LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime

@@ -61,7 +61,7 @@ step install dpkg -i "${debs[@]}"
 step kvstorectl kvstorectl --help
 
 # Whether `binary` loads libkvstore.so.0 (from the system's library path: no LD_LIBRARY_PATH).
-loads_shared() { ldd "$1" | grep -q 'libkvstore\.so\.0 => /usr/lib/'; }
+loads_shared() { ldd "$1" | grep -Eq 'libkvstore\.so\.0 => (/usr)?/lib/'; }
 
 flags=$(pkg-config --cflags --libs kvstore)
 echo "deb_test: pkg-config --cflags --libs kvstore: $flags"
