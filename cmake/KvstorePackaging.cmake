@@ -72,8 +72,14 @@ This package holds the shared library.")
 
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_NAME libkvstore-dev)
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_SECTION libdevel)
+# What kvstoreConfig.cmake finds (gRPC's CMake package needs its protoc plugin) and the headers
+# include.
 set(CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
-  "libkvstore${KVSTORE_SOVERSION} (= ${PROJECT_VERSION}), libabsl-dev, prometheus-cpp-dev, libgrpc++-dev, protobuf-compiler-grpc, libprotobuf-dev, libspdlog-dev, libyaml-cpp-dev, nlohmann-json3-dev")
+  "libabsl-dev, prometheus-cpp-dev, libgrpc++-dev, protobuf-compiler-grpc, libprotobuf-dev, libspdlog-dev, libyaml-cpp-dev, nlohmann-json3-dev")
+if(TARGET kvstore_shared)
+  string(PREPEND CPACK_DEBIAN_DEVELOPMENT_PACKAGE_DEPENDS
+         "libkvstore${KVSTORE_SOVERSION} (= ${PROJECT_VERSION}), ")
+endif()
 set(CPACK_DEBIAN_DEVELOPMENT_DESCRIPTION
   "shared key-value store library (development files)
 kvstore lets many processes share keys through a key-value store, the way
