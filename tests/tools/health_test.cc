@@ -46,12 +46,12 @@ HttpResponse HttpGet(int port, const std::string& path) {
   return response;
 }
 
-// Polls `path` until it answers `code`; that answer, or the last one.
-HttpResponse AwaitCode(int port, const std::string& path, int code) {
+// Polls `path` until it answers `code` with `text` in the body; that answer, or the last one.
+HttpResponse Await(int port, const std::string& path, int code, const std::string& text = "") {
   HttpResponse last;
   EventuallyTrue([&] {
     last = HttpGet(port, path);
-    return last.code == code;
+    return last.code == code && last.body.find(text) != std::string::npos;
   });
   return last;
 }
@@ -68,14 +68,16 @@ TEST(AgentHealthTest, ReadyOnceJoinedAndItsKeysWritten) {
   std::optional<int> port = MetricsPort(agent);
   ASSERT_TRUE(port.has_value()) << agent.Transcript();
 
-  HttpResponse ready = HttpGet(*port, "/readyz");
+  // (It says "starting", then "opening the backend" first.)
+  HttpResponse ready = Await(*port, "/readyz", 503, "joining shared store cilium/state/health/v1");
   EXPECT_EQ(ready.code, 503) << ready.body;
-  EXPECT_THAT(ready.body, HasSubstr("joining shared store cilium/state/health/v1"));
+  EXPECT_THAT(ready.body,
+              HasSubstr("joining shared store cilium/state/health/v1: listing its keys"));
   HttpResponse healthy = HttpGet(*port, "/healthz");
   EXPECT_EQ(healthy.code, 200) << healthy.body;
 
   ASSERT_TRUE(etcd->StartMember(0).ok());
-  ready = AwaitCode(*port, "/readyz", 200);
+  ready = Await(*port, "/readyz", 200);
   ASSERT_EQ(ready.code, 200) << ready.body << agent.Transcript();
   EXPECT_THAT(ready.body,
               HasSubstr("ready: joined shared store cilium/state/health/v1, 2 keys written"));
@@ -84,7 +86,7 @@ TEST(AgentHealthTest, ReadyOnceJoinedAndItsKeysWritten) {
   EXPECT_EQ(GetValue(*client, "cilium/state/health/v1/alice/ip"), "10.0.0.1");
   EXPECT_EQ(GetValue(*client, "cilium/state/health/v1/alice/mac"), "aa:bb");
 
-  healthy = AwaitCode(*port, "/healthz", 200);
+  healthy = Await(*port, "/healthz", 200, "agent loop: turning");
   EXPECT_THAT(healthy.body, HasSubstr("agent loop: turning"));
   // The metrics are still served beside the probes.
   EXPECT_TRUE(SampleValue(Scrape(*port), "cilium_kvstore_operations_duration_seconds_count", {})
@@ -139,14 +141,14 @@ TEST(MeshHealthTest, ReadyzNamesARemoteClusterThatIsDown) {
   EXPECT_EQ(ready.code, 503) << ready.body;
   EXPECT_THAT(ready.body, HasSubstr("not ready: 1 of 2 remote clusters not ready"));
   EXPECT_THAT(ready.body, HasSubstr("cluster west: not ready connected=false"));
-  HttpResponse healthy = AwaitCode(*port, "/healthz", 200);
+  HttpResponse healthy = Await(*port, "/healthz", 200, "mesh status loop: turning");
   EXPECT_EQ(healthy.code, 200) << healthy.body;
   EXPECT_THAT(healthy.body, HasSubstr("mesh status loop: turning"));
   EXPECT_THAT(healthy.body, HasSubstr("mesh: running"));
 
   // west comes back: every cluster ready.
   ASSERT_TRUE(down->StartMember(0).ok());
-  ready = AwaitCode(*port, "/readyz", 200);
+  ready = Await(*port, "/readyz", 200);
   EXPECT_EQ(ready.code, 200) << ready.body << mesh.Transcript();
   EXPECT_THAT(ready.body, HasSubstr("ready: 2 remote clusters ready"));
 
