@@ -62,6 +62,11 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_NAME libkvstore${KVSTORE_SOVERSION})
 set(CPACK_DEBIAN_RUNTIME_PACKAGE_SECTION libs)
+# The ldconfig trigger Debian policy asks of a shared library package (CPack's own postinst and
+# postrm call ldconfig too, which lintian only warns about).
+configure_file(packaging/libkvstore.triggers ${CMAKE_CURRENT_BINARY_DIR}/packaging/triggers COPYONLY)
+set(CPACK_DEBIAN_RUNTIME_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_BINARY_DIR}/packaging/triggers)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_RUNTIME_DESCRIPTION
   "shared key-value store library (Cilium kvstore design)
 kvstore lets many processes share keys through a key-value store, the way

@@ -61,7 +61,13 @@ step install dpkg -i "${debs[@]}"
 step kvstorectl kvstorectl --help
 
 # Whether `binary` loads libkvstore.so.0 (from the system's library path: no LD_LIBRARY_PATH).
-loads_shared() { ldd "$1" | grep -Eq 'libkvstore\.so\.0 => (/usr)?/lib/'; }
+# (Not `ldd | grep -q`: grep quits at the first match, and under pipefail ldd's SIGPIPE would
+# fail the check now and then.)
+loads_shared() {
+  local libraries
+  libraries=$(ldd "$1") || return 1
+  grep -Eq 'libkvstore\.so\.0 => (/usr)?/lib/' <<<"$libraries"
+}
 
 flags=$(pkg-config --cflags --libs kvstore)
 echo "deb_test: pkg-config --cflags --libs kvstore: $flags"
@@ -69,6 +75,7 @@ echo "deb_test: pkg-config --cflags --libs kvstore: $flags"
 step pkg-config "$cxx" -std=c++20 "$consumer_dir/main.cc" -o "$tmp/consumer-pkg-config" $flags
 if ! loads_shared "$tmp/consumer-pkg-config"; then
   echo "deb_test: the pkg-config build of the consumer does not load the installed libkvstore.so.0"
+  ldd "$tmp/consumer-pkg-config"
   exit 1
 fi
 "$tmp/consumer-pkg-config"
@@ -85,6 +92,8 @@ fi
 step build "$cmake" --build "$tmp/build"
 if ! loads_shared "$tmp/build/kvstore_consumer"; then
   echo "deb_test: the CMake build of the consumer does not load the installed libkvstore.so.0"
+  ldd "$tmp/build/kvstore_consumer"
+  readelf -d "$tmp/build/kvstore_consumer" | grep -E 'NEEDED|RPATH|RUNPATH'
   exit 1
 fi
 "$tmp/build/kvstore_consumer"

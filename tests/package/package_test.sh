@@ -33,13 +33,13 @@ step kvstorectl "$prefix/bin/kvstorectl" --help
 kinds=(shared static)
 if [[ $shared != ON ]]; then
   kinds=(static)
-  if find "$prefix" -name 'libkvstore.so*' | grep -q .; then
+  if [[ -n $(find "$prefix" -name 'libkvstore.so*' -print -quit) ]]; then
     echo "package_test: a build without KVSTORE_BUILD_SHARED installed libkvstore.so"
     exit 1
   fi
 fi
 if [[ $shared == ON ]]; then
-  library=$(find "$prefix" -name 'libkvstore.so.0' | head -n 1)
+  library=$(find "$prefix" -name 'libkvstore.so.0' -print -quit)
   if [[ -z $library ]]; then
     echo "package_test: no libkvstore.so.0 installed in $prefix"
     exit 1
@@ -49,7 +49,12 @@ if [[ $shared == ON ]]; then
 fi
 
 # Whether `binary` loads libkvstore.so.0.
-needs_shared() { readelf -d "$1" | grep -q 'NEEDED.*\[libkvstore\.so\.0\]'; }
+# (Not `readelf | grep -q`: under pipefail, readelf's SIGPIPE once grep has quit would count.)
+needs_shared() {
+  local dynamic
+  dynamic=$(readelf -d "$1") || return 1
+  grep -q 'NEEDED.*\[libkvstore\.so\.0\]' <<<"$dynamic"
+}
 
 # CMake, shared then static. Only the prefix: no package registry, so a build tree or another
 # install cannot stand in for it.
