@@ -8,7 +8,7 @@ CMAKE_FLAGS ?=
 # so that packagers' compilers cannot break the build).
 WERROR = -DKVSTORE_WERROR=ON
 
-.PHONY: all deps configure build run test test-asan test-tsan test-release clean format fuzz
+.PHONY: all deps configure build run test test-asan test-tsan test-release clean format fuzz deb
 
 all: build
 
@@ -84,6 +84,17 @@ fuzz: deps
 	    build-fuzz/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -timeout=120 -print_final_stats=1 \
 	    -artifact_prefix=build-fuzz/artifacts/$$f- build-fuzz/corpus/$$f; \
 	done
+
+# The Debian packages libkvstore0, libkvstore-dev and kvstorectl (cmake/KvstorePackaging.cmake)
+# in $(BUILD_DIR)/packages: the build is configured for /usr (libraries in the multiarch
+# directory), the library and the tool built, and CPack packs them (dependencies computed by
+# dpkg-shlibdeps).
+deb: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja $(WERROR) -DCMAKE_INSTALL_PREFIX=/usr $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target kvstorectl kvstore_shared
+	rm -f $(BUILD_DIR)/packages/*.deb
+	cd $(BUILD_DIR) && cpack -G DEB -B packages
+	@ls -l $(BUILD_DIR)/packages/*.deb
 
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

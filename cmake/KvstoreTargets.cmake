@@ -9,10 +9,14 @@ function(kvstore_warnings target)
 endfunction()
 
 # kvstore_component(NAME SOURCES... [LIBS ...]): one internal static library of the kvstore
-# package; it is installed and exported so that kvstore::kvstore can link it.
+# package; it is installed and exported so that kvstore::kvstore_static can link it, and its
+# objects are linked into libkvstore.so (cmake/KvstoreShared.cmake). Compiled with hidden
+# visibility: the shared library exports only what include/kvstore/ marks KVSTORE_EXPORT.
 function(kvstore_component name)
   cmake_parse_arguments(ARG "" "" "SOURCES;LIBS" ${ARGN})
   add_library(${name} STATIC ${ARG_SOURCES})
+  set_target_properties(${name} PROPERTIES CXX_VISIBILITY_PRESET hidden
+                                           VISIBILITY_INLINES_HIDDEN ON)
   target_include_directories(${name} PUBLIC
     $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>

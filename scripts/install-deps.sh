@@ -10,6 +10,7 @@ packages=(
   libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   etcd-server etcd-client openssl curl
+  dpkg-dev file
   clang libclang-rt-14-dev
 )
 

@@ -17,10 +17,11 @@
 #include "absl/status/statusor.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 
-struct Value {
+struct KVSTORE_EXPORT Value {
   std::string data;
   int64_t mod_revision = 0;  // positive, grows with every write
   int64_t lease_id = 0;      // 0: no lease
@@ -30,7 +31,7 @@ using KeyValuePairs = std::map<std::string, Value>;
 
 enum class BackendState { kOk, kWarning, kFailure, kClosed };
 
-struct BackendStatus {
+struct KVSTORE_EXPORT BackendStatus {
   BackendState state = BackendState::kOk;
   std::string message;  // human-readable: endpoints, leader, leases
 };
@@ -40,14 +41,14 @@ inline constexpr size_t kMaxValueBytes = 1536 * 1024;
 
 // One write of a batch (SyncStoreBackend::ApplyBatch): an Update, or a Delete when `value` is
 // nullopt. The views must stay valid for the call.
-struct WriteOp {
+struct KVSTORE_EXPORT WriteOp {
   std::string_view key;
   std::optional<std::string_view> value;
   bool lease = false;
 };
 
 // What SyncStore needs of a backend.
-class SyncStoreBackend {
+class KVSTORE_EXPORT SyncStoreBackend {
  public:
   virtual ~SyncStoreBackend() = default;
   // Writes `value` at `key`; with `lease` the key is attached to this instance's session lease.
@@ -82,7 +83,7 @@ class SyncStoreBackend {
 };
 
 // How a watch reports, for ListAndWatchWith.
-struct WatchOptions {
+struct KVSTORE_EXPORT WatchOptions {
   // False: kDelete events may come without the last value (empty), which spares the backend
   // keeping a copy of every value it reported. For consumers that look deleted keys up by name
   // in what they kept themselves (SharedStore, WatchStore).
@@ -90,7 +91,7 @@ struct WatchOptions {
 };
 
 // What WatchStore needs of a backend.
-class WatchStoreBackend {
+class KVSTORE_EXPORT WatchStoreBackend {
  public:
   virtual ~WatchStoreBackend() = default;
   // Lists `prefix` (a kCreate per key, sorted), sends kListDone, then live events with no gap.
@@ -107,7 +108,7 @@ class WatchStoreBackend {
   }
 };
 
-class Backend : public SyncStoreBackend, public WatchStoreBackend {
+class KVSTORE_EXPORT Backend : public SyncStoreBackend, public WatchStoreBackend {
  public:
   // The value at `key`, or nullopt when missing.
   virtual absl::StatusOr<std::optional<std::string>> Get(const Context& ctx,
@@ -151,8 +152,8 @@ class Backend : public SyncStoreBackend, public WatchStoreBackend {
 
 // The process-wide client used when a store is given no backend: an in-memory store's client
 // unless SetDefaultClient was called.
-std::shared_ptr<Backend> DefaultClient();
-void SetDefaultClient(std::shared_ptr<Backend> backend);
+KVSTORE_EXPORT std::shared_ptr<Backend> DefaultClient();
+KVSTORE_EXPORT void SetDefaultClient(std::shared_ptr<Backend> backend);
 
 }  // namespace kvstore
 

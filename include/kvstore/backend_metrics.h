@@ -6,6 +6,7 @@
 
 #include <string_view>
 
+#include "kvstore/export.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -16,7 +17,7 @@ namespace kvstore {
 // Registers the backend metrics in `registry`. Usually created as part of a store::Metrics and
 // shared through std::shared_ptr by every backend and store reporting to one registry.
 // REQUIRES: `registry` outlives this object. Thread-safe.
-class BackendMetrics {
+class KVSTORE_EXPORT BackendMetrics {
  public:
   explicit BackendMetrics(prometheus::Registry& registry);
   BackendMetrics(const BackendMetrics&) = delete;

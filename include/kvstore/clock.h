@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "kvstore/export.h"
+
 namespace kvstore {
 
 namespace internal {
@@ -22,7 +24,7 @@ struct TimerState;
 
 // A call scheduled by Clock::AfterFunc, as Go's time.AfterFunc returns. Copies share the timer;
 // a default-constructed Timer has nothing to stop. Thread-safe.
-class Timer {
+class KVSTORE_EXPORT Timer {
  public:
   Timer() = default;
   // Prevents the call if it has not started: true when this stopped it, false when it already
@@ -37,7 +39,7 @@ class Timer {
   std::shared_ptr<internal::TimerState> state_;
 };
 
-class Clock {
+class KVSTORE_EXPORT Clock {
  public:
   using time_point = std::chrono::steady_clock::time_point;
   using duration = std::chrono::steady_clock::duration;
@@ -73,11 +75,11 @@ class Clock {
 };
 
 // The real monotonic clock. Never null.
-std::shared_ptr<Clock> SystemClock();
+KVSTORE_EXPORT std::shared_ptr<Clock> SystemClock();
 
 // A clock that only moves when told. Waits on it end when Advance/Set moves time past their
 // deadline. Thread-safe.
-class FakeClock : public Clock {
+class KVSTORE_EXPORT FakeClock : public Clock {
  public:
   explicit FakeClock(time_point start = time_point{} + std::chrono::hours(1));
   FakeClock(const FakeClock&) = delete;

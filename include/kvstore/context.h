@@ -14,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "kvstore/clock.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 
@@ -21,7 +22,7 @@ namespace internal {
 struct ContextState;
 }
 
-class Context {
+class KVSTORE_EXPORT Context {
  public:
   // The background context: never done.
   Context();
@@ -67,20 +68,20 @@ class Context {
 using CancelFunc = std::function<void()>;
 
 // A child of `parent` that is done when `parent` is, or when the returned function is called.
-std::pair<Context, CancelFunc> WithCancel(const Context& parent);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithCancel(const Context& parent);
 // Like WithCancel, and done with DeadlineExceeded once `d` has passed (real time).
-std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d);
 // Like WithTimeout, with `d` measured on `clock` (null: real time): a FakeClock moved past the
 // deadline ends the context, its callbacks running on the thread that moved the clock.
-std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d,
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d,
                                            const std::shared_ptr<Clock>& clock);
 // Like WithCancel, and done with DeadlineExceeded once `clock` (null: real time) reaches
 // `deadline`. A parent's earlier deadline on the same clock is the child's too.
-std::pair<Context, CancelFunc> WithDeadline(const Context& parent, Clock::time_point deadline,
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithDeadline(const Context& parent, Clock::time_point deadline,
                                             const std::shared_ptr<Clock>& clock = nullptr);
 
 // Keeps a callback registered on a context for the lifetime of this object.
-class ScopedContextCallback {
+class KVSTORE_EXPORT ScopedContextCallback {
  public:
   ScopedContextCallback(const Context& ctx, std::function<void()> fn)
       : ctx_(ctx), id_(ctx.AddCallback(std::move(fn))) {}

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 
@@ -24,9 +25,9 @@ class WatcherConsumer;
 enum class EventType { kCreate, kModify, kDelete, kListDone };
 
 // "create", "modify", "delete" or "list-done".
-std::string_view EventTypeName(EventType type);
+KVSTORE_EXPORT std::string_view EventTypeName(EventType type);
 
-struct KeyValueEvent {
+struct KVSTORE_EXPORT KeyValueEvent {
   EventType type = EventType::kCreate;
   std::string key;    // absolute key (with the watched prefix); empty for kListDone
   std::string value;  // for kDelete: the last value when known
@@ -41,7 +42,7 @@ struct KeyValueEvent {
 // A bounded, closable channel of events between one producer (the backend) and one consumer.
 // Every event emitted before Close() is delivered exactly once, in order.
 // Thread-safe: Emit/Close may be called from any producer thread, Next/NextFor/Stop from consumers.
-class Watcher {
+class KVSTORE_EXPORT Watcher {
  public:
   // capacity 0 means as small as possible (1).
   Watcher(std::string prefix, size_t capacity);

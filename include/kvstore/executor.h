@@ -8,6 +8,8 @@
 #include <functional>
 #include <memory>
 
+#include "kvstore/export.h"
+
 namespace kvstore {
 
 namespace internal {
@@ -16,7 +18,7 @@ struct ManualExecutorState;
 }  // namespace internal
 
 // Runs tasks. Thread-safe.
-class Executor {
+class KVSTORE_EXPORT Executor {
  public:
   virtual ~Executor() = default;
   // Runs `task` later, never on the caller's stack. A task must not block for long: a blocked
@@ -27,16 +29,16 @@ class Executor {
 
 // The process's executor: a pool of a fixed number of threads (the machine's hardware threads,
 // at least 2 and at most 8), started on first use and joined at exit. Never null.
-std::shared_ptr<Executor> DefaultExecutor();
+KVSTORE_EXPORT std::shared_ptr<Executor> DefaultExecutor();
 // The number of threads DefaultExecutor() runs.
-size_t DefaultExecutorThreads();
+KVSTORE_EXPORT size_t DefaultExecutorThreads();
 
 // A serial queue on an executor: tasks posted to a strand run one at a time, in the order they
 // were posted, each on some thread of the underlying executor. What one component does is posted
 // to its strand, so its state needs no lock against itself, and a component costs no thread.
 // Destroying the strand does not cancel tasks already posted: they still run, in order.
 // Thread-safe.
-class Strand final : public Executor {
+class KVSTORE_EXPORT Strand final : public Executor {
  public:
   // `executor` null: DefaultExecutor().
   explicit Strand(std::shared_ptr<Executor> executor = nullptr);
@@ -56,7 +58,7 @@ class Strand final : public Executor {
 // thread with RunOne or RunUntilIdle, one at a time, in the order they were posted. With a
 // FakeClock for time, a test drives a component step by step without real threads or sleeps.
 // Thread-safe (tasks may be posted from any thread).
-class ManualExecutor final : public Executor {
+class KVSTORE_EXPORT ManualExecutor final : public Executor {
  public:
   ManualExecutor();
   ManualExecutor(const ManualExecutor&) = delete;

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 
@@ -19,29 +20,30 @@ inline constexpr std::string_view kCachePrefix = "cilium/cache";
 
 // Parts 3 and 4 of the path ("cilium/state/nodes/v1/x" -> "nodes/v1"); for keys with fewer than
 // four parts, the first 12 characters.
-std::string GetScopeFromKey(std::string_view key);
+KVSTORE_EXPORT std::string GetScopeFromKey(std::string_view key);
 
 // "cilium/state/..." -> "cilium/cache/..."; other keys unchanged.
-std::string StateToCachePrefix(std::string_view prefix);
+KVSTORE_EXPORT std::string StateToCachePrefix(std::string_view prefix);
 
 // Joins path parts with single slashes: no doubled separators at the joints, no trailing slash.
 // JoinPath("a/", "/b") == "a/b"; empty parts are skipped.
-std::string JoinPath(std::string_view a, std::string_view b);
+KVSTORE_EXPORT std::string JoinPath(std::string_view a, std::string_view b);
 
 // `prefix` with exactly one trailing slash ("a/b", "a/b//" -> "a/b/"): as a watched prefix it
 // matches the keys below it, never those of a sibling such as "a/bc".
-std::string DirectoryPrefix(std::string_view prefix);
+KVSTORE_EXPORT std::string DirectoryPrefix(std::string_view prefix);
 
 // The name that JoinPath(prefix, name) turned into `path`, or nullopt when `path` is not below
 // `prefix` (a sibling such as "a/bc" is not below "a/b"). Points into `path`.
-std::optional<std::string_view> NameBelow(std::string_view prefix, std::string_view path);
+KVSTORE_EXPORT std::optional<std::string_view> NameBelow(std::string_view prefix,
+                                                         std::string_view path);
 
 // OK when `name` can be joined below a prefix and read back unchanged: not empty, and neither
 // starting nor ending with '/'. InvalidArgument otherwise.
-absl::Status CheckKeyName(std::string_view name);
+KVSTORE_EXPORT absl::Status CheckKeyName(std::string_view name);
 
 // cilium/synced/<cluster>/<key>
-std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key);
+KVSTORE_EXPORT std::string SyncedKeyPath(std::string_view cluster_name, std::string_view key);
 
 }  // namespace kvstore
 

@@ -12,8 +12,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
+#include "health.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
@@ -27,6 +30,9 @@ using kvstore::store::KVPair;
 
 // Leaving deletes the agent's keys; an unreachable backend must not hold the exit up for long.
 constexpr auto kLeaveTimeout = 10s;
+// Once ready, the main loop turns this often; /healthz fails when it has not for kStallAfter.
+constexpr auto kLoopTurn = 1s;
+constexpr auto kStallAfter = 30s;
 
 constexpr char kAgentDescription[] =
     R"(Join a shared store as one collaborator and stay until SIGINT/SIGTERM.
@@ -187,13 +193,15 @@ bool Permanent(const absl::Status& status) {
 }
 
 // Publishes `keys`, retrying each until it is written or `ctx` is done. Returns the first
-// permanent error, else OK (also when stopped early).
+// permanent error, else OK (also when stopped early). Tells `readiness` which key it is at.
 absl::Status PublishKeys(const kvstore::Context& ctx, kvstore::store::SharedStore& store,
-                         const std::vector<KVPair>& keys, const AgentOptions& opts,
-                         Output& output) {
+                         const std::vector<KVPair>& keys, const AgentOptions& opts, Output& output,
+                         Readiness& readiness) {
   Backoff backoff(100ms, 5s);
   for (size_t i = 0; i < keys.size(); ++i) {
     const KVPair& key = keys[i];
+    readiness.Set(false, absl::StrCat("writing key ", i + 1, " of ", keys.size(), ": ",
+                                      EscapeForLine(key.key)));
     output.SetProgress("[" + opts.name + "] publishing " + std::to_string(i + 1) + "/" +
                        std::to_string(keys.size()) + " keys");
     while (true) {
@@ -201,10 +209,15 @@ absl::Status PublishKeys(const kvstore::Context& ctx, kvstore::store::SharedStor
       if (status.ok()) break;
       if (ctx.Done()) return absl::OkStatus();
       if (Permanent(status)) {
+        readiness.Set(false, absl::StrCat("cannot write key ", EscapeForLine(key.key), ": ",
+                                          EscapeForLine(status.ToString())));
         return absl::Status(status.code(),
                             "publishing " + key.key + ": " + std::string(status.message()));
       }
       auto wait = backoff.Next();
+      readiness.Set(false, absl::StrCat("writing key ", i + 1, " of ", keys.size(), ": ",
+                                        EscapeForLine(key.key), " failed, retrying in ",
+                                        wait.count(), "ms: ", EscapeForLine(status.ToString())));
       spdlog::warn("publishing failed, retrying agent={} prefix={} key={} retry_in={}ms error={}",
                    opts.name, opts.prefix, key.key, wait.count(), status.ToString());
       if (ctx.WaitFor(wait)) return absl::OkStatus();
@@ -223,6 +236,16 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
     return kExitFailure;
   }
   std::unique_ptr<MetricsServer> metrics = *std::move(started);
+  // /readyz: joined and every key written; /healthz: the loop below keeps turning once ready.
+  Readiness readiness("opening the backend");
+  LoopMonitor loop("agent loop", kStallAfter);
+  if (metrics) {
+    metrics->SetHealthChecks([&loop] { return loop.Check(); },
+                             [&readiness] { return readiness.Check(); });
+  }
+  absl::Cleanup stop_checks = [&metrics] {
+    if (metrics) metrics->StopHealthChecks();
+  };
   OpenOptions open_options;
   if (metrics) open_options.metrics = metrics->metrics();
   open_options.lease_ttl = std::chrono::seconds(opts.lease_ttl_seconds);
@@ -249,6 +272,7 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
   spdlog::info("joining shared store agent={} prefix={} keys={}", opts.name, opts.prefix,
                keys.size());
   output->SetProgress("[" + opts.name + "] joining " + opts.prefix + " ...");
+  readiness.Set(false, "joining shared store " + EscapeForLine(opts.prefix) + ": listing its keys");
   auto joined = kvstore::store::SharedStore::Join(std::move(config));
   output->ClearProgress();
   if (!joined.ok()) {
@@ -258,14 +282,20 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
   }
   std::unique_ptr<kvstore::store::SharedStore> store = *std::move(joined);
 
-  absl::Status published = PublishKeys(env.ctx, *store, keys, opts, *output);
+  absl::Status published = PublishKeys(env.ctx, *store, keys, opts, *output, readiness);
   output->ClearProgress();
   if (published.ok() && !env.ctx.Done()) {
     spdlog::info("agent ready agent={} prefix={} keys={}", opts.name, opts.prefix, keys.size());
+    readiness.Set(true,
+                  absl::StrCat("ready: joined shared store ", EscapeForLine(opts.prefix), ", ",
+                               keys.size(), " key", keys.size() == 1 ? "" : "s", " written"));
     observer->StartProgress();
-    env.ctx.Wait();
+    do {
+      loop.Turned();
+    } while (!env.ctx.WaitFor(kLoopTurn));
     output->ClearProgress();
   }
+  readiness.Set(false, "leaving shared store " + EscapeForLine(opts.prefix));
 
   spdlog::info("leaving shared store agent={} prefix={}", opts.name, opts.prefix);
   auto [leave_ctx, cancel] = kvstore::WithTimeout(kvstore::Context::Background(), kLeaveTimeout);
@@ -323,8 +353,9 @@ void AddAgentCommand(CLI::App& app, CommandEnv& env) {
                   "(0: 15 minutes; etcd raises very short TTLs to its minimum)")
       ->check(CLI::Range(int64_t{0}, int64_t{365} * 24 * 3600));
   cmd->add_option("--metrics-listen", opts->metrics_listen,
-                  "serve Prometheus metrics at HOST:PORT/metrics (port 0: any free port; "
-                  "a bare port binds to 127.0.0.1); off by default");
+                  "serve Prometheus metrics at HOST:PORT/metrics, and /healthz and /readyz "
+                  "(200 or 503, the reasons in the body) (port 0: any free port; a bare port "
+                  "binds to 127.0.0.1); off by default");
   cmd->add_option("-o,--output", opts->output, "output format")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();

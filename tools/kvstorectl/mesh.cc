@@ -2,6 +2,7 @@
 // a thin command over kvstore::mesh::Mesh (include/kvstore/mesh/mesh.h), which does the work.
 #include "kvstore/mesh/mesh.h"
 
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -11,10 +12,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
+#include "health.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
 
@@ -27,6 +30,9 @@ using kvstore::mesh::MirroredPrefix;
 using kvstore::mesh::RemoteClusterStatus;
 
 constexpr std::string_view kClusterPlaceholder = "<cluster-name>";
+// The status loop turns at least this often; /healthz fails when it has not for kStallAfter.
+constexpr auto kLoopTurn = 1s;
+constexpr auto kStallAfter = 30s;
 
 constexpr char kMeshDescription[] =
     R"(Mirror remote clusters into a target cluster, like Cilium's kvstoremesh.
@@ -392,6 +398,22 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
     return kExitFailure;
   }
   mesh_ptr = mesh->get();
+  // /healthz: the status loop below turns and the mesh still runs; /readyz: every remote
+  // cluster is ready.
+  LoopMonitor loop("mesh status loop", kStallAfter);
+  std::atomic<bool> mesh_running{true};
+  if (metrics) {
+    metrics->SetHealthChecks(
+        [&loop, &mesh_running] {
+          HealthReport report = loop.Check();
+          if (mesh_running.load()) return Combine(report, {true, "mesh: running\n"});
+          return Combine(report, {false, "mesh: stopped running\n"});
+        },
+        [mesh = mesh_ptr] { return MeshReadiness(mesh->Status()); });
+  }
+  absl::Cleanup stop_checks = [&metrics] {
+    if (metrics) metrics->StopHealthChecks();
+  };
   if (source) {
     kvstore::mesh::RemoteCluster cluster;
     cluster.name = opts.cluster_name;
@@ -408,13 +430,19 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
 
   spdlog::info("mesh starting clusters_dir={} one_cluster={} drain_grace_period={}ms",
                opts.clustermesh_config, opts.cluster_name, plan.drain_grace_period.count());
-  std::thread runner([&] { (*mesh)->Run(env.ctx); });
+  std::thread runner([&] {
+    (*mesh)->Run(env.ctx);
+    mesh_running = false;
+  });
   const auto tick = output->Interactive() ? 500ms : std::chrono::milliseconds(0);
   auto next_status = std::chrono::steady_clock::now() + plan.status_interval;
   while (!env.ctx.Done()) {
     auto wait = plan.status_interval > 0ms ? next_status - std::chrono::steady_clock::now()
                                            : std::chrono::steady_clock::duration(1h);
     if (tick > 0ms) wait = std::min<std::chrono::steady_clock::duration>(wait, tick);
+    // Each turn reads the mesh's status: a mesh stuck on its own lock stalls the loop too.
+    wait = std::min<std::chrono::steady_clock::duration>(wait, kLoopTurn);
+    loop.Turned();
     if (env.ctx.WaitFor(std::max<std::chrono::steady_clock::duration>(wait, 0ms))) break;
     std::vector<RemoteClusterStatus> statuses = (*mesh)->Status();
     if (tick > 0ms) output->SetProgress(ProgressText(statuses));
@@ -425,6 +453,7 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
   }
   runner.join();
   output->ClearProgress();
+  if (metrics) metrics->StopHealthChecks();
   mesh_ptr = nullptr;
   mesh->reset();
   spdlog::info("mesh stopped");
@@ -477,8 +506,9 @@ void AddMeshCommand(CLI::App& app, CommandEnv& env) {
                   "on changes)")
       ->capture_default_str();
   cmd->add_option("--metrics-listen", opts->metrics_listen,
-                  "serve Prometheus metrics at HOST:PORT/metrics (port 0: any free port; "
-                  "a bare port binds to 127.0.0.1); off by default");
+                  "serve Prometheus metrics at HOST:PORT/metrics, and /healthz and /readyz "
+                  "(200 or 503, the reasons in the body) (port 0: any free port; a bare port "
+                  "binds to 127.0.0.1); off by default");
   cmd->add_option("--metrics-namespace", opts->metrics_namespace,
                   "prefix of the remote cluster metrics (cilium_kvstoremesh as kvstoremesh)")
       ->capture_default_str();

@@ -1,7 +1,15 @@
 #include "observability.h"
 
+#include <exception>
+#include <functional>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
+#include "CivetServer.h"
+#include "civetweb.h"
+#include "prometheus/text_serializer.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
@@ -57,22 +65,96 @@ void ConfigureLogging(const std::string& level, const std::string& format) {
   }
 }
 
+// Answers GET on one path with what `respond` returns: an HTTP status, a content type, a body.
+class MetricsServer::Handler : public CivetHandler {
+ public:
+  struct Response {
+    int code = 200;
+    std::string content_type;
+    std::string body;
+  };
+
+  explicit Handler(std::function<Response()> respond) : respond_(std::move(respond)) {}
+
+  using CivetHandler::handleGet;
+  bool handleGet(CivetServer*, mg_connection* conn) override {
+    const Response response = respond_();
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+              "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+              response.code, response.code == 200 ? "OK" : "Service Unavailable",
+              response.content_type.c_str(), response.body.size());
+    mg_write(conn, response.body.data(), response.body.size());
+    return true;
+  }
+
+ private:
+  const std::function<Response()> respond_;
+};
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::string& listen) {
   auto server = std::unique_ptr<MetricsServer>(new MetricsServer());
   server->registry_ = std::make_shared<prometheus::Registry>();
   server->metrics_ = std::make_shared<kvstore::store::Metrics>(*server->registry_);
+  MetricsServer* self = server.get();
+  auto metrics = std::make_unique<Handler>([self] {
+    const std::vector<prometheus::MetricFamily> families = self->registry_->Collect();
+    return Handler::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                             prometheus::TextSerializer().Serialize(families)};
+  });
+  auto probe = [self](Probe kind) {
+    return std::make_unique<Handler>([self, kind] {
+      const HealthReport report = self->RunCheck(kind);
+      return Handler::Response{report.ok ? 200 : 503, "text/plain; charset=utf-8", report.body};
+    });
+  };
+  std::unique_ptr<Handler> healthz = probe(Probe::kLiveness);
+  std::unique_ptr<Handler> readyz = probe(Probe::kReadiness);
   try {
-    server->exposer_ = std::make_unique<prometheus::Exposer>(listen);
+    server->server_ = std::make_unique<CivetServer>(
+        std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError("cannot serve metrics on " + listen + ": " + e.what());
   }
-  server->exposer_->RegisterCollectable(server->registry_);
+  server->server_->addHandler("/metrics", metrics.get());
+  server->server_->addHandler("/healthz", healthz.get());
+  server->server_->addHandler("/readyz", readyz.get());
+  server->handlers_.push_back(std::move(metrics));
+  server->handlers_.push_back(std::move(healthz));
+  server->handlers_.push_back(std::move(readyz));
   return server;
 }
 
+MetricsServer::~MetricsServer() {
+  // Stops the server threads before the handlers and the registry they use go.
+  if (server_) server_->close();
+  server_.reset();
+}
+
 int MetricsServer::Port() const {
-  auto ports = exposer_->GetListeningPorts();
+  auto ports = server_->getListeningPorts();
   return ports.empty() ? 0 : ports.front();
+}
+
+void MetricsServer::SetHealthChecks(HealthCheck liveness, HealthCheck readiness) {
+  absl::MutexLock lock(&mu_);
+  liveness_ = std::move(liveness);
+  readiness_ = std::move(readiness);
+}
+
+void MetricsServer::StopHealthChecks() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  liveness_ = nullptr;
+  readiness_ = nullptr;
+}
+
+HealthReport MetricsServer::RunCheck(Probe probe) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return {false, "stopping\n"};
+  const HealthCheck& check = probe == Probe::kLiveness ? liveness_ : readiness_;
+  if (!check) return {probe == Probe::kLiveness, "starting\n"};
+  return check();
 }
 
 }  // namespace kvstorectl

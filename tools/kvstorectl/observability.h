@@ -1,14 +1,20 @@
-// Logs and metrics for the long-running commands (agent, mesh).
+// Logs, metrics and health endpoints for the long-running commands (agent, mesh).
 #ifndef KVSTORE_TOOLS_KVSTORECTL_OBSERVABILITY_H_
 #define KVSTORE_TOOLS_KVSTORECTL_OBSERVABILITY_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "health.h"
 #include "kvstore/store/metrics.h"
-#include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+
+class CivetHandler;
+class CivetServer;
 
 namespace kvstorectl {
 
@@ -16,22 +22,44 @@ namespace kvstorectl {
 // time, level, logger and msg; the message is escaped). Logs go to stderr.
 void ConfigureLogging(const std::string& level, const std::string& format);
 
-// A Prometheus registry with the store metrics, served over HTTP at /metrics.
+// An HTTP server (civetweb, as prometheus-cpp's Exposer uses, whose 1.0 API cannot serve other
+// paths) with a Prometheus registry holding the store metrics at /metrics, and the command's
+// health at /healthz and /readyz.
 class MetricsServer {
  public:
   // `listen` is "host:port"; port 0 picks a free one (see Port()). Binds where told: callers keep
   // the default on loopback.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(const std::string& listen);
+  ~MetricsServer();
 
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<kvstore::store::Metrics> metrics() { return metrics_; }
   int Port() const;
 
+  // /healthz and /readyz answer from these checks from now on. Until then /healthz answers
+  // 200 "starting" and /readyz 503 "starting".
+  void SetHealthChecks(HealthCheck liveness, HealthCheck readiness);
+  // From now on both answer 503 "stopping"; returns once no check runs any more, so that what
+  // the checks use may go away.
+  void StopHealthChecks();
+
  private:
+  class Handler;
+  enum class Probe { kLiveness, kReadiness };
+
   MetricsServer() = default;
+  HealthReport RunCheck(Probe probe);
+
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<kvstore::store::Metrics> metrics_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  // Held while a check runs (StopHealthChecks waits for it).
+  absl::Mutex mu_;
+  HealthCheck liveness_ ABSL_GUARDED_BY(mu_);
+  HealthCheck readiness_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Declared before server_, which calls them until it is destroyed.
+  std::vector<std::unique_ptr<CivetHandler>> handlers_;
+  std::unique_ptr<CivetServer> server_;
 };
 
 }  // namespace kvstorectl

@@ -14,12 +14,13 @@
 #include "absl/status/statusor.h"
 #include "kvstore/cilium/labels.h"
 #include "kvstore/cilium/validation.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
 
 // id/<ID> -> the labels string (FormatLabels). Written without a lease.
-class Identity : public store::LocalKey {
+class KVSTORE_EXPORT Identity : public store::LocalKey {
  public:
   uint32_t id = 0;
   std::vector<Label> labels;
@@ -37,7 +38,7 @@ class Identity : public store::LocalKey {
 };
 
 // value/<labels string>/<node> -> the ID in decimal. Written leased, one per node (its IP).
-class IdentityValueKey : public store::LocalKey {
+class KVSTORE_EXPORT IdentityValueKey : public store::LocalKey {
  public:
   std::vector<Label> labels;
   std::string node;  // the writer's suffix: its node IP
@@ -53,10 +54,10 @@ class IdentityValueKey : public store::LocalKey {
 };
 
 // The ID is within the cluster's identity range.
-absl::Status ValidateFromCluster(const Identity& identity, std::string_view key,
-                                 const ClusterInfo& cluster);
-absl::Status ValidateFromCluster(const IdentityValueKey& value, std::string_view key,
-                                 const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const Identity& identity, std::string_view key,
+                                                const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const IdentityValueKey& value, std::string_view key,
+                                                const ClusterInfo& cluster);
 
 }  // namespace kvstore::cilium
 

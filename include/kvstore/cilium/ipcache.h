@@ -13,11 +13,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvstore/cilium/validation.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
 
-struct NamedPort {
+struct KVSTORE_EXPORT NamedPort {
   std::string name;
   uint16_t port = 0;
   std::string protocol;  // "TCP", "UDP", "SCTP"
@@ -27,7 +28,7 @@ struct NamedPort {
 // {"IP":"10.0.0.1","Mask":null,"HostIP":"192.168.0.1","ID":N,"Key":N,"Metadata":"..",
 //  "K8sNamespace":..,"K8sPodName":..,"K8sServiceAccount":..,"NamedPorts":[..]}, the last four
 // left out when empty (omitempty).
-class IPCacheEntry : public store::LocalKey {
+class KVSTORE_EXPORT IPCacheEntry : public store::LocalKey {
  public:
   std::string ip;                   // canonical (CanonicalIP)
   std::optional<std::string> mask;  // raw bytes; nullopt: a single address (null)
@@ -50,8 +51,8 @@ class IPCacheEntry : public store::LocalKey {
 };
 
 // The ID is reserved (1..255) or within the cluster's identity range.
-absl::Status ValidateFromCluster(const IPCacheEntry& entry, std::string_view key,
-                                 const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const IPCacheEntry& entry, std::string_view key,
+                                                const ClusterInfo& cluster);
 
 }  // namespace kvstore::cilium
 

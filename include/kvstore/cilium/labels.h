@@ -6,13 +6,15 @@
 #include <string_view>
 #include <vector>
 
+#include "kvstore/export.h"
+
 namespace kvstore::cilium {
 
 inline constexpr std::string_view kLabelSourceUnspec = "unspec";
 inline constexpr std::string_view kLabelSourceReserved = "reserved";
 inline constexpr std::string_view kLabelSourceK8s = "k8s";
 
-struct Label {
+struct KVSTORE_EXPORT Label {
   std::string source;  // "k8s", "reserved", "cidr", ...; never empty once parsed
   std::string key;
   std::string value;
@@ -22,16 +24,16 @@ struct Label {
 // Cilium's ParseLabel: "source:key=value". The source ends at the first ':' ("$x" is
 // reserved:x; no ':' and "reserved." in front is reserved too; otherwise no source is
 // "unspec"); the key ends at the first '=' after it ("reserved:=x" is key x).
-Label ParseLabel(std::string_view text);
+KVSTORE_EXPORT Label ParseLabel(std::string_view text);
 
 // The labels string of an identity: "source:key=value;" per label (the '=' even for an empty
 // value), ordered by key only (equal keys keep their order), always ending in ';':
 // "k8s:app=web;k8s:io.kubernetes.pod.namespace=default;".
-std::string FormatLabels(std::vector<Label> labels);
+KVSTORE_EXPORT std::string FormatLabels(std::vector<Label> labels);
 
 // Cilium's NewLabelArrayFromSortedList: the labels of a labels string, split at each ';',
 // each part parsed with ParseLabel, parts with an empty key left out. Order kept as written.
-std::vector<Label> ParseLabels(std::string_view labels_string);
+KVSTORE_EXPORT std::vector<Label> ParseLabels(std::string_view labels_string);
 
 }  // namespace kvstore::cilium
 

@@ -8,23 +8,24 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "kvstore/export.h"
 
 namespace kvstore::cilium {
 
 // `text` as Go's net.IP String() writes the address net.ParseIP reads from it: IPv4 (and
 // IPv4-mapped IPv6) dotted, IPv6 in RFC 5952 form ("2001:db8::1"). InvalidArgument when `text`
 // is not an IP address (zones, prefixes and leading zeros included, as Go rejects them).
-absl::StatusOr<std::string> CanonicalIP(std::string_view text);
+KVSTORE_EXPORT absl::StatusOr<std::string> CanonicalIP(std::string_view text);
 
 // The prefix length of a mask of the form 1...10...0 (4 or 16 bytes), or nullopt for any other
 // mask (Go's IPMask.Size() returns 0, 0 for those).
-std::optional<int> MaskOnes(std::string_view mask);
+KVSTORE_EXPORT std::optional<int> MaskOnes(std::string_view mask);
 
 // A mask of `ones` leading one bits out of `bits` (32 or 128), as raw bytes.
-std::string CIDRMask(int ones, int bits);
+KVSTORE_EXPORT std::string CIDRMask(int ones, int bits);
 
 // Go's net.IPNet (and Cilium's cidr.CIDR around it): {"IP":"10.0.0.0","Mask":"////AA=="}.
-struct IPNet {
+struct KVSTORE_EXPORT IPNet {
   std::string ip;                   // canonical text (CanonicalIP); "" for no address
   std::optional<std::string> mask;  // raw bytes; nullopt is a nil mask (null)
 

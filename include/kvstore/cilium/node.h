@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "kvstore/cilium/net.h"
 #include "kvstore/cilium/validation.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
@@ -26,7 +27,7 @@ inline constexpr std::string_view kNodeExternalDNS = "ExternalDNS";
 inline constexpr std::string_view kNodeInternalDNS = "InternalDNS";
 inline constexpr std::string_view kNodeCiliumInternalIP = "CiliumInternalIP";
 
-struct NodeAddress {
+struct KVSTORE_EXPORT NodeAddress {
   std::string type;  // one of the kNode* types above
   std::string ip;    // canonical (CanonicalIP); "" for none
   bool operator==(const NodeAddress&) const = default;
@@ -39,7 +40,7 @@ struct NodeAddress {
 // "Source":"..","EncryptionKey":N,"Labels":{..}|null,"Annotations":{..}|null,
 // "NodeIdentity":N,"WireguardPubKey":"..","BootID":".."}.
 // nullopt members are Go's nil (null); IPs are "" when unset.
-class Node : public store::LocalKey {
+class KVSTORE_EXPORT Node : public store::LocalKey {
  public:
   std::string name;
   std::string cluster;
@@ -78,8 +79,8 @@ class Node : public store::LocalKey {
 };
 
 // A remote cluster's node: Cluster and ClusterID are the cluster's.
-absl::Status ValidateFromCluster(const Node& node, std::string_view key,
-                                 const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const Node& node, std::string_view key,
+                                                const ClusterInfo& cluster);
 
 }  // namespace kvstore::cilium
 

@@ -14,12 +14,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvstore/cilium/validation.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
 
 // {"Protocol":"TCP","Port":80} (Go: loadbalancer.L4Addr).
-struct L4Addr {
+struct KVSTORE_EXPORT L4Addr {
   std::string protocol;
   uint16_t port = 0;
   bool operator==(const L4Addr&) const = default;
@@ -29,7 +30,7 @@ struct L4Addr {
 using PortConfiguration = std::map<std::string, L4Addr>;
 
 // {"zone":"a","forZones":[{"name":"a"}]} (Cilium 1.19+).
-struct BackendZone {
+struct KVSTORE_EXPORT BackendZone {
   std::string zone;
   std::optional<std::vector<std::string>> for_zones;  // the names; nullopt: null
   bool operator==(const BackendZone&) const = default;
@@ -41,7 +42,7 @@ struct BackendZone {
 //  start empty, as
 // Cilium's NewClusterService makes them; nullopt is a nil map (null). A null port entry is read
 // as an empty one (Cilium never writes one).
-class ClusterService : public store::LocalKey {
+class KVSTORE_EXPORT ClusterService : public store::LocalKey {
  public:
   std::string cluster;
   std::string k8s_namespace;
@@ -72,8 +73,8 @@ class ClusterService : public store::LocalKey {
 };
 
 // The service's cluster name and ID are the cluster's.
-absl::Status ValidateFromCluster(const ClusterService& service, std::string_view key,
-                                 const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const ClusterService& service, std::string_view key,
+                                                const ClusterInfo& cluster);
 
 }  // namespace kvstore::cilium
 

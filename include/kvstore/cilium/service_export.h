@@ -14,12 +14,13 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvstore/cilium/validation.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
 
 // {"name":..,"protocol":..,"appProtocol":..,"port":N}, the first three left out when empty.
-struct ServicePort {
+struct KVSTORE_EXPORT ServicePort {
   std::string name;
   std::string protocol;
   std::optional<std::string> app_protocol;
@@ -28,11 +29,11 @@ struct ServicePort {
 };
 
 // sessionAffinityConfig: {"clientIP":{"timeoutSeconds":N}}, each part left out when unset.
-struct ClientIPConfig {
+struct KVSTORE_EXPORT ClientIPConfig {
   std::optional<int32_t> timeout_seconds;
   bool operator==(const ClientIPConfig&) const = default;
 };
-struct SessionAffinityConfig {
+struct KVSTORE_EXPORT SessionAffinityConfig {
   std::optional<ClientIPConfig> client_ip;
   bool operator==(const SessionAffinityConfig&) const = default;
 };
@@ -44,7 +45,7 @@ struct SessionAffinityConfig {
 // with the maps, sessionAffinityConfig, ipFamilies and the last two left out when empty. The
 // capitalised "Labels"/"Annotations" are the legacy copies Cilium writes for older readers; they
 // are read when the new ones are empty.
-class ServiceExport : public store::LocalKey {
+class KVSTORE_EXPORT ServiceExport : public store::LocalKey {
  public:
   std::string cluster;
   std::string name;
@@ -73,8 +74,8 @@ class ServiceExport : public store::LocalKey {
 };
 
 // The export's cluster name is the cluster's.
-absl::Status ValidateFromCluster(const ServiceExport& service_export, std::string_view key,
-                                 const ClusterInfo& cluster);
+KVSTORE_EXPORT absl::Status ValidateFromCluster(const ServiceExport& service_export,
+                                                std::string_view key, const ClusterInfo& cluster);
 
 }  // namespace kvstore::cilium
 

@@ -10,13 +10,14 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "kvstore/export.h"
 #include "kvstore/mesh/cluster_config.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::cilium {
 
 // The cluster whose data is read, as its cluster config (cilium/cluster-config/<name>) says.
-struct ClusterInfo {
+struct KVSTORE_EXPORT ClusterInfo {
   std::string name;
   uint32_t id = 0;
   // 0: mesh::kDefaultMaxConnectedClusters (255); the other value Cilium allows is 511.
@@ -29,12 +30,13 @@ struct ClusterInfo {
 
 // The identities cluster `cluster_id` allocates: [c<<16, ((c+1)<<16)-1], or with 511
 // connected clusters [c<<15, ((c+1)<<15)-1].
-struct IdentityRange {
+struct KVSTORE_EXPORT IdentityRange {
   uint32_t min = 0;
   uint32_t max = 0;
   bool Contains(uint32_t id) const { return id >= min && id <= max; }
 };
-IdentityRange ClusterIdentityRange(uint32_t cluster_id, uint32_t max_connected_clusters = 0);
+KVSTORE_EXPORT IdentityRange ClusterIdentityRange(uint32_t cluster_id,
+                                                  uint32_t max_connected_clusters = 0);
 
 // Cilium's reserved identities (host, world, remote-node, ...): 1 to 255.
 inline bool IsReservedIdentity(uint32_t id) { return id > 0 && id < 256; }

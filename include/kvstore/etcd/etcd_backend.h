@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvstore/backend.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
@@ -17,7 +18,7 @@ class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
 
 namespace kvstore::etcd {
 
-struct EtcdConfig {
+struct KVSTORE_EXPORT EtcdConfig {
   // "host:port" or "http(s)://host:port"; several: fail-over. https:// speaks TLS, http:// never,
   // no scheme when TLS files are given. Each member's certificate is checked against the host of
   // its own endpoint. Names are resolved by gRPC (again when they fail).
@@ -55,7 +56,7 @@ struct EtcdConfig {
 
 // Does not wait for a connection: operations on an unreachable cluster fail with Unavailable or
 // DeadlineExceeded after request_timeout; watchers keep retrying.
-absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config);
+KVSTORE_EXPORT absl::StatusOr<std::shared_ptr<Backend>> NewEtcdBackend(EtcdConfig config);
 
 }  // namespace kvstore::etcd
 

@@ -12,6 +12,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
+#include "kvstore/export.h"
 
 namespace kvstore {
 class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
@@ -19,7 +20,7 @@ class BackendMetrics;  // kvstore/backend_metrics.h; a store::Metrics is one
 
 namespace kvstore::memory {
 
-struct InMemoryOptions {
+struct KVSTORE_EXPORT InMemoryOptions {
   // How long a lease outlives the last keep-alive of its session. A client keeps its leases alive
   // until it is closed or destroyed; then they run out after this long on `clock`.
   std::chrono::seconds lease_ttl{15 * 60};
@@ -39,7 +40,7 @@ struct InMemoryOptions {
 // thread: leases expire on a timer of the clock, and each watch is a strand of tasks on the
 // executor that never blocks (so a slow consumer never delays writers or other watchers). When
 // the store goes away every watcher is closed. Thread-safe.
-class InMemoryStore : public std::enable_shared_from_this<InMemoryStore> {
+class KVSTORE_EXPORT InMemoryStore : public std::enable_shared_from_this<InMemoryStore> {
  public:
   static std::shared_ptr<InMemoryStore> Create(InMemoryOptions opts = {});
   virtual ~InMemoryStore() = default;

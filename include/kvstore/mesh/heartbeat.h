@@ -15,6 +15,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 
 namespace kvstore::mesh {
 
@@ -26,17 +27,18 @@ inline constexpr std::chrono::seconds kHeartbeatStaleAfter = 2 * kHeartbeatWrite
 
 // The value written: the wall-clock time in RFC 3339, in UTC ("2026-12-03T08:40:00Z"), as Cilium
 // writes it. Readers do not parse it: they time the writes they see.
-std::string FormatHeartbeat(std::chrono::system_clock::time_point now);
+KVSTORE_EXPORT std::string FormatHeartbeat(std::chrono::system_clock::time_point now);
 
 // Writes cilium/.heartbeat (leased to the backend's session when `lease`, as Cilium does) now and
 // then every `interval` until `ctx` is done. A failed write is logged and tried again at the next
 // tick. `clock` null: SystemClock().
-void RunHeartbeat(const Context& ctx, Backend& backend, std::chrono::milliseconds interval,
-                  bool lease = true, std::shared_ptr<Clock> clock = nullptr);
+KVSTORE_EXPORT void RunHeartbeat(const Context& ctx, Backend& backend,
+                                 std::chrono::milliseconds interval, bool lease = true,
+                                 std::shared_ptr<Clock> clock = nullptr);
 
 // Watches cilium/.heartbeat in one backend and tells how long ago a write of it was seen, by this
 // process's clock (the writer's clock is not trusted). Thread-safe; Run on one thread.
-class HeartbeatMonitor {
+class KVSTORE_EXPORT HeartbeatMonitor {
  public:
   // `clock` null: SystemClock().
   explicit HeartbeatMonitor(std::chrono::milliseconds stale_after = kHeartbeatStaleAfter,

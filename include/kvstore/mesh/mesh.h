@@ -19,6 +19,7 @@
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/executor.h"
+#include "kvstore/export.h"
 #include "kvstore/mesh/cluster_config.h"
 #include "kvstore/store/metrics.h"
 #include "prometheus/registry.h"
@@ -26,7 +27,7 @@
 namespace kvstore::mesh {
 
 // One mirrored prefix of a remote cluster.
-struct MirroredPrefix {
+struct KVSTORE_EXPORT MirroredPrefix {
   std::string name;    // short name for status and logs: "nodes", "services", ...
   std::string source;  // watched in the remote: cilium/state/nodes/v1/C
   std::string target;  // written in the target: cilium/cache/nodes/v1/C
@@ -50,17 +51,17 @@ struct MirroredPrefix {
 // cilium/cache/identities/v1/C/id). The target's canaries are cilium/synced/C/cilium/cache/<..>/v1;
 // the remote's, waited for when it has syncedCanaries,
 // cilium/synced/C/cilium/{state,cache}/<..>/v1.
-std::vector<MirroredPrefix> CiliumLayout(std::string_view cluster,
-                                         const ClusterCapabilities& remote);
+KVSTORE_EXPORT std::vector<MirroredPrefix> CiliumLayout(std::string_view cluster,
+                                                        const ClusterCapabilities& remote);
 
 // What a drain removes from the target for `cluster`, in order: cilium/synced/C/, then each
 // prefix's target directory. With no `prefixes`: the cache directory of every kind of Cilium's
 // layout (cilium/cache/<kind>/v1/C/).
-std::vector<std::string> DrainPrefixes(std::string_view cluster,
-                                       const std::vector<MirroredPrefix>& prefixes = {});
+KVSTORE_EXPORT std::vector<std::string> DrainPrefixes(
+    std::string_view cluster, const std::vector<MirroredPrefix>& prefixes = {});
 
 // How one remote cluster is reached and what of it is mirrored.
-struct RemoteCluster {
+struct KVSTORE_EXPORT RemoteCluster {
   // ValidateClusterName with Cilium's layout; with explicit `prefixes`, any single path element
   // without spaces or control characters.
   std::string name;
@@ -75,14 +76,14 @@ struct RemoteCluster {
   bool wait_source_synced = false;
 };
 
-struct PrefixStatus {
+struct KVSTORE_EXPORT PrefixStatus {
   std::string name, source, target;
   std::string canary;   // cilium/synced/C/<synced key>, in the target
   bool synced = false;  // the first list is mirrored and the target's canary written
   uint64_t keys = 0;    // mirrored keys known now
 };
 
-struct RemoteClusterStatus {
+struct KVSTORE_EXPORT RemoteClusterStatus {
   std::string name;
   bool connected = false;  // the remote answers and its cluster config was read
   bool ready = false;      // connected and every prefix synced
@@ -97,7 +98,7 @@ struct RemoteClusterStatus {
 };
 
 // What the mesh tells its user as it happens (on mesh threads; must not block for long).
-struct MeshEvent {
+struct KVSTORE_EXPORT MeshEvent {
   enum class Type {
     kConnected,     // cluster reached, config read
     kDisconnected,  // connection lost or closed for a reconnect
@@ -112,7 +113,7 @@ struct MeshEvent {
   std::string error;                   // kFailure
 };
 
-struct MeshOptions {
+struct KVSTORE_EXPORT MeshOptions {
   // Where everything is written. Required.
   std::shared_ptr<Backend> target;
   // Opens a remote from RemoteCluster::config_path. Null: an etcd backend from the file
@@ -154,7 +155,7 @@ struct MeshOptions {
   std::shared_ptr<Executor> executor;
 };
 
-class Mesh {
+class KVSTORE_EXPORT Mesh {
  public:
   // InvalidArgument without a target, with a config_directory that is not a directory, a bad
   // local_cluster_name or a negative (or, for polls and refreshes, zero) interval.

@@ -9,17 +9,18 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kvstore/export.h"
 
 namespace kvstore::store {
 
-class NamedKey {
+class KVSTORE_EXPORT NamedKey {
  public:
   virtual ~NamedKey() = default;
   // The key's name relative to the store's prefix.
   virtual std::string GetKeyName() const = 0;
 };
 
-class Key : public NamedKey {
+class KVSTORE_EXPORT Key : public NamedKey {
  public:
   virtual absl::StatusOr<std::string> Marshal() const = 0;
   // `key` is relative to the store's prefix; `data` is the stored value.
@@ -27,7 +28,7 @@ class Key : public NamedKey {
 };
 
 // A key owned by this process.
-class LocalKey : public Key {
+class KVSTORE_EXPORT LocalKey : public Key {
  public:
   virtual std::unique_ptr<LocalKey> DeepKeyCopy() const = 0;
 };
@@ -35,7 +36,7 @@ class LocalKey : public Key {
 using KeyCreator = std::function<std::unique_ptr<Key>()>;
 
 // Observers are called from the store's own thread, one event at a time, in stream order.
-class Observer {
+class KVSTORE_EXPORT Observer {
  public:
   virtual ~Observer() = default;
   virtual void OnUpdate(const Key& key) = 0;
@@ -43,7 +44,7 @@ class Observer {
 };
 
 // A raw key/value pair: name = key, value = the bytes.
-struct KVPair final : LocalKey {
+struct KVSTORE_EXPORT KVPair final : LocalKey {
   std::string key, value;
 
   KVPair() = default;
@@ -57,7 +58,7 @@ struct KVPair final : LocalKey {
   std::unique_ptr<LocalKey> DeepKeyCopy() const override;
 };
 
-std::unique_ptr<Key> KVPairCreator();
+KVSTORE_EXPORT std::unique_ptr<Key> KVPairCreator();
 
 }  // namespace kvstore::store
 

@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "kvstore/backend_metrics.h"
+#include "kvstore/export.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -17,7 +18,7 @@ namespace kvstore::store {
 // Create once per registry (`std::make_shared<Metrics>(registry)`) and share between stores and
 // backends (their options take it as the BackendMetrics it is). REQUIRES: `registry` outlives
 // this object. Thread-safe.
-class Metrics : public BackendMetrics {
+class KVSTORE_EXPORT Metrics : public BackendMetrics {
  public:
   explicit Metrics(prometheus::Registry& registry);
   Metrics(const Metrics&) = delete;

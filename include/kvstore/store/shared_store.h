@@ -13,6 +13,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
 namespace kvstore::store {
@@ -22,7 +23,7 @@ inline constexpr std::chrono::minutes kDefaultSynchronizationInterval{5};
 // How long Join waits for the initial list of the prefix (on Configuration::clock).
 inline constexpr std::chrono::minutes kJoinListTimeout{3};
 
-struct Configuration {
+struct KVSTORE_EXPORT Configuration {
   std::string prefix;                                     // required
   std::chrono::milliseconds synchronization_interval{0};  // 0: 5 minutes
   std::chrono::milliseconds shared_key_delete_delay{0};
@@ -40,7 +41,7 @@ struct Configuration {
 // third wakes the first when a delayed delete falls due. All methods are thread-safe; no mutex is
 // held while the backend is called, and calls for different keys never wait for each other.
 // REQUIRES: the store is not destroyed from inside an observer callback.
-class SharedStore {
+class KVSTORE_EXPORT SharedStore {
  public:
   // Validates `c` (InvalidArgument), lists the prefix and starts watching; returns once the
   // initial list was received: DeadlineExceeded after kJoinListTimeout, the error of
@@ -67,7 +68,7 @@ class SharedStore {
   virtual absl::Status UpdateLocalKeySync(const Context& ctx, const LocalKey& key) = 0;
 };
 
-absl::StatusOr<std::unique_ptr<SharedStore>> JoinSharedStore(Configuration c);
+KVSTORE_EXPORT absl::StatusOr<std::unique_ptr<SharedStore>> JoinSharedStore(Configuration c);
 
 }  // namespace kvstore::store
 

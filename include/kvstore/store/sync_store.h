@@ -12,6 +12,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/metrics.h"
 #include "kvstore/workqueue/rate_limiter.h"
@@ -20,7 +21,7 @@ namespace kvstore::store {
 
 // Thread-safe. Keys may be upserted, deleted and marked synced before Run; they are written once
 // Run starts.
-class SyncStore {
+class KVSTORE_EXPORT SyncStore {
  public:
   virtual ~SyncStore() = default;
   // Runs the workers and the lease-expired observers (for the prefix and the synced key, removed
@@ -44,7 +45,7 @@ class SyncStore {
                               std::vector<std::function<void(const Context&)>> callbacks = {}) = 0;
 };
 
-struct WorkqueueSyncStoreOptions {
+struct KVSTORE_EXPORT WorkqueueSyncStoreOptions {
   unsigned workers = 1;  // keys written at once (one key never by two workers); 0 is taken as 1
   bool with_lease = true;
   std::shared_ptr<workqueue::RateLimiter<std::string>> rate_limiter;  // null: default controller
@@ -58,10 +59,9 @@ struct WorkqueueSyncStoreOptions {
 // queue size (keys waiting, not those being written), failed writes, and initial sync completed
 // {action="write"} (1 after the canary write, 0 when Run ends). A null `backend` makes every write
 // fail with FailedPrecondition.
-std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
-                                                 std::shared_ptr<SyncStoreBackend> backend,
-                                                 std::string prefix,
-                                                 WorkqueueSyncStoreOptions opts = {});
+KVSTORE_EXPORT std::unique_ptr<SyncStore> NewWorkqueueSyncStore(
+    std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
+    WorkqueueSyncStoreOptions opts = {});
 
 }  // namespace kvstore::store
 

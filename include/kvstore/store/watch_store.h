@@ -11,6 +11,7 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/metrics.h"
 #include "prometheus/gauge.h"
@@ -18,7 +19,7 @@
 namespace kvstore::store {
 
 // NumEntries and Synced may be called from any thread; Watch and Drain never run concurrently.
-class WatchStore {
+class KVSTORE_EXPORT WatchStore {
  public:
   virtual ~WatchStore() = default;
   // Lists and watches `prefix` (passed to ListAndWatch with exactly one trailing "/") until `ctx`
@@ -37,7 +38,7 @@ class WatchStore {
   virtual void Drain() = 0;
 };
 
-struct RestartableWatchStoreOptions {
+struct KVSTORE_EXPORT RestartableWatchStoreOptions {
   std::vector<std::function<void(const Context&)>> on_sync_callbacks;  // run with Watch's ctx
   prometheus::Gauge* entries_metric = nullptr;  // set to NumEntries(); must outlive the store
   // cilium_kvstore_initial_sync_completed{scope of the prefix, cluster, action="read"}: 1 between
@@ -45,10 +46,9 @@ struct RestartableWatchStoreOptions {
   std::shared_ptr<Metrics> metrics;
 };
 
-std::unique_ptr<WatchStore> NewRestartableWatchStore(std::string cluster_name,
-                                                     KeyCreator key_creator,
-                                                     std::shared_ptr<Observer> observer,
-                                                     RestartableWatchStoreOptions opts = {});
+KVSTORE_EXPORT std::unique_ptr<WatchStore> NewRestartableWatchStore(
+    std::string cluster_name, KeyCreator key_creator, std::shared_ptr<Observer> observer,
+    RestartableWatchStoreOptions opts = {});
 
 }  // namespace kvstore::store
 

@@ -8,12 +8,13 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/context.h"
+#include "kvstore/export.h"
 
 namespace kvstore::store {
 
 using WSMFunc = std::function<void(const Context&)>;
 
-class WatchStoreManager {
+class KVSTORE_EXPORT WatchStoreManager {
  public:
   virtual ~WatchStoreManager() = default;
   // Registers `fn` for `prefix` (replacing an earlier one). Throws std::logic_error once Run
@@ -25,11 +26,12 @@ class WatchStoreManager {
 };
 
 // Starts every registered function at Run.
-std::unique_ptr<WatchStoreManager> NewWatchStoreManagerImmediate(std::string cluster_name);
+KVSTORE_EXPORT std::unique_ptr<WatchStoreManager> NewWatchStoreManagerImmediate(
+    std::string cluster_name);
 // Watches cilium/synced/<cluster_name>/ (one ListAndWatch) and starts a prefix's function when
 // the synced key whose name relative to that directory is the prefix appears; synced keys of
 // unregistered prefixes are ignored.
-std::unique_ptr<WatchStoreManager> NewWatchStoreManagerSync(
+KVSTORE_EXPORT std::unique_ptr<WatchStoreManager> NewWatchStoreManagerSync(
     std::shared_ptr<WatchStoreBackend> backend, std::string cluster_name);
 
 }  // namespace kvstore::store
