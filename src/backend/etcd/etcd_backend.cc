@@ -51,7 +51,7 @@ class EtcdBackend final : public Backend {
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
                                                config.max_keys_per_lease, config_.metrics.get())),
         hub_(std::make_shared<WatchHub>(rpc_.get(), executor_.get(), page_size_,
-                                        config_.metrics.get())),
+                                        config_.metrics.get(), config.request_timeout)),
         limiter_(config.qps > 0 ? std::make_unique<workqueue::BucketRateLimiter<int>>(config.qps, 1)
                                 : nullptr) {}
 
@@ -330,6 +330,11 @@ class EtcdBackend final : public Backend {
         "etcd: ", connected, "/", results.size(), " connected, leases=", leases_->NumLeases(),
         ", watchers=", hub_->NumWatchers(), ", has-quorum=", has_leader ? "true" : "false", ": ",
         absl::StrJoin(parts, "; "));
+    if (std::vector<std::string> stalled = hub_->StalledWatchers(); !stalled.empty()) {
+      if (status.state == BackendState::kOk) status.state = BackendState::kWarning;
+      absl::StrAppend(&status.message, "; watchers that cannot resume: ",
+                      absl::StrJoin(stalled, "; "));
+    }
     return status;
   }
 
