@@ -296,6 +296,14 @@ void WatchHub::CheckAnswered(uint64_t generation, int64_t watch_id) {
             awaiting_created_.end()) {
       return;
     }
+    if (!heard_any_) {
+      // Not connected yet, most likely: look again later.
+      std::weak_ptr<WatchHub> weak = weak_from_this();
+      executor_->PostAfter(answer_timeout_, [weak, generation, watch_id] {
+        if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
+      });
+      return;
+    }
     auto it = by_watch_id_.find(watch_id);
     spdlog::warn(
         "etcd watch stream: the watch of '{}' was not answered within {} ms; opening a new "
@@ -321,8 +329,9 @@ void WatchHub::CheckSilence(uint64_t generation) {
     std::lock_guard<std::mutex> guard(mu_);
     if (shutdown_ || generation != stream_generation_ || !stream_) return;
     const bool silent = std::chrono::steady_clock::now() - last_heard_ >= answer_timeout_;
-    if (!silent || by_watch_id_.empty()) {
-      // Heard from lately, or nothing subscribed that etcd would report progress for.
+    if (!silent || by_watch_id_.empty() || !heard_any_) {
+      // Heard from lately, nothing subscribed that etcd would report progress for, or not
+      // connected yet.
     } else if (!progress_requested_) {
       // Quiet is normal for a watch of keys nobody writes: etcd's answer tells it apart from a
       // member that stopped answering.
@@ -443,6 +452,7 @@ void WatchHub::StartStream() {
   stream_ = *started;
   last_heard_ = std::chrono::steady_clock::now();
   progress_requested_ = false;
+  heard_any_ = false;
   ScheduleSilenceCheckLocked();
   for (const auto& [id, entry] : entries_) SubscribeLocked(entry);
 }
@@ -454,6 +464,7 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
     if (generation != stream_generation_ || shutdown_) return;
     last_heard_ = std::chrono::steady_clock::now();
     progress_requested_ = false;
+    heard_any_ = true;
     replaced = OnResponseLocked(response);
   }
   if (replaced) replaced->Cancel();

@@ -156,6 +156,10 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // When stream_ last said anything, and whether it was asked for progress since.
   std::chrono::steady_clock::time_point last_heard_{};
   bool progress_requested_ = false;
+  // Whether stream_ said anything yet. Until then it may still be waiting for its connection
+  // (etcd unreachable): gRPC's keepalive and connection failures end it, and the checks above
+  // leave it alone rather than replace it again and again while etcd is down.
+  bool heard_any_ = false;
   bool stream_starting_ = false;
   int stream_failures_ = 0;  // consecutive, for the reconnect backoff
 };
