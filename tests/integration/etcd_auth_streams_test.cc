@@ -74,6 +74,9 @@ TEST(EtcdAuthStreamsTest, WatchAndLeaseRecoverAfterRestartUnderAuth) {
   ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
 
   ASSERT_TRUE(cluster->KillMember(0).ok());
+  // Down for a while, as when a person restarts it: the client reconnects to the new process,
+  // which knows none of the tokens the old one issued.
+  std::this_thread::sleep_for(2s);
   ASSERT_TRUE(cluster->StartMember(0).ok());
   ASSERT_TRUE(Retry([&] { return other->Update(ctx, "restart/later", "2", false); }).ok());
   EXPECT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) {

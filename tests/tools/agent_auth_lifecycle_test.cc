@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kvstore/backend.h"
@@ -57,6 +58,9 @@ TEST(AgentAuthTest, RecoversFromAnEtcdRestartUnderAuth) {
   ASSERT_TRUE(alice.AwaitLine("update a/ip 10.0.0.a")) << alice.Transcript();
 
   ASSERT_TRUE(etcd->KillMember(0).ok());
+  // Down for a while, as when a person restarts it: the agent reconnects to the new process,
+  // which knows none of the tokens the old one issued.
+  std::this_thread::sleep_for(2s);
   ASSERT_TRUE(etcd->StartMember(0).ok());
 
   // Its key deleted from outside is written again.
