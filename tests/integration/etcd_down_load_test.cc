@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -123,6 +124,48 @@ TEST(EtcdDownLoadTest, ManyCollaboratorsIdleWhileEtcdIsDownAndConvergeAfter) {
   for (auto& s : stores) s->Release();
   stores.clear();
   for (auto& b : backends) b->Close();
+}
+
+// max_inflight of one: asynchronous writes queue for the one slot, blocking ones wait for it, a
+// leased write grants its lease in between; everything completes, nothing deadlocks.
+TEST(EtcdDownLoadTest, MaxInflightOfOneCompletesEverything) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  etcd::EtcdConfig config = (*cluster)->ClientConfig();
+  config.max_inflight = 1;
+  std::shared_ptr<Backend> backend = MustConnect(config);
+  ASSERT_NE(backend, nullptr);
+  Context ctx;
+  std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx, "inflight/", 1024);
+  constexpr int kAsync = 200, kThreads = 4, kBlockingEach = 10;
+  std::atomic<int> async_ok{0}, async_done{0};
+  for (int i = 0; i < kAsync; ++i) {
+    backend->UpdateAsync(ctx, absl::StrCat("inflight/a", i), "v", /*lease=*/i % 2 == 0,
+                         [&](absl::Status status) {
+                           if (status.ok()) ++async_ok;
+                           ++async_done;
+                         });
+  }
+  std::atomic<int> blocking_ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kBlockingEach; ++i) {
+        if (backend->Update(ctx, absl::StrCat("inflight/b", t, "-", i), "v", i % 2 == 0).ok()) {
+          ++blocking_ok;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(Eventually([&] { return async_done.load() == kAsync; }, 60s));
+  EXPECT_EQ(async_ok.load(), kAsync);
+  EXPECT_EQ(blocking_ok.load(), kThreads * kBlockingEach);
+  WatchView view;
+  EXPECT_TRUE(view.ReadUntil(*watcher, [&](const WatchView& v) {
+    return v.keys.size() == static_cast<size_t>(kAsync + kThreads * kBlockingEach);
+  }));
+  watcher->Stop();
 }
 
 }  // namespace
