@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "kvstore/export.h"
+#include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -31,11 +32,20 @@ class KVSTORE_EXPORT BackendMetrics {
   prometheus::Histogram& EventsQueueTime(std::string_view scope, std::string_view action);
   // cilium_kvstore_leases{}: leases held by backends reporting here.
   prometheus::Gauge& Leases();
+  // cilium_kvstore_watchers_stalled{scope}: watchers whose watch etcd refuses to resume (after
+  // logging in anew: a permission taken away, credentials no longer valid). They keep retrying.
+  prometheus::Gauge& WatchersStalled(std::string_view scope);
+  // cilium_kvstore_watch_restarts_total{scope,reason}: watches subscribed again, by reason:
+  // "stream_loss", "compaction", "auth", "unanswered" (etcd did not answer a watch request),
+  // "flow_control" (the consumer fell behind).
+  prometheus::Counter& WatchRestarts(std::string_view scope, std::string_view reason);
 
  private:
   prometheus::Family<prometheus::Histogram>& operations_duration_;
   prometheus::Family<prometheus::Histogram>& events_queue_;
   prometheus::Family<prometheus::Gauge>& leases_;
+  prometheus::Family<prometheus::Gauge>& watchers_stalled_;
+  prometheus::Family<prometheus::Counter>& watch_restarts_;
 };
 
 }  // namespace kvstore

@@ -35,7 +35,15 @@ BackendMetrics::BackendMetrics(prometheus::Registry& registry)
       leases_(prometheus::BuildGauge()
                   .Name("cilium_kvstore_leases")
                   .Help("Number of kvstore leases currently held")
-                  .Register(registry)) {}
+                  .Register(registry)),
+      watchers_stalled_(prometheus::BuildGauge()
+                            .Name("cilium_kvstore_watchers_stalled")
+                            .Help("Number of watchers whose watch etcd refuses to resume")
+                            .Register(registry)),
+      watch_restarts_(prometheus::BuildCounter()
+                          .Name("cilium_kvstore_watch_restarts_total")
+                          .Help("Number of watches subscribed again, by reason")
+                          .Register(registry)) {}
 
 // Family::Add returns the existing series when the labels are already known, so every backend
 // with the same labels shares one series.
@@ -57,5 +65,14 @@ prometheus::Histogram& BackendMetrics::EventsQueueTime(std::string_view scope,
 }
 
 prometheus::Gauge& BackendMetrics::Leases() { return leases_.Add({}); }
+
+prometheus::Gauge& BackendMetrics::WatchersStalled(std::string_view scope) {
+  return watchers_stalled_.Add({{"scope", std::string(scope)}});
+}
+
+prometheus::Counter& BackendMetrics::WatchRestarts(std::string_view scope,
+                                                   std::string_view reason) {
+  return watch_restarts_.Add({{"scope", std::string(scope)}, {"reason", std::string(reason)}});
+}
 
 }  // namespace kvstore

@@ -28,8 +28,10 @@ namespace {
 using namespace std::chrono_literals;
 using kvstore::store::KVPair;
 
-// Leaving deletes the agent's keys; an unreachable backend must not hold the exit up for long.
-constexpr auto kLeaveTimeout = 10s;
+// Leaving deletes the agent's keys; an unreachable backend must not hold the exit up for longer
+// than a person at a terminal accepts: what could not be deleted by then is left to the session
+// lease, and the log says so.
+constexpr auto kLeaveTimeout = 1500ms;
 // Once ready, the main loop turns this often; /healthz fails when it has not for kStallAfter.
 constexpr auto kLoopTurn = 1s;
 constexpr auto kStallAfter = 30s;
@@ -300,6 +302,17 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
   spdlog::info("leaving shared store agent={} prefix={}", opts.name, opts.prefix);
   auto [leave_ctx, cancel] = kvstore::WithTimeout(kvstore::Context::Background(), kLeaveTimeout);
   store->Close(leave_ctx);
+  if (leave_ctx.Done() && !keys.empty()) {
+    // Close logged each key it could not delete; this says what that means.
+    std::string names;
+    for (const KVPair& key : keys) names += (names.empty() ? "" : ",") + key.key;
+    spdlog::warn(
+        "left without confirming the delete of every key within {} ms (etcd unreachable?); the "
+        "keys not deleted stay until the session lease expires ({}) agent={} prefix={} keys={}",
+        std::chrono::duration_cast<std::chrono::milliseconds>(kLeaveTimeout).count(),
+        opts.lease_ttl_seconds > 0 ? std::to_string(opts.lease_ttl_seconds) + " s" : "15 min",
+        opts.name, opts.prefix, names);
+  }
   cancel();
   store.reset();
   if (env.backend.UsesEtcd()) backend->Close();

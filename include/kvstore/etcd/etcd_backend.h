@@ -35,7 +35,13 @@ struct KVSTORE_EXPORT EtcdConfig {
   std::chrono::seconds lease_ttl{15 * 60};
   size_t max_keys_per_lease = 1000;
   size_t list_page_size = 0;  // 0: the library's measured default, bounded in bytes
-  double qps = 0;             // 0: no rate limit
+  double qps = 0;             // 0: no rate limit (Cilium's etcd.qps)
+  // Requests a second until bootstrap completes: until the first watcher of this backend has
+  // received its initial list (Cilium's etcd.bootstrapQps). 0: `qps` from the start.
+  double bootstrap_qps = 0;
+  // Requests in flight at once, retries included (Cilium's etcd.maxInflight). 0: as many as
+  // `qps` (rounded up) when `qps` is set, as in Cilium; else no limit.
+  size_t max_inflight = 0;
   std::chrono::milliseconds dial_timeout{5000}, request_timeout{15000};
   // Pings on open connections detect members that stopped answering (paused, cut off): a member
   // silent for keepalive_time + keepalive_timeout is given up. etcd refuses pings more often than
@@ -48,9 +54,11 @@ struct KVSTORE_EXPORT EtcdConfig {
   // Reads Cilium's etcd config YAML (etcd's Go client format): endpoints, trusted-ca-file (or
   // its older name ca-file), cert-file, key-file, username, password, insecure-transport,
   // insecure-skip-tls-verify, dial-timeout, dial-keep-alive-time, dial-keep-alive-timeout
-  // (durations as "5s", or a number of nanoseconds as in Go). Keys of etcd's client that have no
-  // effect here, and unknown keys, are logged once each as a warning naming them. InvalidArgument
-  // naming the file for anything it cannot use.
+  // (durations as "5s", or a number of nanoseconds as in Go), and the load limits under the
+  // names Cilium's kvstore-opt gives them: etcd.qps, etcd.bootstrapQps, etcd.maxInflight (a
+  // number each; empty, negative or not a number is an error, never "no limit"). Keys of etcd's
+  // client that have no effect here, and unknown keys, are logged once each as a warning naming
+  // them. InvalidArgument naming the file for anything it cannot use.
   static absl::StatusOr<EtcdConfig> FromFile(const std::string& path);
 };
 

@@ -53,9 +53,27 @@ class EtcdBackend final : public Backend {
         leases_(std::make_shared<LeaseManager>(rpc_.get(), executor_.get(), config.lease_ttl,
                                                config.max_keys_per_lease, config_.metrics.get())),
         hub_(std::make_shared<WatchHub>(rpc_.get(), executor_.get(), page_size_,
-                                        config_.metrics.get())),
+                                        config_.metrics.get(), config.request_timeout)),
         limiter_(config.qps > 0 ? std::make_unique<workqueue::BucketRateLimiter<int>>(config.qps, 1)
-                                : nullptr) {}
+                                : nullptr),
+        bootstrap_limiter_(
+            config.bootstrap_qps > 0
+                ? std::make_unique<workqueue::BucketRateLimiter<int>>(config.bootstrap_qps, 1)
+                : nullptr),
+        bootstrapping_(bootstrap_limiter_ != nullptr) {
+    if (bootstrapping_) {
+      spdlog::info("etcd at {}: {} requests a second until the first watcher is synced, then {}",
+                   rpc_->EndpointList(), config.bootstrap_qps,
+                   config.qps > 0 ? absl::StrCat(config.qps) : std::string("no limit"));
+      hub_->SetListDoneHook([this] {
+        if (bootstrapping_.exchange(false)) {
+          spdlog::info(
+              "etcd at {}: bootstrap complete, request rate now {}", rpc_->EndpointList(),
+              config_.qps > 0 ? absl::StrCat(config_.qps, " a second") : std::string("unlimited"));
+        }
+      });
+    }
+  }
 
   ~EtcdBackend() override { Close(); }
 
@@ -332,6 +350,11 @@ class EtcdBackend final : public Backend {
         "etcd: ", connected, "/", results.size(), " connected, leases=", leases_->NumLeases(),
         ", watchers=", hub_->NumWatchers(), ", has-quorum=", has_leader ? "true" : "false", ": ",
         absl::StrJoin(parts, "; "));
+    if (std::vector<std::string> stalled = hub_->StalledWatchers(); !stalled.empty()) {
+      if (status.state == BackendState::kOk) status.state = BackendState::kWarning;
+      absl::StrAppend(&status.message,
+                      "; watchers that cannot resume: ", absl::StrJoin(stalled, "; "));
+    }
     return status;
   }
 
@@ -535,10 +558,16 @@ class EtcdBackend final : public Backend {
         });
   }
 
+  // The rate in force: the bootstrap one until the first watcher is synced (when set), then
+  // config.qps; null: no limit.
+  workqueue::BucketRateLimiter<int>* CurrentLimiter() const {
+    return bootstrapping_ ? bootstrap_limiter_.get() : limiter_.get();
+  }
+
   // Runs `start` now, or on the executor once the rate limiter lets the request through.
   void Throttled(std::function<void()> start) {
-    if (limiter_ != nullptr) {
-      const std::chrono::nanoseconds wait = limiter_->When(0);
+    if (workqueue::BucketRateLimiter<int>* limiter = CurrentLimiter()) {
+      const std::chrono::nanoseconds wait = limiter->When(0);
       if (wait > std::chrono::nanoseconds::zero()) {
         executor_->PostAfter(wait, std::move(start));
         return;
@@ -567,8 +596,8 @@ class EtcdBackend final : public Backend {
   absl::Status ValidateAndThrottle(const Context& ctx,
                                    const absl::Status& validation = absl::OkStatus()) {
     if (absl::Status s = ValidateBlocking(ctx, validation); !s.ok()) return s;
-    if (limiter_ != nullptr) {
-      const std::chrono::nanoseconds wait = limiter_->When(0);
+    if (workqueue::BucketRateLimiter<int>* limiter = CurrentLimiter()) {
+      const std::chrono::nanoseconds wait = limiter->When(0);
       if (wait > std::chrono::nanoseconds::zero() && ctx.WaitFor(wait)) return ctx.Err();
     }
     return absl::OkStatus();
@@ -625,6 +654,9 @@ class EtcdBackend final : public Backend {
   std::shared_ptr<WatchHub> hub_;
   // Spaces requests to config.qps a second (a bucket of one); null: no limit.
   const std::unique_ptr<workqueue::BucketRateLimiter<int>> limiter_;
+  // config.bootstrap_qps, in force while bootstrapping_; null: none.
+  const std::unique_ptr<workqueue::BucketRateLimiter<int>> bootstrap_limiter_;
+  std::atomic<bool> bootstrapping_;
   std::atomic<size_t> max_txn_ops_{kMaxTxnOps};
   std::atomic<size_t> max_txn_bytes_{kMaxTxnBytes};
   std::mutex close_mu_;

@@ -3,6 +3,7 @@
 // which also reads the older "ca-file").
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -65,6 +66,18 @@ class FieldReader {
     if (key == "dial-timeout") return Duration(key, value, config_.dial_timeout);
     if (key == "dial-keep-alive-time") return Duration(key, value, config_.keepalive_time);
     if (key == "dial-keep-alive-timeout") return Duration(key, value, config_.keepalive_timeout);
+    // Cilium's kvstore-opt names (matched in lower case, as every key).
+    if (key == "etcd.qps") return Rate("etcd.qps", value, config_.qps);
+    if (key == "etcd.bootstrapqps") return Rate("etcd.bootstrapQps", value, config_.bootstrap_qps);
+    if (key == "etcd.maxinflight") {
+      double limit = 0;
+      if (absl::Status s = Rate("etcd.maxInflight", value, limit); !s.ok()) return s;
+      if (limit != static_cast<double>(static_cast<size_t>(limit))) {
+        return Invalid(path_, "'etcd.maxInflight' must be a whole number");
+      }
+      config_.max_inflight = static_cast<size_t>(limit);
+      return absl::OkStatus();
+    }
     for (const char* ignored : kIgnoredKeys) {
       if (key == ignored) {
         WarnOnce(path_, key,
@@ -109,6 +122,20 @@ class FieldReader {
     bool value = false;
     if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
       return Invalid(path_, absl::StrCat("'", key, "' must be true or false"));
+    }
+    target = value;
+    return absl::OkStatus();
+  }
+
+  // A limit: a finite number >= 0 (0: none), as a number or a string holding one. Anything else,
+  // an empty value included, is an error: Cilium once read an empty etcd.qps as 0, which is "no
+  // limit", and ran without one for years (cilium/cilium#15742).
+  absl::Status Rate(const std::string& key, const YAML::Node& node, double& target) {
+    const std::string text = node.IsScalar() ? node.as<std::string>() : std::string();
+    double value = 0;
+    if (!node.IsScalar() || !absl::SimpleAtod(text, &value) || !std::isfinite(value) || value < 0) {
+      return Invalid(path_, absl::StrCat("'", key, "': '", text,
+                                         "' is not a limit (a number >= 0; 0 means no limit)"));
     }
     target = value;
     return absl::OkStatus();

@@ -153,13 +153,28 @@ void LeaseManager::ScheduleKeepAliveLocked() {
 
 void LeaseManager::KeepAliveTick() {
   std::shared_ptr<KeepAliveRequests> stream;
+  std::shared_ptr<KeepAliveRequests> silent;
   uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> guard(mu_);
     tick_scheduled_ = false;
     if (shutdown_ || leases_.empty()) return;
+    if (stream_ && last_write_ > last_answer_) {
+      // Nothing came back since the last tick's keep-alives: the member holding the stream
+      // stopped answering (frozen, cut off) while the connection looks open. Leases last only a
+      // few ticks, so a new stream (likely on another member) goes now.
+      silent = std::move(stream_);
+      stream_ = nullptr;
+      ++stream_generation_;
+    }
     stream = stream_;
     generation = stream_generation_;
+  }
+  if (silent) {
+    spdlog::warn(
+        "etcd lease keep-alive stream: no answer since the last keep-alive; opening a "
+        "new stream");
+    silent->Cancel();
   }
   if (!stream) {
     std::weak_ptr<LeaseManager> weak = weak_from_this();
@@ -183,6 +198,10 @@ void LeaseManager::KeepAliveTick() {
     }
   }
   std::vector<int64_t> ids = LeaseIds();
+  if (stream && !ids.empty()) {
+    std::lock_guard<std::mutex> guard(mu_);
+    last_write_ = executor_->clock()->Now();
+  }
   if (stream) {
     for (int64_t id : ids) {
       etcdserverpb::LeaseKeepAliveRequest request;
@@ -197,6 +216,10 @@ void LeaseManager::KeepAliveTick() {
 // Whatever stream it came on: an answer is about a lease, not about the stream, and one that says
 // the lease is gone stays true after its stream ended.
 void LeaseManager::OnKeepAliveResponse(int64_t id, int64_t ttl) {
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    last_answer_ = executor_->clock()->Now();
+  }
   if (ttl <= 0) OnLeaseLost(id, "keep-alive answered that it expired or was revoked");
 }
 

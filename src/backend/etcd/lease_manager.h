@@ -98,6 +98,9 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   std::shared_ptr<KeepAliveRequests> stream_;
   uint64_t stream_generation_ = 0;
   bool tick_scheduled_ = false;
+  // When keep-alives were last written on stream_, and when any answer last came (on the
+  // executor's clock): a stream that has not answered by the next tick is replaced.
+  Clock::time_point last_write_{}, last_answer_{};
 
   kvstore::internal::LeaseObservers observers_;
   // Runs the observers one at a time (a strand), apart from the tasks that deliver watch events.

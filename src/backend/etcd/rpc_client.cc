@@ -4,13 +4,23 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/channel_factory.h"
 #include "backend/etcd/errors.h"
+#include "backend/etcd/request_limits.h"
+#include "core/backoff.h"
 
 namespace kvstore::etcd {
+namespace {
+
+// The pauses of a blocking call between rounds over endpoints that could not take it.
+constexpr std::chrono::milliseconds kNotConnectedRetryBase(50);
+constexpr std::chrono::milliseconds kNotConnectedRetryMax(1000);
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& config) {
   if (config.endpoints.empty()) {
@@ -25,6 +35,8 @@ absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& c
   if (config.username.empty() && !config.password.empty()) {
     return absl::InvalidArgumentError("etcd config: password given without username");
   }
+  absl::StatusOr<RequestLimits> limits = EffectiveRequestLimits(config);
+  if (!limits.ok()) return limits.status();
   if (config.request_timeout <= std::chrono::milliseconds::zero() ||
       config.dial_timeout <= std::chrono::milliseconds::zero()) {
     return absl::InvalidArgumentError("etcd config: timeouts must be positive");
@@ -38,21 +50,27 @@ absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& c
                                                             !config.username.empty()));
   }
   return std::unique_ptr<RpcClient>(
-      new RpcClient(std::make_unique<ChannelPool>(std::move(members)), config));
+      new RpcClient(std::make_unique<ChannelPool>(std::move(members)), config, *limits));
 }
 
-RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config)
+RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config,
+                     const RequestLimits& limits)
     : pool_(std::move(pool)),
       username_(config.username),
       password_(config.password),
       request_timeout_(config.request_timeout),
       connect_wait_(std::min({std::chrono::milliseconds(config.dial_timeout),
-                              config.request_timeout / 4, std::chrono::milliseconds(1000)})) {}
+                              config.request_timeout / 4, std::chrono::milliseconds(1000)})),
+      inflight_(limits.max_inflight) {
+  std::tie(closing_, close_) = WithCancel(Context::Background());
+}
 
 RpcClient::~RpcClient() { Shutdown(); }
 
 void RpcClient::Shutdown() {
+  close_();              // wakes the calls waiting for a connection, a login or a retry
   registry_.Shutdown();  // every call completed: none is left on the queue
+  inflight_.Drain();     // calls waiting for a slot fail now, as closed
   std::shared_ptr<CompletionPoller> poller;
   {
     std::lock_guard<std::mutex> guard(poller_mu_);
@@ -204,8 +222,8 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
   });
 }
 
-absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, bool with_token,
-                                     const Starter& start,
+absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view what,
+                                     bool with_token, const Starter& start,
                                      std::optional<std::chrono::steady_clock::time_point> until) {
   if (CompletionPoller::OnPollerThread()) {
     return absl::FailedPreconditionError(
@@ -213,11 +231,19 @@ absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, 
                      ": a blocking call from the completion of an asynchronous one would wait "
                      "for itself; start it asynchronously"));
   }
+  // Done with the caller's context, or when this client shuts down: a call waiting for a
+  // connection, a login or its next round does not hold Shutdown up.
+  auto [ctx, cancel_call] = WithCancel(caller_ctx);
+  ScopedContextCallback on_close(closing_, cancel_call);
   const auto deadline = until.value_or(std::chrono::steady_clock::now() + request_timeout_);
   std::vector<bool> tried(pool_->size(), false);
   bool logged_in_again = false;
   absl::Status not_connected;  // the last reason why no connection was ready
   for (int round = 0;;) {
+    if (closing_.Done()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("etcd ", ToAbsl(what), ": etcd backend is closed"));
+    }
     if (ctx.Done()) {
       return absl::Status(ctx.Err().code(),
                           absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
@@ -234,9 +260,9 @@ absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, 
             absl::StrCat(not_connected.message(), " (no connection within the request timeout of ",
                          request_timeout_.count(), " ms)"));
       }
-      ++round;
+      // The library's backoff (full jitter under a doubling ceiling), as every retry.
       ctx.WaitFor(std::min<std::chrono::steady_clock::duration>(
-          left, std::chrono::milliseconds(std::min(50 * round, 500))));
+          left, internal::BackoffDelay(round++, kNotConnectedRetryBase, kNotConnectedRetryMax)));
       std::fill(tried.begin(), tried.end(), false);
       continue;
     }
@@ -276,10 +302,23 @@ absl::Status RpcClient::BlockingCall(const Context& ctx, std::string_view what, 
   }
 }
 
+absl::Status RpcClient::AdmittedCall(const Context& ctx, std::string_view what,
+                                     const Starter& start) {
+  if (!inflight_.Enter(ctx)) {
+    return absl::Status(
+        ctx.Err().code(),
+        absl::StrCat("etcd ", ToAbsl(what), ": waiting for one of the ", inflight_.limit(),
+                     " requests in flight (max_inflight) to end: ", ctx.Err().message()));
+  }
+  absl::Status status = BlockingCall(ctx, what, /*with_token=*/true, start);
+  inflight_.Leave();
+  return status;
+}
+
 absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
                               const etcdserverpb::RangeRequest& request,
                               etcdserverpb::RangeResponse* response) {
-  return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -288,7 +327,7 @@ absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
                             const etcdserverpb::PutRequest& request,
                             etcdserverpb::PutResponse* response) {
-  return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncPut(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -297,7 +336,7 @@ absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
 absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
                                     const etcdserverpb::DeleteRangeRequest& request,
                                     etcdserverpb::DeleteRangeResponse* response) {
-  return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncDeleteRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -306,7 +345,7 @@ absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
                             const etcdserverpb::TxnRequest& request,
                             etcdserverpb::TxnResponse* response) {
-  return BlockingCall(ctx, what, true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncTxn(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -315,7 +354,7 @@ absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
 absl::Status RpcClient::LeaseGrant(const Context& ctx,
                                    const etcdserverpb::LeaseGrantRequest& request,
                                    etcdserverpb::LeaseGrantResponse* response) {
-  return BlockingCall(ctx, "lease grant", true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, "lease grant", [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseGrant(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -324,7 +363,7 @@ absl::Status RpcClient::LeaseGrant(const Context& ctx,
 absl::Status RpcClient::LeaseRevoke(const Context& ctx,
                                     const etcdserverpb::LeaseRevokeRequest& request,
                                     etcdserverpb::LeaseRevokeResponse* response) {
-  return BlockingCall(ctx, "lease revoke", true, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, "lease revoke", [&](Member& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseRevoke(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -379,9 +418,15 @@ void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what,
     SendOnQueue([&] { return rpc(member, context, m->request, Queue()); }, &m->response,
                 std::move(sent));
   };
-  call->finish = [messages = std::move(messages), done = std::move(done)](
-                     const absl::Status& status) { done(status, messages->response); };
-  Launch(slow, std::move(call));
+  call->finish = [this, messages = std::move(messages),
+                  done = std::move(done)](const absl::Status& status) {
+    done(status, messages->response);
+    inflight_.Leave();
+  };
+  // Launched now, or once a request in flight ended (then on the thread that completed it:
+  // Launch never blocks).
+  inflight_.EnterAsync(
+      [this, &slow, call = std::move(call)]() mutable { Launch(slow, std::move(call)); });
 }
 
 void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
@@ -482,9 +527,9 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
   auto call = std::make_shared<Call>();
   call->request = request;
   const auto deadline = std::chrono::steady_clock::now() + request_timeout_;
-  const size_t index = *pool_->Pick({}, Context(), ConnectWaitEnd());
+  const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
   bool not_connected = false;
-  absl::StatusOr<std::string> token = TokenFor(index, Context(), deadline, &not_connected);
+  absl::StatusOr<std::string> token = TokenFor(index, closing_, deadline, &not_connected);
   if (!token.ok()) {
     done(token.status(), call->response);
     return;
@@ -579,10 +624,10 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
     std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
     const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
         Member& member, grpc::ClientContext* context, grpc::CompletionQueue* queue)>& bind) {
-  const size_t index = *pool_->Pick({}, Context(), ConnectWaitEnd());
+  const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
   bool not_connected = false;
   absl::StatusOr<std::string> token = TokenFor(
-      index, Context(), std::chrono::steady_clock::now() + request_timeout_, &not_connected);
+      index, closing_, std::chrono::steady_clock::now() + request_timeout_, &not_connected);
   if (!token.ok()) return token.status();
   Member& member = pool_->member(index);
   grpc::CompletionQueue* const queue = Queue();

@@ -24,6 +24,7 @@
 #include "backend/etcd/channel_pool.h"
 #include "backend/etcd/completion_poller.h"
 #include "backend/etcd/executor.h"
+#include "backend/etcd/request_limits.h"
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
@@ -119,7 +120,10 @@ class RpcClient final : public Transport {
 
   // One asynchronous unary call (defined in rpc_client.cc).
   struct UnaryCall;
-  RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config);
+  RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config,
+            const RequestLimits& limits);
+  // BlockingCall with a token, once one of the max_inflight slots is free.
+  absl::Status AdmittedCall(const Context& ctx, std::string_view what, const Starter& start);
 
   // The asynchronous calls' common part: `start` sends the typed request.
   template <typename Request, typename Response, typename Rpc>
@@ -141,7 +145,7 @@ class RpcClient final : public Transport {
   // Until when a pick waits for some endpoint to connect (see ChannelPool::Pick), from now.
   std::chrono::steady_clock::time_point ConnectWaitEnd() const;
   // A unary call until `deadline` (by default the request timeout from now).
-  absl::Status BlockingCall(const Context& ctx, std::string_view what, bool with_token,
+  absl::Status BlockingCall(const Context& caller_ctx, std::string_view what, bool with_token,
                             const Starter& start,
                             std::optional<std::chrono::steady_clock::time_point> deadline = {});
   // One call on member `index`, blocking until it completed.
@@ -175,6 +179,13 @@ class RpcClient final : public Transport {
   // backend's few threads start asynchronous calls and streams.
   const std::chrono::milliseconds connect_wait_;
   CallRegistry registry_;
+  // Requests in flight (EtcdConfig::max_inflight): the blocking and asynchronous unary calls,
+  // from their first attempt until their result (the watchers' list pages, which a watcher asks
+  // for one at a time, and logins are not counted).
+  InflightGate inflight_;
+  // Done once Shutdown began: every wait of a call (a connection, a login, a retry) ends then.
+  Context closing_;
+  CancelFunc close_;
   // Every call and stream completes on the process's completion queue (see CompletionPoller),
   // taken at the first one and let go once every call completed.
   std::mutex poller_mu_;  // guards the two below

@@ -16,6 +16,7 @@
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
 #include "core/write_checks.h"
+#include "kvstore/paths.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::etcd {
@@ -31,6 +32,27 @@ constexpr size_t kMaxHeldPages = 2;
 
 constexpr auto kRetryBase = std::chrono::milliseconds(100);
 constexpr auto kRetryMax = std::chrono::milliseconds(5000);
+// A watch refused again with a fresh token is retried (with a new stream, which every other
+// watch of the stream resumes on) at most this often.
+constexpr auto kRefusedRetryBase = std::chrono::milliseconds(1000);
+constexpr auto kRefusedRetryMax = std::chrono::milliseconds(30000);
+
+// etcd's cancel reasons for a watch refused for its credentials or permission: "etcdserver:
+// permission denied" (3.4 says only this, also for an invalid token), "etcdserver: invalid auth
+// token", "etcdserver: revision of auth store is old", "etcdserver: user name is empty".
+bool IsRefusal(const std::string& reason) {
+  return absl::StrContains(reason, "permission denied") ||
+         absl::StrContains(reason, "auth token") || absl::StrContains(reason, "auth store") ||
+         absl::StrContains(reason, "user name is empty");
+}
+
+// A login or list that failed for credentials or permission: retrying alone does not fix it (a
+// token that expired or that etcd forgot is renewed by the next call, and does not count).
+bool IsRefusal(const absl::Status& status) {
+  if (status.ok() || IsAuthTokenError(status)) return false;
+  return status.code() == absl::StatusCode::kPermissionDenied ||
+         absl::StrContains(status.message(), "authentication failed");
+}
 
 }  // namespace
 
@@ -52,7 +74,9 @@ struct WatchHub::Entry {
         ctx(std::move(ctx)),
         known(prefix, delete_values),
         pager(this->prefix, page_size),
-        queue_metrics(metrics, this->prefix) {}
+        queue_metrics(metrics, this->prefix),
+        stalled_gauge(metrics == nullptr ? nullptr
+                                         : &metrics->WatchersStalled(GetScopeFromKey(prefix))) {}
 
   const uint64_t id;
   const KeyRange range;
@@ -64,6 +88,10 @@ struct WatchHub::Entry {
   uint64_t ctx_callback = 0;
   Phase phase = Phase::kListing;
   int failures = 0;  // consecutive, for the retry backoff
+  // Consecutive refusals of its watch for credentials or permission (the first one renews the
+  // token; from the second, with a fresh token, it cannot resume).
+  int refusals = 0;
+  std::string stalled;  // why it cannot resume; empty while it can
   bool list_done_sent = false;
   // What the watcher's consumer was told.
   internal::KnownKeys known;
@@ -90,6 +118,7 @@ struct WatchHub::Entry {
   // Apply is posted, running or waiting for room in the watcher: nobody else posts it meanwhile.
   bool applying = false;
   kvstore::internal::EventsQueueRecorder queue_metrics;
+  prometheus::Gauge* const stalled_gauge;  // null without metrics
 
   // Offers `event` to the watcher; see internal::EmitFn.
   bool TryHandOver(KeyValueEvent& event, TimePoint received) {
@@ -101,11 +130,12 @@ struct WatchHub::Entry {
 };
 
 WatchHub::WatchHub(Transport* transport, Executor* executor, int64_t page_size,
-                   BackendMetrics* metrics)
+                   BackendMetrics* metrics, std::chrono::milliseconds answer_timeout)
     : transport_(transport),
       executor_(executor),
       page_size_(std::max<int64_t>(page_size, 0)),
-      metrics_(metrics) {}
+      metrics_(metrics),
+      answer_timeout_(answer_timeout) {}
 
 std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_view prefix,
                                                 size_t capacity, const WatchOptions& options) {
@@ -209,6 +239,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generat
     auto delay = internal::BackoffDelay(entry->failures++, kRetryBase, kRetryMax);
     spdlog::warn("etcd watcher of '{}': {}; retrying in {} ms", entry->prefix, status.ToString(),
                  delay.count());
+    if (IsRefusal(status)) SetStalledLocked(*entry, status.ToString());
     entry->page_requested = true;
     std::weak_ptr<WatchHub> weak = weak_from_this();
     executor_->PostAfter(delay, [weak, entry, list_generation] {
@@ -217,6 +248,7 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generat
     return;
   }
   entry->failures = 0;
+  ClearStalledLocked(*entry);
   if (!entry->pager.Advance(response)) entry->last_page_received = true;
   entry->pages.push_back(Entry::Held<etcdserverpb::RangeResponse>{
       std::make_unique<etcdserverpb::RangeResponse>(std::move(response)),
@@ -247,6 +279,88 @@ void WatchHub::SubscribeLocked(const std::shared_ptr<Entry>& entry) {
   create->set_progress_notify(true);
   create->set_watch_id(entry->watch_id);
   stream_->Write(std::move(request));
+  awaiting_created_.push_back(entry->watch_id);
+  std::weak_ptr<WatchHub> weak = weak_from_this();
+  executor_->PostAfter(answer_timeout_,
+                       [weak, generation = stream_generation_, watch_id = entry->watch_id] {
+                         if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
+                       });
+}
+
+void WatchHub::CheckAnswered(uint64_t generation, int64_t watch_id) {
+  std::shared_ptr<WatchRequests> replaced;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (shutdown_ || generation != stream_generation_ || !stream_ ||
+        std::find(awaiting_created_.begin(), awaiting_created_.end(), watch_id) ==
+            awaiting_created_.end()) {
+      return;
+    }
+    if (!heard_any_) {
+      // Not connected yet, most likely: look again later.
+      std::weak_ptr<WatchHub> weak = weak_from_this();
+      executor_->PostAfter(answer_timeout_, [weak, generation, watch_id] {
+        if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
+      });
+      return;
+    }
+    auto it = by_watch_id_.find(watch_id);
+    spdlog::warn(
+        "etcd watch stream: the watch of '{}' was not answered within {} ms; opening a new "
+        "stream",
+        it == by_watch_id_.end() ? std::string("?") : it->second->prefix, answer_timeout_.count());
+    for (const auto& [id, entry] : by_watch_id_) CountRestartLocked(*entry, "unanswered");
+    replaced =
+        ReplaceStreamLocked(internal::BackoffDelay(stream_failures_++, kRetryBase, kRetryMax));
+  }
+  if (replaced) replaced->Cancel();
+}
+
+void WatchHub::ScheduleSilenceCheckLocked() {
+  std::weak_ptr<WatchHub> weak = weak_from_this();
+  executor_->PostAfter(answer_timeout_, [weak, generation = stream_generation_] {
+    if (auto self = weak.lock()) self->CheckSilence(generation);
+  });
+}
+
+void WatchHub::CheckSilence(uint64_t generation) {
+  std::shared_ptr<WatchRequests> replaced;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (shutdown_ || generation != stream_generation_ || !stream_) return;
+    const bool silent = std::chrono::steady_clock::now() - last_heard_ >= answer_timeout_;
+    if (!silent || by_watch_id_.empty() || !heard_any_) {
+      // Heard from lately, nothing subscribed that etcd would report progress for, or not
+      // connected yet.
+    } else if (!progress_requested_) {
+      // Quiet is normal for a watch of keys nobody writes: etcd's answer tells it apart from a
+      // member that stopped answering.
+      etcdserverpb::WatchRequest request;
+      request.mutable_progress_request();
+      stream_->Write(std::move(request));
+      progress_requested_ = true;
+    } else {
+      spdlog::warn(
+          "etcd watch stream: no answer to a progress request within {} ms; opening a new stream",
+          answer_timeout_.count());
+      for (const auto& [id, entry] : by_watch_id_) CountRestartLocked(*entry, "unanswered");
+      replaced =
+          ReplaceStreamLocked(internal::BackoffDelay(stream_failures_++, kRetryBase, kRetryMax));
+    }
+    if (!replaced) ScheduleSilenceCheckLocked();
+  }
+  if (replaced) replaced->Cancel();
+}
+
+std::shared_ptr<WatchRequests> WatchHub::ReplaceStreamLocked(std::chrono::milliseconds delay) {
+  std::shared_ptr<WatchRequests> old = std::move(stream_);
+  stream_ = nullptr;
+  ++stream_generation_;  // what the old stream still says is ignored, its end too
+  for (auto& [watch_id, entry] : by_watch_id_) entry->watch_id = 0;
+  by_watch_id_.clear();
+  awaiting_created_.clear();
+  EnsureStreamLocked(delay);
+  return old;
 }
 
 void WatchHub::Resubscribe(const std::shared_ptr<Entry>& entry) {
@@ -269,6 +383,7 @@ void WatchHub::PauseLocked(const std::shared_ptr<Entry>& entry, size_t keep) {
   // Events of one revision never span two responses (etcd splits them only with `fragment`,
   // which is not asked for), so resuming after the last kept response loses and repeats nothing.
   while (entry->responses.size() > keep) entry->responses.pop_back();
+  if (entry->watch_id != 0) CountRestartLocked(*entry, "flow_control");
   CancelWatchLocked(entry);
   entry->resume_pending = true;
 }
@@ -280,10 +395,11 @@ bool WatchHub::AnyWatchingLocked() const {
   return false;
 }
 
-void WatchHub::EnsureStreamLocked() {
+void WatchHub::EnsureStreamLocked(std::optional<std::chrono::milliseconds> wanted_delay) {
   if (stream_ || stream_starting_ || shutdown_) return;
   stream_starting_ = true;
-  auto delay = stream_failures_ == 0
+  auto delay = wanted_delay ? *wanted_delay
+               : stream_failures_ == 0
                    ? std::chrono::milliseconds(0)
                    : internal::BackoffDelay(stream_failures_ - 1, kRetryBase, kRetryMax);
   std::weak_ptr<WatchHub> weak = weak_from_this();
@@ -316,6 +432,12 @@ void WatchHub::StartStream() {
     ++stream_failures_;
     spdlog::warn("etcd watch stream: {}", started.status().ToString());
     if (IsAuthTokenError(started.status())) transport_->ForgetTokens();
+    if (IsRefusal(started.status())) {
+      // Logging in was refused: no watch can resume until the credentials work again.
+      for (const auto& [id, entry] : entries_) {
+        if (entry->phase == Phase::kWatching) SetStalledLocked(*entry, started.status().ToString());
+      }
+    }
     EnsureStreamLocked();
     return;
   }
@@ -328,50 +450,81 @@ void WatchHub::StartStream() {
     return;
   }
   stream_ = *started;
+  last_heard_ = std::chrono::steady_clock::now();
+  progress_requested_ = false;
+  heard_any_ = false;
+  ScheduleSilenceCheckLocked();
   for (const auto& [id, entry] : entries_) SubscribeLocked(entry);
 }
 
 void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& response) {
-  std::lock_guard<std::mutex> guard(mu_);
-  if (generation != stream_generation_ || shutdown_) return;
-  stream_failures_ = 0;
-  auto it = by_watch_id_.find(response.watch_id());
-  if (it == by_watch_id_.end()) return;  // cancelled by us, or a stream-wide progress answer
+  std::shared_ptr<WatchRequests> replaced;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (generation != stream_generation_ || shutdown_) return;
+    last_heard_ = std::chrono::steady_clock::now();
+    progress_requested_ = false;
+    heard_any_ = true;
+    replaced = OnResponseLocked(response);
+  }
+  if (replaced) replaced->Cancel();
+}
+
+std::shared_ptr<WatchRequests> WatchHub::OnResponseLocked(etcdserverpb::WatchResponse& response) {
+  int64_t watch_id = response.watch_id();
+  if (response.created()) {
+    // The answer to the oldest create still waiting for one: etcd answers them in order, and
+    // one it refused may come back without its watch id (-1).
+    auto waiting = std::find(awaiting_created_.begin(), awaiting_created_.end(), watch_id);
+    if (waiting == awaiting_created_.end() && !awaiting_created_.empty() &&
+        by_watch_id_.find(watch_id) == by_watch_id_.end()) {
+      waiting = awaiting_created_.begin();
+      watch_id = *waiting;
+    }
+    if (waiting != awaiting_created_.end()) awaiting_created_.erase(waiting);
+  }
+  if (!response.canceled()) stream_failures_ = 0;
+  auto it = by_watch_id_.find(watch_id);
+  if (it == by_watch_id_.end()) return nullptr;  // cancelled by us, or a stream-wide progress
   std::shared_ptr<Entry> entry = it->second;
   if (response.canceled()) {
     by_watch_id_.erase(it);
     entry->watch_id = 0;
-    if (entry->phase != Phase::kWatching) return;
+    if (entry->phase != Phase::kWatching) return nullptr;
     if (response.compact_revision() > 0) {
       spdlog::info("etcd watcher of '{}': revision {} compacted (now {}); listing again",
                    entry->prefix, entry->revision + 1, response.compact_revision());
+      CountRestartLocked(*entry, "compaction");
       RestartListLocked(entry);
-      return;
+      return nullptr;
     }
+    if (IsRefusal(response.cancel_reason()))
+      return OnRefusedLocked(entry, response.cancel_reason());
     auto delay = internal::BackoffDelay(entry->failures++, kRetryBase, kRetryMax);
     spdlog::warn("etcd watcher of '{}' cancelled by the server ({}); retrying in {} ms",
                  entry->prefix, response.cancel_reason(), delay.count());
-    if (absl::StrContains(response.cancel_reason(), "permission denied") ||
-        absl::StrContains(response.cancel_reason(), "auth")) {
-      transport_->ForgetTokens();
-    }
     std::weak_ptr<WatchHub> weak = weak_from_this();
     executor_->PostAfter(delay, [weak, entry] {
       if (auto self = weak.lock()) self->Resubscribe(entry);
     });
-    return;
+    return nullptr;
   }
-  if (response.created() || entry->phase != Phase::kWatching) return;
+  if (response.created()) {
+    entry->refusals = 0;
+    ClearStalledLocked(*entry);
+    return nullptr;
+  }
+  if (entry->phase != Phase::kWatching) return nullptr;
   entry->failures = 0;
   if (response.events_size() == 0 && entry->responses.empty()) {
     // Progress notification: no event up to the header's revision is missing. Behind held
     // responses it waits its turn, as their events come before it.
     entry->revision = std::max(entry->revision, response.header().revision());
-    return;
+    return nullptr;
   }
   if (entry->responses.size() >= kMaxHeldResponses) {
     PauseLocked(entry, kMaxHeldResponses);  // this response comes again after the held ones
-    return;
+    return nullptr;
   }
   // Moved, not copied: the stream reads its next response into a cleared message.
   entry->responses.push_back(Entry::Held<etcdserverpb::WatchResponse>{
@@ -382,9 +535,52 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
     // over on this thread, which spares a hop through the executor (a thread woken per response).
     // Handing over never blocks. What does not fit is left to Apply, which waits for room.
     int budget = kDeliveryBatch;
-    if (ApplyResponsesLocked(*entry, budget) == Progress::kDrained) return;
+    if (ApplyResponsesLocked(*entry, budget) == Progress::kDrained) return nullptr;
   }
   ScheduleApplyLocked(entry);
+  return nullptr;
+}
+
+std::shared_ptr<WatchRequests> WatchHub::OnRefusedLocked(const std::shared_ptr<Entry>& entry,
+                                                         const std::string& reason) {
+  // The stream's token is the suspect: forget every token and open a new stream, which logs in
+  // afresh; every watch of this one resumes there, from its own revision. At once the first
+  // time; refused again with the fresh token, the watch cannot resume, and is retried with a
+  // backoff.
+  ++entry->refusals;
+  transport_->ForgetTokens();
+  CountRestartLocked(*entry, "auth");
+  std::chrono::milliseconds delay(0);
+  if (entry->refusals >= 2) {
+    delay = internal::BackoffDelay(entry->refusals - 2, kRefusedRetryBase, kRefusedRetryMax);
+    SetStalledLocked(*entry, absl::StrCat("refused by etcd after logging in anew: ", reason));
+  }
+  spdlog::warn(
+      "etcd watcher of '{}' refused by etcd ({}); logging in again and opening a new watch "
+      "stream in {} ms",
+      entry->prefix, reason, delay.count());
+  return ReplaceStreamLocked(delay);
+}
+
+void WatchHub::SetStalledLocked(Entry& entry, const std::string& why) {
+  if (entry.stalled.empty()) {
+    spdlog::error("etcd watcher of '{}' cannot resume: {}; it keeps retrying", entry.prefix, why);
+    if (entry.stalled_gauge != nullptr) entry.stalled_gauge->Increment();
+  }
+  entry.stalled = why;
+}
+
+void WatchHub::ClearStalledLocked(Entry& entry) {
+  if (entry.stalled.empty()) return;
+  spdlog::info("etcd watcher of '{}' resumed", entry.prefix);
+  entry.stalled.clear();
+  if (entry.stalled_gauge != nullptr) entry.stalled_gauge->Decrement();
+}
+
+void WatchHub::CountRestartLocked(const Entry& entry, std::string_view reason) {
+  if (metrics_ != nullptr) {
+    metrics_->WatchRestarts(GetScopeFromKey(entry.prefix), reason).Increment();
+  }
 }
 
 void WatchHub::OnStreamDone(uint64_t generation, const absl::Status& status) {
@@ -392,8 +588,12 @@ void WatchHub::OnStreamDone(uint64_t generation, const absl::Status& status) {
   if (generation != stream_generation_) return;
   ++stream_generation_;  // a StartStream still running for this generation drops its stream
   stream_ = nullptr;
-  for (auto& [watch_id, entry] : by_watch_id_) entry->watch_id = 0;
+  for (auto& [watch_id, entry] : by_watch_id_) {
+    entry->watch_id = 0;
+    CountRestartLocked(*entry, "stream_loss");
+  }
   by_watch_id_.clear();
+  awaiting_created_.clear();
   if (shutdown_ || !AnyWatchingLocked()) return;
   ++stream_failures_;
   spdlog::warn("etcd watch stream ended ({}); resuming {} watchers", status.ToString(),
@@ -495,6 +695,7 @@ WatchHub::Progress WatchHub::ApplyPagesLocked(Entry& entry, int& budget) {
     KeyValueEvent list_done{EventType::kListDone, "", "", entry.pager.revision()};
     if (!emit(list_done)) return Progress::kFull;
     entry.list_done_sent = true;
+    if (list_done_hook_) list_done_hook_();
   }
   entry.diff.reset();
   entry.revision = entry.pager.revision();
@@ -541,6 +742,7 @@ void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {
     entry->pages.clear();
     entry->responses.clear();
     entry->known.Clear();
+    ClearStalledLocked(*entry);
     entries_.erase(entry->id);
     CancelWatchLocked(entry);
     if (entries_.empty() && stream_) stream = stream_;  // no watcher left: close the stream
@@ -575,6 +777,7 @@ void WatchHub::Shutdown() {
       entry->diff.reset();
       entry->pages.clear();
       entry->responses.clear();
+      ClearStalledLocked(*entry);
       callback = entry->ctx_callback;
       entry->ctx_callback = 0;
       entries_.erase(entry->id);
@@ -588,6 +791,16 @@ void WatchHub::Shutdown() {
 size_t WatchHub::NumWatchers() const {
   std::lock_guard<std::mutex> guard(mu_);
   return entries_.size();
+}
+
+std::vector<std::string> WatchHub::StalledWatchers() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::vector<std::string> stalled;
+  for (const auto& [id, entry] : entries_) {
+    if (!entry->stalled.empty())
+      stalled.push_back(absl::StrCat(entry->prefix, " (", entry->stalled, ")"));
+  }
+  return stalled;
 }
 
 }  // namespace kvstore::etcd

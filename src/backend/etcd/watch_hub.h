@@ -16,15 +16,32 @@
 // the stream, and when the consumer made room and the held response is handed over, it is
 // subscribed again from its last revision + 1. So a consumer that does not read stalls nobody
 // else and costs a bounded amount of memory.
+//
+// Credentials: a stream carries the token it was opened with, and etcd checks it at every watch
+// request on the stream. A request refused for its credentials (the token expired, or etcd
+// restarted and forgot its simple tokens) replaces the stream: the tokens are forgotten, a new
+// stream logs in afresh, and every watch resumes there. A request etcd does not answer within the
+// answer timeout (etcd 3.4 stops reading a stream after refusing one) replaces it too, and so does
+// a stream silent for that long that does not answer a progress request within it either (a
+// member frozen, or cut off without the connection noticing): the new stream may go to another
+// member. A watch
+// refused again with a fresh token cannot resume (its permission was taken away): it says so, in
+// the log, in StalledWatchers() (the backend's status) and in cilium_kvstore_watchers_stalled,
+// and keeps retrying.
 #ifndef KVSTORE_BACKEND_ETCD_WATCH_HUB_H_
 #define KVSTORE_BACKEND_ETCD_WATCH_HUB_H_
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "backend/etcd/executor.h"
 #include "backend/etcd/transport.h"
@@ -41,10 +58,17 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // as ListPager). `metrics` (may be null;
   // must outlive this) receives how long events wait for their watcher. `transport` and
   // `executor` must outlive this.
+  // `answer_timeout`: how long etcd may take to answer a watch request before the stream is
+  // taken for stuck and replaced.
   WatchHub(Transport* transport, Executor* executor, int64_t page_size,
-           BackendMetrics* metrics = nullptr);
+           BackendMetrics* metrics = nullptr,
+           std::chrono::milliseconds answer_timeout = std::chrono::seconds(15));
   WatchHub(const WatchHub&) = delete;
   WatchHub& operator=(const WatchHub&) = delete;
+
+  // `hook` runs (under the hub's lock: it must be quick and not call the hub) each time a
+  // watcher received its initial list. Set before the first ListAndWatch.
+  void SetListDoneHook(std::function<void()> hook) { list_done_hook_ = std::move(hook); }
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                         size_t capacity, const WatchOptions& options = {});
@@ -53,6 +77,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void Shutdown();
 
   size_t NumWatchers() const;
+  // The watchers that cannot resume, each as "PREFIX (why)"; empty when every one can.
+  std::vector<std::string> StalledWatchers() const;
 
  private:
   struct Entry;
@@ -75,9 +101,29 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // again once it handed them over.
   void PauseLocked(const std::shared_ptr<Entry>& entry, size_t keep);
   void CancelWatchLocked(const std::shared_ptr<Entry>& entry);
-  void EnsureStreamLocked();
+  // Opens a stream unless one is open or opening: after `delay`, by default after the backoff
+  // of the consecutive stream failures.
+  void EnsureStreamLocked(std::optional<std::chrono::milliseconds> delay = std::nullopt);
+  // Drops the current stream (its watches resume on a new one, opened after `delay`) and returns
+  // it, for the caller to cancel once it released mu_.
+  std::shared_ptr<WatchRequests> ReplaceStreamLocked(std::chrono::milliseconds delay);
+  // Replaces the stream if watch `watch_id` of stream `generation` is still unanswered.
+  void CheckAnswered(uint64_t generation, int64_t watch_id);
+  // Every answer timeout while stream `generation` is open: asks a silent stream for progress,
+  // and replaces one that did not answer that either.
+  void ScheduleSilenceCheckLocked();
+  void CheckSilence(uint64_t generation);
   void StartStream();
   void OnResponse(uint64_t generation, etcdserverpb::WatchResponse& response);
+  // OnResponse under mu_; returns a stream to cancel once mu_ is released.
+  std::shared_ptr<WatchRequests> OnResponseLocked(etcdserverpb::WatchResponse& response);
+  // The entry's watch was refused for credentials or permission (`reason`, etcd's words).
+  std::shared_ptr<WatchRequests> OnRefusedLocked(const std::shared_ptr<Entry>& entry,
+                                                 const std::string& reason);
+  // Reports that the entry cannot resume (once per episode), or that it resumed.
+  void SetStalledLocked(Entry& entry, const std::string& why);
+  void ClearStalledLocked(Entry& entry);
+  void CountRestartLocked(const Entry& entry, std::string_view reason);
   void OnStreamDone(uint64_t generation, const absl::Status& status);
   void ScheduleApplyLocked(const std::shared_ptr<Entry>& entry);
   // The one place where what the entry holds becomes the watcher's events.
@@ -91,6 +137,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   Executor* const executor_;
   const int64_t page_size_;
   BackendMetrics* const metrics_;
+  const std::chrono::milliseconds answer_timeout_;
+  std::function<void()> list_done_hook_;  // set before use, then only read
 
   // Guards everything below and the mutable state of every Entry. Taken before a watcher's lock,
   // never while waiting for one (watchers are only offered events, never waited on).
@@ -102,6 +150,16 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   std::map<int64_t, std::shared_ptr<Entry>> by_watch_id_;
   std::shared_ptr<WatchRequests> stream_;
   uint64_t stream_generation_ = 0;
+  // The watch ids whose create request was written on stream_ and not answered yet, oldest
+  // first: etcd answers them in order, a refused one (etcd 3.5) with watch id -1.
+  std::deque<int64_t> awaiting_created_;
+  // When stream_ last said anything, and whether it was asked for progress since.
+  std::chrono::steady_clock::time_point last_heard_{};
+  bool progress_requested_ = false;
+  // Whether stream_ said anything yet. Until then it may still be waiting for its connection
+  // (etcd unreachable): gRPC's keepalive and connection failures end it, and the checks above
+  // leave it alone rather than replace it again and again while etcd is down.
+  bool heard_any_ = false;
   bool stream_starting_ = false;
   int stream_failures_ = 0;  // consecutive, for the reconnect backoff
 };

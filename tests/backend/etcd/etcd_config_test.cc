@@ -1,12 +1,15 @@
 // EtcdConfig::FromFile and the configuration checks of NewEtcdBackend (no server needed).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
 
+#include "backend/etcd/request_limits.h"
 #include "kvstore/etcd/etcd_backend.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "spdlog/spdlog.h"
@@ -222,6 +225,93 @@ TEST_F(EtcdConfigTest, NewEtcdBackendRejectsBadConfigurations) {
   http_with_files.trusted_ca_file = "/nonexistent/ca.crt";
   auto http = NewEtcdBackend(http_with_files);
   EXPECT_TRUE(http.ok()) << http.status();
+}
+
+// Cilium's load limits, under the names its kvstore-opt gives them.
+TEST_F(EtcdConfigTest, ReadsCiliumsLoadLimits) {
+  absl::StatusOr<EtcdConfig> config = EtcdConfig::FromFile(
+      Write("endpoints: [127.0.0.1:2379]\netcd.qps: 20\netcd.bootstrapQps: \"5.5\"\n"
+            "etcd.maxInflight: 8\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->qps, 20);
+  EXPECT_EQ(config->bootstrap_qps, 5.5);
+  EXPECT_EQ(config->max_inflight, 8u);
+  // 0 is "no limit" when written as such.
+  config = EtcdConfig::FromFile(Write("endpoints: [127.0.0.1:2379]\netcd.qps: 0\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->qps, 0);
+}
+
+// cilium/cilium#15742: an empty etcd.qps was read as 0, which means "no limit", and Cilium ran
+// without its rate limit for years. Here a limit that cannot be read is an error, never no limit;
+// and every way from a configured limit to the limits in force keeps it.
+TEST_F(EtcdConfigTest, AConfiguredLimitNeverBecomesUnlimited) {
+  for (const char* value : {"\"\"", "", "abc", "-1", "nan", "inf", "[1]", "\"20 qps\""}) {
+    for (const char* key : {"etcd.qps", "etcd.bootstrapQps", "etcd.maxInflight"}) {
+      absl::StatusOr<EtcdConfig> config = EtcdConfig::FromFile(
+          Write(std::string("endpoints: [127.0.0.1:2379]\n") + key + ": " + value + "\n"));
+      ASSERT_FALSE(config.ok()) << key << ": " << value << " was accepted";
+      EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(config.status().message().find(key), absl::string_view::npos) << config.status();
+    }
+  }
+  EXPECT_FALSE(
+      EtcdConfig::FromFile(Write("endpoints: [127.0.0.1:2379]\netcd.maxInflight: 2.5\n")).ok());
+
+  // The limits in force.
+  EtcdConfig config;
+  config.endpoints = {"127.0.0.1:2379"};
+  config.qps = 20;
+  absl::StatusOr<RequestLimits> limits = EffectiveRequestLimits(config);
+  ASSERT_TRUE(limits.ok()) << limits.status();
+  EXPECT_EQ(limits->qps, 20);
+  EXPECT_EQ(limits->max_inflight, 20u) << "an unset max_inflight follows qps, as in Cilium";
+  config.qps = 0.5;
+  limits = EffectiveRequestLimits(config);
+  ASSERT_TRUE(limits.ok());
+  EXPECT_EQ(limits->max_inflight, 1u) << "a fraction of a request a second still bounds";
+  config.max_inflight = 3;
+  config.bootstrap_qps = 2;
+  limits = EffectiveRequestLimits(config);
+  ASSERT_TRUE(limits.ok());
+  EXPECT_EQ(limits->max_inflight, 3u);
+  EXPECT_EQ(limits->bootstrap_qps, 2);
+  EXPECT_EQ(limits->qps, 0.5);
+  // Values set from code that mean nothing are refused, not taken as "no limit".
+  for (double bad : {-1.0, std::nan(""), std::numeric_limits<double>::infinity()}) {
+    EtcdConfig rate = config;
+    rate.qps = bad;
+    EXPECT_FALSE(EffectiveRequestLimits(rate).ok()) << bad;
+    EXPECT_EQ(NewEtcdBackend(rate).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EtcdConfig bootstrap = config;
+    bootstrap.bootstrap_qps = bad;
+    EXPECT_EQ(NewEtcdBackend(bootstrap).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+// The bound on requests in flight: never more holders than the limit, waiting callers and
+// queued starts get the slots as they free, a done context stops a wait.
+TEST(InflightGateTest, NeverMoreThanTheLimit) {
+  InflightGate gate(2);
+  Context ctx;
+  ASSERT_TRUE(gate.Enter(ctx));
+  int started = 0;
+  gate.EnterAsync([&] { ++started; });
+  EXPECT_EQ(started, 1);
+  EXPECT_EQ(gate.held(), 2u);
+  gate.EnterAsync([&] { ++started; });  // queued
+  EXPECT_EQ(started, 1);
+  auto [done_ctx, cancel] = WithCancel(ctx);
+  cancel();
+  EXPECT_FALSE(gate.Enter(done_ctx));
+  gate.Leave();  // hands the slot to the queued start
+  EXPECT_EQ(started, 2);
+  EXPECT_EQ(gate.held(), 2u);
+  gate.Leave();
+  gate.Leave();
+  EXPECT_EQ(gate.held(), 0u);
+  InflightGate unlimited(0);
+  for (int i = 0; i < 100; ++i) EXPECT_TRUE(unlimited.Enter(ctx));
 }
 
 TEST_F(EtcdConfigTest, AcceptedEndpointForms) {

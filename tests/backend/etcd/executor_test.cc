@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -100,11 +101,37 @@ TEST(ExecutorTest, ShutdownFromItsOwnTaskDoesNotWaitForIt) {
   EXPECT_TRUE(weak.expired());
 }
 
-TEST(BackoffTest, DoublesUpToTheCap) {
+TEST(BackoffTest, CeilingDoublesUpToTheCap) {
   using std::chrono::milliseconds;
-  EXPECT_EQ(internal::BackoffDelay(0, milliseconds(100), milliseconds(1000)), milliseconds(100));
-  EXPECT_EQ(internal::BackoffDelay(2, milliseconds(100), milliseconds(1000)), milliseconds(400));
-  EXPECT_EQ(internal::BackoffDelay(50, milliseconds(100), milliseconds(1000)), milliseconds(1000));
+  EXPECT_EQ(internal::BackoffCeiling(0, milliseconds(100), milliseconds(1000)), milliseconds(100));
+  EXPECT_EQ(internal::BackoffCeiling(2, milliseconds(100), milliseconds(1000)), milliseconds(400));
+  EXPECT_EQ(internal::BackoffCeiling(50, milliseconds(100), milliseconds(1000)),
+            milliseconds(1000));
+}
+
+// Full jitter: every delay lies between zero and its step's ceiling, and the delays of one step
+// are spread over that whole interval rather than bunched at one value.
+TEST(BackoffTest, DelaysAreSpreadBelowTheCeiling) {
+  using std::chrono::milliseconds;
+  for (int attempt : {0, 3, 50}) {
+    const milliseconds ceiling =
+        internal::BackoffCeiling(attempt, milliseconds(100), milliseconds(1000));
+    milliseconds lowest = ceiling, highest(0);
+    for (int i = 0; i < 2000; ++i) {
+      const milliseconds d = internal::BackoffDelay(attempt, milliseconds(100), milliseconds(1000));
+      ASSERT_GE(d, milliseconds(0));
+      ASSERT_LE(d, ceiling);
+      lowest = std::min(lowest, d);
+      highest = std::max(highest, d);
+    }
+    EXPECT_LT(lowest, ceiling / 4) << "attempt " << attempt;
+    EXPECT_GT(highest, ceiling * 3 / 4) << "attempt " << attempt;
+  }
+  internal::Backoff backoff(milliseconds(100), milliseconds(1000));
+  for (int i = 0; i < 10; ++i) EXPECT_LE(backoff.Next(), milliseconds(1000));
+  EXPECT_EQ(backoff.attempts(), 10);
+  backoff.Reset();
+  EXPECT_LE(backoff.Next(), milliseconds(100));
 }
 
 }  // namespace

@@ -335,6 +335,16 @@ void FakeWatchServer::Serve() {
       }
       continue;
     }
+    if (request.has_progress_request()) {
+      // As etcd: a progress notification for every open watch.
+      for (const auto& [id, watch] : open_) {
+        etcdserverpb::WatchResponse progress;
+        progress.set_watch_id(id);
+        progress.mutable_header()->set_revision(transport_.Revision());
+        stream_->Push(progress);
+      }
+      continue;
+    }
     const etcdserverpb::WatchCreateRequest& create = request.create_request();
     ++creates_;
     const int64_t id = create.watch_id();

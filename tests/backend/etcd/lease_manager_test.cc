@@ -120,6 +120,7 @@ TEST_F(LeaseManagerTest, KeepAliveAtAThirdOfTheTtl) {
   ASSERT_TRUE(Eventually([&] { return KeepAlivesOn(0).size() == 1; }));
   RunDueTasks();  // the tick also scheduled the next one
   EXPECT_EQ(KeepAlivesOn(0), std::vector<int64_t>{id});
+  transport_.KeepAliveStream(0)->Push(KeepAliveAnswer(id, 30));
 
   clock_->Advance(kKeepAliveInterval - std::chrono::seconds(1));
   RunDueTasks();
@@ -127,6 +128,20 @@ TEST_F(LeaseManagerTest, KeepAliveAtAThirdOfTheTtl) {
   clock_->Advance(std::chrono::seconds(1));
   ASSERT_TRUE(Eventually([&] { return KeepAlivesOn(0).size() == 2; }));
   EXPECT_EQ(transport_.NumKeepAliveStreams(), 1u) << "one stream for every keep-alive";
+}
+
+// A stream that does not answer a tick's keep-alives by the next tick (its member froze, or the
+// connection is cut without either end noticing) is replaced at once, before the lease runs out.
+TEST_F(LeaseManagerTest, SilentKeepAliveStreamIsReplaced) {
+  const int64_t id = MustLease("k/a");
+  clock_->Advance(kKeepAliveInterval);
+  ASSERT_TRUE(Eventually([&] { return KeepAlivesOn(0).size() == 1; }));
+  RunDueTasks();
+  clock_->Advance(kKeepAliveInterval);  // no answer came
+  ASSERT_TRUE(Eventually([&] { return KeepAlivesOn(1).size() == 1; }));
+  EXPECT_EQ(KeepAlivesOn(1), std::vector<int64_t>{id});
+  EXPECT_TRUE(transport_.KeepAliveStream(0)->ended()) << "the silent stream was cancelled";
+  EXPECT_EQ(leases_->LeaseOfKey("k/a"), id) << "a silent stream is not a lost lease";
 }
 
 TEST_F(LeaseManagerTest, LostKeepAliveStreamIsOpenedAgain) {
