@@ -5,7 +5,6 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 
 namespace kvstore {
 namespace internal {
@@ -17,13 +16,13 @@ struct TimerState {
 
   // The function if still pending, taken out; null otherwise.
   std::function<void()> Take() {
-    absl::MutexLock lock(&mu);
+    std::lock_guard<std::mutex> lock(mu);
     if (!pending) return nullptr;
     pending = false;
     return std::move(fn);
   }
 
-  absl::Mutex mu;
+  std::mutex mu;
   bool pending ABSL_GUARDED_BY(mu) = true;
   std::function<void()> fn ABSL_GUARDED_BY(mu);
   // Where the real-time timer thread keeps it (set before it is shared), so that a stopped timer
@@ -51,7 +50,7 @@ class TimerThread {
 
   // Schedules `state`. REQUIRES: `state` is not shared yet.
   void Add(TimePoint when, std::shared_ptr<TimerState> state) {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (stopped_) return;
     const bool earliest = entries_.empty() || when < entries_.begin()->first.first;
     const std::pair<TimePoint, uint64_t> key(when, next_id_++);
@@ -64,19 +63,23 @@ class TimerThread {
       thread_ = std::thread([this] { Loop(); });
     } else if (earliest) {
       wake_ = true;
+      cv_.notify_one();
     }
   }
 
   // Forgets a stopped timer, so that the thread can end once no timer is pending.
   void Remove(const std::pair<TimePoint, uint64_t>& entry) {
     std::shared_ptr<TimerState> removed;  // destroyed outside the lock
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     auto it = entries_.find(entry);
     if (it == entries_.end()) return;
     removed = std::move(it->second);
     entries_.erase(it);
     // The thread may sleep until the deadline just removed: let it start lingering instead.
-    if (entries_.empty()) wake_ = true;
+    if (entries_.empty()) {
+      wake_ = true;
+      cv_.notify_one();
+    }
   }
 
  private:
@@ -94,9 +97,10 @@ class TimerThread {
     std::thread thread;
     std::map<std::pair<TimePoint, uint64_t>, std::shared_ptr<TimerState>> dropped;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       stopped_ = true;
       wake_ = true;
+      cv_.notify_one();
       thread.swap(thread_);
       dropped.swap(entries_);
     }
@@ -112,13 +116,11 @@ class TimerThread {
   bool Woken() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_ || stopped_; }
 
   void Loop() {
-    absl::MutexLock lock(&mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     while (!stopped_) {
       wake_ = false;
       if (entries_.empty()) {
-        if (!mu_.AwaitWithTimeout(absl::Condition(this, &TimerThread::Woken),
-                                  absl::FromChrono(kIdleLinger)) &&
-            entries_.empty()) {
+        if (!cv_.wait_for(lock, kIdleLinger, [this] { return Woken(); }) && entries_.empty()) {
           break;
         }
         continue;
@@ -127,21 +129,21 @@ class TimerThread {
       const TimePoint deadline = first->first.first;
       const TimePoint now = std::chrono::steady_clock::now();
       if (now < deadline) {
-        mu_.AwaitWithTimeout(absl::Condition(this, &TimerThread::Woken),
-                             absl::FromChrono(deadline - now));
+        cv_.wait_until(lock, deadline, [this] { return Woken(); });
         continue;
       }
       std::shared_ptr<TimerState> state = std::move(first->second);
       entries_.erase(first);
-      mu_.Unlock();
+      lock.unlock();
       if (std::function<void()> fn = state->Take()) fn();
       state.reset();
-      mu_.Lock();
+      lock.lock();
     }
     running_ = false;
   }
 
-  absl::Mutex mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;  // wake_ or stopped_ was set
   std::map<std::pair<TimePoint, uint64_t>, std::shared_ptr<TimerState>> entries_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -237,7 +239,7 @@ size_t FakeClock::NumTimers() const {
   std::lock_guard<std::mutex> guard(mu_);
   size_t pending = 0;
   for (const auto& [when, state] : timers_) {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard<std::mutex> lock(state->mu);
     if (state->pending) ++pending;
   }
   return pending;
@@ -246,7 +248,7 @@ size_t FakeClock::NumTimers() const {
 FakeClock::time_point FakeClock::NextTimer() const {
   std::lock_guard<std::mutex> guard(mu_);
   for (const auto& [when, state] : timers_) {
-    absl::MutexLock lock(&state->mu);
+    std::lock_guard<std::mutex> lock(state->mu);
     if (state->pending) return when.first;
   }
   return time_point::max();

@@ -34,7 +34,7 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
   std::map<uint64_t, std::function<void()>> callbacks;
   uint64_t running_id = 0;  // callback being run by Cancel, on `running_thread`
   std::thread::id running_thread;
-  Timer timer;  // ends the context at its deadline; set before the state is shared
+  Timer timer;  // guarded by mu: ends the context at its deadline
 };
 
 namespace {
@@ -89,8 +89,9 @@ void ContextState::Cancel(absl::Status reason) {
     running_id = 0;
     cv.notify_all();
   }
+  Timer deadline_timer = std::move(timer);
   lock.unlock();
-  timer.Stop();
+  deadline_timer.Stop();
 }
 
 uint64_t ContextState::AddCallback(std::function<void()> fn) {
@@ -202,10 +203,13 @@ std::shared_ptr<internal::ContextState> NewChild(
   if (child->deadline && !child->Done()) {
     const Clock& on = child->clock ? *child->clock : *SystemClock();
     std::weak_ptr<internal::ContextState> weak = child;
-    // Set before the state is shared: the timer's function only holds it weakly.
-    child->timer = on.AfterFunc(*child->deadline - on.Now(), [weak] {
+    // The timer's function holds the state weakly. It may fire (and Cancel read `timer`)
+    // before AfterFunc returns: the handle is set under the state's mutex.
+    Timer timer = on.AfterFunc(*child->deadline - on.Now(), [weak] {
       if (auto state = weak.lock()) state->Cancel(internal::DeadlineExceeded());
     });
+    std::lock_guard<std::mutex> guard(child->mu);
+    child->timer = std::move(timer);
   }
   return child;
 }

@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "core/blocking_pool.h"
 #include "core/task.h"
 
@@ -31,11 +30,12 @@ class ThreadPool final : public Executor {
   void Post(std::function<void()> task) override {
     std::vector<std::thread> finished;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       // Once stopped, `task` is destroyed by the caller's frame after the lock is released (the
       // parameter outlives `lock`).
       if (stopped_) return;
       ready_.push_back(std::move(task));
+      cv_.notify_one();
       finished.swap(finished_);
       if (elastic_) {
         if (idle_ < ready_.size() && threads_.size() < max_threads_) StartThread();
@@ -50,8 +50,9 @@ class ThreadPool final : public Executor {
     std::vector<std::thread> threads;
     std::deque<std::function<void()>> dropped;
     {
-      absl::MutexLock lock(&mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       stopped_ = true;
+      cv_.notify_all();
       for (auto& [id, thread] : threads_) threads.push_back(std::move(thread));
       threads_.clear();
       for (std::thread& thread : finished_) threads.push_back(std::move(thread));
@@ -85,14 +86,13 @@ class ThreadPool final : public Executor {
     while (true) {
       std::function<void()> task;
       {
-        absl::MutexLock lock(&mu_);
+        std::unique_lock<std::mutex> lock(mu_);
         ++idle_;
         bool woken = true;
         if (elastic_) {
-          woken = mu_.AwaitWithTimeout(absl::Condition(this, &ThreadPool::HasWork),
-                                       absl::FromChrono(kIdleLinger));
+          woken = cv_.wait_for(lock, kIdleLinger, [this] { return HasWork(); });
         } else {
-          mu_.Await(absl::Condition(this, &ThreadPool::HasWork));
+          cv_.wait(lock, [this] { return HasWork(); });
         }
         --idle_;
         if (stopped_) return;
@@ -114,7 +114,8 @@ class ThreadPool final : public Executor {
 
   const size_t max_threads_;
   const bool elastic_;
-  absl::Mutex mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;  // a task was queued, or the pool stopped
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> ready_ ABSL_GUARDED_BY(mu_);
   std::map<std::thread::id, std::thread> threads_ ABSL_GUARDED_BY(mu_);
@@ -158,7 +159,7 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
 
   void Post(std::function<void()> task) {
     {
-      absl::MutexLock lock(&mu);
+      std::unique_lock<std::mutex> lock(mu);
       tasks.push_back(std::move(task));
       if (scheduled) return;
       scheduled = true;
@@ -176,7 +177,7 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
     for (int i = 0; i < kTasksPerTurn; ++i) {
       std::function<void()> task;
       {
-        absl::MutexLock lock(&mu);
+        std::unique_lock<std::mutex> lock(mu);
         if (tasks.empty()) {
           scheduled = false;
           current_strand = outer;
@@ -192,13 +193,13 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
   }
 
   const std::shared_ptr<Executor> executor;
-  absl::Mutex mu;
+  std::mutex mu;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
   bool scheduled ABSL_GUARDED_BY(mu) = false;  // a turn is posted or running
 };
 
 struct ManualExecutorState {
-  mutable absl::Mutex mu;
+  mutable std::mutex mu;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
 };
 
@@ -239,19 +240,19 @@ ManualExecutor::ManualExecutor() : state_(std::make_shared<internal::ManualExecu
 
 ManualExecutor::~ManualExecutor() {
   std::deque<std::function<void()>> dropped;
-  absl::MutexLock lock(&state_->mu);
+  std::unique_lock<std::mutex> lock(state_->mu);
   dropped.swap(state_->tasks);
 }
 
 void ManualExecutor::Post(std::function<void()> task) {
-  absl::MutexLock lock(&state_->mu);
+  std::unique_lock<std::mutex> lock(state_->mu);
   state_->tasks.push_back(std::move(task));
 }
 
 bool ManualExecutor::RunOne() {
   std::function<void()> task;
   {
-    absl::MutexLock lock(&state_->mu);
+    std::unique_lock<std::mutex> lock(state_->mu);
     if (state_->tasks.empty()) return false;
     task = std::move(state_->tasks.front());
     state_->tasks.pop_front();
@@ -267,7 +268,7 @@ size_t ManualExecutor::RunUntilIdle() {
 }
 
 size_t ManualExecutor::Pending() const {
-  absl::MutexLock lock(&state_->mu);
+  std::unique_lock<std::mutex> lock(state_->mu);
   return state_->tasks.size();
 }
 

@@ -159,7 +159,8 @@ Task<void> WhenAll(Executor& executor, std::vector<Task<void>> tasks) {
     }
     void await_resume() const noexcept {}
   };
-  co_await AllDone{executor, join, tasks};
+  AllDone all_done{executor, join, tasks};  // named: see NextEvents
+  co_await all_done;
 }
 
 void Spawn(Executor& executor, Task<void> task, std::function<void()> done) {
@@ -167,14 +168,19 @@ void Spawn(Executor& executor, Task<void> task, std::function<void()> done) {
   executor.Post([handle = detached.handle] { handle.resume(); });
 }
 
-void Sleep::await_suspend(std::coroutine_handle<> handle) {
+Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Context ctx) {
+  SleepAwaiter sleep(executor, clock, d, ctx);  // named: see NextEvents
+  co_return co_await sleep;
+}
+
+void SleepAwaiter::await_suspend(std::coroutine_handle<> handle) {
   auto waker = std::make_shared<Waker>(executor_, handle);
   std::lock_guard<std::mutex> lock(registered_->mu);
   registered_->timer = clock_.AfterFunc(d_, [waker] { waker->Wake(); });
   registered_->ctx_callback = ctx_.AddCallback([waker] { waker->Wake(); });
 }
 
-bool Sleep::await_resume() {
+bool SleepAwaiter::await_resume() {
   Timer timer;
   uint64_t callback = 0;
   {
@@ -200,7 +206,9 @@ Task<bool> NextEvents(Executor& executor, Watcher& watcher, const Context& ctx,
         break;
     }
     if (ctx.Done()) co_return false;
-    co_await Readable{executor, watcher, ctx};
+    // A named awaiter: GCC 12 destroys a braced temporary in a co_await expression twice.
+    Readable readable{executor, watcher, ctx};
+    co_await readable;
   }
 }
 

@@ -157,11 +157,10 @@ class Waker : public std::enable_shared_from_this<Waker> {
   std::atomic<bool> woken_{false};
 };
 
-// Waits until `d` has passed on `clock` or `ctx` is done; true when the time passed (false when
-// `ctx` is done), as SleepOnClock. Resumes on `executor`.
-class Sleep {
+// What Sleep awaits: the clock's timer or the end of the context, whichever first.
+class SleepAwaiter {
  public:
-  Sleep(Executor& executor, const Clock& clock, Clock::duration d, const Context& ctx)
+  SleepAwaiter(Executor& executor, const Clock& clock, Clock::duration d, const Context& ctx)
       : executor_(executor), clock_(clock), d_(d), ctx_(ctx) {}
   bool await_ready() const { return ctx_.Done(); }
   void await_suspend(std::coroutine_handle<> handle);
@@ -181,6 +180,10 @@ class Sleep {
   const Context ctx_;
   std::shared_ptr<Registered> registered_ = std::make_shared<Registered>();
 };
+
+// Waits until `d` has passed on `clock` or `ctx` is done; true when the time passed (false when
+// `ctx` is done), as SleepOnClock. Resumes on `executor`. REQUIRES: `clock` outlives the wait.
+Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Context ctx);
 
 // Waits until `watcher` has events (appended to `*events`, every one buffered) and returns true;
 // false, appending nothing, once it is closed and drained, stopped, or `ctx` is done: a
@@ -208,7 +211,8 @@ auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_resu
     }
     Result await_resume() { return std::move(*result); }
   };
-  co_return co_await Awaiter{pool, executor, fn, std::nullopt};
+  Awaiter awaiter{pool, executor, fn, std::nullopt};  // named: see NextItems
+  co_return co_await awaiter;
 }
 
 // The pool blocking calls are offloaded to, apart from DefaultExecutor's threads so that calls
@@ -316,7 +320,9 @@ Task<std::vector<T>> NextItems(Executor& executor, workqueue::Queue<T>& queue, C
     bool ended = false;
     std::vector<T> items = queue.TryGetBatch(max_items, &ended);
     if (!items.empty() || ended) co_return items;
-    co_await Ready{executor, queue, ctx};
+    // A named awaiter: GCC 12 destroys a braced temporary in a co_await expression twice.
+    Ready ready{executor, queue, ctx};
+    co_await ready;
   }
 }
 

@@ -274,11 +274,18 @@ RemoteMirror::Task RemoteMirror::EnforceClusterConfig(Context conn, ClusterConfi
     std::shared_ptr<Watcher> watcher =
         target.ListAndWatchWith(round, key, 16, WatchOptions{.delete_values = false});
     std::deque<KeyValueEvent> events;
+    bool listed = false;  // the key was in the watch's initial list
     while (co_await NextEvents(strand_, *watcher, round, &events)) {
       bool rewrite = false;
       for (const KeyValueEvent& event : events) {
+        // Deleted between the write above and the list: no event will tell.
+        if (event.type == EventType::kListDone) {
+          rewrite = rewrite || !listed;
+          continue;
+        }
         // The watch matches by bytes: cilium/cluster-config/c1 also matches .../c10.
-        if (event.type == EventType::kListDone || event.key != key) continue;
+        if (event.key != key) continue;
+        listed = true;
         rewrite = rewrite || event.type == EventType::kDelete || event.value != text;
       }
       events.clear();

@@ -17,9 +17,18 @@ while read -r type name; do
       "typeinfo name for kvstore::"* | "VTT for kvstore::"* | *"thunk to kvstore::"*)
       kvstore=$((kvstore + 1)) ;;
     *)
-      # A function template's name starts with its return type (void std::deque<...>::...).
-      if [[ $type == [WVu] && $name =~ ^(([A-Za-z_:]+[*&]*\ )?std::|(vtable|typeinfo|typeinfo\ name|guard\ variable)\ for\ std::) ]]; then
-        std=$((std + 1))
+      # A function template's name starts with its return type, which may itself be a template
+      # (bool kvstore::Context::WaitOn<...>, __gnu_cxx::__enable_if<...>::__type std::...): a
+      # weak instantiation counts by the namespace of the name after it, unless it names one of
+      # the libraries kvstore is built from.
+      if [[ $type == [WVu] && ! $name =~ (grpc|protobuf|absl::|etcdserverpb|mvccpb|spdlog|YAML|prometheus|fmt::) ]]; then
+        if [[ $name =~ (^|[\ \*\&])kvstore:: ]]; then
+          kvstore=$((kvstore + 1))
+        elif [[ $name =~ (^|[\ \*\&])std:: || $name =~ ^(vtable|typeinfo|typeinfo\ name|guard\ variable)\ for\ std:: ]]; then
+          std=$((std + 1))
+        else
+          bad+=("$type $name")
+        fi
       else
         bad+=("$type $name")
       fi

@@ -15,18 +15,19 @@ Executor::~Executor() { Shutdown(); }
 void Executor::Run(const std::shared_ptr<State>& state, const std::function<void()>& fn) {
   const std::thread::id self = std::this_thread::get_id();
   {
-    absl::MutexLock lock(&state->mu);
+    std::unique_lock<std::mutex> lock(state->mu);
     if (state->shutdown) return;
     state->running.insert(self);
   }
   fn();
-  absl::MutexLock lock(&state->mu);
+  std::unique_lock<std::mutex> lock(state->mu);
   state->running.erase(state->running.find(self));
+  state->cv.notify_all();
 }
 
 void Executor::Post(std::function<void()> fn) {
   {
-    absl::MutexLock lock(&state_->mu);
+    std::unique_lock<std::mutex> lock(state_->mu);
     if (state_->shutdown) return;
   }
   executor_->Post([state = state_, fn = std::move(fn)] { Run(state, fn); });
@@ -35,7 +36,7 @@ void Executor::Post(std::function<void()> fn) {
 void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
   // Due now: no timer (a FakeClock runs a timer due now only when it is moved next).
   if (delay <= Clock::duration::zero()) return Post(std::move(fn));
-  absl::MutexLock lock(&state_->mu);
+  std::unique_lock<std::mutex> lock(state_->mu);
   if (state_->shutdown) return;
   const uint64_t id = state_->next_timer++;
   std::weak_ptr<State> weak = state_;
@@ -45,7 +46,7 @@ void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
         std::shared_ptr<State> state = weak.lock();
         if (!state) return;
         {
-          absl::MutexLock lock(&state->mu);
+          std::unique_lock<std::mutex> lock(state->mu);
           if (state->shutdown) return;
           state->timers.erase(id);
         }
@@ -58,14 +59,12 @@ void Executor::Shutdown() {
   std::map<uint64_t, Timer> timers;
   const std::thread::id self = std::this_thread::get_id();
   {
-    absl::MutexLock lock(&state_->mu);
+    std::unique_lock<std::mutex> lock(state_->mu);
     state_->shutdown = true;
     timers.swap(state_->timers);
     // Tasks already running end by themselves; those queued see `shutdown` and do nothing.
-    auto others_done = [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
-      return state_->running.size() == state_->running.count(self);
-    };
-    state_->mu.Await(absl::Condition(&others_done));
+    state_->cv.wait(lock,
+                    [this, self] { return state_->running.size() == state_->running.count(self); });
   }
   // Stopped outside the lock: a timer's function destroyed here may hold other locks' owners.
   for (auto& [id, timer] : timers) timer.Stop();

@@ -5,15 +5,16 @@
 #ifndef KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 #define KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
 
@@ -47,7 +48,8 @@ class Executor {
   // Shared with the tasks, which may outlive the Executor object by the end of the one running
   // its Shutdown.
   struct State {
-    absl::Mutex mu;
+    std::mutex mu;
+    std::condition_variable cv;  // a task finished
     bool shutdown ABSL_GUARDED_BY(mu) = false;
     // Threads running a task, once each per task they run (a task may post and wait for none).
     std::multiset<std::thread::id> running ABSL_GUARDED_BY(mu);
