@@ -145,22 +145,12 @@ std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
 }
 
 bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
-  std::unique_lock<std::mutex> lock(mu_);
-  ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
-  if (buffer_.empty() || stopped_) return false;
-  // Producers wait only on a full buffer.
-  const bool wake = buffer_.size() == capacity_;
-  if (events->empty()) {
-    events->swap(buffer_);
-  } else {
-    std::move(buffer_.begin(), buffer_.end(), std::back_inserter(*events));
-    buffer_.clear();
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
   }
-  std::function<void()> hook = TakeSpaceHookLocked();
-  lock.unlock();
-  if (wake) cv_.notify_all();
-  if (hook) hook();
-  return true;
+  // One consumer: what made the wait end still holds (only a Stop can come between).
+  return TryTakeBatch(events) > 0;
 }
 
 std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {

@@ -245,11 +245,13 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       std::vector<std::string> items =
           co_await kvstore::internal::NextItems(executor, queue_, ctx, max_batch);
       if (items.empty()) break;
+      // Done right after the write, on the same thread: a key changed meanwhile is queued again
+      // behind what is already waiting, as when the worker was a thread of its own.
       co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), executor, [&] {
         WriteItems(ctx, items);
+        for (const std::string& item : items) queue_.Done(item);
         return true;
       });
-      for (const std::string& item : items) queue_.Done(item);
     }
   }
 

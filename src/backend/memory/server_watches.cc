@@ -108,14 +108,17 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
     std::vector<std::pair<std::string, KeyRecord>> snapshot;
     bool relist = false;
     int64_t relist_revision = 0;
+    bool shut_down = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (shutdown_) return FinishWatch(watch);
-      if (watch->next_revision > revision_) {
+      shut_down = shutdown_;
+      if (!shut_down && watch->next_revision > revision_) {
         watch->parked = true;  // CommitLocked wakes the pump for a change under the prefix
         return;
       }
-      if (watch->next_revision <= history_.compacted_revision()) {
+      if (shut_down) {
+        // FinishWatch takes mu_: below, once it is released.
+      } else if (watch->next_revision <= history_.compacted_revision()) {
         // The revisions this watcher still needs are gone: compare with the present instead.
         relist = true;
         relist_revision = revision_;
@@ -136,6 +139,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         watch->next_revision = history_.compacted_revision() + 1 + static_cast<int64_t>(index);
       }
     }
+    if (shut_down) return FinishWatch(watch);
     auto make = [&watch](KeyValueEvent& event) {
       watch->pending.emplace_back(std::move(event), watch->queue_metrics.Received());
       return true;
