@@ -70,15 +70,18 @@ using CancelFunc = std::function<void()>;
 // A child of `parent` that is done when `parent` is, or when the returned function is called.
 KVSTORE_EXPORT std::pair<Context, CancelFunc> WithCancel(const Context& parent);
 // Like WithCancel, and done with DeadlineExceeded once `d` has passed (real time).
-KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent,
+                                                          std::chrono::nanoseconds d);
 // Like WithTimeout, with `d` measured on `clock` (null: real time): a FakeClock moved past the
 // deadline ends the context, its callbacks running on the thread that moved the clock.
-KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent, std::chrono::nanoseconds d,
-                                           const std::shared_ptr<Clock>& clock);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithTimeout(const Context& parent,
+                                                          std::chrono::nanoseconds d,
+                                                          const std::shared_ptr<Clock>& clock);
 // Like WithCancel, and done with DeadlineExceeded once `clock` (null: real time) reaches
 // `deadline`. A parent's earlier deadline on the same clock is the child's too.
-KVSTORE_EXPORT std::pair<Context, CancelFunc> WithDeadline(const Context& parent, Clock::time_point deadline,
-                                            const std::shared_ptr<Clock>& clock = nullptr);
+KVSTORE_EXPORT std::pair<Context, CancelFunc> WithDeadline(
+    const Context& parent, Clock::time_point deadline,
+    const std::shared_ptr<Clock>& clock = nullptr);
 
 // Keeps a callback registered on a context for the lifetime of this object.
 class KVSTORE_EXPORT ScopedContextCallback {
