@@ -125,42 +125,9 @@ void RunOnThisThread(const std::function<Task<void>(Executor& here)>& make) {
 }
 
 Task<void> WhenAll(Executor& executor, std::vector<Task<void>> tasks) {
-  struct Join {
-    std::mutex mu;
-    size_t left = 0;
-    std::coroutine_handle<> waiting;  // set once all were started
-  };
-  if (tasks.empty()) co_return;
-  auto join = std::make_shared<Join>();
-  join->left = tasks.size();
-  struct AllDone {
-    Executor& executor;
-    std::shared_ptr<Join> join;
-    std::vector<Task<void>>& tasks;
-    bool await_ready() const noexcept { return false; }
-    void await_suspend(std::coroutine_handle<> handle) {
-      {
-        std::lock_guard<std::mutex> lock(join->mu);
-        join->waiting = handle;
-      }
-      // Taken out of the awaiting frame first: once the last task finished, that frame may
-      // resume (and end) on another thread while this loop still runs.
-      std::vector<Task<void>> starting = std::move(tasks);
-      for (Task<void>& task : starting) {
-        Spawn(executor, std::move(task), [join = join, &executor = executor] {
-          std::coroutine_handle<> resume;
-          {
-            std::lock_guard<std::mutex> lock(join->mu);
-            if (--join->left == 0) resume = join->waiting;
-          }
-          if (resume) executor.Post([resume] { resume.resume(); });
-        });
-      }
-    }
-    void await_resume() const noexcept {}
-  };
-  AllDone all_done{executor, join, tasks};  // named: see NextEvents
-  co_await all_done;
+  WaitGroup group;
+  for (Task<void>& task : tasks) group.Spawn(executor, std::move(task));
+  co_await group.Wait(executor);
 }
 
 void Spawn(Executor& executor, Task<void> task, std::function<void()> done) {

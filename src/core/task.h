@@ -128,17 +128,6 @@ inline Task<void> task_detail::Promise<void>::get_return_object() {
 // task is logged and ends it.
 void Spawn(Executor& executor, Task<void> task, std::function<void()> done = nullptr);
 
-// Resumes the awaiting coroutine on `executor`: a coroutine that was resumed elsewhere (or wants
-// to yield its thread) continues as a task of its own executor.
-struct ResumeOn {
-  Executor& executor;
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> handle) {
-    executor.Post([handle] { handle.resume(); });
-  }
-  void await_resume() const noexcept {}
-};
-
 // One wake-up of a suspended coroutine from any of several sources (a timer, a context, a
 // watcher): the first to call Wake resumes it on its executor, later ones do nothing.
 class Waker : public std::enable_shared_from_this<Waker> {

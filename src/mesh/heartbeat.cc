@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "core/clock_sleep.h"
 #include "kvstore/paths.h"
+#include "mesh/heartbeat_write.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::mesh {
@@ -19,19 +20,27 @@ std::string FormatHeartbeat(std::chrono::system_clock::time_point now) {
                          utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
 }
 
+namespace internal {
+
+void WriteHeartbeat(const Context& ctx, Backend& backend, bool lease,
+                    std::chrono::system_clock::time_point now) {
+  // Bounded as Cilium bounds it (its lock lease TTL), so that a hung target delays no tick.
+  auto [write_ctx, done] = WithTimeout(ctx, std::chrono::seconds(25));
+  absl::Status status = backend.Update(write_ctx, kHeartbeatPath, FormatHeartbeat(now), lease);
+  done();
+  if (!status.ok() && !ctx.Done()) {
+    spdlog::warn("cannot write heartbeat key={} error={}", kHeartbeatPath, status.ToString());
+  }
+}
+
+}  // namespace internal
+
 void RunHeartbeat(const Context& ctx, Backend& backend, std::chrono::milliseconds interval,
                   bool lease, std::shared_ptr<Clock> clock) {
   if (!clock) clock = SystemClock();
   do {
-    // Bounded as Cilium bounds it (its lock lease TTL), so that a hung target delays no tick.
-    auto [write_ctx, done] = WithTimeout(ctx, std::chrono::seconds(25));
-    absl::Status status = backend.Update(write_ctx, kHeartbeatPath,
-                                         FormatHeartbeat(std::chrono::system_clock::now()), lease);
-    done();
-    if (!status.ok() && !ctx.Done()) {
-      spdlog::warn("cannot write heartbeat key={} error={}", kHeartbeatPath, status.ToString());
-    }
-  } while (internal::SleepOnClock(ctx, *clock, interval));
+    internal::WriteHeartbeat(ctx, backend, lease, std::chrono::system_clock::now());
+  } while (kvstore::internal::SleepOnClock(ctx, *clock, interval));
 }
 
 HeartbeatMonitor::HeartbeatMonitor(std::chrono::milliseconds stale_after,

@@ -22,6 +22,7 @@
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/mesh/heartbeat.h"
 #include "kvstore/paths.h"
+#include "mesh/heartbeat_write.h"
 #include "mesh/mesh_metrics.h"
 #include "mesh/remote_mirror.h"
 #include "spdlog/spdlog.h"
@@ -268,15 +269,10 @@ class MeshImpl final : public Mesh {
   // lease TTL), so that a hung target delays no tick.
   kvstore::internal::Task<void> Heartbeat(Context ctx) {
     do {
-      auto [write_ctx, done] = WithTimeout(ctx, std::chrono::seconds(25));
-      const std::string now = FormatHeartbeat(clock_->WallNow());
-      absl::Status status = co_await kvstore::internal::Offload(
-          kvstore::internal::BlockingPool(), strand_,
-          [&] { return options_.target->Update(write_ctx, kHeartbeatPath, now, options_.lease); });
-      done();
-      if (!status.ok() && !ctx.Done()) {
-        spdlog::warn("cannot write heartbeat key={} error={}", kHeartbeatPath, status.ToString());
-      }
+      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
+        internal::WriteHeartbeat(ctx, *options_.target, options_.lease, clock_->WallNow());
+        return true;
+      });
     } while (co_await kvstore::internal::Sleep(strand_, *clock_, options_.heartbeat_interval, ctx));
   }
 
