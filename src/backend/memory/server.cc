@@ -36,6 +36,10 @@ void InMemoryServer::Shutdown() {
     lease_timer_at_.reset();
   }
   lease_timer.Stop();
+  {
+    std::unique_lock<std::shared_mutex> gate(metrics_mu_);
+    metrics_off_ = true;
+  }
   // Each watcher closes now; its pump, woken by the cancel, finds the server shut down and
   // forgets the watch. Cancelling runs context callbacks that take mu_, hence outside it.
   for (const std::shared_ptr<Watch>& watch : watches) {

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -190,6 +191,11 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
   const std::shared_ptr<Clock> clock_;
   const std::shared_ptr<Executor> executor_;
   const kvstore::internal::LeaseGauge lease_gauge_;  // the leases of sessions still kept alive
+
+  // Held shared while a pump records a queue metric, exclusively by Shutdown: once Shutdown has
+  // returned no pump touches the metrics, whose registry the owner may destroy right after.
+  std::shared_mutex metrics_mu_;
+  bool metrics_off_ ABSL_GUARDED_BY(metrics_mu_) = false;
 
   mutable std::mutex mu_;  // guards everything below
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

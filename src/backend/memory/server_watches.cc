@@ -1,6 +1,7 @@
 // The in-memory server's watches: each a pump on its own strand that replays the history to its
 // watcher, re-listing when the history it needs is gone, and never blocks: a full watcher wakes
 // the pump when it has room again, a commit that concerns a caught-up watch wakes it.
+#include <shared_mutex>
 #include <utility>
 
 #include "backend/memory/server.h"
@@ -99,7 +100,10 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         });
         return;
       }
-      watch->queue_metrics.Accepted(type, received);
+      if (watch->queue_metrics.enabled()) {
+        std::shared_lock<std::shared_mutex> gate(metrics_mu_);
+        if (!metrics_off_) watch->queue_metrics.Accepted(type, received);
+      }
       watch->pending.pop_front();
     }
     if (watch->ctx.Done()) return FinishWatch(watch);
