@@ -431,9 +431,11 @@ absl::StatusOr<std::unique_ptr<Mesh>> Mesh::New(MeshOptions options) {
   if (options.config_poll_interval <= std::chrono::milliseconds::zero() ||
       options.cluster_config_refresh <= std::chrono::milliseconds::zero() ||
       options.drain_grace_period < std::chrono::milliseconds::zero() ||
-      options.heartbeat_interval < std::chrono::milliseconds::zero()) {
+      options.heartbeat_interval < std::chrono::milliseconds::zero() ||
+      options.remote_heartbeat_timeout < std::chrono::milliseconds::zero()) {
     return absl::InvalidArgumentError(
-        "mesh intervals must be positive (the grace period and heartbeat interval may be 0)");
+        "mesh intervals must be positive (the grace period, heartbeat interval and remote "
+        "heartbeat timeout may be 0)");
   }
   return std::unique_ptr<Mesh>(new MeshImpl(std::move(options)));
 }

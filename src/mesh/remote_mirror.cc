@@ -212,8 +212,12 @@ kvstore::internal::Task<absl::Status> RemoteMirror::Mirror(Context ctx, Context 
     for (PrefixMirror* mirror : mirrors) tasks.Spawn(strand_, WatchSource(conn, *mirror, *remote));
   }
   tasks.Spawn(strand_, MonitorHealth(conn, *remote));
+  if (config.has_value() && env_.options->remote_heartbeat_timeout > 0ms) {
+    tasks.Spawn(strand_, WatchHeartbeat(conn, *remote));
+  }
   co_await tasks.Wait(strand_);
   SetConnected(false);
+  SetHeartbeat(false, std::nullopt);  // judged afresh by the next connection
   spdlog::info("remote cluster disconnected cluster={}", name_);
   co_return absl::OkStatus();
 }
@@ -419,6 +423,60 @@ RemoteMirror::Task RemoteMirror::MonitorHealth(Context conn, Backend& remote) {
   }
 }
 
+RemoteMirror::Task RemoteMirror::WatchHeartbeat(Context conn, Backend& remote) {
+  const Clock::duration timeout = env_.options->remote_heartbeat_timeout;
+  const std::string key(kHeartbeatPath);
+  Clock::time_point last = env_.clock->Now();  // from the connection's start until the first
+  bool stale = false;
+  Backoff backoff(kRewatchBase, kRewatchMax);
+  while (!conn.Done()) {
+    std::shared_ptr<Watcher> watcher =
+        remote.ListAndWatchWith(conn, key, 16, WatchOptions{.delete_values = false});
+    std::deque<KeyValueEvent> events;
+    while (!conn.Done()) {
+      // Stale already: wait for the next write however long it takes.
+      auto [round, end_round] =
+          stale ? WithCancel(conn)
+                : WithTimeout(conn, timeout - (env_.clock->Now() - last), env_.clock);
+      const bool got = co_await NextEvents(strand_, *watcher, round, &events);
+      const bool timed_out = !got && round.Done() && !conn.Done();
+      end_round();
+      if (timed_out) {
+        stale = true;
+        spdlog::warn("remote cluster heartbeat is stale cluster={} key={} not_seen_for={}s", name_,
+                     key, std::chrono::duration_cast<std::chrono::seconds>(timeout).count());
+        SetHeartbeat(true, std::nullopt);
+        continue;
+      }
+      if (!got) break;  // the watch ended (or `conn` is done)
+      bool seen = false;
+      for (const KeyValueEvent& event : events) {
+        seen = seen || (event.key == key &&
+                        (event.type == EventType::kCreate || event.type == EventType::kModify));
+      }
+      events.clear();
+      if (!seen) continue;
+      last = env_.clock->Now();
+      if (stale) spdlog::info("remote cluster heartbeat seen again cluster={}", name_);
+      stale = false;
+      SetHeartbeat(false, env_.clock->WallNow());
+    }
+    watcher->Stop();
+    if (conn.Done()) break;
+    co_await Sleep(strand_, *env_.clock, backoff.Next(), conn);
+  }
+}
+
+void RemoteMirror::SetHeartbeat(bool stale,
+                                std::optional<std::chrono::system_clock::time_point> seen) {
+  {
+    std::lock_guard lock(mu_);
+    heartbeat_stale_ = stale;
+    if (seen.has_value()) last_heartbeat_ = seen;
+  }
+  UpdateReadiness();
+}
+
 void RemoteMirror::RecordFailure(const absl::Status& status) {
   std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
   uint64_t failures;
@@ -445,7 +503,7 @@ void RemoteMirror::SetConnected(bool connected) {
 }
 
 bool RemoteMirror::ReadyLocked() const {
-  if (!connected_ || layout_.empty()) return false;
+  if (!connected_ || heartbeat_stale_ || layout_.empty()) return false;
   for (const MirroredPrefix& prefix : layout_) {
     auto it = mirrors_.find(prefix.name);
     if (it == mirrors_.end() || !it->second->synced) return false;
@@ -491,6 +549,14 @@ RemoteClusterStatus RemoteMirror::Status() const {
   status.ready = ReadyLocked();
   status.config = config_;
   status.status = status_text_;
+  if (heartbeat_stale_) {
+    status.status = absl::StrCat(
+        "no write of ", std::string(kHeartbeatPath), " seen for ",
+        std::chrono::duration_cast<std::chrono::seconds>(env_.options->remote_heartbeat_timeout)
+            .count(),
+        "s; ", status_text_);
+  }
+  status.last_heartbeat = last_heartbeat_;
   status.failures = failures_;
   status.last_error = last_error_;
   status.last_failure = last_failure_;

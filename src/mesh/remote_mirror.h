@@ -96,6 +96,13 @@ class RemoteMirror {
     return kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, std::move(fn));
   }
 
+  // Watches the remote's cilium/.heartbeat until `conn` is done: while no write of it was seen
+  // for remote_heartbeat_timeout (counted from the connection's start until the first), the
+  // remote is not ready.
+  Task WatchHeartbeat(Context conn, Backend& remote);
+  // Records whether the heartbeat is stale now (and when a write was seen, if one was).
+  void SetHeartbeat(bool stale, std::optional<std::chrono::system_clock::time_point> seen);
+
   void RecordFailure(const absl::Status& status);
   void SetConnected(bool connected);
   // Recomputes readiness and publishes it (metrics) when it changed.
@@ -119,6 +126,8 @@ class RemoteMirror {
   bool stopped_ = false;
   bool connected_ = false;
   bool ready_ = false;
+  bool heartbeat_stale_ = false;  // no heartbeat seen within remote_heartbeat_timeout
+  std::optional<std::chrono::system_clock::time_point> last_heartbeat_;
   std::string status_text_ = "waiting for the initial connection";
   std::optional<ClusterConfig> config_;
   uint64_t failures_ = 0;

@@ -11,7 +11,9 @@
 #include <mutex>
 #include <thread>
 
+#include "kvstore/clock.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "kvstore/mesh/heartbeat.h"
 #include "kvstore/paths.h"
 #include "tests/support/eventually.h"
 #include "tests/support/metrics_reader.h"
@@ -23,6 +25,7 @@ using namespace std::chrono_literals;
 using ::kvstore::testing::Eventually;
 using ::kvstore::testing::ReadMetric;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::optional<std::string> GetValue(Backend& backend, const std::string& key) {
   absl::StatusOr<std::optional<std::string>> value = backend.Get(Context(), key);
@@ -195,6 +198,58 @@ TEST_F(MeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
            !GetValue(*target_, "cilium/cache/ip/v1/c2/10.0.0.1").has_value();
   }));
   EXPECT_EQ(GetValue(*target_, "cilium/cache/ip/v1/c1/10.0.0.1"), "ip of c1");
+}
+
+// As Cilium's agents: a remote whose clustermesh-apiserver stopped writing cilium/.heartbeat is
+// not ready, counted from the connection until the first write, and ready again once written.
+TEST_F(MeshTest, ARemoteWhoseHeartbeatIsStaleIsNotReadyUntilItIsWrittenAgain) {
+  auto clock = std::make_shared<FakeClock>();
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":1})");
+  remote.WriteState();
+  MeshOptions options = Options();
+  options.clock = clock;
+  StartMesh(options);
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_FALSE(StatusOf("c1")->last_heartbeat.has_value());
+
+  // Time passes with no heartbeat (the watch's deadline may be set after any one step).
+  ASSERT_TRUE(Eventually([&] {
+    clock->Advance(30s);
+    return !Ready("c1");
+  }));
+  std::optional<RemoteClusterStatus> stale = StatusOf("c1");
+  ASSERT_TRUE(stale.has_value());
+  EXPECT_TRUE(stale->connected);
+  EXPECT_THAT(stale->status, HasSubstr("cilium/.heartbeat"));
+  EXPECT_TRUE(Eventually(
+      [&] { return Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1") == 0.0; }));
+
+  remote.Put("cilium/.heartbeat", FormatHeartbeat(std::chrono::system_clock::now()));
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  EXPECT_TRUE(StatusOf("c1")->last_heartbeat.has_value());
+  EXPECT_THAT(StatusOf("c1")->status, Not(HasSubstr("cilium/.heartbeat")));
+}
+
+TEST_F(MeshTest, ARemoteHeartbeatTimeoutOfZeroIsNotChecked) {
+  auto clock = std::make_shared<FakeClock>();
+  Remote remote("c1");
+  remote.WriteConfig(R"({"id":1})");
+  remote.WriteState();
+  MeshOptions options = Options();
+  options.clock = clock;
+  options.remote_heartbeat_timeout = 0ms;
+  StartMesh(options);
+  Add(remote);
+  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  for (int i = 0; i < 20; ++i) clock->Advance(1min);
+  // What the advances started (health checks, config rounds) has run once the strand is idle:
+  // a status read after a later event of the same remote sees their effect.
+  remote.Put("cilium/state/nodes/v1/c1/node-late", "late");
+  ASSERT_TRUE(Eventually(
+      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/node-late").has_value(); }));
+  EXPECT_TRUE(Ready("c1"));
 }
 
 TEST_F(MeshTest, WaitsForEachCanaryOfARemoteThatWritesThem) {

@@ -59,7 +59,8 @@ A status line per cluster is printed when its state changes and every --status-i
 (-o json: {"event":"synced",...} and {"event":"status","name":..,"connected":..,"ready":..,
 "num-nodes":..,"synced":{..},...}). A removed cluster's config is deleted from the target at once
 and its cache and canaries after --drain-grace-period ("removed C", then "drained C").
-The heartbeat cilium/.heartbeat is written in the target every --heartbeat-interval.
+The heartbeat cilium/.heartbeat is written in the target every --heartbeat-interval; a remote
+cluster whose own heartbeat was not seen written for --remote-heartbeat-timeout is not ready.
 
 With --prefix P (under cilium/state/; the one-cluster flags only), exactly the given prefixes are
 mirrored and no cluster config is read or written: the keys under P/C/ go to
@@ -79,6 +80,7 @@ struct MeshOptions {
   bool wait_source_synced = false;
   std::string drain_grace_period = "3m";
   std::string heartbeat_interval = "1m";
+  std::string remote_heartbeat_timeout = "2m";
   std::string status_interval = "30s";
   std::string metrics_listen;
   std::string metrics_namespace = "cilium_clustermesh";
@@ -88,7 +90,8 @@ struct MeshOptions {
 // What the options mean once checked.
 struct MeshPlan {
   std::vector<MirroredPrefix> prefixes;  // the one cluster's explicit prefixes; empty: Cilium's
-  std::chrono::milliseconds drain_grace_period{0}, heartbeat_interval{0}, status_interval{0};
+  std::chrono::milliseconds drain_grace_period{0}, heartbeat_interval{0}, status_interval{0},
+      remote_heartbeat_timeout{0};
 };
 
 MirroredPrefix ParsePrefix(const std::string& arg, const std::string& cluster) {
@@ -197,6 +200,8 @@ MeshPlan ValidateMeshOptions(const CommandEnv& env, const MeshOptions& opts) {
   plan.drain_grace_period = ParseDurationFlag("--drain-grace-period", opts.drain_grace_period);
   plan.heartbeat_interval = ParseDurationFlag("--heartbeat-interval", opts.heartbeat_interval);
   plan.status_interval = ParseDurationFlag("--status-interval", opts.status_interval);
+  plan.remote_heartbeat_timeout =
+      ParseDurationFlag("--remote-heartbeat-timeout", opts.remote_heartbeat_timeout);
   return plan;
 }
 
@@ -245,6 +250,10 @@ nlohmann::json StatusJson(const RemoteClusterStatus& status) {
   if (status.last_failure.has_value()) {
     line["last-failure"] = absl::FormatTime(
         absl::RFC3339_sec, absl::FromChrono(*status.last_failure), absl::UTCTimeZone());
+  }
+  if (status.last_heartbeat.has_value()) {
+    line["last-heartbeat"] = absl::FormatTime(
+        absl::RFC3339_sec, absl::FromChrono(*status.last_heartbeat), absl::UTCTimeZone());
   }
   if (status.config.has_value()) {
     const auto& caps = status.config->capabilities;
@@ -363,6 +372,7 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
   mesh_options.local_cluster_name = opts.local_cluster_name;
   mesh_options.drain_grace_period = plan.drain_grace_period;
   mesh_options.heartbeat_interval = plan.heartbeat_interval;
+  mesh_options.remote_heartbeat_timeout = plan.remote_heartbeat_timeout;
   mesh_options.metrics_namespace = opts.metrics_namespace;
   if (metrics) {
     mesh_options.metrics = metrics->metrics();
@@ -500,6 +510,10 @@ void AddMeshCommand(CLI::App& app, CommandEnv& env) {
       ->capture_default_str();
   cmd->add_option("--heartbeat-interval", opts->heartbeat_interval,
                   "how often cilium/.heartbeat is written in the target (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--remote-heartbeat-timeout", opts->remote_heartbeat_timeout,
+                  "a remote cluster whose cilium/.heartbeat was not written for this long is "
+                  "not ready (0: not checked)")
       ->capture_default_str();
   cmd->add_option("--status-interval", opts->status_interval,
                   "how often a status line per cluster is printed besides on changes (0: only "

@@ -86,7 +86,7 @@ struct KVSTORE_EXPORT PrefixStatus {
 struct KVSTORE_EXPORT RemoteClusterStatus {
   std::string name;
   bool connected = false;  // the remote answers and its cluster config was read
-  bool ready = false;      // connected and every prefix synced
+  bool ready = false;      // connected, every prefix synced and its heartbeat fresh
   std::optional<ClusterConfig> config;
   std::vector<PrefixStatus> prefixes;
   // What the backend says of itself (BackendStatus::message), or what is being waited for.
@@ -95,6 +95,8 @@ struct KVSTORE_EXPORT RemoteClusterStatus {
   std::string last_error;
   std::optional<std::chrono::system_clock::time_point> last_failure;
   bool draining = false;  // removed: waiting for the grace period or removing its keys
+  // When a write of the remote's cilium/.heartbeat was last seen (this process's wall clock).
+  std::optional<std::chrono::system_clock::time_point> last_heartbeat;
 };
 
 // What the mesh tells its user as it happens (on mesh threads; must not block for long).
@@ -130,6 +132,10 @@ struct KVSTORE_EXPORT MeshOptions {
   std::chrono::milliseconds drain_grace_period{std::chrono::minutes(3)};
   // How often cilium/.heartbeat is written in the target (leased); 0: never.
   std::chrono::milliseconds heartbeat_interval{std::chrono::minutes(1)};
+  // A remote cluster (Cilium's layout) whose cilium/.heartbeat was not seen written for this
+  // long is reported not ready, as Cilium's agents do (its clustermesh-apiserver or operator
+  // writes it every minute); counted from the connection until the first write. 0: not checked.
+  std::chrono::milliseconds remote_heartbeat_timeout{std::chrono::minutes(2)};
   // How often each remote's cluster config is written again in the target (besides at once when
   // it is deleted or changed there). Cilium: 5 min.
   std::chrono::milliseconds cluster_config_refresh{std::chrono::minutes(5)};
