@@ -2,6 +2,7 @@
 #ifndef KVSTORE_BACKEND_H_
 #define KVSTORE_BACKEND_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -30,6 +31,18 @@ struct KVSTORE_EXPORT Value {
 using KeyValuePairs = std::map<std::string, Value>;
 
 enum class BackendState { kOk, kWarning, kFailure, kClosed };
+
+// How fresh one watch of a backend is (Backend::Watches).
+struct KVSTORE_EXPORT WatchFreshness {
+  std::string prefix;
+  // When the watch last heard from the backend: an event, a progress notification or the end of
+  // its list (this process's wall clock). nullopt until its first list completed.
+  std::optional<std::chrono::system_clock::time_point> last_heard;
+  uint64_t list_pages = 0;  // pages fetched by its lists, re-lists included
+  // Times it was subscribed again, by reason (those of cilium_kvstore_watch_restarts_total).
+  std::map<std::string, uint64_t> restarts;
+  std::string stalled;  // why it cannot resume; empty while it can
+};
 
 struct KVSTORE_EXPORT BackendStatus {
   BackendState state = BackendState::kOk;
@@ -123,6 +136,9 @@ class KVSTORE_EXPORT Backend : public SyncStoreBackend, public WatchStoreBackend
                                           std::string_view value, bool lease) = 0;
   virtual absl::Status DeletePrefix(const Context& ctx, std::string_view prefix) = 0;
   virtual BackendStatus Status() const = 0;
+  // How fresh each open watch of this backend is (an addition to the interface). The default:
+  // none told (the etcd backend tells).
+  virtual std::vector<WatchFreshness> Watches() const { return {}; }
   // Stops keep-alives and watches. Revokes nothing: leased keys expire after their TTL.
   virtual void Close() = 0;
 

@@ -39,6 +39,12 @@ class KVSTORE_EXPORT BackendMetrics {
   // "stream_loss", "compaction", "auth", "unanswered" (etcd did not answer a watch request),
   // "flow_control" (the consumer fell behind).
   prometheus::Counter& WatchRestarts(std::string_view scope, std::string_view reason);
+  // cilium_kvstore_watch_last_heard_timestamp_seconds{scope}: when a watch of the scope last
+  // heard from the backend (an event, a progress notification, the end of its list), as Unix
+  // time; the age of a watch's view is now minus this.
+  prometheus::Gauge& WatchLastHeard(std::string_view scope);
+  // cilium_kvstore_list_pages_total{scope}: pages fetched by watches' lists (re-lists included).
+  prometheus::Counter& ListPages(std::string_view scope);
 
  private:
   prometheus::Family<prometheus::Histogram>& operations_duration_;
@@ -46,6 +52,8 @@ class KVSTORE_EXPORT BackendMetrics {
   prometheus::Family<prometheus::Gauge>& leases_;
   prometheus::Family<prometheus::Gauge>& watchers_stalled_;
   prometheus::Family<prometheus::Counter>& watch_restarts_;
+  prometheus::Family<prometheus::Gauge>& watch_last_heard_;
+  prometheus::Family<prometheus::Counter>& list_pages_;
 };
 
 }  // namespace kvstore

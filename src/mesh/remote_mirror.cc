@@ -218,6 +218,10 @@ kvstore::internal::Task<absl::Status> RemoteMirror::Mirror(Context ctx, Context 
   co_await tasks.Wait(strand_);
   SetConnected(false);
   SetHeartbeat(false, std::nullopt);  // judged afresh by the next connection
+  {
+    std::lock_guard lock(mu_);
+    watches_.clear();
+  }
   spdlog::info("remote cluster disconnected cluster={}", name_);
   co_return absl::OkStatus();
 }
@@ -411,9 +415,11 @@ RemoteMirror::Task RemoteMirror::MonitorHealth(Context conn, Backend& remote) {
   bool failing = false;
   while (co_await Sleep(strand_, *env_.clock, kHealthCheckInterval, conn)) {
     BackendStatus status = co_await Blocking([&] { return remote.Status(); });
+    std::vector<WatchFreshness> watches = remote.Watches();
     {
       std::lock_guard lock(mu_);
       status_text_ = status.message;
+      watches_ = std::move(watches);
     }
     const bool fails = status.state == BackendState::kFailure;
     if (fails == failing) continue;
@@ -557,6 +563,7 @@ RemoteClusterStatus RemoteMirror::Status() const {
         "s; ", status_text_);
   }
   status.last_heartbeat = last_heartbeat_;
+  status.watches = watches_;
   status.failures = failures_;
   status.last_error = last_error_;
   status.last_failure = last_failure_;

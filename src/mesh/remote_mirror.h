@@ -128,6 +128,7 @@ class RemoteMirror {
   bool ready_ = false;
   bool heartbeat_stale_ = false;  // no heartbeat seen within remote_heartbeat_timeout
   std::optional<std::chrono::system_clock::time_point> last_heartbeat_;
+  std::vector<WatchFreshness> watches_;  // as the remote's backend last told
   std::string status_text_ = "waiting for the initial connection";
   std::optional<ClusterConfig> config_;
   uint64_t failures_ = 0;

@@ -43,7 +43,16 @@ BackendMetrics::BackendMetrics(prometheus::Registry& registry)
       watch_restarts_(prometheus::BuildCounter()
                           .Name("cilium_kvstore_watch_restarts_total")
                           .Help("Number of watches subscribed again, by reason")
-                          .Register(registry)) {}
+                          .Register(registry)),
+      watch_last_heard_(prometheus::BuildGauge()
+                            .Name("cilium_kvstore_watch_last_heard_timestamp_seconds")
+                            .Help("Unix time when a watch last heard from the kvstore (an "
+                                  "event, a progress notification, the end of its list)")
+                            .Register(registry)),
+      list_pages_(prometheus::BuildCounter()
+                      .Name("cilium_kvstore_list_pages_total")
+                      .Help("Number of list pages fetched by watches")
+                      .Register(registry)) {}
 
 // Family::Add returns the existing series when the labels are already known, so every backend
 // with the same labels shares one series.
@@ -73,6 +82,14 @@ prometheus::Gauge& BackendMetrics::WatchersStalled(std::string_view scope) {
 prometheus::Counter& BackendMetrics::WatchRestarts(std::string_view scope,
                                                    std::string_view reason) {
   return watch_restarts_.Add({{"scope", std::string(scope)}, {"reason", std::string(reason)}});
+}
+
+prometheus::Gauge& BackendMetrics::WatchLastHeard(std::string_view scope) {
+  return watch_last_heard_.Add({{"scope", std::string(scope)}});
+}
+
+prometheus::Counter& BackendMetrics::ListPages(std::string_view scope) {
+  return list_pages_.Add({{"scope", std::string(scope)}});
 }
 
 }  // namespace kvstore

@@ -95,6 +95,7 @@ class MeteredBackend final : public Backend {
     backend_->GetAsync(ctx, key, Measured(key, kRead, "Get", std::move(done)));
   }
   BackendStatus Status() const override { return backend_->Status(); }
+  std::vector<WatchFreshness> Watches() const override { return backend_->Watches(); }
   void Close() override { backend_->Close(); }
 
  private:

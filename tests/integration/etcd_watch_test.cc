@@ -137,13 +137,31 @@ TEST_F(EtcdWatchTest, CompactionPastTheWatcherRelistsTheDifference) {
   EXPECT_EQ(view.list_done_count, 1);
 
   // Live events continue after the re-list.
+  const auto before_last_write = std::chrono::system_clock::now();
   ASSERT_TRUE(writer_->Update(ctx_, prefix_ + "same", "2", false).ok());
   ASSERT_TRUE(view.ReadUntil(*watcher, [&](const WatchView& v) {
     auto it = v.keys.find(prefix_ + "same");
     return it != v.keys.end() && it->second == "2";
   }));
   EXPECT_EQ(view.events.back().type, EventType::kModify);
+
+  // What the backend tells of the watch: the compaction it went through, both lists, and that it
+  // heard from etcd no earlier than the write just seen.
+  std::vector<WatchFreshness> watches = backend->Watches();
+  ASSERT_EQ(watches.size(), 1u);
+  EXPECT_EQ(watches[0].prefix, prefix_);
+  // Once compacted; the cut may also have ended the stream (or the connection survives it).
+  std::map<std::string, uint64_t> restarts = watches[0].restarts;
+  EXPECT_EQ(restarts["compaction"], 1u);
+  restarts.erase("compaction");
+  restarts.erase("stream_loss");
+  EXPECT_TRUE(restarts.empty()) << "no other reason: " << restarts.begin()->first;
+  EXPECT_GE(watches[0].list_pages, 2u);
+  ASSERT_TRUE(watches[0].last_heard.has_value());
+  EXPECT_GE(*watches[0].last_heard, before_last_write);
+  EXPECT_TRUE(watches[0].stalled.empty());
   watcher->Stop();
+  EXPECT_TRUE(backend->Watches().empty());
 }
 
 TEST_F(EtcdWatchTest, OperationsDuringACutFailWithTheEndpoint) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -248,7 +249,10 @@ TEST_F(MeshClustersTest, ReportsStatusInJsonAndAClusterWithoutConfigAsAFailure) 
   c2.Put("cilium/state/nodes/v1/cluster2/node-1", "{}");  // but no cluster config
   WriteClusterFile(c1);
   WriteClusterFile(c2);
-  RunningTool mesh(MeshArgs({"-o", "json"}));
+  std::vector<std::string> args = MeshArgs({"-o", "json"});
+  // A status line every second too, to see the watches' freshness as it is refreshed.
+  *(std::find(args.begin(), args.end(), "--status-interval") + 1) = "1s";
+  RunningTool mesh(args);
   ASSERT_TRUE(mesh.Started());
   auto ready = mesh.AwaitLine([](const std::string& l) {
     return l.find(R"("event":"status")") != std::string::npos &&
@@ -265,6 +269,22 @@ TEST_F(MeshClustersTest, ReportsStatusInJsonAndAClusterWithoutConfigAsAFailure) 
   EXPECT_EQ(status["config"]["cluster-id"], 1);
   EXPECT_EQ(status["synced"]["nodes"], true);
   EXPECT_EQ(status["synced"]["endpoints"], true);
+
+  // How fresh each of the remote's watches is, as its etcd backend tells.
+  auto fresh = mesh.AwaitLine([](const std::string& l) {
+    return l.find(R"("name":"cluster1")") != std::string::npos &&
+           l.find(R"("prefix":"cilium/state/nodes/v1/cluster1/")") != std::string::npos;
+  });
+  ASSERT_TRUE(fresh.has_value()) << mesh.Transcript();
+  nlohmann::json watches = nlohmann::json::parse(*fresh)["watches"];
+  ASSERT_TRUE(watches.is_array()) << *fresh;
+  for (const nlohmann::json& watch : watches) {
+    SCOPED_TRACE(watch.dump());
+    EXPECT_TRUE(watch.contains("last-heard"));
+    EXPECT_GE(watch["age-seconds"].get<double>(), 0.0);
+    EXPECT_GE(watch["list-pages"].get<int>(), 1);
+    EXPECT_TRUE(watch["restarts"].is_object());
+  }
 
   auto failed = mesh.AwaitLine([](const std::string& l) {
     return l.find(R"("name":"cluster2")") != std::string::npos &&

@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "CLI/CLI.hpp"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "spdlog/sinks/sink.h"
 #include "spdlog/spdlog.h"
 
@@ -94,6 +96,25 @@ std::string EscapeForLine(std::string_view bytes) {
 
 std::string DumpJsonLine(const nlohmann::json& object) {
   return object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+nlohmann::json WatchesJson(const std::vector<kvstore::WatchFreshness>& watches,
+                           std::chrono::system_clock::time_point now) {
+  nlohmann::json array = nlohmann::json::array();
+  for (const kvstore::WatchFreshness& watch : watches) {
+    nlohmann::json item = {
+        {"prefix", watch.prefix}, {"list-pages", watch.list_pages}, {"restarts", watch.restarts}};
+    if (watch.last_heard.has_value()) {
+      item["last-heard"] = absl::FormatTime(absl::RFC3339_sec, absl::FromChrono(*watch.last_heard),
+                                            absl::UTCTimeZone());
+      const auto age =
+          std::chrono::duration_cast<std::chrono::milliseconds>(now - *watch.last_heard);
+      item["age-seconds"] = static_cast<double>(age.count()) / 1000.0;
+    }
+    if (!watch.stalled.empty()) item["stalled"] = watch.stalled;
+    array.push_back(std::move(item));
+  }
+  return array;
 }
 
 Output::Output() : interactive_(isatty(STDOUT_FILENO) != 0) {}

@@ -7,9 +7,11 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/backoff.h"
+#include "kvstore/backend.h"
 #include "nlohmann/json.hpp"
 #include "observability.h"
 
@@ -37,6 +39,11 @@ std::string EscapeForLine(std::string_view bytes);
 
 // One JSON object on one line; invalid UTF-8 in keys or values is replaced rather than rejected.
 std::string DumpJsonLine(const nlohmann::json& object);
+
+// How fresh each watch is, as an array: {"prefix", "last-heard" (RFC 3339) and "age-seconds"
+// (at `now`) once it heard anything, "list-pages", "restarts" {reason: n}, "stalled" if so}.
+nlohmann::json WatchesJson(const std::vector<kvstore::WatchFreshness>& watches,
+                           std::chrono::system_clock::time_point now);
 
 // Serializes the lines a command writes to stdout, each flushed at once, and keeps a progress line
 // at the bottom of a terminal. When stdout is not a terminal progress is never written.

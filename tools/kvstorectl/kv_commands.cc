@@ -3,6 +3,7 @@
 #include <iterator>
 #include <string>
 
+#include "agent_mesh_support.h"
 #include "commands.h"
 #include "nlohmann/json.hpp"
 
@@ -221,7 +222,11 @@ void AddStatus(CLI::App& app, CommandEnv& env) {
     kvstore::BackendStatus status = backend->Status();
     bool ok = status.state == kvstore::BackendState::kOk;
     if (opts->output.Json()) {
-      std::cout << Dump(json{{"ok", ok}, {"message", status.message}}) << "\n";
+      std::cout << Dump(json{{"ok", ok},
+                             {"message", status.message},
+                             {"watches",
+                              WatchesJson(backend->Watches(), std::chrono::system_clock::now())}})
+                << "\n";
     } else {
       std::cout << status.message << "\n";
     }

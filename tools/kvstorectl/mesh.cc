@@ -251,6 +251,9 @@ nlohmann::json StatusJson(const RemoteClusterStatus& status) {
     line["last-failure"] = absl::FormatTime(
         absl::RFC3339_sec, absl::FromChrono(*status.last_failure), absl::UTCTimeZone());
   }
+  if (!status.watches.empty()) {
+    line["watches"] = WatchesJson(status.watches, std::chrono::system_clock::now());
+  }
   if (status.last_heartbeat.has_value()) {
     line["last-heartbeat"] = absl::FormatTime(
         absl::RFC3339_sec, absl::FromChrono(*status.last_heartbeat), absl::UTCTimeZone());

@@ -97,6 +97,8 @@ struct KVSTORE_EXPORT RemoteClusterStatus {
   bool draining = false;  // removed: waiting for the grace period or removing its keys
   // When a write of the remote's cilium/.heartbeat was last seen (this process's wall clock).
   std::optional<std::chrono::system_clock::time_point> last_heartbeat;
+  // How fresh each watch of the remote is, as its backend tells (Backend::Watches).
+  std::vector<WatchFreshness> watches;
 };
 
 // What the mesh tells its user as it happens (on mesh threads; must not block for long).

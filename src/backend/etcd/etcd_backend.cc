@@ -322,6 +322,8 @@ class EtcdBackend final : public Backend {
     return hub_->ListAndWatch(ctx, prefix, capacity, options);
   }
 
+  std::vector<WatchFreshness> Watches() const override { return hub_->Freshness(); }
+
   BackendStatus Status() const override {
     if (closed_) return {BackendState::kClosed, "etcd: closed"};
     auto timeout = std::min<std::chrono::milliseconds>(config_.request_timeout,

@@ -76,7 +76,11 @@ struct WatchHub::Entry {
         pager(this->prefix, page_size),
         queue_metrics(metrics, this->prefix),
         stalled_gauge(metrics == nullptr ? nullptr
-                                         : &metrics->WatchersStalled(GetScopeFromKey(prefix))) {}
+                                         : &metrics->WatchersStalled(GetScopeFromKey(prefix))),
+        last_heard_gauge(metrics == nullptr ? nullptr
+                                            : &metrics->WatchLastHeard(GetScopeFromKey(prefix))),
+        pages_counter(metrics == nullptr ? nullptr : &metrics->ListPages(GetScopeFromKey(prefix))) {
+  }
 
   const uint64_t id;
   const KeyRange range;
@@ -93,6 +97,10 @@ struct WatchHub::Entry {
   int refusals = 0;
   std::string stalled;  // why it cannot resume; empty while it can
   bool list_done_sent = false;
+  // How fresh its view is (WatchHub::Freshness).
+  std::optional<std::chrono::system_clock::time_point> last_heard;
+  uint64_t list_pages = 0;
+  std::map<std::string, uint64_t, std::less<>> restarts;  // by reason
   // What the watcher's consumer was told.
   internal::KnownKeys known;
   // Every change up to this revision was handed to the watcher.
@@ -119,6 +127,16 @@ struct WatchHub::Entry {
   bool applying = false;
   kvstore::internal::EventsQueueRecorder queue_metrics;
   prometheus::Gauge* const stalled_gauge;  // null without metrics
+  prometheus::Gauge* const last_heard_gauge;
+  prometheus::Counter* const pages_counter;
+
+  // The watch heard from etcd at `now` (wall clock).
+  void Heard(std::chrono::system_clock::time_point now) {
+    last_heard = now;
+    if (last_heard_gauge != nullptr) {
+      last_heard_gauge->Set(std::chrono::duration<double>(now.time_since_epoch()).count());
+    }
+  }
 
   // Offers `event` to the watcher; see internal::EmitFn.
   bool TryHandOver(KeyValueEvent& event, TimePoint received) {
@@ -249,7 +267,12 @@ void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generat
   }
   entry->failures = 0;
   ClearStalledLocked(*entry);
-  if (!entry->pager.Advance(response)) entry->last_page_received = true;
+  ++entry->list_pages;
+  if (entry->pages_counter != nullptr) entry->pages_counter->Increment();
+  if (!entry->pager.Advance(response)) {
+    entry->last_page_received = true;
+    entry->Heard(executor_->clock()->WallNow());
+  }
   entry->pages.push_back(Entry::Held<etcdserverpb::RangeResponse>{
       std::make_unique<etcdserverpb::RangeResponse>(std::move(response)),
       entry->queue_metrics.Received()});
@@ -485,7 +508,19 @@ std::shared_ptr<WatchRequests> WatchHub::OnResponseLocked(etcdserverpb::WatchRes
   }
   if (!response.canceled()) stream_failures_ = 0;
   auto it = by_watch_id_.find(watch_id);
-  if (it == by_watch_id_.end()) return nullptr;  // cancelled by us, or a stream-wide progress
+  if (it == by_watch_id_.end()) {
+    // Cancelled by us, or a stream-wide progress notification (etcd answers a progress request
+    // so once every watch of the stream is caught up): each subscribed watch is up to date.
+    if (!response.created() && !response.canceled() && response.events_size() == 0) {
+      const auto now = executor_->clock()->WallNow();
+      for (const auto& [id, watching] : by_watch_id_) {
+        if (watching->phase == Phase::kWatching && watching->responses.empty()) {
+          watching->Heard(now);
+        }
+      }
+    }
+    return nullptr;
+  }
   std::shared_ptr<Entry> entry = it->second;
   if (response.canceled()) {
     by_watch_id_.erase(it);
@@ -516,6 +551,7 @@ std::shared_ptr<WatchRequests> WatchHub::OnResponseLocked(etcdserverpb::WatchRes
   }
   if (entry->phase != Phase::kWatching) return nullptr;
   entry->failures = 0;
+  entry->Heard(executor_->clock()->WallNow());
   if (response.events_size() == 0 && entry->responses.empty()) {
     // Progress notification: no event up to the header's revision is missing. Behind held
     // responses it waits its turn, as their events come before it.
@@ -577,7 +613,10 @@ void WatchHub::ClearStalledLocked(Entry& entry) {
   if (entry.stalled_gauge != nullptr) entry.stalled_gauge->Decrement();
 }
 
-void WatchHub::CountRestartLocked(const Entry& entry, std::string_view reason) {
+void WatchHub::CountRestartLocked(Entry& entry, std::string_view reason) {
+  auto counted = entry.restarts.find(reason);
+  if (counted == entry.restarts.end()) counted = entry.restarts.emplace(reason, 0).first;
+  ++counted->second;
   if (metrics_ != nullptr) {
     metrics_->WatchRestarts(GetScopeFromKey(entry.prefix), reason).Increment();
   }
@@ -791,6 +830,21 @@ void WatchHub::Shutdown() {
 size_t WatchHub::NumWatchers() const {
   std::lock_guard<std::mutex> guard(mu_);
   return entries_.size();
+}
+
+std::vector<WatchFreshness> WatchHub::Freshness() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  std::vector<WatchFreshness> watches;
+  watches.reserve(entries_.size());
+  for (const auto& [id, entry] : entries_) {
+    WatchFreshness& watch = watches.emplace_back();
+    watch.prefix = entry->prefix;
+    watch.last_heard = entry->last_heard;
+    watch.list_pages = entry->list_pages;
+    watch.restarts.insert(entry->restarts.begin(), entry->restarts.end());
+    watch.stalled = entry->stalled;
+  }
+  return watches;
 }
 
 std::vector<std::string> WatchHub::StalledWatchers() const {

@@ -77,6 +77,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void Shutdown();
 
   size_t NumWatchers() const;
+  // How fresh each watcher's view is, in the order they were opened.
+  std::vector<WatchFreshness> Freshness() const;
   // The watchers that cannot resume, each as "PREFIX (why)"; empty when every one can.
   std::vector<std::string> StalledWatchers() const;
 
@@ -123,7 +125,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // Reports that the entry cannot resume (once per episode), or that it resumed.
   void SetStalledLocked(Entry& entry, const std::string& why);
   void ClearStalledLocked(Entry& entry);
-  void CountRestartLocked(const Entry& entry, std::string_view reason);
+  void CountRestartLocked(Entry& entry, std::string_view reason);
   void OnStreamDone(uint64_t generation, const absl::Status& status);
   void ScheduleApplyLocked(const std::shared_ptr<Entry>& entry);
   // The one place where what the entry holds becomes the watcher's events.

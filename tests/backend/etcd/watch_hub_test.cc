@@ -13,8 +13,11 @@
 #include "core/watcher_producer.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
+#include "kvstore/paths.h"
+#include "prometheus/registry.h"
 #include "tests/backend/etcd/fake_transport.h"
 #include "tests/support/eventually.h"
+#include "tests/support/metrics_reader.h"
 
 namespace kvstore {
 
@@ -27,6 +30,7 @@ namespace etcd {
 namespace {
 
 using kvstore::testing::Eventually;
+using kvstore::testing::ReadMetric;
 using testing::FakeTransport;
 using testing::FakeWatchServer;
 
@@ -77,6 +81,9 @@ class WatchHubTest : public ::testing::Test {
     });
   }
 
+  // Before the hub, which records into it: destroyed after it.
+  prometheus::Registry registry_;
+  BackendMetrics metrics_{registry_};
   FakeTransport transport_;
   FakeWatchServer server_{transport_};
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
@@ -119,6 +126,53 @@ TEST_F(WatchHubTest, ListsThenListDoneThenLiveEvents) {
   EXPECT_FALSE(watcher->NextFor(std::chrono::milliseconds(20)).has_value());
   watcher->Stop();
   EXPECT_EQ(hub_->NumWatchers(), 0u);
+}
+
+double UnixSeconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+TEST_F(WatchHubTest, FreshnessTellsWhenEachWatchLastHeardItsListPagesAndRestarts) {
+  hub_->Shutdown();
+  hub_ = std::make_shared<WatchHub>(&transport_, &executor_, 1, &metrics_);  // a page per key
+  const std::string scope = GetScopeFromKey("p/");
+  transport_.Put("p/a", "1");
+  transport_.Put("p/b", "2");
+  std::shared_ptr<Watcher> watcher = hub_->ListAndWatch(Context(), "p/", 16);
+  ASSERT_EQ(Read(*watcher, 3).size(), 3u);
+  std::vector<WatchFreshness> watches = hub_->Freshness();
+  ASSERT_EQ(watches.size(), 1u);
+  EXPECT_EQ(watches[0].prefix, "p/");
+  EXPECT_GE(watches[0].list_pages, 2u);
+  ASSERT_TRUE(watches[0].last_heard.has_value()) << "the end of its list";
+  EXPECT_EQ(*watches[0].last_heard, clock_->WallNow());
+  EXPECT_TRUE(watches[0].restarts.empty());
+  EXPECT_EQ(ReadMetric(registry_, "cilium_kvstore_list_pages_total", {{"scope", scope}}),
+            static_cast<double>(watches[0].list_pages));
+
+  // Later, an event.
+  ASSERT_TRUE(Eventually([&] { return server_.NumOpenWatches() == 1; }));
+  clock_->Advance(std::chrono::seconds(30));
+  server_.Send({transport_.Put("p/a", "3")});
+  ASSERT_EQ(Read(*watcher, 1).size(), 1u);
+  watches = hub_->Freshness();
+  ASSERT_EQ(watches.size(), 1u);
+  EXPECT_EQ(watches[0].last_heard, clock_->WallNow());
+  EXPECT_EQ(ReadMetric(registry_, "cilium_kvstore_watch_last_heard_timestamp_seconds",
+                       {{"scope", scope}}),
+            UnixSeconds(clock_->WallNow()));
+
+  // The stream lost: one restart for that reason, counted per watch and in the metric.
+  transport_.LatestWatchStream()->End(absl::UnavailableError("connection reset"));
+  ASSERT_TRUE(AdvanceUntil([&] { return server_.NumOpenWatches() == 1; }));
+  watches = hub_->Freshness();
+  ASSERT_EQ(watches.size(), 1u);
+  EXPECT_EQ(watches[0].restarts, (std::map<std::string, uint64_t>{{"stream_loss", 1}}));
+  EXPECT_EQ(ReadMetric(registry_, "cilium_kvstore_watch_restarts_total",
+                       {{"scope", scope}, {"reason", "stream_loss"}}),
+            1.0);
+  watcher->Stop();
+  EXPECT_TRUE(hub_->Freshness().empty());
 }
 
 TEST_F(WatchHubTest, WithoutDeleteValuesDeletesComeWithoutTheValue) {
