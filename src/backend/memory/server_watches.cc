@@ -5,11 +5,14 @@
 #include <utility>
 
 #include "backend/memory/server.h"
+#include "core/planted_bugs.h"
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
 
+using kvstore::internal::Planted;
+using kvstore::internal::PlantedBug;
 using kvstore::internal::WatcherProducer;
 
 std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const Context& ctx,
@@ -127,7 +130,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         relist = true;
         relist_revision = revision_;
         snapshot = SnapshotLocked(watch->prefix);
-        watch->next_revision = revision_ + 1;
+        watch->next_revision = revision_ + (Planted(PlantedBug::kResumeWrongRevision) ? 2 : 1);
       } else {
         size_t index = history_.Index(watch->next_revision);
         size_t scanned = 0;
@@ -141,6 +144,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
           ++scanned;
         }
         watch->next_revision = history_.compacted_revision() + 1 + static_cast<int64_t>(index);
+        if (Planted(PlantedBug::kDropLastEvent) && batch.size() > 1) batch.pop_back();
       }
     }
     if (shut_down) return FinishWatch(watch);
@@ -149,6 +153,12 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
       return true;
     };
     if (relist) {
+      if (Planted(PlantedBug::kSkipRelistDiff)) {
+        (void)ListInto(watch->known, snapshot, relist_revision, [&](KeyValueEvent& event) {
+          return event.type == EventType::kDelete ? true : make(event);
+        });
+        continue;
+      }
       (void)ListInto(watch->known, snapshot, relist_revision, make);
       continue;
     }
