@@ -47,7 +47,8 @@ case "$mode" in
       END {
         wall = end - start
         if (wall <= 0) wall = 0.001
-        printf "simulated_seconds_per_wall_second=%.0f simulated_s=%.0f wall_s=%.1f tasks_per_seed=%.0f convergence_max_s=%.1f\n", sum["simulated_s"] / wall, sum["simulated_s"], wall, sum["tasks"] / n, conv
+        printf "simulated_seconds_per_wall_second=%.0f simulated_s=%.0f wall_s=%.1f tasks_per_seed=%.0f\n", sum["simulated_s"] / wall, sum["simulated_s"], wall, sum["tasks"] / n
+        printf "heals=%d convergence_mean_s=%.1f convergence_max_s=%.1f\n", sum["heals"], (sum["heals"] > 0 ? sum["convergence_total_s"] / sum["heals"] : 0), conv
         printf "faults_per_seed:"
         for (k in sum) if (k ~ /^fault_/) printf " %s=%.2f", substr(k, 7), sum[k] / n
         printf "\n"

@@ -299,6 +299,7 @@ class Simulation {
   void StartReader(Reader& r);
   void StartWatch(Reader& r);
   void CrashReader(Reader& r);
+  void ExpireSession(Writer& w);
   void WriterOp(Writer& w);
   void Faults();
   // Runs one task of a collaborator the seed picks; false when every executor is idle.
@@ -308,8 +309,13 @@ class Simulation {
   bool AdvanceToNextTimer();
   // Empty when the store and every live reader agree with what the live owners want.
   std::string Divergence() const;
+  // A last burst of writes and faults, as when the faults stop in the middle of things.
+  void Storm();
+  // Stops the faults and runs until the store and every live reader converge.
   void Heal();
   void Shutdown();
+  // Where each collaborator stands, for a report of a stuck run.
+  std::string WaitSites() const;
 
   const SimConfig config_;
   SimResult result_;
@@ -339,6 +345,7 @@ absl::Status FaultyBackend::Write(std::string_view key,
     return absl::UnavailableError("sim: write refused");
   }
   if (key == sim_.writer(writer_).canary) sim_.CheckCanary(writer_, incarnation_);
+  sim_.Snapshot();  // what changed since the last snapshot, before this write
   absl::Status status = apply();
   sim_.Snapshot();
   if (status.ok() && sim_.faults_on() && sim_.rng().Chance(sim_.options().p_write_applied_fail)) {
@@ -572,9 +579,7 @@ void Simulation::Faults() {
   if (rng_.Chance(o.p_session_expiry)) {
     Writer& w = writer(static_cast<int>(rng_.Uniform(0, o.writers - 1)));
     if (w.alive) {
-      Count("session_expiry");
-      Trace(absl::StrCat("fault session_expiry ", w.name));
-      store_->ExpireSession(*w.client);
+      ExpireSession(w);
     }
   }
   if (rng_.Chance(o.p_compact)) {
@@ -701,6 +706,41 @@ std::string Simulation::Divergence() const {
   return std::string();
 }
 
+void Simulation::ExpireSession(Writer& w) {
+  Count("session_expiry");
+  Trace(absl::StrCat("fault session_expiry ", w.name));
+  store_->ExpireSession(*w.client);
+  Snapshot();  // the deletes, before anything can write the keys again
+}
+
+void Simulation::Storm() {
+  Trace("storm");
+  for (auto& w : writers_) {
+    if (!w->alive) continue;
+    for (int64_t n = rng_.Uniform(0, 4); n > 0; --n) WriterOp(*w);
+  }
+  if (opts_.p_writer_crash > 0 && rng_.Chance(0.5)) {
+    Writer& w = writer(static_cast<int>(rng_.Uniform(0, opts_.writers - 1)));
+    if (w.alive) {
+      Count("writer_crash");
+      CrashWriter(w);
+    }
+  }
+  if (opts_.p_session_expiry > 0 && rng_.Chance(0.5)) {
+    Writer& w = writer(static_cast<int>(rng_.Uniform(0, opts_.writers - 1)));
+    if (w.alive) {
+      ExpireSession(w);
+    }
+  }
+  if (opts_.p_compact > 0 && rng_.Chance(0.5)) {
+    Count("compact");
+    store_->Compact(0);
+  }
+  // Some of it runs while the faults are still on.
+  for (int64_t n = rng_.Uniform(0, 20); n > 0 && !failed(); --n) RunOneTask(false);
+  Snapshot();
+}
+
 void Simulation::Heal() {
   faults_on_ = false;
   Trace("heal");
@@ -728,11 +768,35 @@ void Simulation::Heal() {
       return;
     }
     if (!AdvanceToNextTimer()) {
-      Violation(absl::StrCat("stuck: nothing scheduled (no task, no timer) yet ", divergence));
+      Violation(absl::StrCat("stuck: nothing scheduled (no task, no timer) yet ", divergence, "; ",
+                             WaitSites()));
       return;
     }
   }
-  result_.convergence_seconds = std::chrono::duration<double>(clock_->Now() - healed).count();
+  result_.convergence_seconds = std::max(
+      result_.convergence_seconds, std::chrono::duration<double>(clock_->Now() - healed).count());
+  result_.convergence_total_seconds +=
+      std::chrono::duration<double>(clock_->Now() - healed).count();
+  ++result_.heals;
+}
+
+std::string Simulation::WaitSites() const {
+  std::string out;
+  for (const auto& w : writers_) {
+    absl::StrAppend(&out, "writer ", w->name, ": ", w->alive ? "alive" : "dead",
+                    *w->running ? ", SyncStore running" : ", SyncStore returned",
+                    w->synced_called ? ", synced called" : "", ", ", w->executor.Pending(),
+                    " tasks queued; ");
+  }
+  for (const auto& r : readers_) {
+    absl::StrAppend(&out, "reader ", r->id, ": ", r->alive ? "alive" : "dead",
+                    *r->running ? ", Watch running" : ", Watch returned",
+                    r->store && r->store->Synced() ? ", synced" : ", not synced", ", ",
+                    r->executor.Pending(), " tasks queued; ");
+  }
+  absl::StrAppend(&out, "server: ", server_executor_->Pending(), " tasks queued; ",
+                  clock_->NumTimers(), " timers");
+  return out;
 }
 
 void Simulation::Shutdown() {
@@ -799,13 +863,24 @@ SimResult Simulation::Run() {
       if (r->alive && r->restart_watch && !*r->running) StartWatch(*r);
     }
     Snapshot();
+    if (rng_.Chance(1.0 / 1000)) {
+      // A heal point in the middle of the run: everything must converge, then faults resume.
+      Storm();
+      Heal();
+      faults_on_ = true;
+      continue;
+    }
     if (!RunOneTask(false)) {
       if (!AdvanceToNextTimer()) clock_->Advance(milliseconds(rng_.Uniform(1, 1000)));
     } else if (rng_.Chance(0.02)) {
       clock_->Advance(milliseconds(rng_.Uniform(1, 200)));  // time passes while work is queued
     }
   }
-  if (!failed()) Heal();
+  if (!failed()) {
+    // The faults stop in the middle of things: a last burst of changes and faults, then heal.
+    Storm();
+    Heal();
+  }
   if (!failed()) Shutdown();
   result_.steps = step_;
   result_.simulated_seconds = SimSeconds();

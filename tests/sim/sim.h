@@ -19,7 +19,9 @@ struct SimResult {
   std::string options;    // the options and fault rates the seed picked
   std::string violation;  // empty: every invariant held
   double simulated_seconds = 0;
-  double convergence_seconds = 0;  // after the faults healed, until every view agreed
+  double convergence_seconds = 0;        // after the faults healed, until every view agreed (max)
+  uint64_t heals = 0;                    // times the faults stopped and every view converged
+  double convergence_total_seconds = 0;  // summed over the heals
   uint64_t steps = 0;
   uint64_t tasks_run = 0;
   std::map<std::string, uint64_t> faults;  // by class

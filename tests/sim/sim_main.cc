@@ -9,6 +9,8 @@
 //   kvstore_sim --replay-twice --from=A --count=N
 //                                         runs each seed twice and fails when the hashes differ
 // Exit status: 1 when a seed failed (or a planted bug was missed, or a replay differed).
+#include <dirent.h>
+
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -70,6 +72,19 @@ void PrintFaults(const std::map<std::string, uint64_t>& faults) {
   std::printf("\n");
 }
 
+// Threads of this process: the simulation must never start one (no executor pool, no timer
+// thread, no blocking pool), or its runs would not be deterministic.
+int Threads() {
+  int n = 0;
+  if (DIR* dir = opendir("/proc/self/task")) {
+    while (dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++n;
+    }
+    closedir(dir);
+  }
+  return n;
+}
+
 int Usage() {
   std::fprintf(stderr,
                "usage: kvstore_sim --seed=S [--trace] | --from=A --count=N [--stride=K] "
@@ -119,11 +134,14 @@ int main(int argc, char** argv) {
     std::printf("commit=%s seed=%" PRIu64 " options: %s\n", commit.c_str(), seed,
                 r.options.c_str());
     PrintFaults(r.faults);
-    std::printf("steps=%" PRIu64 " tasks=%" PRIu64 " simulated_s=%.1f convergence_s=%.1f\n",
-                r.steps, r.tasks_run, r.simulated_seconds, r.convergence_seconds);
+    std::printf("steps=%" PRIu64 " tasks=%" PRIu64 " simulated_s=%.1f heals=%" PRIu64
+                " convergence_max_s=%.1f\n",
+                r.steps, r.tasks_run, r.simulated_seconds, r.heals, r.convergence_seconds);
     if (!r.violation.empty()) std::printf("FAIL seed=%" PRIu64 " %s\n", seed, r.violation.c_str());
+    const int threads = Threads();
+    if (threads != 1) std::printf("FAIL seed=%" PRIu64 " %d threads ran, not 1\n", seed, threads);
     std::printf("seed=%" PRIu64 " hash=%016" PRIx64 "\n", seed, r.hash);
-    return r.violation.empty() ? 0 : 1;
+    return r.violation.empty() && threads == 1 ? 0 : 1;
   }
   if (count == 0) return Usage();
 
@@ -156,7 +174,7 @@ int main(int argc, char** argv) {
               commit.c_str(), from, stride, count);
   const auto start = std::chrono::steady_clock::now();
   uint64_t failures = 0;
-  double simulated = 0, convergence_max = 0, tasks = 0;
+  double simulated = 0, convergence_max = 0, convergence_total = 0, tasks = 0, heals = 0;
   std::map<std::string, uint64_t> faults;
   for (uint64_t i = 0; i < count; ++i) {
     const uint64_t s = from + i * stride;
@@ -164,6 +182,8 @@ int main(int argc, char** argv) {
     simulated += r.simulated_seconds;
     tasks += static_cast<double>(r.tasks_run);
     convergence_max = std::max(convergence_max, r.convergence_seconds);
+    convergence_total += r.convergence_total_seconds;
+    heals += static_cast<double>(r.heals);
     for (const auto& [name, n] : r.faults) faults[name] += n;
     if (!r.violation.empty()) {
       ++failures;
@@ -180,12 +200,17 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
+  if (const int threads = Threads(); threads != 1) {
+    ++failures;
+    std::printf("FAIL %d threads ran, not 1: a real thread makes runs nondeterministic\n", threads);
+  }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // One line scripts/sim.sh adds up across processes.
   std::printf("summary seeds=%" PRIu64 " failures=%" PRIu64
-              " wall_s=%.3f simulated_s=%.1f tasks=%.0f convergence_max_s=%.1f",
-              count, failures, wall, simulated, tasks, convergence_max);
+              " wall_s=%.3f simulated_s=%.1f tasks=%.0f heals=%.0f convergence_total_s=%.1f"
+              " convergence_max_s=%.1f",
+              count, failures, wall, simulated, tasks, heals, convergence_total, convergence_max);
   for (const auto& [name, n] : faults) std::printf(" fault_%s=%" PRIu64, name.c_str(), n);
   std::printf("\n");
   return failures == 0 ? 0 : 1;
