@@ -557,7 +557,21 @@ void Simulation::WriterOp(Writer& w) {
     for (const auto& [key, value] : w.desired) w.before_synced[key] = SeqOf(value);
     w.synced_called = true;
     Trace(absl::StrCat("writer ", w.name, " synced"));
-    (void)w.store->Synced(Context::Background());
+    // The callbacks run once, after the canary was written.
+    auto calls = std::make_shared<int>(0);
+    (void)w.store->Synced(
+        Context::Background(),
+        {[this, id = w.id, incarnation = w.incarnation, calls](const Context&) {
+          Writer& writer = this->writer(id);
+          Snapshot();
+          if (++*calls > 1) {
+            Violation(absl::StrCat("writer ", writer.name, ": Synced callback ran twice"));
+          }
+          if (writer.incarnation == incarnation && !writer.canary_checked) {
+            Violation(absl::StrCat("writer ", writer.name,
+                                   ": Synced callback ran before the canary was written"));
+          }
+        }});
     return;
   }
   if (w.desired.contains(name) && rng_.Chance(0.25)) {
@@ -768,8 +782,8 @@ void Simulation::Heal() {
       return;
     }
     if (!AdvanceToNextTimer()) {
-      Violation(absl::StrCat("stuck: nothing scheduled (no task, no timer) yet ", divergence, "; ",
-                             WaitSites()));
+      Violation(absl::StrCat("no convergence, and nothing left to run (no task, no timer): ",
+                             divergence, "; ", WaitSites()));
       return;
     }
   }
