@@ -81,6 +81,8 @@ struct Options {
   int workers = 1;
   size_t batch = 1;
   seconds lease_ttl{0};
+  size_t max_keys_per_lease = 0;     // small: a session holds several leases
+  size_t max_history_revisions = 0;  // small: lagging watchers re-list more often
   int steps = 0;
   double p_op = 0;  // a writer's upsert/delete per step
   // Fault rates, per step (per write for the write faults).
@@ -98,7 +100,8 @@ struct Options {
   std::string ToString() const {
     return absl::StrCat("writers=", writers, " readers=", readers, " keys=", keys_per_writer,
                         " workers=", workers, " batch=", batch, " lease_ttl=", lease_ttl.count(),
-                        "s steps=", steps, " p_op=", p_op, " rates: write_fail=", p_write_fail,
+                        "s keys_per_lease=", max_keys_per_lease, " history=", max_history_revisions,
+                        " steps=", steps, " p_op=", p_op, " rates: write_fail=", p_write_fail,
                         " write_applied_fail=", p_write_applied_fail,
                         " session_expiry=", p_session_expiry, " compact=", p_compact,
                         " stream_end=", p_stream_end, " clock_jump=", p_clock_jump,
@@ -121,6 +124,8 @@ Options PickOptions(Rng& rng, double length) {
   o.workers = static_cast<int>(rng.Uniform(1, 2));
   o.batch = rng.Chance(0.5) ? 1 : 4;
   o.lease_ttl = seconds(rng.Uniform(5, 60));
+  o.max_keys_per_lease = rng.Chance(0.3) ? static_cast<size_t>(rng.Uniform(1, 3)) : 1000;
+  o.max_history_revisions = rng.Chance(0.3) ? static_cast<size_t>(rng.Uniform(2, 50)) : 100000;
   o.steps = static_cast<int>(static_cast<double>(rng.Uniform(1500, 4000)) * length);
   o.p_op = 0.02 + 0.1 * rng.Real();
   o.p_write_fail = Rate(rng, 0.01, 0.3);
@@ -850,6 +855,8 @@ SimResult Simulation::Run() {
   mo.clock = clock_;
   mo.executor = server_executor_;
   mo.lease_ttl = opts_.lease_ttl;
+  mo.max_keys_per_lease = opts_.max_keys_per_lease;
+  mo.max_history_revisions = opts_.max_history_revisions;
   store_ = memory::InMemoryStore::Create(mo);
   truth_client_ = store_->NewClient("truth");
   for (int i = 0; i < opts_.writers; ++i) {
