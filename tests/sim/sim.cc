@@ -234,7 +234,8 @@ struct Writer {
   std::string name;    // o<id>
   std::string prefix;  // sim/o<id>
   std::string canary;  // cilium/synced/sim/sim/o<id>
-  ManualExecutor executor;
+  // Shared with Simulation::executors_, which outlives every store and client.
+  std::shared_ptr<ManualExecutor> executor = std::make_shared<ManualExecutor>();
   bool alive = false;
   int incarnation = 0;
   std::shared_ptr<Backend> client;
@@ -252,7 +253,7 @@ struct Writer {
 
 struct Reader {
   int id = 0;
-  ManualExecutor executor;
+  std::shared_ptr<ManualExecutor> executor = std::make_shared<ManualExecutor>();
   bool alive = false;
   std::shared_ptr<Backend> client;
   std::unique_ptr<AsyncWatchStore> store;
@@ -331,6 +332,9 @@ class Simulation {
 
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
   Clock::time_point start_ = clock_->Now();
+  // Every executor, destroyed after the stores and clients whose tasks they run (a store shutting
+  // down still posts to them).
+  std::vector<std::shared_ptr<ManualExecutor>> executors_;
   std::shared_ptr<ManualExecutor> server_executor_ = std::make_shared<ManualExecutor>();
   std::shared_ptr<memory::InMemoryStore> store_;
   std::shared_ptr<Backend> truth_client_;  // the simulation's own view, never faulted
@@ -504,12 +508,12 @@ void Simulation::StartWriter(Writer& w) {
   store::WorkqueueSyncStoreOptions so;
   so.workers = static_cast<unsigned>(opts_.workers);
   so.clock = clock_;
-  w.store =
-      store::internal::NewAsyncWorkqueueSyncStore(kCluster, backend, w.prefix, so, &w.executor);
+  w.store = store::internal::NewAsyncWorkqueueSyncStore(kCluster, backend, w.prefix, so,
+                                                        w.executor.get());
   auto [ctx, cancel] = WithCancel(Context::Background());
   w.cancel = cancel;
   w.running = std::make_shared<bool>(true);
-  kvstore::internal::Spawn(w.executor, w.store->RunAsync(w.executor, ctx),
+  kvstore::internal::Spawn(*w.executor, w.store->RunAsync(*w.executor, ctx),
                            [running = w.running] { *running = false; });
   // A restarted agent upserts the state it had again.
   for (const auto& [name, value] : w.desired) {
@@ -542,7 +546,7 @@ void Simulation::StartWatch(Reader& r) {
   r.cancel = cancel;
   r.restart_watch = false;
   r.running = std::make_shared<bool>(true);
-  kvstore::internal::Spawn(r.executor, r.store->WatchAsync(r.executor, ctx, *r.client, kRoot),
+  kvstore::internal::Spawn(*r.executor, r.store->WatchAsync(*r.executor, ctx, *r.client, kRoot),
                            [running = r.running] { *running = false; });
 }
 
@@ -655,11 +659,11 @@ bool Simulation::RunOneTask(bool heal) {
   std::vector<ManualExecutor*> runnable;
   if (server_executor_->Pending() > 0) runnable.push_back(server_executor_.get());
   for (auto& w : writers_) {
-    if (w->executor.Pending() > 0) runnable.push_back(&w->executor);
+    if (w->executor->Pending() > 0) runnable.push_back(w->executor.get());
   }
   for (auto& r : readers_) {
-    if (r->executor.Pending() > 0 && (heal || r->slow_until <= step_)) {
-      runnable.push_back(&r->executor);
+    if (r->executor->Pending() > 0 && (heal || r->slow_until <= step_)) {
+      runnable.push_back(r->executor.get());
     }
   }
   if (runnable.empty()) return false;
@@ -804,14 +808,14 @@ std::string Simulation::WaitSites() const {
   for (const auto& w : writers_) {
     absl::StrAppend(&out, "writer ", w->name, ": ", w->alive ? "alive" : "dead",
                     *w->running ? ", SyncStore running" : ", SyncStore returned",
-                    w->synced_called ? ", synced called" : "", ", ", w->executor.Pending(),
+                    w->synced_called ? ", synced called" : "", ", ", w->executor->Pending(),
                     " tasks queued; ");
   }
   for (const auto& r : readers_) {
     absl::StrAppend(&out, "reader ", r->id, ": ", r->alive ? "alive" : "dead",
                     *r->running ? ", Watch running" : ", Watch returned",
                     r->store && r->store->Synced() ? ", synced" : ", not synced", ", ",
-                    r->executor.Pending(), " tasks queued; ");
+                    r->executor->Pending(), " tasks queued; ");
   }
   absl::StrAppend(&out, "server: ", server_executor_->Pending(), " tasks queued; ",
                   clock_->NumTimers(), " timers");
@@ -831,19 +835,19 @@ void Simulation::Shutdown() {
     }
     if (!AdvanceToNextTimer()) break;
   }
-  if (failed()) return;
+  if (failed()) return;  // a run cut short by a violation may leave tasks waiting
   for (auto& w : writers_) {
     if (*w->running) {
       Violation(absl::StrCat(
           "deadlock: writer ", w->name, "'s SyncStore task still waits after its context ended (",
-          w->executor.Pending(), " tasks queued, ", clock_->NumTimers(), " timers)"));
+          w->executor->Pending(), " tasks queued, ", clock_->NumTimers(), " timers)"));
     }
   }
   for (auto& r : readers_) {
     if (*r->running) {
       Violation(absl::StrCat(
           "deadlock: reader ", r->id, "'s WatchStore task still waits after its context ended (",
-          r->executor.Pending(), " tasks queued, ", clock_->NumTimers(), " timers)"));
+          r->executor->Pending(), " tasks queued, ", clock_->NumTimers(), " timers)"));
     }
   }
 }
@@ -865,11 +869,13 @@ SimResult Simulation::Run() {
     w->name = absl::StrCat("o", i);
     w->prefix = JoinPath(kRoot, w->name);
     w->canary = SyncedKeyPath(kCluster, w->prefix);
+    executors_.push_back(w->executor);
     writers_.push_back(std::move(w));
   }
   for (int i = 0; i < opts_.readers; ++i) {
     auto r = std::make_unique<Reader>();
     r->id = i;
+    executors_.push_back(r->executor);
     readers_.push_back(std::move(r));
   }
   for (auto& r : readers_) StartReader(*r);
@@ -902,7 +908,8 @@ SimResult Simulation::Run() {
     Storm();
     Heal();
   }
-  if (!failed()) Shutdown();
+  // Also after a violation: every task is asked to return before anything is destroyed.
+  Shutdown();
   result_.steps = step_;
   result_.simulated_seconds = SimSeconds();
   // Everything is torn down before the executors, so that no task outlives what it uses.
