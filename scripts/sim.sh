@@ -58,7 +58,7 @@ case "$mode" in
     ;;
   planted)
     n=$arg
-    bugs="skip_relist_diff canary_before_drain drop_last_event reuse_expired_lease resume_wrong_revision no_stale_delete lost_lease_not_requeued"
+    bugs="skip_relist_diff canary_before_drain drop_last_event reuse_expired_lease resume_wrong_revision resume_behind no_stale_delete lost_lease_not_requeued"
     echo "commit=$commit planted bugs, up to $n seeds each"
     # Two at a time, one per core.
     printf '%s\n' $bugs | xargs -P 2 -I{} sh -c "'$bin' --planted={} --count=$n > '$tmp/{}' 2>&1 || true"

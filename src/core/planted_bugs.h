@@ -22,6 +22,9 @@ enum class PlantedBug {
   kReuseExpiredLease,
   // The in-memory watch resumes one revision too late after a re-list.
   kResumeWrongRevision,
+  // The in-memory watch resumes a few revisions behind its listing, replaying older values
+  // (Cilium #32005: a watch resumed on a member with other revisions).
+  kResumeBehind,
   // WatchStore forgets the keys gone stale across a restart instead of deleting them.
   kNoStaleDelete,
   // SyncStore does not re-queue keys whose lease expired.

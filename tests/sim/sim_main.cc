@@ -40,6 +40,7 @@ const std::map<std::string, PlantedBug>& Bugs() {
       {"drop_last_event", PlantedBug::kDropLastEvent},
       {"reuse_expired_lease", PlantedBug::kReuseExpiredLease},
       {"resume_wrong_revision", PlantedBug::kResumeWrongRevision},
+      {"resume_behind", PlantedBug::kResumeBehind},
       {"no_stale_delete", PlantedBug::kNoStaleDelete},
       {"lost_lease_not_requeued", PlantedBug::kLostLeaseNotRequeued},
   };

@@ -1,6 +1,7 @@
 // The in-memory server's watches: each a pump on its own strand that replays the history to its
 // watcher, re-listing when the history it needs is gone, and never blocks: a full watcher wakes
 // the pump when it has room again, a commit that concerns a caught-up watch wakes it.
+#include <algorithm>
 #include <shared_mutex>
 #include <utility>
 
@@ -131,6 +132,11 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         relist_revision = revision_;
         snapshot = SnapshotLocked(watch->prefix);
         watch->next_revision = revision_ + (Planted(PlantedBug::kResumeWrongRevision) ? 2 : 1);
+        if (Planted(PlantedBug::kResumeBehind)) {
+          // Replays revisions the listing already covered, as a watch resumed on a lagging
+          // member would.
+          watch->next_revision = std::max(history_.compacted_revision() + 1, revision_ - 3);
+        }
       } else {
         size_t index = history_.Index(watch->next_revision);
         size_t scanned = 0;
