@@ -8,7 +8,8 @@ CMAKE_FLAGS ?=
 # so that packagers' compilers cannot break the build).
 WERROR = -DKVSTORE_WERROR=ON
 
-.PHONY: all deps configure build run test soak test-asan test-tsan test-release clean format fuzz deb
+.PHONY: all deps configure build run test soak test-asan test-tsan test-release clean format fuzz deb \
+  sim sim-planted
 
 all: build
 
@@ -26,6 +27,26 @@ run: build
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# The deterministic simulation (issue 26, tests/sim): SyncStore writers and WatchStore readers
+# over the in-memory backend, on a FakeClock and one thread, faults from the seed.
+#   make sim SEEDS=N   N seeds (from SIM_BASE, 1) on both cores; last line
+#                      `seeds=N failures=F seeds_per_min=R`, exit 1 on a failure
+#   make sim SEED=S    replays seed S: its options, faults and `seed=S hash=H`
+#   make sim-planted   a build with the planted bugs (build-sim-planted): each must be caught
+#                      within SIM_PLANTED_SEEDS seeds
+SEEDS ?= 1000
+SIM_BASE ?= 1
+SIM_PLANTED_SEEDS ?= 2000
+sim: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target kvstore_sim
+	@scripts/sim.sh $(if $(SEED),seed $(SEED),seeds $(SEEDS)) $(BUILD_DIR)/tests/sim/kvstore_sim $(SIM_BASE)
+
+sim-planted: deps
+	@cmake -S . -B build-sim-planted -G Ninja $(WERROR) -DKVSTORE_SIM_PLANTED_BUGS=ON \
+	  -DKVSTORE_BUILD_SHARED=OFF >/dev/null
+	@cmake --build build-sim-planted -j $(JOBS) --target kvstore_sim
+	@scripts/sim.sh planted $(SIM_PLANTED_SEEDS) build-sim-planted/tests/sim/kvstore_sim
 
 # The long variants of tests that `make test` runs short (issue 23): watches and the session lease
 # through 60 s of expiring tokens (simple and JWT), and 50 collaborators with etcd down for 60 s.

@@ -33,14 +33,17 @@ std::unique_ptr<AsyncWatchStore> NewAsyncRestartableWatchStore(
 class AsyncSyncStore : public SyncStore {
  public:
   // Run as a coroutine on `executor`: its workers wait there for keys and hand each write to the
-  // blocking pool (internal::BlockingPool). Throws std::logic_error at once on a second run.
+  // blocking pool (internal::BlockingPool, unless the factory was given another executor). Throws
+  // std::logic_error at once on a second run.
   virtual Task<void> RunAsync(Executor& executor, Context ctx) = 0;
 };
 
-// NewWorkqueueSyncStore, with the coroutine form.
+// NewWorkqueueSyncStore, with the coroutine form. `blocking` (null: the blocking pool) runs the
+// backend writes; the simulation passes its single-threaded executor, as its in-memory backend
+// never blocks. REQUIRES: `blocking` outlives the store's run.
 std::unique_ptr<AsyncSyncStore> NewAsyncWorkqueueSyncStore(
     std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
-    WorkqueueSyncStoreOptions opts = {});
+    WorkqueueSyncStoreOptions opts = {}, Executor* blocking = nullptr);
 
 }  // namespace kvstore::store::internal
 

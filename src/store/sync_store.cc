@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/planted_bugs.h"
 #include "kvstore/paths.h"
 #include "kvstore/workqueue/rate_limiting_queue.h"
 #include "spdlog/spdlog.h"
@@ -56,8 +57,9 @@ std::string SyncedCanaryPath(std::string_view cluster_name, std::string_view pre
 class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
  public:
   SyncStoreCore(std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend,
-                std::string prefix, WorkqueueSyncStoreOptions opts)
-      : cluster_name_(std::move(cluster_name)),
+                std::string prefix, WorkqueueSyncStoreOptions opts, Executor* blocking)
+      : blocking_(blocking != nullptr ? blocking : &kvstore::internal::BlockingPool()),
+        cluster_name_(std::move(cluster_name)),
         prefix_(std::move(prefix)),
         synced_key_(SyncedCanaryPath(cluster_name_, prefix_, opts.synced_key_override)),
         backend_(std::move(backend)),
@@ -82,7 +84,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   }
 
   // Run, started by BeginRun: `workers_` workers wait on `executor` for keys and hand each write
-  // to the blocking pool, until `ctx` is done.
+  // to blocking_, until `ctx` is done.
   Task<void> Run(Executor& executor, Context ctx) {
     SetSyncedMetric(false);
     spdlog::info("Starting workqueue-based sync store (prefix {}, cluster {}, {} workers)", prefix_,
@@ -247,7 +249,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       if (items.empty()) break;
       // Done right after the write, on the same thread: a key changed meanwhile is queued again
       // behind what is already waiting, as when the worker was a thread of its own.
-      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), executor, [&] {
+      co_await kvstore::internal::Offload(*blocking_, executor, [&] {
         WriteItems(ctx, items);
         for (const std::string& item : items) queue_.Done(item);
         return true;
@@ -282,7 +284,8 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   void WriteSyncedKey(const Context& ctx) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!pending_sync_.empty()) {
+      if (!pending_sync_.empty() &&
+          !kvstore::internal::Planted(kvstore::internal::PlantedBug::kCanaryBeforeDrain)) {
         // Not a failure: the last pending write queues the synced key again.
         synced_key_waiting_ = true;
         return;
@@ -332,12 +335,15 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     }
     std::optional<std::string_view> name = NameBelow(prefix_, key);
     if (!name.has_value()) return;
+    if (kvstore::internal::Planted(kvstore::internal::PlantedBug::kLostLeaseNotRequeued)) return;
     auto it = keys_.find(std::string(*name));
     if (it == keys_.end() || !it->second.value.has_value()) return;
     spdlog::debug("Re-queueing key {} as its lease expired", it->first);
     QueueChange(it->first, it->second);
   }
 
+  // Where the blocking writes run: the library's blocking pool, or the simulation's executor.
+  Executor* const blocking_;
   const std::string cluster_name_;
   const std::string prefix_;
   // The synced canary's absolute path; also its item in the queue.
@@ -409,9 +415,9 @@ std::unique_ptr<SyncStore> NewWorkqueueSyncStore(std::string cluster_name,
 
 std::unique_ptr<internal::AsyncSyncStore> internal::NewAsyncWorkqueueSyncStore(
     std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
-    WorkqueueSyncStoreOptions opts) {
+    WorkqueueSyncStoreOptions opts, Executor* blocking) {
   return std::make_unique<WorkqueueSyncStore>(std::make_shared<SyncStoreCore>(
-      std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts)));
+      std::move(cluster_name), std::move(backend), std::move(prefix), std::move(opts), blocking));
 }
 
 }  // namespace kvstore::store

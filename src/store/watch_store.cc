@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/container/btree_set.h"
+#include "core/planted_bugs.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
 #include "store/async_stores.h"
@@ -183,7 +184,11 @@ class RestartableWatchStore final : public internal::AsyncWatchStore {
   }
 
   void ListDone(const Context& ctx, prometheus::Gauge* synced_metric) {
-    DeleteKeys(/*stale_only=*/true);
+    if (kvstore::internal::Planted(kvstore::internal::PlantedBug::kNoStaleDelete)) {
+      for (const RecordPtr& record : entries_) record->stale = false;
+    } else {
+      DeleteKeys(/*stale_only=*/true);
+    }
     SetGauge(synced_metric, 1);
     synced_ = true;
     // Once ever: a later Watch (a reconnection) does not run them again.

@@ -71,6 +71,20 @@ TEST(RateLimitingQueueTest, NullLimiterMeansDefaultControllerRateLimiter) {
   EXPECT_EQ(GetOrTimeOut(queue), "a");
 }
 
+// The default limiter's bucket (burst 100, 10 qps) refills on the queue's clock, not on real
+// time: once the burst is spent, simulated time alone makes room again.
+TEST(RateLimitingQueueTest, DefaultLimiterBucketRefillsOnTheQueueClock) {
+  auto clock = std::make_shared<FakeClock>();
+  RateLimitingQueue<std::string> queue(nullptr, clock);
+  for (int i = 0; i < 100; ++i) queue.AddRateLimited("burst" + std::to_string(i));
+  clock->Advance(milliseconds(5));
+  EXPECT_EQ(queue.Len(), 100u);
+  clock->Advance(seconds(10));  // refills the bucket, on this clock only
+  queue.AddRateLimited("late");
+  clock->Advance(milliseconds(5));  // the per-item back-off of a first retry
+  EXPECT_EQ(queue.Len(), 101u);
+}
+
 TEST(RateLimitingQueueTest, BucketSharedWithTheQueueClock) {
   auto clock = std::make_shared<FakeClock>();
   RateLimitingQueue<std::string> queue(

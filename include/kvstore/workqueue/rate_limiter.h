@@ -186,14 +186,21 @@ class MaxOfRateLimiter : public RateLimiter<T> {
 
 // client-go's default for controllers: per-item exponential back-off from 5 ms to 1000 s, and an
 // overall bucket of 10 qps with a burst of 100.
+// The bucket is refilled on `clock` (null: SystemClock()): a queue driven by a FakeClock passes
+// it, so that no read of real time decides its delays.
 template <typename T>
-std::shared_ptr<RateLimiter<T>> DefaultControllerRateLimiter() {
+std::shared_ptr<RateLimiter<T>> DefaultControllerRateLimiter(std::shared_ptr<Clock> clock) {
   using std::chrono::milliseconds;
   using std::chrono::seconds;
   return std::make_shared<MaxOfRateLimiter<T>>(std::vector<std::shared_ptr<RateLimiter<T>>>{
       std::make_shared<ItemExponentialFailureRateLimiter<T>>(milliseconds(5), seconds(1000)),
-      std::make_shared<BucketRateLimiter<T>>(10.0, 100),
+      std::make_shared<BucketRateLimiter<T>>(10.0, 100, std::move(clock)),
   });
+}
+
+template <typename T>
+std::shared_ptr<RateLimiter<T>> DefaultControllerRateLimiter() {
+  return DefaultControllerRateLimiter<T>(nullptr);
 }
 
 }  // namespace kvstore::workqueue

@@ -17,12 +17,14 @@ namespace kvstore::workqueue {
 template <typename T>
 class RateLimitingQueue : public DelayingQueue<T> {
  public:
-  // `rate_limiter` null means DefaultControllerRateLimiter<T>(); `clock` (null: SystemClock())
-  // drives the delays, not the limiter, which keeps its own.
+  // `rate_limiter` null means DefaultControllerRateLimiter<T>(clock); `clock` (null:
+  // SystemClock()) drives the delays, and the default limiter's bucket (a limiter passed in keeps
+  // its own clock).
   explicit RateLimitingQueue(std::shared_ptr<RateLimiter<T>> rate_limiter,
                              std::shared_ptr<Clock> clock = nullptr, QueueOptions opts = {})
-      : DelayingQueue<T>(std::move(clock), std::move(opts)),
-        rate_limiter_(rate_limiter ? std::move(rate_limiter) : DefaultControllerRateLimiter<T>()) {}
+      : DelayingQueue<T>(clock, std::move(opts)),
+        rate_limiter_(rate_limiter ? std::move(rate_limiter)
+                                   : DefaultControllerRateLimiter<T>(std::move(clock))) {}
 
   // Adds `item` after the delay the rate limiter asks for (which counts a requeue of it).
   void AddRateLimited(T item) {

@@ -100,6 +100,9 @@ absl::StatusOr<bool> InMemoryServer::Put(uint64_t session_id, std::string_view k
     }
   }
   const int64_t lease_id = lease ? LeaseForWriteLocked(session_id, session, key) : 0;
+  if (lease_id != 0 && !leases_.contains(lease_id)) {
+    return absl::NotFoundError("requested lease not found");
+  }
   const int64_t revision = revision_ + 1;
   auto shared_value = std::make_shared<const std::string>(value);
   if (key_it == keys_.end()) {

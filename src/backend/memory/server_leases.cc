@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "backend/memory/server.h"
+#include "core/planted_bugs.h"
 
 namespace kvstore::memory::internal {
 
@@ -27,7 +28,10 @@ void InMemoryServer::CloseSession(uint64_t session_id) {
     session.kept_alive = false;
     observers = std::move(session.observers);
     // The last keep-alive happened just now: the leases run out one TTL later.
-    for (int64_t lease_id : session.lease_ids) leases_.at(lease_id).expiry = expiry;
+    for (int64_t lease_id : session.lease_ids) {
+      if (auto lease = leases_.find(lease_id); lease != leases_.end())
+        lease->second.expiry = expiry;
+    }
     lease_gauge_.Remove(static_cast<double>(session.lease_ids.size()));
     for (auto& [id, watch] : watches_) {
       if (watch->session_id == session_id && !watch->finished) cancels.push_back(watch->cancel);
@@ -116,7 +120,9 @@ void InMemoryServer::RevokeLeaseLocked(int64_t lease_id, std::vector<LostKeys>& 
   Lease lease = std::move(it->second);
   leases_.erase(it);
   Session& session = sessions_.at(lease.session_id);
-  std::erase(session.lease_ids, lease_id);
+  if (!kvstore::internal::Planted(kvstore::internal::PlantedBug::kReuseExpiredLease)) {
+    std::erase(session.lease_ids, lease_id);
+  }
   if (session.kept_alive) lease_gauge_.Remove(1);
 
   std::vector<Change> changes;
@@ -159,6 +165,10 @@ int64_t InMemoryServer::LeaseForWriteLocked(uint64_t session_id, Session& sessio
   }
   const size_t max_keys = std::max<size_t>(1, opts_.max_keys_per_lease);
   if (!session.lease_ids.empty()) {
+    if (kvstore::internal::Planted(kvstore::internal::PlantedBug::kReuseExpiredLease) &&
+        !leases_.contains(session.lease_ids.back())) {
+      return session.lease_ids.back();  // revoked: the write that uses it fails
+    }
     const Lease& newest = leases_.at(session.lease_ids.back());
     if (newest.keys.size() < max_keys) return newest.id;
   }

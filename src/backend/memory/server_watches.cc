@@ -1,15 +1,19 @@
 // The in-memory server's watches: each a pump on its own strand that replays the history to its
 // watcher, re-listing when the history it needs is gone, and never blocks: a full watcher wakes
 // the pump when it has room again, a commit that concerns a caught-up watch wakes it.
+#include <algorithm>
 #include <shared_mutex>
 #include <utility>
 
 #include "backend/memory/server.h"
+#include "core/planted_bugs.h"
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
 
 namespace kvstore::memory::internal {
 
+using kvstore::internal::Planted;
+using kvstore::internal::PlantedBug;
 using kvstore::internal::WatcherProducer;
 
 std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const Context& ctx,
@@ -127,7 +131,12 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         relist = true;
         relist_revision = revision_;
         snapshot = SnapshotLocked(watch->prefix);
-        watch->next_revision = revision_ + 1;
+        watch->next_revision = revision_ + (Planted(PlantedBug::kResumeWrongRevision) ? 2 : 1);
+        if (Planted(PlantedBug::kResumeBehind)) {
+          // Replays revisions the listing already covered, as a watch resumed on a lagging
+          // member would.
+          watch->next_revision = std::max(history_.compacted_revision() + 1, revision_ - 3);
+        }
       } else {
         size_t index = history_.Index(watch->next_revision);
         size_t scanned = 0;
@@ -141,6 +150,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
           ++scanned;
         }
         watch->next_revision = history_.compacted_revision() + 1 + static_cast<int64_t>(index);
+        if (Planted(PlantedBug::kDropLastEvent) && batch.size() > 1) batch.pop_back();
       }
     }
     if (shut_down) return FinishWatch(watch);
@@ -149,6 +159,12 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
       return true;
     };
     if (relist) {
+      if (Planted(PlantedBug::kSkipRelistDiff)) {
+        (void)ListInto(watch->known, snapshot, relist_revision, [&](KeyValueEvent& event) {
+          return event.type == EventType::kDelete ? true : make(event);
+        });
+        continue;
+      }
       (void)ListInto(watch->known, snapshot, relist_revision, make);
       continue;
     }
