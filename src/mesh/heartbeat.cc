@@ -39,7 +39,7 @@ void RunHeartbeat(const Context& ctx, Backend& backend, std::chrono::millisecond
                   bool lease, std::shared_ptr<Clock> clock) {
   if (!clock) clock = SystemClock();
   do {
-    internal::WriteHeartbeat(ctx, backend, lease, std::chrono::system_clock::now());
+    internal::WriteHeartbeat(ctx, backend, lease, clock->WallNow());
   } while (kvstore::internal::SleepOnClock(ctx, *clock, interval));
 }
 

@@ -484,7 +484,7 @@ void RemoteMirror::SetHeartbeat(bool stale,
 }
 
 void RemoteMirror::RecordFailure(const absl::Status& status) {
-  std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+  std::chrono::system_clock::time_point now = env_.clock->WallNow();
   uint64_t failures;
   {
     std::lock_guard lock(mu_);

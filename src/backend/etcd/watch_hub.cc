@@ -351,7 +351,7 @@ void WatchHub::CheckSilence(uint64_t generation) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (shutdown_ || generation != stream_generation_ || !stream_) return;
-    const bool silent = std::chrono::steady_clock::now() - last_heard_ >= answer_timeout_;
+    const bool silent = executor_->clock()->Now() - last_heard_ >= answer_timeout_;
     if (!silent || by_watch_id_.empty() || !heard_any_) {
       // Heard from lately, nothing subscribed that etcd would report progress for, or not
       // connected yet.
@@ -473,7 +473,7 @@ void WatchHub::StartStream() {
     return;
   }
   stream_ = *started;
-  last_heard_ = std::chrono::steady_clock::now();
+  last_heard_ = executor_->clock()->Now();
   progress_requested_ = false;
   heard_any_ = false;
   ScheduleSilenceCheckLocked();
@@ -485,7 +485,7 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (generation != stream_generation_ || shutdown_) return;
-    last_heard_ = std::chrono::steady_clock::now();
+    last_heard_ = executor_->clock()->Now();
     progress_requested_ = false;
     heard_any_ = true;
     replaced = OnResponseLocked(response);

@@ -156,7 +156,7 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   // first: etcd answers them in order, a refused one (etcd 3.5) with watch id -1.
   std::deque<int64_t> awaiting_created_;
   // When stream_ last said anything, and whether it was asked for progress since.
-  std::chrono::steady_clock::time_point last_heard_{};
+  Clock::time_point last_heard_{};  // on the executor's clock
   bool progress_requested_ = false;
   // Whether stream_ said anything yet. Until then it may still be waiting for its connection
   // (etcd unreachable): gRPC's keepalive and connection failures end it, and the checks above
