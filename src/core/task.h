@@ -174,6 +174,9 @@ class SleepAwaiter {
 // `ctx` is done), as SleepOnClock. Resumes on `executor`. REQUIRES: `clock` outlives the wait.
 Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Context ctx);
 
+// Waits until `ctx` is done (at once when it is); resumes on `executor`.
+Task<void> UntilDone(Executor& executor, Context ctx);
+
 // Waits until `watcher` has events (appended to `*events`, every one buffered) and returns true;
 // false, appending nothing, once it is closed and drained, stopped, or `ctx` is done: a
 // non-blocking Watcher::NextBatch. Resumes on `executor`.
@@ -207,9 +210,12 @@ auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_resu
 // The pool blocking calls are offloaded to, apart from DefaultExecutor's threads so that calls
 // blocked on an unreachable server never hold the threads that deliver events and run timers.
 // Elastic: it runs a thread per blocking call in flight, up to BlockingPoolThreads() (further
-// calls wait), and a thread idle for two seconds ends; so an idle process runs none.
+// calls wait), and a thread idle for two seconds ends; so an idle process runs none. When every
+// thread is held by a call that does not return (20 ms without any thread taking a queued call),
+// it adds one: a call that blocks for long (an observer waiting for its reader) delays only
+// itself.
 Executor& BlockingPool();
-// The most threads BlockingPool() runs at once.
+// The threads BlockingPool() runs at once while its calls return.
 size_t BlockingPoolThreads();
 
 // Runs the task `make` returns on the calling thread until it finished: the executor given to
