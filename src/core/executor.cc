@@ -67,20 +67,21 @@ class ThreadPool final : public Executor {
       stopped_ = true;
       cv_.notify_all();
       monitor_cv_.notify_all();
-      for (auto& [id, thread] : threads_) threads.push_back(std::move(thread));
-      threads_.clear();
+      // exit() called from a task: this thread cannot join itself. It ends once that task
+      // returns; its handle stays in threads_ (the pool is never destroyed), unjoined.
+      for (auto it = threads_.begin(); it != threads_.end();) {
+        if (it->first == std::this_thread::get_id()) {
+          ++it;
+          continue;
+        }
+        threads.push_back(std::move(it->second));
+        it = threads_.erase(it);
+      }
       for (std::thread& thread : finished_) threads.push_back(std::move(thread));
       finished_.clear();
       dropped.swap(ready_);
     }
-    for (std::thread& thread : threads) {
-      // exit() called from a task: this thread ends once that task returns.
-      if (thread.get_id() == std::this_thread::get_id()) {
-        thread.detach();
-      } else {
-        thread.join();
-      }
-    }
+    for (std::thread& thread : threads) thread.join();
   }
 
   size_t max_threads() const { return max_threads_; }
