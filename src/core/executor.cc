@@ -23,13 +23,15 @@ namespace {
 // A fixed pool starts all its threads on first use. An elastic one starts a thread only when a
 // task finds none idle (up to `max_threads`), and a thread idle for kIdleLinger ends: for
 // blocking calls, whose number in flight is what it must follow. Beyond `max_threads`, tasks
-// wait, unless no thread took a task for kStallGrace: then every thread is held by a call that
-// blocks (an observer waiting for its reader, a server that does not answer) and the pool adds
-// one, so that calls which block for long delay only themselves, never the calls queued behind
-// them. A monitor thread, running only while tasks wait at the limit, watches for that.
+// wait; in a pool that grows when stalled, only until no thread took a task for kStallGrace:
+// then every thread is held by a call that blocks (an observer waiting for its reader) and the
+// pool adds one, so that calls which block for long delay only themselves, never the calls
+// queued behind them. A monitor thread, running only while tasks wait at the limit, watches for
+// that.
 class ThreadPool final : public Executor {
  public:
-  ThreadPool(size_t max_threads, bool elastic) : max_threads_(max_threads), elastic_(elastic) {}
+  ThreadPool(size_t max_threads, bool elastic, bool grow_when_stalled = false)
+      : max_threads_(max_threads), elastic_(elastic), grow_when_stalled_(grow_when_stalled) {}
 
   void Post(std::function<void()> task) override {
     std::vector<std::thread> finished;
@@ -45,7 +47,7 @@ class ThreadPool final : public Executor {
         if (idle_ < ready_.size()) {
           if (threads_.size() < max_threads_) {
             StartThread();
-          } else if (!monitoring_) {
+          } else if (grow_when_stalled_ && !monitoring_) {
             monitoring_ = true;
             std::thread monitor([this] { Monitor(); });
             const std::thread::id id = monitor.get_id();
@@ -152,6 +154,7 @@ class ThreadPool final : public Executor {
 
   const size_t max_threads_;
   const bool elastic_;
+  const bool grow_when_stalled_;
   std::mutex mu_;
   std::condition_variable cv_;  // a task was queued, or the pool stopped
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
@@ -177,13 +180,24 @@ ThreadPool& Pool() {
   return **pool;
 }
 
-// Blocking calls (Offload) in flight at once before the pool grows only for calls that block
-// for long (see ThreadPool).
+// Blocking calls (Offload) in flight at once, at most; more wait for a thread. Backend calls are
+// bounded by their contexts, so a hard limit holds even when a server does not answer.
 constexpr size_t kMaxBlockingThreads = 8;
 
 ThreadPool& Blocking() {
   static const auto* const pool = new std::shared_ptr<ThreadPool>(
       std::make_shared<ThreadPool>(kMaxBlockingThreads, /*elastic=*/true));
+  static const PoolHolder stop_at_exit{*pool};
+  return **pool;
+}
+
+// Calls into user code that may block for long (observers, WatchStoreManager functions): the
+// pool's usual threads, beyond which it grows only when every thread is held (see ThreadPool).
+constexpr size_t kCallbackThreads = 8;
+
+ThreadPool& Callbacks() {
+  static const auto* const pool = new std::shared_ptr<ThreadPool>(
+      std::make_shared<ThreadPool>(kCallbackThreads, /*elastic=*/true, /*grow_when_stalled=*/true));
   static const PoolHolder stop_at_exit{*pool};
   return **pool;
 }
@@ -265,6 +279,10 @@ std::shared_ptr<Executor> SharedBlockingPool() {
 }
 
 size_t BlockingPoolThreads() { return Blocking().max_threads(); }
+
+Executor& CallbackPool() { return Callbacks(); }
+
+size_t CallbackPoolThreads() { return Callbacks().max_threads(); }
 
 }  // namespace internal
 

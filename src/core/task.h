@@ -210,12 +210,9 @@ auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_resu
 // The pool blocking calls are offloaded to, apart from DefaultExecutor's threads so that calls
 // blocked on an unreachable server never hold the threads that deliver events and run timers.
 // Elastic: it runs a thread per blocking call in flight, up to BlockingPoolThreads() (further
-// calls wait), and a thread idle for two seconds ends; so an idle process runs none. When every
-// thread is held by a call that does not return (20 ms without any thread taking a queued call),
-// it adds one: a call that blocks for long (an observer waiting for its reader) delays only
-// itself.
+// calls wait), and a thread idle for two seconds ends; so an idle process runs none.
 Executor& BlockingPool();
-// The threads BlockingPool() runs at once while its calls return.
+// The most threads BlockingPool() runs at once.
 size_t BlockingPoolThreads();
 
 // Runs the task `make` returns on the calling thread until it finished: the executor given to

@@ -19,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/blocking_pool.h"
 #include "core/task.h"
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
@@ -379,7 +380,7 @@ class SharedStoreImpl final : public SharedStore {
 
   // Calls the observer for each of `*owed`, in order, and empties it; stops early once the store
   // stops. The observer may block (SPEC: on a thread of the store's own), so the calls run on
-  // the blocking pool, which gives a call that blocks for long a thread of its own: it delays
+  // the callback pool, which gives a call that blocks for long a thread of its own: it delays
   // this store only. The watch task waits meanwhile without holding a thread.
   Task<void> Deliver(std::vector<Notification>* owed) {
     if (owed->empty()) co_return;
@@ -387,7 +388,7 @@ class SharedStoreImpl final : public SharedStore {
       owed->clear();
       co_return;
     }
-    co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [this, owed] {
+    co_await kvstore::internal::Offload(kvstore::internal::CallbackPool(), strand_, [this, owed] {
       delivery_thread_.store(std::this_thread::get_id());
       for (const Notification& n : *owed) {
         if (Stopping()) break;

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "core/task.h"
+#include "core/blocking_pool.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/watch_store.h"
@@ -45,7 +45,7 @@ class ManagerBase : public WatchStoreManager {
   }
 
   // Starts the function registered for `prefix`, once; ignores other prefixes. A function may
-  // run until `ctx` ends, so it runs on the blocking pool, which holds a thread for it meanwhile
+  // run until `ctx` ends, so it runs on the callback pool, which holds a thread for it meanwhile
   // (a thread of its own, as SPEC says) and has none left over once it returned.
   void Ready(const Context& ctx, const std::string& prefix) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -62,7 +62,7 @@ class ManagerBase : public WatchStoreManager {
       std::lock_guard<std::mutex> guard(started_->mu);
       ++started_->functions;
     }
-    kvstore::internal::BlockingPool().Post([fn = std::move(fn), ctx, prefix, running = started_] {
+    kvstore::internal::CallbackPool().Post([fn = std::move(fn), ctx, prefix, running = started_] {
       try {
         fn(ctx);
       } catch (const std::exception& e) {

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/task.h"
+#include "core/blocking_pool.h"
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
@@ -749,7 +749,7 @@ class BlockingObserver : public Observer {
 // more stores than the blocking pool's usual threads have a blocked observer, and another store
 // still delivers.
 TEST_F(SharedStoreTest, ObserversThatBlockDelayNoOtherStore) {
-  const size_t blocked_stores = kvstore::internal::BlockingPoolThreads() + 2;
+  const size_t blocked_stores = kvstore::internal::CallbackPoolThreads() + 2;
   std::vector<std::shared_ptr<BlockingObserver>> blocking;
   std::vector<std::unique_ptr<SharedStore>> stores;
   for (size_t i = 0; i < blocked_stores; ++i) {
@@ -831,7 +831,7 @@ TEST_F(SharedStoreTest, StoresRunOnAFixedNumberOfThreads) {
   }));
   // At most the blocking pool's threads came on top (it runs the observers).
   EXPECT_LE(threads_now() - before,
-            static_cast<decltype(threads_now())>(kvstore::internal::BlockingPoolThreads() + 1));
+            static_cast<decltype(threads_now())>(kvstore::internal::CallbackPoolThreads() + 1));
 }
 
 // No lock is held across a backend call: while the write of one key hangs, other keys are
