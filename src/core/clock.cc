@@ -101,16 +101,13 @@ class TimerThread {
       stopped_ = true;
       wake_ = true;
       cv_.notify_one();
-      thread.swap(thread_);
+      // exit() called from a timer's function: this thread cannot join itself. Its loop ends
+      // once that function returns; the handle stays in this object, which is never destroyed,
+      // and the process ends without joining it.
+      if (thread_.get_id() != std::this_thread::get_id()) thread.swap(thread_);
       dropped.swap(entries_);
     }
-    if (!thread.joinable()) return;
-    // exit() called from a timer's function: the loop ends once that function returns.
-    if (thread.get_id() == std::this_thread::get_id()) {
-      thread.detach();
-    } else {
-      thread.join();
-    }
+    if (thread.joinable()) thread.join();
   }
 
   bool Woken() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_ || stopped_; }

@@ -21,11 +21,17 @@ namespace {
 // A pool of threads. Never destroyed, so that tasks may still be posted from static destructors;
 // at exit its threads are stopped and joined (StopAtExit), and later tasks are destroyed unrun.
 // A fixed pool starts all its threads on first use. An elastic one starts a thread only when a
-// task finds none idle (up to `max_threads`; beyond, tasks wait), and a thread idle for
-// kIdleLinger ends: for blocking calls, whose number in flight is what it must follow.
+// task finds none idle (up to `max_threads`), and a thread idle for kIdleLinger ends: for
+// blocking calls, whose number in flight is what it must follow. Beyond `max_threads`, tasks
+// wait; in a pool that grows when stalled, only until no thread took a task for kStallGrace:
+// then every thread is held by a call that blocks (an observer waiting for its reader) and the
+// pool adds one, so that calls which block for long delay only themselves, never the calls
+// queued behind them. A monitor thread, running only while tasks wait at the limit, watches for
+// that.
 class ThreadPool final : public Executor {
  public:
-  ThreadPool(size_t max_threads, bool elastic) : max_threads_(max_threads), elastic_(elastic) {}
+  ThreadPool(size_t max_threads, bool elastic, bool grow_when_stalled = false)
+      : max_threads_(max_threads), elastic_(elastic), grow_when_stalled_(grow_when_stalled) {}
 
   void Post(std::function<void()> task) override {
     std::vector<std::thread> finished;
@@ -38,7 +44,16 @@ class ThreadPool final : public Executor {
       cv_.notify_one();
       finished.swap(finished_);
       if (elastic_) {
-        if (idle_ < ready_.size() && threads_.size() < max_threads_) StartThread();
+        if (idle_ < ready_.size()) {
+          if (threads_.size() < max_threads_) {
+            StartThread();
+          } else if (grow_when_stalled_ && !monitoring_) {
+            monitoring_ = true;
+            std::thread monitor([this] { Monitor(); });
+            const std::thread::id id = monitor.get_id();
+            threads_.emplace(id, std::move(monitor));
+          }
+        }
       } else if (threads_.empty()) {
         while (threads_.size() < max_threads_) StartThread();
       }
@@ -53,26 +68,54 @@ class ThreadPool final : public Executor {
       std::unique_lock<std::mutex> lock(mu_);
       stopped_ = true;
       cv_.notify_all();
-      for (auto& [id, thread] : threads_) threads.push_back(std::move(thread));
-      threads_.clear();
+      monitor_cv_.notify_all();
+      // exit() called from a task: this thread cannot join itself. It ends once that task
+      // returns; its handle stays in threads_ (the pool is never destroyed), unjoined.
+      for (auto it = threads_.begin(); it != threads_.end();) {
+        if (it->first == std::this_thread::get_id()) {
+          ++it;
+          continue;
+        }
+        threads.push_back(std::move(it->second));
+        it = threads_.erase(it);
+      }
       for (std::thread& thread : finished_) threads.push_back(std::move(thread));
       finished_.clear();
       dropped.swap(ready_);
     }
-    for (std::thread& thread : threads) {
-      // exit() called from a task: this thread ends once that task returns.
-      if (thread.get_id() == std::this_thread::get_id()) {
-        thread.detach();
-      } else {
-        thread.join();
-      }
-    }
+    for (std::thread& thread : threads) thread.join();
   }
 
   size_t max_threads() const { return max_threads_; }
 
  private:
   static constexpr auto kIdleLinger = std::chrono::seconds(2);
+  static constexpr auto kStallGrace = std::chrono::milliseconds(20);
+
+  // Moves the calling pool thread, which is about to return, to finished_.
+  void Retire() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto self = threads_.find(std::this_thread::get_id());
+    if (self != threads_.end()) {
+      finished_.push_back(std::move(self->second));
+      threads_.erase(self);
+    }
+  }
+
+  // An elastic pool's monitor: while tasks wait, adds a thread whenever none was taken for
+  // kStallGrace. Ends once no task waits.
+  void Monitor() {
+    std::unique_lock<std::mutex> lock(mu_);
+    uint64_t seen = taken_;
+    while (true) {
+      monitor_cv_.wait_for(lock, kStallGrace, [this] { return stopped_; });
+      if (stopped_) return;
+      if (ready_.empty()) break;
+      if (taken_ == seen && idle_ == 0) StartThread();
+      seen = taken_;
+    }
+    monitoring_ = false;
+    Retire();
+  }
 
   void StartThread() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     std::thread thread([this] { Loop(); });
@@ -98,15 +141,12 @@ class ThreadPool final : public Executor {
         if (stopped_) return;
         if (!woken || ready_.empty()) {
           // Idle too long: this thread ends; the next Post (or Stop) joins it.
-          auto self = threads_.find(std::this_thread::get_id());
-          if (self != threads_.end()) {
-            finished_.push_back(std::move(self->second));
-            threads_.erase(self);
-          }
+          Retire();
           return;
         }
         task = std::move(ready_.front());
         ready_.pop_front();
+        ++taken_;
       }
       task();
     }
@@ -114,6 +154,7 @@ class ThreadPool final : public Executor {
 
   const size_t max_threads_;
   const bool elastic_;
+  const bool grow_when_stalled_;
   std::mutex mu_;
   std::condition_variable cv_;  // a task was queued, or the pool stopped
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
@@ -121,6 +162,9 @@ class ThreadPool final : public Executor {
   std::map<std::thread::id, std::thread> threads_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // ended, not joined yet
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;                    // threads waiting for a task
+  uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;                 // tasks taken by a thread, ever
+  bool monitoring_ ABSL_GUARDED_BY(mu_) = false;            // a Monitor thread runs
+  std::condition_variable monitor_cv_;                      // the pool stopped
 };
 
 struct PoolHolder {
@@ -136,12 +180,24 @@ ThreadPool& Pool() {
   return **pool;
 }
 
-// Blocking calls (Offload) in flight at once, at most; more wait for a thread.
+// Blocking calls (Offload) in flight at once, at most; more wait for a thread. Backend calls are
+// bounded by their contexts, so a hard limit holds even when a server does not answer.
 constexpr size_t kMaxBlockingThreads = 8;
 
 ThreadPool& Blocking() {
   static const auto* const pool = new std::shared_ptr<ThreadPool>(
       std::make_shared<ThreadPool>(kMaxBlockingThreads, /*elastic=*/true));
+  static const PoolHolder stop_at_exit{*pool};
+  return **pool;
+}
+
+// Calls into user code that may block for long (observers, WatchStoreManager functions): the
+// pool's usual threads, beyond which it grows only when every thread is held (see ThreadPool).
+constexpr size_t kCallbackThreads = 8;
+
+ThreadPool& Callbacks() {
+  static const auto* const pool = new std::shared_ptr<ThreadPool>(
+      std::make_shared<ThreadPool>(kCallbackThreads, /*elastic=*/true, /*grow_when_stalled=*/true));
   static const PoolHolder stop_at_exit{*pool};
   return **pool;
 }
@@ -223,6 +279,10 @@ std::shared_ptr<Executor> SharedBlockingPool() {
 }
 
 size_t BlockingPoolThreads() { return Blocking().max_threads(); }
+
+Executor& CallbackPool() { return Callbacks(); }
+
+size_t CallbackPoolThreads() { return Callbacks().max_threads(); }
 
 }  // namespace internal
 

@@ -135,6 +135,31 @@ void Spawn(Executor& executor, Task<void> task, std::function<void()> done) {
   executor.Post([handle = detached.handle] { handle.resume(); });
 }
 
+Task<void> UntilDone(Executor& executor, Context ctx) {
+  struct Ended {
+    Executor& executor;
+    const Context& ctx;
+    std::shared_ptr<std::pair<std::mutex, uint64_t>> registered =
+        std::make_shared<std::pair<std::mutex, uint64_t>>();
+    bool await_ready() const { return ctx.Done(); }
+    void await_suspend(std::coroutine_handle<> handle) {
+      auto waker = std::make_shared<Waker>(executor, handle);
+      std::lock_guard<std::mutex> lock(registered->first);
+      registered->second = ctx.AddCallback([waker] { waker->Wake(); });
+    }
+    void await_resume() {
+      uint64_t callback;
+      {
+        std::lock_guard<std::mutex> lock(registered->first);
+        callback = registered->second;
+      }
+      ctx.RemoveCallback(callback);
+    }
+  };
+  Ended ended{executor, ctx};  // named: see NextEvents
+  co_await ended;
+}
+
 Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Context ctx) {
   SleepAwaiter sleep(executor, clock, d, ctx);  // named: see NextEvents
   co_return co_await sleep;

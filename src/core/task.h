@@ -174,6 +174,9 @@ class SleepAwaiter {
 // `ctx` is done), as SleepOnClock. Resumes on `executor`. REQUIRES: `clock` outlives the wait.
 Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Context ctx);
 
+// Waits until `ctx` is done (at once when it is); resumes on `executor`.
+Task<void> UntilDone(Executor& executor, Context ctx);
+
 // Waits until `watcher` has events (appended to `*events`, every one buffered) and returns true;
 // false, appending nothing, once it is closed and drained, stopped, or `ctx` is done: a
 // non-blocking Watcher::NextBatch. Resumes on `executor`.

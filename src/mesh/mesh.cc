@@ -175,7 +175,7 @@ class MeshImpl final : public Mesh {
         spdlog::info("remote cluster added again, drain cancelled cluster={}", cancelled->name);
       }
       cancelled->cancel();
-      cancelled->thread.join();
+      cancelled->ended.wait();
     }
     std::lock_guard lock(mu_);
     if (finished_) return absl::FailedPreconditionError("the mesh has stopped");
@@ -224,14 +224,17 @@ class MeshImpl final : public Mesh {
       auto [ctx, cancel] = WithCancel(run_ctx_);
       drain->cancel = std::move(cancel);
       Drain* raw = drain.get();
-      drain->thread = std::thread([this, raw, ctx = ctx] { RunDrain(ctx, *raw); });
+      // Shared with the task: set_value may still run there when a wait for `ended` returns.
+      auto ended = std::make_shared<std::promise<void>>();
+      drain->ended = ended->get_future();
+      kvstore::internal::Spawn(strand_, RunDrain(ctx, *raw), [ended] { ended->set_value(); });
       std::unique_ptr<Drain>& slot = drains_[raw->name];
       replaced = std::move(slot);  // a finished drain, or one of a concurrent RemoveCluster
       slot = std::move(drain);
     }
     if (replaced) {
       replaced->cancel();
-      replaced->thread.join();
+      replaced->ended.wait();
     }
     return absl::OkStatus();
   }
@@ -260,7 +263,7 @@ class MeshImpl final : public Mesh {
     bool delete_config = false;
     RemoteClusterStatus last_status;
     CancelFunc cancel;
-    std::thread thread;
+    std::future<void> ended;  // ready once RunDrain's task finished
     std::atomic<bool> done = false;
   };
 
@@ -282,34 +285,42 @@ class MeshImpl final : public Mesh {
     options_.on_event(event);
   }
 
-  // Deletes `what` (DeletePrefix, or Delete of one key) until it worked or `ctx` is done.
-  bool DeleteWithRetries(const Context& ctx, const std::string& what, bool prefix) {
+  // Deletes `what` (DeletePrefix, or Delete of one key) until it worked or `ctx` is done. The
+  // deletes run on the blocking pool; the waits between them hold no thread.
+  kvstore::internal::Task<bool> DeleteWithRetries(Context ctx, std::string what, bool prefix) {
     Backoff backoff(kDrainRetryBase, kDrainRetryMax);
     while (!ctx.Done()) {
       absl::Status status =
-          prefix ? options_.target->DeletePrefix(ctx, what) : options_.target->Delete(ctx, what);
-      if (status.ok()) return true;
+          co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
+            return prefix ? options_.target->DeletePrefix(ctx, what)
+                          : options_.target->Delete(ctx, what);
+          });
+      if (status.ok()) co_return true;
       if (ctx.Done()) break;
       const auto wait = backoff.Next();
       spdlog::warn("drain: cannot delete {}, retrying in {} ms: {}", what, wait.count(),
                    status.ToString());
-      SleepOnClock(ctx, *clock_, wait);
+      co_await kvstore::internal::Sleep(strand_, *clock_, wait, ctx);
     }
-    return false;
+    co_return false;
   }
 
-  // Cilium's drain: the cluster config goes at once (agents stop connecting), the cached state
-  // after the grace period (agents have disconnected by then).
-  void RunDrain(const Context& ctx, Drain& drain) {
-    if (drain.delete_config && !DeleteWithRetries(ctx, ClusterConfigPath(drain.name), false)) {
-      return;
+  // Cilium's drain, as a task on the mesh's strand: the cluster config goes at once (agents stop
+  // connecting), the cached state after the grace period (agents have disconnected by then).
+  kvstore::internal::Task<void> RunDrain(Context ctx, Drain& drain) {
+    if (drain.delete_config) {
+      const bool deleted = co_await DeleteWithRetries(ctx, ClusterConfigPath(drain.name), false);
+      if (!deleted) co_return;
     }
     Emit(MeshEvent{MeshEvent::Type::kRemoved, drain.name, std::nullopt, ""});
     spdlog::info("drain: cluster config deleted, removing the cache in {} ms cluster={}",
                  options_.drain_grace_period.count(), drain.name);
-    if (!SleepOnClock(ctx, *clock_, options_.drain_grace_period)) return;
+    const bool waited =
+        co_await kvstore::internal::Sleep(strand_, *clock_, options_.drain_grace_period, ctx);
+    if (!waited) co_return;
     for (const std::string& prefix : drain.prefixes) {
-      if (!DeleteWithRetries(ctx, prefix, true)) return;
+      const bool deleted = co_await DeleteWithRetries(ctx, prefix, true);
+      if (!deleted) co_return;
     }
     spdlog::info("drain: done cluster={}", drain.name);
     drain.done = true;
@@ -357,7 +368,7 @@ class MeshImpl final : public Mesh {
     }
   }
 
-  // Joins and forgets the drains that are done.
+  // Waits for and forgets the drains that are done.
   void ReapFinishedDrains() {
     std::vector<std::unique_ptr<Drain>> finished;
     {
@@ -371,7 +382,7 @@ class MeshImpl final : public Mesh {
         it = drains_.erase(it);
       }
     }
-    for (auto& drain : finished) drain->thread.join();
+    for (auto& drain : finished) drain->ended.wait();
   }
 
   // Stops every cluster and drain; later AddCluster calls fail. Idempotent.
@@ -387,7 +398,7 @@ class MeshImpl final : public Mesh {
     for (auto& [name, cluster] : clusters) cluster->Stop();
     for (auto& [name, drain] : drains) {
       if (drain->cancel) drain->cancel();
-      if (drain->thread.joinable()) drain->thread.join();
+      if (drain->ended.valid()) drain->ended.wait();
     }
   }
 
@@ -395,7 +406,7 @@ class MeshImpl final : public Mesh {
   const std::shared_ptr<Clock> clock_;
   MeshMetrics metrics_;
   MirrorEnv env_;
-  Strand strand_{options_.executor};  // the mesh's own tasks (the heartbeat)
+  Strand strand_{options_.executor};  // the mesh's own tasks (the heartbeat, the drains)
 
   mutable std::mutex mu_;  // guards the fields below
   bool running_ = false;

@@ -15,11 +15,15 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "core/blocking_pool.h"
+#include "core/task.h"
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
+#include "kvstore/executor.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
 
@@ -27,6 +31,7 @@ namespace kvstore::store {
 namespace {
 
 using SteadyTime = Clock::time_point;
+using kvstore::internal::Task;
 
 // Room for a burst of events (a re-list after a reconnect) without stalling the backend.
 constexpr size_t kWatcherCapacity = 1024;
@@ -53,7 +58,7 @@ class SharedStoreImpl final : public SharedStore {
   // Starts watching and syncing; returns once the initial list arrived, or the error that ended
   // the wait. On error the caller destroys the store, which stops everything started here.
   absl::Status Start() {
-    // Waits on cv_ (Join's, the sync thread's: on the clock, which knows nothing of contexts) end
+    // Join's wait on cv_ (on the clock, which knows nothing of contexts) ends
     // when the store's context is done through this flag, set and signalled under mu_.
     ctx_wakeup_.emplace(ctx_, [this] {
       std::lock_guard<std::mutex> guard(mu_);
@@ -68,12 +73,28 @@ class SharedStoreImpl final : public SharedStore {
       return absl::UnavailableError(
           absl::StrCat("shared store ", config_.prefix, ": backend returned no watcher"));
     }
-    // Read before the threads start, so that once Join returned, a test moving the clock moves
+    // Read before the tasks start, so that once Join returned, a test moving the clock moves
     // it past these deadlines, never before they were taken.
+    // The first sync's deadline context is armed here for the same reason.
     const SteadyTime list_deadline = clock_->Now() + kJoinListTimeout;
     const SteadyTime first_sync = clock_->Now() + sync_interval_;
-    watch_thread_ = std::thread([this] { WatchLoop(); });
-    sync_thread_ = std::thread([this, first_sync] { SyncLoop(first_sync); });
+    SyncWait first_wait = NewSyncWait(first_sync);
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      watch_running_ = true;
+      sync_running_ = true;
+    }
+    kvstore::internal::Spawn(strand_, WatchLoop(), [this] {
+      std::lock_guard<std::mutex> guard(mu_);
+      watch_running_ = false;
+      watch_ended_ = true;
+      cv_.notify_all();
+    });
+    kvstore::internal::Spawn(strand_, SyncLoop(first_sync, std::move(first_wait)), [this] {
+      std::lock_guard<std::mutex> guard(mu_);
+      sync_running_ = false;
+      cv_.notify_all();
+    });
 
     std::unique_lock<std::mutex> lock(mu_);
     while (!list_done_ && !watch_ended_ && !ctx_done_ && clock_->Now() < list_deadline) {
@@ -260,21 +281,23 @@ class SharedStoreImpl final : public SharedStore {
     return written.status();
   }
 
-  // Requests a stop (idempotent) and joins the threads, unless called from one of them (an
-  // observer calling Release): the owner's destructor joins them then.
+  // Requests a stop (idempotent) and waits until the watch and sync tasks ended, unless called
+  // by an observer the watch task is delivering to (an observer calling Release): the owner's
+  // destructor waits then.
   void Stop() {
+    CancelFunc poke_sync;
     {
       std::lock_guard<std::mutex> guard(mu_);
       stopping_ = true;
+      poke_sync = sync_poke_;
       cv_.notify_all();
     }
     cancel_();
+    if (poke_sync) poke_sync();
     if (watcher_ != nullptr) watcher_->Stop();
-    const std::thread::id self = std::this_thread::get_id();
-    std::lock_guard<std::mutex> join_guard(join_mu_);
-    for (std::thread* thread : {&watch_thread_, &sync_thread_}) {
-      if (thread->joinable() && thread->get_id() != self) thread->join();
-    }
+    if (delivery_thread_.load() == std::this_thread::get_id()) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return !watch_running_ && !sync_running_; });
   }
 
   bool Stopping() const {
@@ -294,63 +317,102 @@ class SharedStoreImpl final : public SharedStore {
     config_.observer->OnDelete(key);
   }
 
-  // The store's event thread: applies watch events and delivers delayed deletes, one at a time in
-  // one order, so observers never see two calls at once from it.
-  // While deletes are pending, the wait for the next event also ends when the clock reaches the
-  // first due time (a context with that deadline on the store's clock).
-  void WatchLoop() {
+  // An observer call the watch task owes, in stream order.
+  struct Notification {
+    bool update;  // OnUpdate, else OnDelete
+    std::shared_ptr<const Key> key;
+  };
+
+  // The store's watch task, on strand_: applies watch events and collects delayed deletes, one at
+  // a time in one order, and hands the observer calls they make to Deliver. It holds no thread
+  // while it waits for events; while deletes are pending, the wait also ends when the clock
+  // reaches the first due time (a context with that deadline on the store's clock).
+  Task<void> WatchLoop() {
     Context alarm_ctx;
     std::optional<SteadyTime> armed_for;  // the due time alarm_ctx is armed for
-    // Every event received by the time the thread wakes up, taken at once (Watcher::NextBatch):
-    // under a burst of writes this thread sleeps and wakes once per batch, not once per event.
+    // Every event received by the time the task wakes up, taken at once: under a burst of writes
+    // it wakes once per batch, not once per event, and hands the observer the batch at once.
     std::deque<KeyValueEvent> batch;
-    while (!Stopping()) {
+    std::vector<Notification> owed;
+    while (!Stopping() && !ctx_.Done()) {
       bool received;
       if (pending_by_due_.empty()) {
-        received = watcher_->NextBatch(Context::Background(), &batch);
+        received = co_await kvstore::internal::NextEvents(strand_, *watcher_, ctx_, &batch);
       } else {
         const SteadyTime now = clock_->Now();
         const SteadyTime due = pending_by_due_.begin()->first;
         if (due <= now) {
-          DeliverDueDeletes(now);
+          DeliverDueDeletes(now, &owed);
+          co_await Deliver(&owed);
           continue;
         }
         // Re-armed when the first due time changed, and when the alarm went off although the
         // clock is not there (a fake clock set back), so that a done context never spins.
         if (armed_for != due || alarm_ctx.Done()) {
-          alarm_ctx = WithDeadline(Context::Background(), due, clock_).first;
+          alarm_ctx = WithDeadline(ctx_, due, clock_).first;
           armed_for = due;
         }
-        received = watcher_->NextBatch(alarm_ctx, &batch);
+        received = co_await kvstore::internal::NextEvents(strand_, *watcher_, alarm_ctx, &batch);
       }
       if (received) {
         for (; !batch.empty() && !Stopping(); batch.pop_front()) {
           // Deletes falling due meanwhile come first, as if the events were taken one by one.
           if (!pending_by_due_.empty()) {
             const SteadyTime now = clock_->Now();
-            if (pending_by_due_.begin()->first <= now) DeliverDueDeletes(now);
+            if (pending_by_due_.begin()->first <= now) DeliverDueDeletes(now, &owed);
           }
-          HandleEvent(batch.front());
+          if (batch.front().type == EventType::kListDone) {
+            // Join returns once the observer has had every key of the initial list.
+            co_await Deliver(&owed);
+            SetListDone();
+            continue;
+          }
+          HandleEvent(batch.front(), &owed);
         }
         batch.clear();
-      } else if (internal::WatcherProducer(*watcher_).Closed() ||
+        co_await Deliver(&owed);
+      } else if (ctx_.Done() || internal::WatcherProducer(*watcher_).Closed() ||
                  internal::WatcherProducer(*watcher_).Stopped()) {
         break;
       }
     }
+  }
+
+  // Calls the observer for each of `*owed`, in order, and empties it; stops early once the store
+  // stops. The observer may block (SPEC: on a thread of the store's own), so the calls run on
+  // the callback pool, which gives a call that blocks for long a thread of its own: it delays
+  // this store only. The watch task waits meanwhile without holding a thread.
+  Task<void> Deliver(std::vector<Notification>* owed) {
+    if (owed->empty()) co_return;
+    if (config_.observer == nullptr) {
+      owed->clear();
+      co_return;
+    }
+    co_await kvstore::internal::Offload(kvstore::internal::CallbackPool(), strand_, [this, owed] {
+      delivery_thread_.store(std::this_thread::get_id());
+      for (const Notification& n : *owed) {
+        if (Stopping()) break;
+        if (n.update) {
+          NotifyUpdate(*n.key);
+        } else {
+          NotifyDelete(*n.key);
+        }
+      }
+      delivery_thread_.store(std::thread::id());
+      return true;
+    });
+    owed->clear();
+  }
+
+  void SetListDone() {
+    spdlog::debug("shared store {}: initial list of objects received", config_.prefix);
     std::lock_guard<std::mutex> guard(mu_);
-    watch_ended_ = true;
+    list_done_ = true;
     cv_.notify_all();
   }
 
-  void HandleEvent(const KeyValueEvent& event) {
-    if (event.type == EventType::kListDone) {
-      spdlog::debug("shared store {}: initial list of objects received", config_.prefix);
-      std::lock_guard<std::mutex> guard(mu_);
-      list_done_ = true;
-      cv_.notify_all();
-      return;
-    }
+  // Applies one event other than kListDone; the observer calls it makes go to `*owed`.
+  void HandleEvent(const KeyValueEvent& event, std::vector<Notification>* owed) {
     if (!event.key.starts_with(watch_prefix_)) {
       spdlog::warn("shared store {}: ignoring event for foreign key {}", config_.prefix, event.key);
       return;
@@ -359,17 +421,18 @@ class SharedStoreImpl final : public SharedStore {
     switch (event.type) {
       case EventType::kCreate:
       case EventType::kModify:
-        UpdateSharedKey(name, event.value);
+        UpdateSharedKey(name, event.value, owed);
         return;
       case EventType::kDelete:
-        DeleteSharedKey(name);
+        DeleteSharedKey(name, owed);
         return;
       case EventType::kListDone:
         return;
     }
   }
 
-  void UpdateSharedKey(const std::string& name, const std::string& value) {
+  void UpdateSharedKey(const std::string& name, const std::string& value,
+                       std::vector<Notification>* owed) {
     std::unique_ptr<Key> key = config_.key_creator();
     if (key == nullptr) {
       spdlog::warn("shared store {}: KeyCreator returned no key for {}", config_.prefix, name);
@@ -393,32 +456,39 @@ class SharedStoreImpl final : public SharedStore {
       pending_by_due_.erase({it->second.due, name});
       pending_deletes_.erase(it);
     }
-    NotifyUpdate(*shared);
+    owed->push_back({true, std::move(shared)});
   }
 
-  void DeleteSharedKey(const std::string& name) {
+  void DeleteSharedKey(const std::string& name, std::vector<Notification>* owed) {
     std::shared_ptr<const Key> existing;
+    bool recreate = false;
+    CancelFunc poke_sync;
     {
       std::lock_guard<std::mutex> guard(mu_);
       if (local_keys_.contains(name)) {
-        // An agent protects its own keys: the sync thread writes it again.
+        // An agent protects its own keys: the sync task writes it again.
         spdlog::warn("shared store {}: local key {} was deleted, re-creating it", config_.prefix,
                      name);
         recreate_requests_.insert(name);
         awaiting_recreate_.insert(name);
-        cv_.notify_all();
-        return;
+        recreate = true;
+        poke_sync = sync_poke_;
+      } else {
+        auto it = shared_keys_.find(name);
+        if (it == shared_keys_.end()) {
+          spdlog::debug("shared store {}: deleted key {} was not known", config_.prefix, name);
+          return;
+        }
+        existing = std::move(it->second);
+        shared_keys_.erase(it);
       }
-      auto it = shared_keys_.find(name);
-      if (it == shared_keys_.end()) {
-        spdlog::debug("shared store {}: deleted key {} was not known", config_.prefix, name);
-        return;
-      }
-      existing = std::move(it->second);
-      shared_keys_.erase(it);
+    }
+    if (recreate) {
+      if (poke_sync) poke_sync();  // the sync task re-creates the key
+      return;
     }
     if (delete_delay_.count() == 0) {
-      NotifyDelete(*existing);
+      owed->push_back({false, std::move(existing)});
       return;
     }
     SteadyTime due = clock_->Now() + delete_delay_;
@@ -429,40 +499,71 @@ class SharedStoreImpl final : public SharedStore {
     pending_by_due_.emplace(due, name);
   }
 
-  void DeliverDueDeletes(SteadyTime now) {
+  void DeliverDueDeletes(SteadyTime now, std::vector<Notification>* owed) {
     while (!pending_by_due_.empty() && pending_by_due_.begin()->first <= now) {
       std::string name = pending_by_due_.begin()->second;
       pending_by_due_.erase(pending_by_due_.begin());
       auto it = pending_deletes_.find(name);
       std::shared_ptr<const Key> key = std::move(it->second.key);
       pending_deletes_.erase(it);
-      NotifyDelete(*key);
+      owed->push_back({false, std::move(key)});
     }
   }
 
-  // The store's sync thread: re-creates deleted local keys at once and re-writes every local key
-  // each synchronization interval. Kept off the event thread so that a backend write never waits
-  // for the consumer of its own watch events.
-  void SyncLoop(SteadyTime next_sync) {
-    std::unique_lock<std::mutex> lock(mu_);
+  // What the sync task waits on until the next sync: a context done at `next_sync` on the
+  // store's clock, or earlier by its cancel (sync_poke_: a local key to re-create, or Stop).
+  struct SyncWait {
+    Context ctx;
+    CancelFunc poke;
+  };
+
+  // A wait until `next_sync`, ended early through sync_poke_. Made before SyncLoop looks at
+  // recreate_requests_, so that a request added after that look ends the wait that follows.
+  SyncWait NewSyncWait(SteadyTime next_sync) {
+    auto [ctx, poke] = WithDeadline(ctx_, next_sync, clock_);
+    std::lock_guard<std::mutex> guard(mu_);
+    sync_poke_ = poke;
+    return SyncWait{ctx, poke};
+  }
+
+  // The store's sync task, on strand_: re-creates deleted local keys at once and re-writes every
+  // local key each synchronization interval. The writes run on the blocking pool, apart from the
+  // watch task, so that a backend write never waits for the consumer of its own watch events.
+  Task<void> SyncLoop(SteadyTime next_sync, SyncWait wait) {
     while (true) {
-      while (!stopping_ && !ctx_done_ && recreate_requests_.empty() && clock_->Now() < next_sync) {
-        clock_->WaitUntil(lock, cv_, next_sync);
+      std::optional<std::set<std::string>> names;  // nullopt: every local key
+      bool work = false;
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        if (stopping_ || ctx_done_ || ctx_.Done()) break;
+        if (!recreate_requests_.empty()) {
+          names = std::move(recreate_requests_);
+          recreate_requests_.clear();
+          work = true;
+        } else if (clock_->Now() >= next_sync) {
+          work = true;
+        }
       }
-      if (stopping_ || ctx_done_) return;
-      if (!recreate_requests_.empty()) {
-        std::set<std::string> names = std::move(recreate_requests_);
-        recreate_requests_.clear();
-        lock.unlock();
-        SyncLocalKeys(names);
-        lock.lock();
+      if (!work) {
+        co_await kvstore::internal::UntilDone(strand_, wait.ctx);
+        if (!Stopping() && clock_->Now() < next_sync) {
+          // Poked for a re-create (or a fake clock set back): a fresh wait for the same time.
+          wait = NewSyncWait(next_sync);
+        }
         continue;
       }
-      lock.unlock();
-      SyncLocalKeys(std::nullopt);
-      lock.lock();
-      next_sync = clock_->Now() + sync_interval_;
+      const bool full = !names.has_value();
+      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
+        SyncLocalKeys(names);
+        return true;
+      });
+      if (full) {
+        next_sync = clock_->Now() + sync_interval_;
+        wait = NewSyncWait(next_sync);
+      }
     }
+    std::lock_guard<std::mutex> guard(mu_);
+    sync_poke_ = nullptr;
   }
 
   // Writes the local keys named in `names` (all when nullopt) unless the kvstore holds them
@@ -503,40 +604,46 @@ class SharedStoreImpl final : public SharedStore {
   const std::string watch_prefix_;
   const std::chrono::milliseconds sync_interval_;
   const std::chrono::milliseconds delete_delay_;
-  Context ctx_;  // ends the watch, the sync thread and their backend calls
+  Context ctx_;  // ends the watch, the sync task and their backend calls
   CancelFunc cancel_;
-  std::shared_ptr<Watcher> watcher_;  // set by Start before the threads exist, then constant
-  // Wakes the event thread when a delayed delete falls due; set by Start (only with a delete
-  // delay) before the threads exist, then constant. Stopped by Stop.
+  std::shared_ptr<Watcher> watcher_;  // set by Start before the tasks exist, then constant
 
-  std::mutex join_mu_;  // serializes joining the threads
-  std::thread watch_thread_;
-  std::thread sync_thread_;
+  // Runs the watch and sync tasks, one step at a time, on the library's executor.
+  Strand strand_;
+  // The thread running a Deliver's observer calls, or none: Stop must not wait for the watch
+  // task from there.
+  std::atomic<std::thread::id> delivery_thread_;
 
-  // One observer call at a time, also between the event thread and DeleteLocalKey/Close callers.
+  // One observer call at a time, also between the watch task and DeleteLocalKey/Close callers.
   // Recursive: an observer may call DeleteLocalKey, which reports to the observer.
   std::recursive_mutex observer_mu_;
 
   mutable std::mutex mu_;            // guards the fields below
   std::condition_variable cv_;       // signals changes of the flags and of recreate_requests_
   std::condition_variable turn_cv_;  // signals turns given back (keys_in_flight_ shrinking)
-  bool list_done_ = false;
-  bool watch_ended_ = false;
-  bool stopping_ = false;
-  bool ctx_done_ = false;  // ctx_ is done (set by ctx_wakeup_)
-  std::map<std::string, std::shared_ptr<const LocalKey>> local_keys_;
+  bool list_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool watch_ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool ctx_done_ ABSL_GUARDED_BY(mu_) = false;  // ctx_ is done (set by ctx_wakeup_)
+  // The watch task, the sync task was spawned and has not finished.
+  bool watch_running_ ABSL_GUARDED_BY(mu_) = false;
+  bool sync_running_ ABSL_GUARDED_BY(mu_) = false;
+  // Ends the sync task's current wait (null once the task ended).
+  CancelFunc sync_poke_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<const LocalKey>> local_keys_ ABSL_GUARDED_BY(mu_);
   // Hashed: every watch event of every collaborator looks its key up here, and ordered lookups
   // were a measurable part of a store's CPU (SharedKeysMap sorts on demand). Open addressing: a
   // lookup touches one group of slots instead of a bucket and a chain of nodes.
-  absl::flat_hash_map<std::string, std::shared_ptr<const Key>> shared_keys_;
-  std::set<std::string> recreate_requests_;  // deleted local keys for the sync thread to write
+  absl::flat_hash_map<std::string, std::shared_ptr<const Key>> shared_keys_ ABSL_GUARDED_BY(mu_);
+  // Deleted local keys for the sync task to write.
+  std::set<std::string> recreate_requests_ ABSL_GUARDED_BY(mu_);
   // Local keys deleted in the kvstore and not written again yet: their delete events were
   // swallowed, so their shared entries stay until the re-create or until DeleteLocalKey.
-  std::set<std::string> awaiting_recreate_;
+  std::set<std::string> awaiting_recreate_ ABSL_GUARDED_BY(mu_);
   // Names whose turn is taken: a backend write or delete of the key is in flight (KeyTurn).
-  absl::flat_hash_set<std::string> keys_in_flight_;
+  absl::flat_hash_set<std::string> keys_in_flight_ ABSL_GUARDED_BY(mu_);
 
-  // Used by the event thread only.
+  // Used by the watch task only.
   std::map<std::string, PendingDelete> pending_deletes_;
   std::set<std::pair<SteadyTime, std::string>> pending_by_due_;
 

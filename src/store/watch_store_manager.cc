@@ -1,14 +1,17 @@
 #include "kvstore/store/watch_store_manager.h"
 
+#include <condition_variable>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "core/blocking_pool.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/watch_store.h"
@@ -17,11 +20,11 @@
 namespace kvstore::store {
 namespace {
 
-// What both kinds of manager share: the registered functions and the threads running them.
+// What both kinds of manager share: the registered functions, and a count of those running.
 class ManagerBase : public WatchStoreManager {
  public:
   explicit ManagerBase(std::string cluster_name) : cluster_name_(std::move(cluster_name)) {}
-  // Run joins every thread it started, so none is left here.
+  // Run waits for every function it started, so none is left running here.
   ~ManagerBase() override = default;
 
   void Register(std::string prefix, WSMFunc fn) override {
@@ -41,7 +44,9 @@ class ManagerBase : public WatchStoreManager {
     spdlog::info("Starting watch store manager (cluster {})", cluster_name_);
   }
 
-  // Starts the function registered for `prefix` on its own thread, once; ignores other prefixes.
+  // Starts the function registered for `prefix`, once; ignores other prefixes. A function may
+  // run until `ctx` ends, so it runs on the callback pool, which holds a thread for it meanwhile
+  // (a thread of its own, as SPEC says) and has none left over once it returned.
   void Ready(const Context& ctx, const std::string& prefix) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = functions_.find(prefix);
@@ -53,12 +58,21 @@ class ManagerBase : public WatchStoreManager {
     functions_.erase(it);
     if (!fn) return;
     spdlog::debug("Starting function for prefix {} (cluster {})", prefix, cluster_name_);
-    threads_.emplace_back([fn = std::move(fn), ctx, prefix] {
+    {
+      std::lock_guard<std::mutex> guard(started_->mu);
+      ++started_->functions;
+    }
+    kvstore::internal::CallbackPool().Post([fn = std::move(fn), ctx, prefix, running = started_] {
       try {
         fn(ctx);
       } catch (const std::exception& e) {
         spdlog::error("Function for prefix {} threw: {}", prefix, e.what());
+      } catch (...) {
+        spdlog::error("Function for prefix {} threw an unknown exception", prefix);
       }
+      std::lock_guard<std::mutex> guard(running->mu);
+      --running->functions;
+      running->cv.notify_all();
     });
   }
 
@@ -72,22 +86,29 @@ class ManagerBase : public WatchStoreManager {
   // Waits until `ctx` is done and every started function returned.
   void Wait(const Context& ctx) {
     ctx.Wait();
-    std::vector<std::thread> threads;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      threads.swap(threads_);
+      std::unique_lock<std::mutex> lock(started_->mu);
+      started_->cv.wait(lock, [this] { return started_->functions == 0; });
     }
-    for (std::thread& thread : threads) thread.join();
     spdlog::info("Stopped watch store manager (cluster {})", cluster_name_);
   }
 
   const std::string cluster_name_;
 
  private:
-  mutable std::mutex mu_;  // guards every field below
-  bool running_ = false;
-  std::map<std::string, WSMFunc> functions_;  // not yet started, by prefix
-  std::vector<std::thread> threads_;
+  // The functions started and not returned yet. Shared with them: the last one may still be
+  // returning from its notify when Wait returns.
+  struct Running {
+    std::mutex mu;
+    std::condition_variable cv;  // signals `functions` going down
+    size_t functions ABSL_GUARDED_BY(mu) = 0;
+  };
+
+  mutable std::mutex mu_;  // guards the fields below
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, WSMFunc> functions_ ABSL_GUARDED_BY(mu_);  // not yet started, by prefix
+
+  const std::shared_ptr<Running> started_ = std::make_shared<Running>();
 };
 
 class ImmediateManager final : public ManagerBase {

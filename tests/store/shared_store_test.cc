@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/blocking_pool.h"
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
@@ -717,6 +719,121 @@ TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   EXPECT_FALSE(observer->Overlapped());
 }
 
+// An observer that blocks in OnUpdate until released, counting the calls that began.
+class BlockingObserver : public Observer {
+ public:
+  void OnUpdate(const Key&) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++calls_;
+    cv_.wait(lock, [this] { return released_; });
+  }
+  void OnDelete(const NamedKey&) override {}
+  void Release() {
+    std::lock_guard<std::mutex> guard(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  int Calls() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return calls_;
+  }
+
+ private:
+  mutable std::mutex mu_;  // guards the fields below
+  std::condition_variable cv_;
+  bool released_ = false;
+  int calls_ = 0;
+};
+
+// Stores share the library's threads, yet an observer that blocks delays only its own store:
+// more stores than the blocking pool's usual threads have a blocked observer, and another store
+// still delivers.
+TEST_F(SharedStoreTest, ObserversThatBlockDelayNoOtherStore) {
+  const size_t blocked_stores = kvstore::internal::CallbackPoolThreads() + 2;
+  std::vector<std::shared_ptr<BlockingObserver>> blocking;
+  std::vector<std::unique_ptr<SharedStore>> stores;
+  for (size_t i = 0; i < blocked_stores; ++i) {
+    blocking.push_back(std::make_shared<BlockingObserver>());
+    stores.push_back(MustJoin(Config(server_->NewClient(), blocking.back())));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  auto free = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> other = MustJoin(Config(server_->NewClient(), free));
+  ASSERT_NE(other, nullptr);
+
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("first"), "1", false).ok());
+  ASSERT_TRUE(Eventually([&] {
+    for (const auto& observer : blocking) {
+      if (observer->Calls() != 1) return false;
+    }
+    return true;
+  }));
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("second"), "1", false).ok());
+  EXPECT_TRUE(Eventually([&] { return free->Count('U', "second") == 1; }));
+
+  // Released, the blocked stores deliver what they held back, in order.
+  for (const auto& observer : blocking) observer->Release();
+  EXPECT_TRUE(Eventually([&] {
+    for (const auto& observer : blocking) {
+      if (observer->Calls() != 2) return false;
+    }
+    return true;
+  }));
+}
+
+// An observer may stop its own store from inside a callback; the store's owner destroys it later.
+TEST_F(SharedStoreTest, ObserverMayReleaseItsStore) {
+  class Releasing : public Observer {
+   public:
+    void OnUpdate(const Key& key) override {
+      if (key.GetKeyName() == "stop") store.load()->Release();
+      ++updates;
+    }
+    void OnDelete(const NamedKey&) override {}
+    std::atomic<SharedStore*> store = nullptr;
+    std::atomic<int> updates = 0;
+  };
+  auto observer = std::make_shared<Releasing>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  ASSERT_NE(store, nullptr);
+  observer->store = store.get();
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("stop"), "1", false).ok());
+  ASSERT_TRUE(Eventually([&] { return observer->updates == 1; }));
+  // Stopped: later events reach no one.
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("later"), "1", false).ok());
+  store.reset();
+  EXPECT_EQ(observer->updates, 1);
+}
+
+// Stores cost no thread of their own: many stores run on the library's threads.
+TEST_F(SharedStoreTest, StoresRunOnAFixedNumberOfThreads) {
+  auto threads_now = [] {
+    std::error_code error;
+    std::filesystem::directory_iterator it("/proc/self/task", error);
+    return error ? 0 : std::distance(it, std::filesystem::directory_iterator());
+  };
+  // The executor's threads start with the first store.
+  std::unique_ptr<SharedStore> first = MustJoin(Config(server_->NewClient()));
+  ASSERT_NE(first, nullptr);
+  const auto before = threads_now();
+  constexpr int kStores = 50;
+  std::vector<std::unique_ptr<SharedStore>> stores;
+  for (int i = 0; i < kStores; ++i) {
+    stores.push_back(MustJoin(Config(server_->NewClient(), std::make_shared<RecordingObserver>())));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("k"), "1", false).ok());
+  ASSERT_TRUE(Eventually([&] {
+    for (const auto& store : stores) {
+      if (store->NumEntries() != 1) return false;
+    }
+    return true;
+  }));
+  // At most the blocking pool's threads came on top (it runs the observers).
+  EXPECT_LE(threads_now() - before,
+            static_cast<decltype(threads_now())>(kvstore::internal::CallbackPoolThreads() + 1));
+}
+
 // No lock is held across a backend call: while the write of one key hangs, other keys are
 // written and deleted, the watch delivers, and the store answers.
 TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
@@ -824,8 +941,8 @@ TEST_F(SharedStoreTest, JoinTimesOutOnTheStoreClock) {
   Configuration c = Config(std::make_shared<NeverListingBackend>());
   std::future<absl::Status> joined =
       std::async(std::launch::async, [c] { return SharedStore::Join(c).status(); });
-  // Join and the sync thread both sleep on the clock: Join has taken its deadline.
-  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 2; }));
+  // Join sleeps on the clock (the sync task waits on a timer of it): Join has taken its deadline.
+  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 1; }));
   EXPECT_EQ(joined.wait_for(0s), std::future_status::timeout);
 
   clock_->Advance(kJoinListTimeout);
@@ -869,7 +986,7 @@ TEST_F(SharedStoreTest, StoreStopsWhenItsContextIsDone) {
   std::unique_ptr<SharedStore> store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   cancel();
-  // The threads end by themselves; Release only joins them.
+  // The tasks end by themselves; Release only waits for them.
   store->Release();
   SUCCEED();
 }

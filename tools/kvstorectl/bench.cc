@@ -144,7 +144,9 @@ void AddBenchCommand(CLI::App& app, CommandEnv& env) {
       *bench, env, "shared",
       "--collaborators SharedStores, each with its own backend client and "
       "--keys-per-collaborator keys: from the first write until every collaborator sees all "
-      "keys (keys = collaborators x keys-per-collaborator). Clears the prefix before and after",
+      "keys (keys = collaborators x keys-per-collaborator). Clears the prefix before and after. "
+      "Prints the thread count once every store joined (threads_joined=) and the peak while "
+      "they work (threads=, the collaborators' writer threads included)",
       bench::RunShared, shared);
   shared_cmd->add_option("--collaborators", shared->config.collaborators, "collaborators")
       ->check(CLI::Range(1, 1000))

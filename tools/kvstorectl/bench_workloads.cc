@@ -577,6 +577,34 @@ absl::StatusOr<BenchOutcome> RunWatch(const BenchConfig& config) {
   return outcome;
 }
 
+namespace {
+
+// The number of threads of this process now.
+int64_t ThreadsNow() {
+  std::error_code error;
+  std::filesystem::directory_iterator it("/proc/self/task", error);
+  if (error) return 0;
+  return static_cast<int64_t>(std::distance(it, std::filesystem::directory_iterator()));
+}
+
+// The most threads seen by Sample, from any thread.
+class PeakThreads {
+ public:
+  PeakThreads() : peak_(ThreadsNow()) {}
+  void Sample() {
+    int64_t now = ThreadsNow();
+    int64_t seen = peak_.load();
+    while (now > seen && !peak_.compare_exchange_weak(seen, now)) {
+    }
+  }
+  int64_t Peak() const { return peak_.load(); }
+
+ private:
+  std::atomic<int64_t> peak_;
+};
+
+}  // namespace
+
 absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   const int k = config.collaborators;
   const int64_t m = config.keys_per_collaborator;
@@ -649,6 +677,10 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
     collaborators.push_back(std::move(c));
   }
 
+  // Every store joined, no writer started yet: what k idle stores cost.
+  const int64_t joined_threads = ThreadsNow();
+  PeakThreads peak_threads;  // sampled while the stores work, the k writers' threads included
+
   auto [phase_ctx, cancel_phase] = PhaseContext(config);
   std::atomic<int64_t> written = 0;
   FirstError error;
@@ -683,7 +715,12 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   MeasuredPhase phase;
   writers.Start();
   bool converged = signal.WaitUntil(
-      phase_ctx, [&] { return error.Failed() || least_seen() == total; }, kFallbackPoll);
+      phase_ctx,
+      [&] {
+        peak_threads.Sample();
+        return error.Failed() || least_seen() == total;
+      },
+      kFallbackPoll);
   BenchOutcome outcome;
   outcome.measurement = phase.Finish();
   progress.Stop();
@@ -701,6 +738,8 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
       {"keys_per_collaborator", std::to_string(m)},
       {"value_size", std::to_string(config.value_size)},
       {"backend", BackendKind(config)},
+      {"threads_joined", std::to_string(joined_threads)},
+      {"threads", std::to_string(peak_threads.Peak())},
       {"writes_seconds",
        absl::StrFormat("%.3f",
                        std::chrono::duration<double>(writes_done - phase.start()).count())}};
@@ -734,14 +773,6 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
 }
 
 namespace {
-
-// The number of threads of this process now.
-int64_t ThreadsNow() {
-  std::error_code error;
-  std::filesystem::directory_iterator it("/proc/self/task", error);
-  if (error) return 0;
-  return static_cast<int64_t>(std::distance(it, std::filesystem::directory_iterator()));
-}
 
 // The name of remote cluster `i` (1-based) of the mesh workload.
 std::string MeshClusterName(int i) { return absl::StrFormat("cluster-%03d", i); }

@@ -36,10 +36,12 @@ struct KVSTORE_EXPORT Configuration {
   std::shared_ptr<Clock> clock;  // null: real time
 };
 
-// A store owns two threads: one applies watch events and calls the observer (one call at a time,
-// in stream order, delayed deletes included), one re-writes local keys; with a delete delay, a
-// third wakes the first when a delayed delete falls due. All methods are thread-safe; no mutex is
-// held while the backend is called, and calls for different keys never wait for each other.
+// A store owns no thread: two tasks on the library's executor (a strand of DefaultExecutor())
+// apply watch events and re-write local keys. The observer is called one call at a time, in
+// stream order (delayed deletes included), from a thread of the library's pool for callbacks,
+// which gives an observer that blocks a thread of its own: it delays its own store only. All methods
+// are thread-safe; no mutex is held while the backend is called, and calls for different keys
+// never wait for each other.
 // REQUIRES: the store is not destroyed from inside an observer callback.
 class KVSTORE_EXPORT SharedStore {
  public:
