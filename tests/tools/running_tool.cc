@@ -81,6 +81,11 @@ size_t RunningTool::CountLines(const std::function<bool(const std::string&)>& ma
   return count;
 }
 
+std::vector<std::string> RunningTool::StdoutLines() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stdout_;
+}
+
 void RunningTool::Signal(int signal) {
   if (pid_ > 0) kill(pid_, signal);
 }

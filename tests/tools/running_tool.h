@@ -48,6 +48,8 @@ class RunningTool {
   std::optional<std::string> AwaitStderr(const std::function<bool(const std::string&)>& match,
                                          std::chrono::milliseconds timeout = kToolTimeout);
   size_t CountLines(const std::function<bool(const std::string&)>& match);
+  // The stdout lines read so far.
+  std::vector<std::string> StdoutLines();
   void Signal(int signal);
   // The exit code, or nullopt if it did not exit normally within `timeout`.
   std::optional<int> Wait(std::chrono::milliseconds timeout = kToolTimeout);
