@@ -115,8 +115,11 @@ absl::StatusOr<std::unique_ptr<ChannelFactory>> ChannelFactory::Create(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(config.dial_timeout.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  // Each backend instance has its own connections, like a separate etcd client.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // Backends of one process with the same plaintext endpoint and settings share gRPC's
+  // connection to it (gRPC's global subchannel pool; TLS credentials are never taken as equal,
+  // so backends with TLS keep their own): with etcd gone, 50 of them make one reconnect attempt
+  // per backoff step instead of 50 (client CPU while etcd was down for 30 s: 2.6% of a core
+  // with a connection each, 0.9% shared; etcd_down_load_test).
   return std::unique_ptr<ChannelFactory>(new ChannelFactory(std::move(tls), args, tls_files));
 }
 
