@@ -93,6 +93,14 @@ TEST(AgentHealthTest, ReadyOnceJoinedAndItsKeysWritten) {
                   .has_value())
       << HttpGet(*port, "/metrics").body;
   EXPECT_EQ(HttpGet(*port, "/nothing-here").code, 404);
+  // /status: the same in JSON, with the backend's state and its watch's freshness.
+  HttpResponse status = HttpGet(*port, "/status");
+  EXPECT_EQ(status.code, 200) << status.body;
+  EXPECT_THAT(status.body, HasSubstr(R"("agent":"alice")"));
+  EXPECT_THAT(status.body, HasSubstr(R"("ready":true)"));
+  EXPECT_THAT(status.body, HasSubstr(R"("backend":{"message":)"));
+  EXPECT_THAT(status.body, HasSubstr(R"("watches":[{"age-seconds":)"));
+  EXPECT_THAT(status.body, HasSubstr(R"("prefix":"cilium/state/health/v1)"));
 
   agent.Signal(SIGTERM);
   EXPECT_EQ(agent.Wait(), 0) << agent.Transcript();
@@ -145,6 +153,12 @@ TEST(MeshHealthTest, ReadyzNamesARemoteClusterThatIsDown) {
   EXPECT_EQ(healthy.code, 200) << healthy.body;
   EXPECT_THAT(healthy.body, HasSubstr("mesh status loop: turning"));
   EXPECT_THAT(healthy.body, HasSubstr("mesh: running"));
+  // /status: every remote cluster's status in JSON.
+  HttpResponse status = HttpGet(*port, "/status");
+  EXPECT_EQ(status.code, 200) << status.body;
+  EXPECT_THAT(status.body, HasSubstr(R"("ready":false)"));
+  EXPECT_THAT(status.body, HasSubstr(R"("name":"west")"));
+  EXPECT_THAT(status.body, HasSubstr(R"("name":"east")"));
 
   // west comes back: every cluster ready.
   ASSERT_TRUE(down->StartMember(0).ok());

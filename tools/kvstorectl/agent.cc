@@ -1,6 +1,7 @@
 // `kvstorectl agent`: one collaborator of a SharedStore. It publishes its keys (leased to its
 // session), prints every change it observes, protects its keys against outside deletes, and takes
 // them away when it leaves on SIGINT/SIGTERM.
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "agent_mesh_support.h"
 #include "commands.h"
@@ -20,6 +22,7 @@
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
+#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
 namespace kvstorectl {
@@ -257,6 +260,21 @@ int RunAgent(CommandEnv& env, const AgentOptions& opts, std::vector<KVPair> keys
     return kExitFailure;
   }
   std::shared_ptr<kvstore::Backend> backend = *std::move(opened);
+  if (metrics) {
+    // /status: readiness, the backend's state and how fresh its watch is.
+    metrics->SetStatusReport([&readiness, &opts, backend] {
+      const HealthReport ready = readiness.Check();
+      const kvstore::BackendStatus status = backend->Status();
+      return nlohmann::json{
+          {"agent", opts.name},
+          {"prefix", opts.prefix},
+          {"ready", ready.ok},
+          {"reason", std::string(absl::StripTrailingAsciiWhitespace(ready.body))},
+          {"backend",
+           {{"ok", status.state == kvstore::BackendState::kOk}, {"message", status.message}}},
+          {"watches", WatchesJson(backend->Watches(), std::chrono::system_clock::now())}};
+    });
+  }
 
   std::set<std::string> own;
   for (const KVPair& key : keys) own.insert(key.key);

@@ -423,6 +423,13 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
           return Combine(report, {false, "mesh: stopped running\n"});
         },
         [mesh = mesh_ptr] { return MeshReadiness(mesh->Status()); });
+    // /status: every remote cluster's status line of `-o json`.
+    metrics->SetStatusReport([mesh = mesh_ptr] {
+      const std::vector<RemoteClusterStatus> clusters = mesh->Status();
+      nlohmann::json lines = nlohmann::json::array();
+      for (const RemoteClusterStatus& status : clusters) lines.push_back(StatusJson(status));
+      return nlohmann::json{{"ready", MeshReadiness(clusters).ok}, {"clusters", std::move(lines)}};
+    });
   }
   absl::Cleanup stop_checks = [&metrics] {
     if (metrics) metrics->StopHealthChecks();

@@ -110,6 +110,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   };
   std::unique_ptr<Handler> healthz = probe(Probe::kLiveness);
   std::unique_ptr<Handler> readyz = probe(Probe::kReadiness);
+  auto status = std::make_unique<Handler>([self] {
+    const HealthReport report = self->RunStatus();
+    return Handler::Response{report.ok ? 200 : 503,
+                             report.ok ? "application/json" : "text/plain; charset=utf-8",
+                             report.body};
+  });
   try {
     server->server_ = std::make_unique<CivetServer>(
         std::vector<std::string>{"listening_ports", listen, "num_threads", "2"});
@@ -119,9 +125,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   server->server_->addHandler("/metrics", metrics.get());
   server->server_->addHandler("/healthz", healthz.get());
   server->server_->addHandler("/readyz", readyz.get());
+  server->server_->addHandler("/status", status.get());
   server->handlers_.push_back(std::move(metrics));
   server->handlers_.push_back(std::move(healthz));
   server->handlers_.push_back(std::move(readyz));
+  server->handlers_.push_back(std::move(status));
   return server;
 }
 
@@ -142,11 +150,25 @@ void MetricsServer::SetHealthChecks(HealthCheck liveness, HealthCheck readiness)
   readiness_ = std::move(readiness);
 }
 
+void MetricsServer::SetStatusReport(StatusReport status) {
+  absl::MutexLock lock(&mu_);
+  status_ = std::move(status);
+}
+
 void MetricsServer::StopHealthChecks() {
   absl::MutexLock lock(&mu_);
   stopping_ = true;
   liveness_ = nullptr;
   readiness_ = nullptr;
+  status_ = nullptr;
+}
+
+HealthReport MetricsServer::RunStatus() {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return {false, "stopping\n"};
+  if (!status_) return {false, "starting\n"};
+  // Bytes as they are (a key or an error may hold any): invalid UTF-8 is replaced, not thrown.
+  return {true, status_().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
 }
 
 HealthReport MetricsServer::RunCheck(Probe probe) {

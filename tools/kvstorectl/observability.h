@@ -2,6 +2,7 @@
 #ifndef KVSTORE_TOOLS_KVSTORECTL_OBSERVABILITY_H_
 #define KVSTORE_TOOLS_KVSTORECTL_OBSERVABILITY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "health.h"
 #include "kvstore/store/metrics.h"
+#include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
 
 class CivetHandler;
@@ -23,8 +25,8 @@ namespace kvstorectl {
 void ConfigureLogging(const std::string& level, const std::string& format);
 
 // An HTTP server (civetweb, as prometheus-cpp's Exposer uses, whose 1.0 API cannot serve other
-// paths) with a Prometheus registry holding the store metrics at /metrics, and the command's
-// health at /healthz and /readyz.
+// paths) with a Prometheus registry holding the store metrics at /metrics, the command's health
+// at /healthz and /readyz, and its status as one JSON object at /status.
 class MetricsServer {
  public:
   // `listen` is "host:port"; port 0 picks a free one (see Port()). Binds where told: callers keep
@@ -39,8 +41,12 @@ class MetricsServer {
   // /healthz and /readyz answer from these checks from now on. Until then /healthz answers
   // 200 "starting" and /readyz 503 "starting".
   void SetHealthChecks(HealthCheck liveness, HealthCheck readiness);
-  // From now on both answer 503 "stopping"; returns once no check runs any more, so that what
-  // the checks use may go away.
+  // /status answers 200 with what `status` returns (a JSON object) from now on; until then 503
+  // "starting".
+  using StatusReport = std::function<nlohmann::json()>;
+  void SetStatusReport(StatusReport status);
+  // From now on the probes and /status answer 503 "stopping"; returns once no check runs any
+  // more, so that what the checks use may go away.
   void StopHealthChecks();
 
  private:
@@ -49,6 +55,8 @@ class MetricsServer {
 
   MetricsServer() = default;
   HealthReport RunCheck(Probe probe);
+  // /status: the report, or why there is none (ok false).
+  HealthReport RunStatus();
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<kvstore::store::Metrics> metrics_;
@@ -56,6 +64,7 @@ class MetricsServer {
   absl::Mutex mu_;
   HealthCheck liveness_ ABSL_GUARDED_BY(mu_);
   HealthCheck readiness_ ABSL_GUARDED_BY(mu_);
+  StatusReport status_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   // Declared before server_, which calls them until it is destroyed.
   std::vector<std::unique_ptr<CivetHandler>> handlers_;
