@@ -2,6 +2,8 @@
 
 #include <mutex>
 
+#include "core/thread_name.h"
+
 namespace kvstore::etcd {
 
 std::shared_ptr<CompletionPoller> CompletionPoller::Shared() {
@@ -30,6 +32,7 @@ thread_local bool on_poller_thread = false;
 bool CompletionPoller::OnPollerThread() { return on_poller_thread; }
 
 void CompletionPoller::Run() {
+  internal::NameThisThread("kv-grpc-poller");
   on_poller_thread = true;
   void* tag = nullptr;
   bool ok = false;
