@@ -75,6 +75,7 @@ test-asan: deps
 	  -DKVSTORE_SANITIZE=address,undefined >/dev/null
 	@cmake --build build-asan -j $(JOBS) --target $(SAN_TARGETS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) $(UNIT_CTEST_ARGS)
 
