@@ -21,13 +21,21 @@ void Report(const char* where, const char* what) noexcept {
 
 }  // namespace
 
-void RunGuarded(const char* where, const std::function<void()>& fn) noexcept {
+void ReportCurrentException(const char* where) noexcept {
   try {
-    fn();
+    throw;
   } catch (const std::exception& error) {
     Report(where, error.what());
   } catch (...) {
     Report(where, "an exception not derived from std::exception");
+  }
+}
+
+void RunGuarded(const char* where, const std::function<void()>& fn) noexcept {
+  try {
+    fn();
+  } catch (...) {
+    ReportCurrentException(where);
   }
 }
 

@@ -16,7 +16,11 @@ namespace kvstore::internal {
 // (CaughtExceptions). Never throws.
 void RunGuarded(const char* where, const std::function<void()>& fn) noexcept;
 
-// Exceptions RunGuarded caught in this process so far.
+// The same report for the exception being handled; call only inside a catch block (for code that
+// cannot hand a std::function over, such as a coroutine).
+void ReportCurrentException(const char* where) noexcept;
+
+// Exceptions RunGuarded and ReportCurrentException caught in this process so far.
 uint64_t CaughtExceptions();
 
 }  // namespace kvstore::internal

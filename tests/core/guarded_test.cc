@@ -111,5 +111,21 @@ TEST(GuardedTest, TimerFunctionThatThrows) {
       << logs.Text();
 }
 
+Task<void> Throwing() {
+  throw std::runtime_error("boom-coroutine");
+  co_return;
+}
+
+TEST(GuardedTest, SpawnedTaskThatThrowsStillCallsDone) {
+  StringSink& logs = Logs();
+  const uint64_t before = CaughtExceptions();
+  std::atomic<bool> done{false};
+  Spawn(*DefaultExecutor(), Throwing(), [&] { done = true; });
+  EXPECT_TRUE(Eventually([&] { return done.load(); }));
+  EXPECT_EQ(CaughtExceptions(), before + 1);
+  EXPECT_NE(logs.Text().find("exception escaped a library task: boom-coroutine"), std::string::npos)
+      << logs.Text();
+}
+
 }  // namespace
 }  // namespace kvstore::internal
