@@ -137,20 +137,20 @@ int MetricsServer::Port() const {
 }
 
 void MetricsServer::SetHealthChecks(HealthCheck liveness, HealthCheck readiness) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   liveness_ = std::move(liveness);
   readiness_ = std::move(readiness);
 }
 
 void MetricsServer::StopHealthChecks() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   stopping_ = true;
   liveness_ = nullptr;
   readiness_ = nullptr;
 }
 
 HealthReport MetricsServer::RunCheck(Probe probe) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   const HealthCheck& check = probe == Probe::kLiveness ? liveness_ : readiness_;
   if (!check) return {probe == Probe::kLiveness, "starting\n"};
