@@ -78,10 +78,12 @@ soak: build
 # (`make test-asan` / `make test-tsan` without UNIT_ONLY): load_collaborators_test (3 to 5 minutes
 # under a sanitizer: 20,000 keys), fault_single_member_test and kvstorectl_agent_mesh_test (over a
 # minute each; fault_cluster_test and kvstorectl_mesh_clusters_test cover their paths),
-# kvstorectl_cilium_test, kvstorectl_agent_auth_lifecycle_test and security_logs_test, and the
-# two that measure time or CPU, which a sanitizer's slowdown breaks without any report:
-# etcd_down_load_test (its CPU bound while etcd is down) and etcd_freeze_member_test (a 5 s
-# lease TTL). An etcd suite not listed (a new one too) runs only in the full runs.
+# kvstorectl_cilium_test, kvstorectl_agent_auth_lifecycle_test and security_logs_test (for time
+# only: all of these passed without a report under both sanitizers), and the two that measure
+# time or CPU, which a sanitizer's slowdown breaks without any report: etcd_down_load_test (its
+# bound of 25% of a core while etcd is down: 70-80% under TSan) and etcd_freeze_member_test (a
+# 5 s lease TTL, which expired once under ASan on a loaded machine). An etcd suite not listed (a
+# new one too) runs only in the full runs.
 SAN_ETCD_TESTS ?= etcd_basic_test etcd_watch_test etcd_lease_test etcd_tls_cluster_test \
   etcd_security_test etcd_auth_streams_test etcd_cluster_test fault_cluster_test \
   etcd_conformance_test etcd_batch_test etcd_metrics_test lifecycle_unreachable_test \
