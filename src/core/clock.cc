@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
+#include "core/guarded.h"
 #include "core/thread_name.h"
 
 namespace kvstore {
@@ -134,7 +135,7 @@ class TimerThread {
       std::shared_ptr<TimerState> state = std::move(first->second);
       entries_.erase(first);
       lock.unlock();
-      if (std::function<void()> fn = state->Take()) fn();
+      if (std::function<void()> fn = state->Take()) RunGuarded("a timer's function", fn);
       state.reset();
       lock.lock();
     }

@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "core/blocking_pool.h"
+#include "core/guarded.h"
 #include "core/task.h"
 #include "core/thread_name.h"
 #include "kvstore/clock.h"
@@ -162,7 +163,7 @@ class ThreadPool final : public Executor {
         ready_.pop_front();
         ++taken_;
       }
-      task();
+      RunGuarded("a task on the library's thread pool", task);
     }
   }
 
@@ -267,7 +268,9 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
         task = std::move(tasks.front());
         tasks.pop_front();
       }
-      task();
+      // Caught here, not by the pool: a task that threw must not end the turn with `scheduled`
+      // still set, which would stop the strand for good.
+      RunGuarded("a task on a strand", task);
     }
     current_strand = outer;
     Schedule();  // more may be queued: let other work run first

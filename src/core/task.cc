@@ -5,8 +5,8 @@
 #include <exception>
 #include <stdexcept>
 
+#include "core/guarded.h"
 #include "core/watcher_consumer.h"
-#include "spdlog/spdlog.h"
 
 namespace kvstore::internal {
 namespace {
@@ -28,10 +28,8 @@ struct Detached {
 Detached Run(Task<void> task, std::function<void()> done) {
   try {
     co_await std::move(task);
-  } catch (const std::exception& error) {
-    spdlog::error("a library task ended with an exception: {}", error.what());
   } catch (...) {
-    spdlog::error("a library task ended with an unknown exception");
+    ReportCurrentException("a library task");
   }
   if (done) done();
 }

@@ -33,13 +33,13 @@ HealthReport LoopMonitor::Check() const {
 Readiness::Readiness(std::string reason) : reason_(std::move(reason)) {}
 
 void Readiness::Set(bool ready, std::string reason) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   ready_ = ready;
   reason_ = std::move(reason);
 }
 
 HealthReport Readiness::Check() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return {ready_, reason_ + "\n"};
 }
 

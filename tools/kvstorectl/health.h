@@ -7,11 +7,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "kvstore/mesh/mesh.h"
 
 namespace kvstorectl {
@@ -56,7 +56,9 @@ class Readiness {
   HealthReport Check() const;
 
  private:
-  mutable absl::Mutex mu_;
+  // std::mutex, not absl::Mutex: Debian's abseil is not built with ThreadSanitizer, which then
+  // cannot see an absl::Mutex order anything (make test-tsan reported these fields as races).
+  mutable std::mutex mu_;
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string reason_ ABSL_GUARDED_BY(mu_);
 };

@@ -145,18 +145,18 @@ int MetricsServer::Port() const {
 }
 
 void MetricsServer::SetHealthChecks(HealthCheck liveness, HealthCheck readiness) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   liveness_ = std::move(liveness);
   readiness_ = std::move(readiness);
 }
 
 void MetricsServer::SetStatusReport(StatusReport status) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   status_ = std::move(status);
 }
 
 void MetricsServer::StopHealthChecks() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   stopping_ = true;
   liveness_ = nullptr;
   readiness_ = nullptr;
@@ -164,7 +164,7 @@ void MetricsServer::StopHealthChecks() {
 }
 
 HealthReport MetricsServer::RunStatus() {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   if (!status_) return {false, "starting\n"};
   // Bytes as they are (a key or an error may hold any): invalid UTF-8 is replaced, not thrown.
@@ -172,7 +172,7 @@ HealthReport MetricsServer::RunStatus() {
 }
 
 HealthReport MetricsServer::RunCheck(Probe probe) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   const HealthCheck& check = probe == Probe::kLiveness ? liveness_ : readiness_;
   if (!check) return {probe == Probe::kLiveness, "starting\n"};

@@ -4,12 +4,12 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "health.h"
 #include "kvstore/store/metrics.h"
 #include "nlohmann/json.hpp"
@@ -60,8 +60,9 @@ class MetricsServer {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<kvstore::store::Metrics> metrics_;
-  // Held while a check runs (StopHealthChecks waits for it).
-  absl::Mutex mu_;
+  // Held while a check runs (StopHealthChecks waits for it). A std::mutex for the thread
+  // sanitizer, as in Readiness (health.h).
+  std::mutex mu_;
   HealthCheck liveness_ ABSL_GUARDED_BY(mu_);
   HealthCheck readiness_ ABSL_GUARDED_BY(mu_);
   StatusReport status_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "core/guarded.h"
 #include "core/thread_name.h"
 
 namespace kvstore::etcd {
@@ -38,7 +39,10 @@ void CompletionPoller::Run() {
   bool ok = false;
   while (queue_.Next(&tag, &ok)) {
     handed_over_.load(std::memory_order_acquire);  // see HandOver
-    static_cast<Tag*>(tag)->Proceed(ok);
+    // A completion that threw is logged and the poller goes on with the others: ending its
+    // thread would leave every call of the process without its completion.
+    internal::RunGuarded("a completion on the etcd poller",
+                         [tag, ok] { static_cast<Tag*>(tag)->Proceed(ok); });
   }
 }
 

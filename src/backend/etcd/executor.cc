@@ -3,6 +3,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/guarded.h"
+
 namespace kvstore::etcd {
 
 Executor::Executor(std::shared_ptr<Clock> clock, std::shared_ptr<kvstore::Executor> executor)
@@ -19,7 +21,9 @@ void Executor::Run(const std::shared_ptr<State>& state, const std::function<void
     if (state->shutdown) return;
     state->running.insert(self);
   }
-  fn();
+  // Caught here: a task that threw would otherwise stay in `running`, and Shutdown would wait for
+  // it forever.
+  internal::RunGuarded("a task of the etcd backend", fn);
   std::unique_lock<std::mutex> lock(state->mu);
   state->running.erase(state->running.find(self));
   state->cv.notify_all();

@@ -8,10 +8,12 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "core/backoff.h"
+#include "core/guarded.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
 #include "tests/support/eventually.h"
@@ -27,6 +29,21 @@ TEST(ExecutorTest, RunsPostedAndDelayedTasks) {
   for (int i = 0; i < 100; ++i) executor.Post([&] { ++ran; });
   executor.PostAfter(std::chrono::milliseconds(20), [&] { ran += 1000; });
   EXPECT_TRUE(Eventually([&] { return ran.load() == 1100; }));
+}
+
+TEST(ExecutorTest, ATaskThatThrowsIsCaughtAndShutdownStillReturns) {
+  // Before the catch, the exception ended the process from a pool thread; and a task that left by
+  // an exception stayed counted as running, so Shutdown would have waited for it forever.
+  auto manual = std::make_shared<ManualExecutor>();
+  Executor executor(nullptr, manual);
+  const uint64_t before = internal::CaughtExceptions();
+  int ran = 0;
+  executor.Post([] { throw std::runtime_error("a task of the test"); });
+  executor.Post([&] { ++ran; });
+  EXPECT_EQ(manual->RunUntilIdle(), 2u);
+  EXPECT_EQ(ran, 1);
+  EXPECT_EQ(internal::CaughtExceptions(), before + 1);
+  executor.Shutdown();  // returns: nothing is counted as running
 }
 
 TEST(ExecutorTest, ShutdownDropsPendingTasks) {
