@@ -49,17 +49,19 @@ sim-planted: deps
 	@scripts/sim.sh planted $(SIM_PLANTED_SEEDS) build-sim-planted/tests/sim/kvstore_sim
 
 # The long variants of tests that `make test` runs short (issue 23): watches and the session lease
-# through 60 s of expiring tokens (simple and JWT), 50 collaborators with etcd down for 60 s, and
-# 10,000 backends created, used with a watch and destroyed (LIFECYCLE_CYCLES).
+# through 60 s of expiring tokens (simple and JWT), 50 collaborators with etcd down for 60 s,
+# 10,000 backends created, used with a watch and destroyed (LIFECYCLE_CYCLES), and 1,000 writes/s
+# for 60 s after each of two certificate rotations.
 # Their [figure] lines (CPU while etcd is down, convergence time, descriptors, threads and RSS
 # over the cycles) are in the output.
 SOAK_SECONDS ?= 60
 LIFECYCLE_CYCLES ?= 10000
 soak: build
 	cd $(BUILD_DIR) && KVSTORE_AUTH_SOAK_SECONDS=$(SOAK_SECONDS) KVSTORE_DOWN_SECONDS=$(SOAK_SECONDS) \
-	  KVSTORE_LIFECYCLE_CYCLES=$(LIFECYCLE_CYCLES) \
+	  KVSTORE_LIFECYCLE_CYCLES=$(LIFECYCLE_CYCLES) KVSTORE_CERT_ROTATION_SECONDS=$(SOAK_SECONDS) \
 	  ctest --output-on-failure -V \
-	  -R '^(etcd_auth_streams_test|etcd_down_load_test|lifecycle_cycles_test)$$' --timeout 900
+	  -R '^(etcd_auth_streams_test|etcd_down_load_test|lifecycle_cycles_test|etcd_cert_rotation_test)$$' \
+	  --timeout 900
 
 # Sanitizer builds live in their own directories and build only the test binaries ctest runs
 # (target all_tests, or unit_tests with UNIT_ONLY=1, which also skips the tests that start etcd).

@@ -5,7 +5,8 @@
 // a token is made as the user named by its certificate's common name (etcd's --client-cert-auth).
 // That tells which certificate a request came with: only the new certificate's user may write
 // the probe key. About 1,000 writes a second go on all along (asynchronous, paced); meanwhile
-//   1. the client's certificate and key are replaced by a new pair from the same CA;
+//   1. the client's certificate and key are replaced by a new pair from the same CA (the
+//      certificate first, the key 1.5 s later: the mismatched pair between must not be used);
 //   2. they are replaced by a pair from a new CA, with the CA file now holding both CAs (etcd
 //      trusts both from the start, as a CA rotation is rolled out).
 // After each, the probe write succeeds once the backend uses the new files (the time until then
@@ -232,12 +233,21 @@ TEST(EtcdCertRotationTest, RotationUnderLoadFailsNoWrite) {
       {"new CA (CA file with both)", "", b + "/new.crt", b + "/new.key", "probe/new/x",
        "client-same-ca"},
   };
+  bool halfway_checked = false;
   for (const Rotation& r : rotations) {
-    // One file after the other, as a rotation writes them: the backend must not use a set caught
-    // halfway (the new certificate beside the old key).
-    const auto rotated = SteadyClock::now();
     ReplaceFile(r.ca.empty() ? both_cas : ReadFile(r.ca), client + "/ca.crt");
     ReplaceFile(ReadFile(r.cert), client + "/client.crt");
+    if (!halfway_checked) {
+      // A rotation caught halfway, the new certificate beside the old key, for longer than the
+      // backend takes to look at the files (a second): it must not be used. 1,500 more writes
+      // succeed meanwhile, and the probe is still refused (the old certificate in use).
+      halfway_checked = true;
+      const int64_t before = writer.succeeded();
+      ASSERT_TRUE(Eventually([&] { return writer.succeeded() >= before + 1500; }));
+      EXPECT_EQ(backend->Update(ctx, r.probe, "1", false).code(),
+                absl::StatusCode::kPermissionDenied);
+    }
+    const auto rotated = SteadyClock::now();  // the rotation is complete with the key
     ReplaceFile(ReadFile(r.key), client + "/client.key");
     absl::Status probe;
     const bool used = Eventually(
