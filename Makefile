@@ -49,16 +49,20 @@ sim-planted: deps
 	@scripts/sim.sh planted $(SIM_PLANTED_SEEDS) build-sim-planted/tests/sim/kvstore_sim
 
 # The long variants of tests that `make test` runs short (issue 23): watches and the session lease
-# through 60 s of expiring tokens (simple and JWT), 50 collaborators with etcd down for 60 s, and
-# a herd of HERD_AGENTS kvstorectl agents through a kill -9 and restart of their etcd.
-# Their [figure] lines (CPU while etcd is down, convergence times, etcd's peak request rates) are
-# in the output.
+# through 60 s of expiring tokens (simple and JWT), 50 collaborators with etcd down for 60 s,
+# 10,000 backends created, used with a watch and destroyed (LIFECYCLE_CYCLES), 1,000 writes/s
+# for 60 s after each of two certificate rotations, and a herd of HERD_AGENTS kvstorectl agents
+# through a kill -9 and restart of their etcd.
+# Their [figure] lines (CPU while etcd is down, convergence times, descriptors, threads and RSS
+# over the cycles, etcd's peak request rates under the herd) are in the output.
 SOAK_SECONDS ?= 60
+LIFECYCLE_CYCLES ?= 10000
 HERD_AGENTS ?= 200
 soak: build
 	cd $(BUILD_DIR) && KVSTORE_AUTH_SOAK_SECONDS=$(SOAK_SECONDS) KVSTORE_DOWN_SECONDS=$(SOAK_SECONDS) \
+	  KVSTORE_LIFECYCLE_CYCLES=$(LIFECYCLE_CYCLES) KVSTORE_CERT_ROTATION_SECONDS=$(SOAK_SECONDS) \
 	  KVSTORE_HERD_AGENTS=$(HERD_AGENTS) ctest --output-on-failure -V --timeout 900 \
-	  -R '^(etcd_auth_streams_test|etcd_down_load_test|kvstorectl_agent_herd_test)$$'
+	  -R '^(etcd_auth_streams_test|etcd_down_load_test|lifecycle_cycles_test|etcd_cert_rotation_test|kvstorectl_agent_herd_test)$$'
 
 # Sanitizer builds live in their own directories and build only the test binaries ctest runs
 # (target all_tests, or unit_tests with UNIT_ONLY=1, which also skips the tests that start etcd).

@@ -21,25 +21,81 @@ std::string JoinAddresses(const std::vector<std::unique_ptr<ChannelPool::Member>
 
 }  // namespace
 
-ChannelPool::Member::Member(Endpoint endpoint, std::shared_ptr<grpc::Channel> channel,
-                            bool authenticate)
-    : endpoint(std::move(endpoint)),
-      address(this->endpoint.Address()),
-      channel(std::move(channel)),
+ChannelPool::Connection::Connection(std::shared_ptr<grpc::Channel> channel)
+    : channel(std::move(channel)),
       kv(etcdserverpb::KV::NewStub(this->channel)),
       watch(etcdserverpb::Watch::NewStub(this->channel)),
       lease(etcdserverpb::Lease::NewStub(this->channel)),
       auth(etcdserverpb::Auth::NewStub(this->channel)),
-      maintenance(etcdserverpb::Maintenance::NewStub(this->channel)),
-      token(authenticate) {}
+      maintenance(etcdserverpb::Maintenance::NewStub(this->channel)) {}
 
-ChannelPool::ChannelPool(std::vector<std::unique_ptr<Member>> members)
-    : members_(std::move(members)),
+ChannelPool::Member::Member(Endpoint endpoint, std::shared_ptr<Connection> connection,
+                            bool authenticate)
+    : endpoint(std::move(endpoint)),
+      address(this->endpoint.Address()),
+      token(authenticate),
+      current_(std::move(connection)) {}
+
+std::shared_ptr<ChannelPool::Connection> ChannelPool::Member::connection() const {
+  std::lock_guard<std::mutex> guard(mu_);
+  return current_;
+}
+
+namespace {
+
+std::vector<std::unique_ptr<ChannelPool::Member>> MakeMembers(
+    const ChannelFactory& factory, const std::vector<Endpoint>& endpoints, bool authenticate) {
+  std::vector<std::unique_ptr<ChannelPool::Member>> members;
+  for (const Endpoint& e : endpoints) {
+    members.push_back(std::make_unique<ChannelPool::Member>(
+        e, std::make_shared<ChannelPool::Connection>(factory.NewChannel(e)), authenticate));
+  }
+  return members;
+}
+
+}  // namespace
+
+ChannelPool::ChannelPool(std::unique_ptr<ChannelFactory> factory,
+                         const std::vector<Endpoint>& endpoints, bool authenticate)
+    : factory_(std::move(factory)),
+      members_(MakeMembers(*factory_, endpoints, authenticate)),
       address_list_(JoinAddresses(members_)),
       health_(members_.size()) {}
 
+void ChannelPool::FollowCertificateFiles() {
+  if (factory_->CheckCertificateFiles()) {
+    // Every TLS member gets a channel with the new files, asked to connect now. A member whose
+    // previous new channel never connected gets this one instead.
+    for (const auto& m : members_) {
+      if (!factory_->UsesTls(m->endpoint)) continue;
+      auto next = std::make_shared<Connection>(factory_->NewChannel(m->endpoint));
+      next->channel->GetState(/*try_to_connect=*/true);
+      std::lock_guard<std::mutex> guard(m->mu_);
+      if (!m->next_) pending_.fetch_add(1);
+      m->next_ = std::move(next);
+    }
+  }
+  if (pending_.load() == 0) return;
+  for (const auto& m : members_) {
+    std::lock_guard<std::mutex> guard(m->mu_);
+    if (!m->next_) continue;
+    const grpc_connectivity_state next = m->next_->channel->GetState(/*try_to_connect=*/true);
+    const grpc_connectivity_state now = m->current_->channel->GetState(/*try_to_connect=*/false);
+    // Connected with the new files, or the old ones cannot connect (the server moved on first):
+    // the new channel takes the next calls. The old one goes once what it carries has ended.
+    if (next == GRPC_CHANNEL_READY || now == GRPC_CHANNEL_TRANSIENT_FAILURE ||
+        now == GRPC_CHANNEL_SHUTDOWN || now == GRPC_CHANNEL_IDLE) {
+      m->current_ = std::move(m->next_);
+      m->next_.reset();
+      pending_.fetch_sub(1);
+      rotations_.fetch_add(1);
+    }
+  }
+}
+
 std::optional<size_t> ChannelPool::Pick(const std::vector<bool>& skip, const Context& ctx,
                                         std::chrono::steady_clock::time_point wait_until) {
+  FollowCertificateFiles();
   if (members_.size() == 1) {
     // The call itself waits for the one connection.
     return !skip.empty() && skip[0] ? std::nullopt : std::optional<size_t>(0);
@@ -66,7 +122,8 @@ ChannelPool::Choice ChannelPool::PickNow(const std::vector<bool>& skip) {
     if (!skip.empty() && skip[i]) continue;
     // Asking for the state also makes an idle channel connect, so a member that came back is
     // connected again before it is needed.
-    const grpc_connectivity_state state = members_[i]->channel->GetState(/*try_to_connect=*/true);
+    const grpc_connectivity_state state =
+        members_[i]->connection()->channel->GetState(/*try_to_connect=*/true);
     Rank rank;
     if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
       rank = kCannotConnect;

@@ -64,6 +64,10 @@ bool IsAuthTokenError(const absl::Status& status) {
          absl::StrContains(msg, "user name is empty");
 }
 
+bool IsAuthRevisionError(const absl::Status& status) {
+  return !status.ok() && absl::StrContains(status.message(), "revision of auth store is old");
+}
+
 bool IsCompactedError(const absl::Status& status) {
   return !status.ok() &&
          absl::StrContains(status.message(), "required revision has been compacted");

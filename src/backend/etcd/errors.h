@@ -47,6 +47,10 @@ bool IsNotConnectedError(const grpc::Status& status);
 bool IsEndpointFailure(const absl::Status& status);
 // True for errors after which a fresh authentication token should be tried.
 bool IsAuthTokenError(const absl::Status& status);
+// True when etcd refused a request because its users or roles changed while it was on its way
+// ("revision of auth store is old"): checked before anything is applied, so the request may be
+// sent again, with a token or not (a client certificate's user, --client-cert-auth).
+bool IsAuthRevisionError(const absl::Status& status);
 // True when etcd answered that a requested revision is compacted.
 bool IsCompactedError(const absl::Status& status);
 // True when etcd answered that a lease does not exist (expired or revoked).

@@ -44,13 +44,9 @@ absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& c
   absl::StatusOr<std::unique_ptr<ChannelFactory>> factory =
       ChannelFactory::Create(config, endpoints);
   if (!factory.ok()) return factory.status();
-  std::vector<std::unique_ptr<ChannelPool::Member>> members;
-  for (const Endpoint& e : endpoints) {
-    members.push_back(std::make_unique<ChannelPool::Member>(e, (*factory)->NewChannel(e),
-                                                            !config.username.empty()));
-  }
-  return std::unique_ptr<RpcClient>(
-      new RpcClient(std::make_unique<ChannelPool>(std::move(members)), config, *limits));
+  return std::unique_ptr<RpcClient>(new RpcClient(
+      std::make_unique<ChannelPool>(*std::move(factory), endpoints, !config.username.empty()),
+      config, *limits));
 }
 
 RpcClient::RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config,
@@ -154,7 +150,7 @@ absl::Status RpcClient::Conclude(size_t index, const grpc::Status& status, std::
   return translated;
 }
 
-grpc::Status RpcClient::AwaitCompletion(const Starter& start, Member& member,
+grpc::Status RpcClient::AwaitCompletion(const Starter& start, Connection& connection,
                                         grpc::ClientContext* context) {
   // Shared with the callback, which wakes the caller after releasing the lock (woken under it,
   // the caller would block on it again at once) and so must keep it alive meanwhile.
@@ -165,7 +161,7 @@ grpc::Status RpcClient::AwaitCompletion(const Starter& start, Member& member,
     grpc::Status result;
   };
   auto completion = std::make_shared<Completion>();
-  start(member, context, [completion](grpc::Status s) {
+  start(connection, context, [completion](grpc::Status s) {
     {
       std::lock_guard<std::mutex> guard(completion->mu);
       completion->result = std::move(s);
@@ -190,7 +186,7 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
   grpc::Status result;
   {
     ScopedContextCallback cancel(ctx, [&context] { context->TryCancel(); });
-    result = AwaitCompletion(start, pool_->member(index), context.get());
+    result = AwaitCompletion(start, *pool_->member(index).connection(), context.get());
   }
   registry_.Unregister(context.get());
   Attempt attempt;
@@ -212,7 +208,7 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
     etcdserverpb::AuthenticateResponse response;
     Attempt attempt = CallOnce(
         index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
-        /*token=*/"", deadline, [&](Member& m, grpc::ClientContext* c, auto done) {
+        /*token=*/"", deadline, [&](Connection& m, grpc::ClientContext* c, auto done) {
           SendOnQueue([&] { return m.auth->PrepareAsyncAuthenticate(c, request, Queue()); },
                       &response, std::move(done));
         });
@@ -280,9 +276,12 @@ absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view
       token = *std::move(t);
     }
     Attempt attempt = CallOnce(index, ctx, what, token, deadline, start);
-    if (with_token && pool_->member(index).token.enabled() && IsAuthTokenError(attempt.status) &&
-        !logged_in_again) {
-      logged_in_again = true;  // Conclude forgot the token: the next attempt logs in again
+    // Conclude forgot a refused token: the next attempt logs in again. A request refused for a
+    // change of users or roles under way is sent again too, token or not.
+    if (with_token && !logged_in_again &&
+        ((pool_->member(index).token.enabled() && IsAuthTokenError(attempt.status)) ||
+         IsAuthRevisionError(attempt.status))) {
+      logged_in_again = true;
       continue;
     }
     if (attempt.not_connected) {
@@ -318,7 +317,7 @@ absl::Status RpcClient::AdmittedCall(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
                               const etcdserverpb::RangeRequest& request,
                               etcdserverpb::RangeResponse* response) {
-  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -327,7 +326,7 @@ absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
                             const etcdserverpb::PutRequest& request,
                             etcdserverpb::PutResponse* response) {
-  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncPut(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -336,7 +335,7 @@ absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
 absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
                                     const etcdserverpb::DeleteRangeRequest& request,
                                     etcdserverpb::DeleteRangeResponse* response) {
-  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncDeleteRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -345,7 +344,7 @@ absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
                             const etcdserverpb::TxnRequest& request,
                             etcdserverpb::TxnResponse* response) {
-  return AdmittedCall(ctx, what, [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncTxn(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -354,7 +353,7 @@ absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
 absl::Status RpcClient::LeaseGrant(const Context& ctx,
                                    const etcdserverpb::LeaseGrantRequest& request,
                                    etcdserverpb::LeaseGrantResponse* response) {
-  return AdmittedCall(ctx, "lease grant", [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, "lease grant", [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseGrant(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -363,7 +362,7 @@ absl::Status RpcClient::LeaseGrant(const Context& ctx,
 absl::Status RpcClient::LeaseRevoke(const Context& ctx,
                                     const etcdserverpb::LeaseRevokeRequest& request,
                                     etcdserverpb::LeaseRevokeResponse* response) {
-  return AdmittedCall(ctx, "lease revoke", [&](Member& m, grpc::ClientContext* c, auto done) {
+  return AdmittedCall(ctx, "lease revoke", [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseRevoke(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -413,7 +412,7 @@ void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what,
   messages->request = std::move(request);
   auto call = std::make_shared<UnaryCall>(ctx, std::move(what), request_timeout_);
   Messages* m = messages.get();
-  call->start = [this, m, rpc](Member& member, grpc::ClientContext* context,
+  call->start = [this, m, rpc](Connection& member, grpc::ClientContext* context,
                                std::function<void(grpc::Status)> sent) {
     SendOnQueue([&] { return rpc(member, context, m->request, Queue()); }, &m->response,
                 std::move(sent));
@@ -458,7 +457,7 @@ void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
   }
   call->cancel_callback = call->ctx.AddCallback([context] { context->TryCancel(); });
   UnaryCall* const c = call.get();
-  c->start(pool_->member(c->index), context,
+  c->start(*pool_->member(c->index).connection(), context,
            [this, &slow, call = std::move(call)](grpc::Status status) mutable {
              OnAttemptDone(slow, std::move(call), status);
            });
@@ -471,9 +470,12 @@ void RpcClient::OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call,
   const bool not_connected = IsNotConnectedError(status);
   absl::Status result = Conclude(call->index, status, call->what, *call->context, &call->ctx);
   call->context.reset();
-  const bool token_refused = pool_->member(call->index).token.enabled() && IsAuthTokenError(result);
+  const bool token_refused =
+      (pool_->member(call->index).token.enabled() && IsAuthTokenError(result)) ||
+      IsAuthRevisionError(result);
   // As BlockingCall: a request that was not sent goes elsewhere, a refused token is renewed
-  // once (the blocking call's own attempt logs in again, and does not retry a second refusal).
+  // once (the blocking call's own attempt logs in again, and does not retry a second refusal),
+  // a request refused for a change of users or roles is sent once more.
   if (!call->ctx.Done() && (not_connected || token_refused)) {
     RunBlocking(slow, std::move(call));
   } else {
@@ -494,7 +496,7 @@ void RpcClient::PutAsync(Executor& slow, const Context& ctx, std::string what,
                          etcdserverpb::PutRequest request,
                          Callback<etcdserverpb::PutResponse> done) {
   StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
-             [](Member& m, grpc::ClientContext* c, const etcdserverpb::PutRequest& request,
+             [](Connection& m, grpc::ClientContext* c, const etcdserverpb::PutRequest& request,
                 grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncPut(c, request, queue); });
 }
 
@@ -502,8 +504,8 @@ void RpcClient::DeleteRangeAsync(Executor& slow, const Context& ctx, std::string
                                  etcdserverpb::DeleteRangeRequest request,
                                  Callback<etcdserverpb::DeleteRangeResponse> done) {
   StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
-             [](Member& m, grpc::ClientContext* c, const etcdserverpb::DeleteRangeRequest& request,
-                grpc::CompletionQueue* queue) {
+             [](Connection& m, grpc::ClientContext* c,
+                const etcdserverpb::DeleteRangeRequest& request, grpc::CompletionQueue* queue) {
                return m.kv->PrepareAsyncDeleteRange(c, request, queue);
              });
 }
@@ -513,7 +515,7 @@ void RpcClient::RangeAsync(Executor& slow, const Context& ctx, std::string what,
                            Callback<etcdserverpb::RangeResponse> done) {
   StartUnary(
       slow, ctx, std::move(what), std::move(request), std::move(done),
-      [](Member& m, grpc::ClientContext* c, const etcdserverpb::RangeRequest& request,
+      [](Connection& m, grpc::ClientContext* c, const etcdserverpb::RangeRequest& request,
          grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncRange(c, request, queue); });
 }
 
@@ -542,8 +544,8 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
   // Only the callback owns the call: it destroys the ClientContext before Release (see
   // CallRegistry).
   Call* const c = call.get();
-  Member& member = pool_->member(index);
-  SendOnQueue([&] { return member.kv->PrepareAsyncRange(&c->context, c->request, Queue()); },
+  std::shared_ptr<Connection> connection = pool_->member(index).connection();
+  SendOnQueue([&] { return connection->kv->PrepareAsyncRange(&c->context, c->request, Queue()); },
               &c->response,
               [this, index, call = std::move(call), what = std::move(what),
                done = std::move(done)](grpc::Status s) mutable {
@@ -598,8 +600,8 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
     }
     SendOnQueue(
         [&] {
-          return member.maintenance->PrepareAsyncStatus(&calls[i].context, calls[i].request,
-                                                        Queue());
+          return member.connection()->maintenance->PrepareAsyncStatus(&calls[i].context,
+                                                                      calls[i].request, Queue());
         },
         &results[i].response,
         [&, i](grpc::Status s) {
@@ -623,13 +625,14 @@ template <typename Stream>
 absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
     std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
     const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
-        Member& member, grpc::ClientContext* context, grpc::CompletionQueue* queue)>& bind) {
+        Connection& connection, grpc::ClientContext* context, grpc::CompletionQueue* queue)>&
+        bind) {
   const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
   bool not_connected = false;
   absl::StatusOr<std::string> token = TokenFor(
       index, closing_, std::chrono::steady_clock::now() + request_timeout_, &not_connected);
   if (!token.ok()) return token.status();
-  Member& member = pool_->member(index);
+  std::shared_ptr<Connection> connection = pool_->member(index).connection();
   grpc::CompletionQueue* const queue = Queue();
   if (queue == nullptr) return absl::FailedPreconditionError("etcd backend is closed");
   return Stream::Start(
@@ -648,7 +651,7 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
         if (!token->empty()) context->AddMetadata("token", *token);
       },
       [&](grpc::ClientContext* context, grpc::CompletionQueue* queue) {
-        return bind(member, context, queue);
+        return bind(*connection, context, queue);
       });
 }
 
@@ -656,7 +659,7 @@ absl::StatusOr<std::shared_ptr<WatchRequests>> RpcClient::StartWatchStream(
     ReadHandler<etcdserverpb::WatchResponse> on_read, DoneHandler on_done) {
   absl::StatusOr<std::shared_ptr<WatchStream>> stream = StartStream<WatchStream>(
       "watch", std::move(on_read), std::move(on_done),
-      [](Member& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
+      [](Connection& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
         return m.watch->PrepareAsyncWatch(context, queue);
       });
   if (!stream.ok()) return stream.status();
@@ -667,7 +670,7 @@ absl::StatusOr<std::shared_ptr<KeepAliveRequests>> RpcClient::StartKeepAliveStre
     ReadHandler<etcdserverpb::LeaseKeepAliveResponse> on_read, DoneHandler on_done) {
   absl::StatusOr<std::shared_ptr<KeepAliveStream>> stream = StartStream<KeepAliveStream>(
       "lease keep-alive", std::move(on_read), std::move(on_done),
-      [](Member& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
+      [](Connection& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
         return m.lease->PrepareAsyncLeaseKeepAlive(context, queue);
       });
   if (!stream.ok()) return stream.status();

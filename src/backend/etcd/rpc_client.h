@@ -106,11 +106,12 @@ class RpcClient final : public Transport {
 
  private:
   using Member = ChannelPool::Member;
-  // Starts one unary call on `member`'s stubs; `done` runs on the poller's thread.
-  using Starter = std::function<void(Member& member, grpc::ClientContext* context,
+  using Connection = ChannelPool::Connection;
+  // Starts one unary call on `connection`'s stubs; `done` runs on the poller's thread.
+  using Starter = std::function<void(Connection& connection, grpc::ClientContext* context,
                                      std::function<void(grpc::Status)> done)>;
-  // Runs `start` on `member` and waits for its completion.
-  static grpc::Status AwaitCompletion(const Starter& start, Member& member,
+  // Runs `start` on `connection` and waits for its completion.
+  static grpc::Status AwaitCompletion(const Starter& start, Connection& connection,
                                       grpc::ClientContext* context);
   // The outcome of one attempt on one endpoint.
   struct Attempt {
@@ -168,7 +169,8 @@ class RpcClient final : public Transport {
   absl::StatusOr<std::shared_ptr<Stream>> StartStream(
       std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
       const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
-          Member& member, grpc::ClientContext* context, grpc::CompletionQueue* queue)>& bind);
+          Connection& connection, grpc::ClientContext* context, grpc::CompletionQueue* queue)>&
+          bind);
 
   const std::unique_ptr<ChannelPool> pool_;
   const std::string username_, password_;
