@@ -4,8 +4,6 @@
 #include <iterator>
 #include <utility>
 
-#include "core/watcher_core.h"
-
 namespace kvstore {
 
 std::string_view EventTypeName(EventType type) {
@@ -23,27 +21,11 @@ std::string_view EventTypeName(EventType type) {
 }
 
 Watcher::Watcher(std::string prefix, size_t capacity)
-    : prefix_(std::move(prefix)), core_(std::make_unique<internal::WatcherCore>(capacity)) {}
+    : prefix_(std::move(prefix)), capacity_(std::max<size_t>(capacity, 1)) {}
 
 Watcher::~Watcher() = default;
 
-bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) { return core_->Emit(std::move(ev), ctx); }
-void Watcher::Close() { core_->Close(); }
-std::optional<KeyValueEvent> Watcher::Next() { return core_->Next(Context::Background()); }
-std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
-  return core_->NextFor(timeout);
-}
-std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) { return core_->Next(ctx); }
-bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
-  return core_->NextBatch(ctx, events);
-}
-void Watcher::Stop() { core_->Stop(); }
-
-namespace internal {
-
-WatcherCore::WatcherCore(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
-
-bool WatcherCore::Emit(KeyValueEvent ev, const Context& ctx) {
+bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   bool ready =
       ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
@@ -52,7 +34,7 @@ bool WatcherCore::Emit(KeyValueEvent ev, const Context& ctx) {
   return true;
 }
 
-void WatcherCore::Close() {
+void Watcher::Close() {
   std::function<void()> hook;
   std::function<void()> readable;
   {
@@ -66,14 +48,14 @@ void WatcherCore::Close() {
   if (readable) readable();
 }
 
-bool WatcherCore::TryEmit(KeyValueEvent& ev) {
+bool Watcher::TryEmit(KeyValueEvent& ev) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
   PushLocked(std::move(ev), lock);
   return true;
 }
 
-void WatcherCore::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
+void Watcher::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
   buffer_.push_back(std::move(ev));
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
@@ -84,7 +66,7 @@ void WatcherCore::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& loc
   if (readable) readable();
 }
 
-std::function<void()> WatcherCore::TakeReadableHookLocked() {
+std::function<void()> Watcher::TakeReadableHookLocked() {
   std::function<void()> hook;
   if (readable_hook_ && (stopped_ || closed_ || !buffer_.empty())) {
     hook = std::move(readable_hook_);
@@ -93,7 +75,7 @@ std::function<void()> WatcherCore::TakeReadableHookLocked() {
   return hook;
 }
 
-int WatcherCore::TryTakeBatch(std::deque<KeyValueEvent>* events) {
+int Watcher::TryTakeBatch(std::deque<KeyValueEvent>* events) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopped_) return -1;
   if (buffer_.empty()) return closed_ ? -1 : 0;
@@ -112,7 +94,7 @@ int WatcherCore::TryTakeBatch(std::deque<KeyValueEvent>* events) {
   return 1;
 }
 
-void WatcherCore::NotifyWhenReadable(std::function<void()> fn) {
+void Watcher::NotifyWhenReadable(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     readable_hook_ = std::move(fn);
@@ -121,7 +103,7 @@ void WatcherCore::NotifyWhenReadable(std::function<void()> fn) {
   if (fn) fn();
 }
 
-void WatcherCore::NotifyWhenSpace(std::function<void()> fn) {
+void Watcher::NotifyWhenSpace(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     space_hook_ = std::move(fn);
@@ -130,7 +112,7 @@ void WatcherCore::NotifyWhenSpace(std::function<void()> fn) {
   if (fn) fn();
 }
 
-std::function<void()> WatcherCore::TakeSpaceHookLocked() {
+std::function<void()> Watcher::TakeSpaceHookLocked() {
   std::function<void()> hook;
   // Half empty rather than one free slot: the producer then hands over a batch per wake-up
   // instead of one event each time the consumer takes one.
@@ -141,7 +123,7 @@ std::function<void()> WatcherCore::TakeSpaceHookLocked() {
   return hook;
 }
 
-std::optional<KeyValueEvent> WatcherCore::PopLocked(std::unique_lock<std::mutex>& lock) {
+std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lock) {
   if (buffer_.empty() || stopped_) return std::nullopt;
   KeyValueEvent ev = std::move(buffer_.front());
   buffer_.pop_front();
@@ -154,13 +136,15 @@ std::optional<KeyValueEvent> WatcherCore::PopLocked(std::unique_lock<std::mutex>
   return ev;
 }
 
-std::optional<KeyValueEvent> WatcherCore::Next(const Context& ctx) {
+std::optional<KeyValueEvent> Watcher::Next() { return Next(Context::Background()); }
+
+std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
   return PopLocked(lock);
 }
 
-bool WatcherCore::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
+bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
@@ -169,13 +153,13 @@ bool WatcherCore::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* event
   return TryTakeBatch(events) > 0;
 }
 
-std::optional<KeyValueEvent> WatcherCore::NextFor(std::chrono::nanoseconds timeout) {
+std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !buffer_.empty() || closed_ || stopped_; });
   return PopLocked(lock);
 }
 
-void WatcherCore::Stop() {
+void Watcher::Stop() {
   std::function<void()> hook;
   std::function<void()> space_hook;
   std::function<void()> readable_hook;
@@ -198,17 +182,17 @@ void WatcherCore::Stop() {
   cv_.wait(lock, [&] { return closed_; });
 }
 
-bool WatcherCore::Stopped() const {
+bool Watcher::Stopped() const {
   std::lock_guard<std::mutex> guard(mu_);
   return stopped_;
 }
 
-bool WatcherCore::Closed() const {
+bool Watcher::Closed() const {
   std::lock_guard<std::mutex> guard(mu_);
   return closed_ && buffer_.empty();
 }
 
-void WatcherCore::SetStopHook(std::function<void()> fn) {
+void Watcher::SetStopHook(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (!stopped_) {
@@ -219,5 +203,4 @@ void WatcherCore::SetStopHook(std::function<void()> fn) {
   fn();
 }
 
-}  // namespace internal
 }  // namespace kvstore
