@@ -174,7 +174,7 @@ void LeaseManager::KeepAliveTick() {
     spdlog::warn(
         "etcd lease keep-alive stream: no answer since the last keep-alive; opening a "
         "new stream");
-    silent->Cancel();
+    silent->Abandon();
   }
   if (!stream) {
     std::weak_ptr<LeaseManager> weak = weak_from_this();

@@ -146,7 +146,11 @@ absl::Status RpcClient::Conclude(size_t index, const grpc::Status& status, std::
                                         .closed = registry_.shut_down()});
   if (member.token.enabled() && IsAuthTokenError(translated)) member.token.Invalidate();
   const bool caller_gave_up = ctx != nullptr && ctx->Done();
-  pool_->Report(index, !caller_gave_up && IsEndpointFailure(translated));
+  // A call or stream cancelled here (its caller gave up, or a stream was replaced) says nothing
+  // of the member: in particular it must not clear what Abandon just reported.
+  if (status.error_code() != grpc::StatusCode::CANCELLED) {
+    pool_->Report(index, !caller_gave_up && IsEndpointFailure(translated));
+  }
   return translated;
 }
 
@@ -621,13 +625,40 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
   return results;
 }
 
+namespace {
+
+// A stream as its user sees it: Abandon also marks its member as failing in the pool. The pool
+// belongs to the RpcClient, which the stream's users (the watch hub, the lease manager) keep
+// alive while they hold streams.
+template <typename Request>
+class MemberStream final : public RequestStream<Request> {
+ public:
+  MemberStream(std::shared_ptr<RequestStream<Request>> stream, ChannelPool* pool, size_t index)
+      : stream_(std::move(stream)), pool_(pool), index_(index) {}
+
+  void Write(Request request) override { stream_->Write(std::move(request)); }
+  void Cancel() override { stream_->Cancel(); }
+  void Abandon() override {
+    pool_->Report(index_, /*failed=*/true);
+    stream_->Cancel();
+  }
+
+ private:
+  const std::shared_ptr<RequestStream<Request>> stream_;
+  ChannelPool* const pool_;
+  const size_t index_;
+};
+
+}  // namespace
+
 template <typename Stream>
 absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
     std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
     const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
-        Connection& connection, grpc::ClientContext* context, grpc::CompletionQueue* queue)>&
-        bind) {
+        Connection& connection, grpc::ClientContext* context, grpc::CompletionQueue* queue)>& bind,
+    size_t* picked) {
   const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
+  *picked = index;
   bool not_connected = false;
   absl::StatusOr<std::string> token = TokenFor(
       index, closing_, std::chrono::steady_clock::now() + request_timeout_, &not_connected);
@@ -657,24 +688,30 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
 
 absl::StatusOr<std::shared_ptr<WatchRequests>> RpcClient::StartWatchStream(
     ReadHandler<etcdserverpb::WatchResponse> on_read, DoneHandler on_done) {
+  size_t index = 0;
   absl::StatusOr<std::shared_ptr<WatchStream>> stream = StartStream<WatchStream>(
       "watch", std::move(on_read), std::move(on_done),
       [](Connection& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
         return m.watch->PrepareAsyncWatch(context, queue);
-      });
+      },
+      &index);
   if (!stream.ok()) return stream.status();
-  return std::shared_ptr<WatchRequests>(*std::move(stream));
+  return std::make_shared<MemberStream<etcdserverpb::WatchRequest>>(*std::move(stream), pool_.get(),
+                                                                    index);
 }
 
 absl::StatusOr<std::shared_ptr<KeepAliveRequests>> RpcClient::StartKeepAliveStream(
     ReadHandler<etcdserverpb::LeaseKeepAliveResponse> on_read, DoneHandler on_done) {
+  size_t index = 0;
   absl::StatusOr<std::shared_ptr<KeepAliveStream>> stream = StartStream<KeepAliveStream>(
       "lease keep-alive", std::move(on_read), std::move(on_done),
       [](Connection& m, grpc::ClientContext* context, grpc::CompletionQueue* queue) {
         return m.lease->PrepareAsyncLeaseKeepAlive(context, queue);
-      });
+      },
+      &index);
   if (!stream.ok()) return stream.status();
-  return std::shared_ptr<KeepAliveRequests>(*std::move(stream));
+  return std::make_shared<MemberStream<etcdserverpb::LeaseKeepAliveRequest>>(*std::move(stream),
+                                                                             pool_.get(), index);
 }
 
 }  // namespace kvstore::etcd

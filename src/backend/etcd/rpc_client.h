@@ -164,13 +164,15 @@ class RpcClient final : public Transport {
   // learning from it: a refused token is forgotten, a failed endpoint avoided for a while.
   absl::Status Conclude(size_t index, const grpc::Status& status, std::string_view what,
                         const grpc::ClientContext& context, const Context* ctx);
-  // Opens a stream on the endpoint Pick chooses; `bind` attaches it to that member's stub.
+  // Opens a stream on the endpoint Pick chooses (its index in `picked`); `bind` attaches it to
+  // that member's stub.
   template <typename Stream>
   absl::StatusOr<std::shared_ptr<Stream>> StartStream(
       std::string what, typename Stream::ReadHandler on_read, typename Stream::DoneHandler on_done,
       const std::function<std::unique_ptr<typename Stream::ReaderWriter>(
           Connection& connection, grpc::ClientContext* context, grpc::CompletionQueue* queue)>&
-          bind);
+          bind,
+      size_t* picked);
 
   const std::unique_ptr<ChannelPool> pool_;
   const std::string username_, password_;

@@ -24,6 +24,10 @@ class RequestStream {
   virtual void Write(Request request) = 0;
   // Ends the stream; its done handler runs once it has ended.
   virtual void Cancel() = 0;
+  // Ends the stream because its member stopped answering on a connection that looks open (a
+  // keep-alive or progress request went unanswered): besides Cancel, the member is avoided for
+  // a while, as after a failed call, so that the next stream goes to another member.
+  virtual void Abandon() { Cancel(); }
 };
 
 using WatchRequests = RequestStream<etcdserverpb::WatchRequest>;

@@ -372,7 +372,7 @@ void WatchHub::CheckSilence(uint64_t generation) {
     }
     if (!replaced) ScheduleSilenceCheckLocked();
   }
-  if (replaced) replaced->Cancel();
+  if (replaced) replaced->Abandon();
 }
 
 std::shared_ptr<WatchRequests> WatchHub::ReplaceStreamLocked(std::chrono::milliseconds delay) {
