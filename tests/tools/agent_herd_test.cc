@@ -80,27 +80,16 @@ struct EtcdCounters {
 };
 
 std::optional<EtcdCounters> ScrapeEtcd(int port) {
-  CommandResult result = RunCommand(
-      {"curl", "-sS", "--max-time", "2", "http://127.0.0.1:" + std::to_string(port) + "/metrics"},
-      5s);
-  if (result.exit_code != 0) return std::nullopt;
+  std::optional<std::vector<Sample>> samples = TryScrape(port, 2s);
+  if (!samples) return std::nullopt;
   EtcdCounters counters;
-  size_t at = 0;
-  while (at < result.output.size()) {
-    size_t end = result.output.find('\n', at);
-    if (end == std::string::npos) end = result.output.size();
-    const std::string_view line(result.output.data() + at, end - at);
-    at = end + 1;
-    const size_t value_at = line.rfind(' ');
-    if (value_at == std::string_view::npos) continue;
-    double value = 0;
-    if (!absl::SimpleAtod(std::string(line.substr(value_at + 1)), &value)) continue;
-    if (line.starts_with("grpc_server_started_total{") &&
-        line.find("grpc_type=\"unary\"") != std::string_view::npos) {
-      counters.unary += value;
-    } else if (line.starts_with("grpc_server_msg_received_total{") &&
-               line.find("grpc_type=\"bidi_stream\"") != std::string_view::npos) {
-      counters.stream_messages += value;
+  for (const Sample& sample : *samples) {
+    if (sample.name == "grpc_server_started_total" &&
+        sample.labels.find("grpc_type=\"unary\"") != std::string::npos) {
+      counters.unary += sample.value;
+    } else if (sample.name == "grpc_server_msg_received_total" &&
+               sample.labels.find("grpc_type=\"bidi_stream\"") != std::string::npos) {
+      counters.stream_messages += sample.value;
     }
   }
   return counters;
@@ -137,7 +126,7 @@ class EtcdSampler {
   Peak PeakBetween(Clock::time_point from, Clock::time_point to) {
     std::lock_guard<std::mutex> lock(mu_);
     Peak peak;
-    std::optional<Sample> first, last;
+    std::optional<Reading> first, last;
     for (size_t i = 0; i < samples_.size(); ++i) {
       if (samples_[i].at < from || samples_[i].at > to) continue;
       if (!first) first = samples_[i];
@@ -163,7 +152,7 @@ class EtcdSampler {
   }
 
  private:
-  struct Sample {
+  struct Reading {
     Clock::time_point at;
     EtcdCounters counters;
   };
@@ -181,7 +170,7 @@ class EtcdSampler {
   const int port_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::vector<Sample> samples_;  // guarded by mu_
+  std::vector<Reading> samples_;  // guarded by mu_
   std::thread thread_;
 };
 

@@ -190,11 +190,12 @@ std::optional<int> MetricsPort(RunningTool& tool) {
 }
 
 // Scrapes /metrics with curl and parses the samples of the text exposition format
-// (`name{labels} value` or `name value`).
-std::vector<Sample> Scrape(int port) {
-  CommandResult result = RunCommand(
-      {"curl", "-sS", "--max-time", "10", "http://127.0.0.1:" + std::to_string(port) + "/metrics"});
-  EXPECT_EQ(result.exit_code, 0) << result.output;
+// (`name{labels} value` or `name value`); nullopt when curl fails.
+std::optional<std::vector<Sample>> TryScrape(int port, std::chrono::seconds timeout) {
+  CommandResult result = RunCommand({"curl", "-sS", "--max-time", std::to_string(timeout.count()),
+                                     "http://127.0.0.1:" + std::to_string(port) + "/metrics"},
+                                    timeout + std::chrono::seconds(5));
+  if (result.exit_code != 0) return std::nullopt;
   std::vector<Sample> samples;
   for (const std::string& line : Lines(result.output)) {
     if (line.empty() || line[0] == '#') continue;
@@ -216,6 +217,12 @@ std::vector<Sample> Scrape(int port) {
     samples.push_back(std::move(sample));
   }
   return samples;
+}
+
+std::vector<Sample> Scrape(int port) {
+  std::optional<std::vector<Sample>> samples = TryScrape(port, std::chrono::seconds(10));
+  EXPECT_TRUE(samples.has_value()) << "curl could not scrape 127.0.0.1:" << port << "/metrics";
+  return samples.value_or(std::vector<Sample>{});
 }
 
 // The value of the first sample named `name` whose labels contain every one of `labels`.

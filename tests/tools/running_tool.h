@@ -85,8 +85,11 @@ struct Sample {
   double value = 0;
 };
 
-// Scrapes /metrics with curl and parses the samples of the text exposition format.
+// Scrapes /metrics with curl and parses the samples of the text exposition format (a failure
+// is added when curl fails).
 std::vector<Sample> Scrape(int port);
+// The same without a failure: nullopt when curl fails (a server that may be down).
+std::optional<std::vector<Sample>> TryScrape(int port, std::chrono::seconds timeout);
 // The value of the first sample named `name` whose labels contain every one of `labels`.
 std::optional<double> SampleValue(const std::vector<Sample>& samples, std::string_view name,
                                   const std::vector<std::string>& labels);
