@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "CivetServer.h"
+#include "agent_mesh_support.h"
 #include "civetweb.h"
 #include "prometheus/text_serializer.h"
 #include "spdlog/pattern_formatter.h"
@@ -167,8 +168,7 @@ HealthReport MetricsServer::RunStatus() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   if (!status_) return {false, "starting\n"};
-  // Bytes as they are (a key or an error may hold any): invalid UTF-8 is replaced, not thrown.
-  return {true, status_().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"};
+  return {true, DumpJsonLine(status_()) + "\n"};
 }
 
 HealthReport MetricsServer::RunCheck(Probe probe) {
