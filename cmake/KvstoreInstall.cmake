@@ -30,6 +30,13 @@ if(TARGET kvstore_shared)
 endif()
 install(DIRECTORY include/kvstore DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT development)
 install(TARGETS kvstorectl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tool)
+# `ninja installable`: everything the rules above install, and nothing else (`make test-release
+# UNIT_ONLY=1` builds it with the unit tests, for the package tests).
+add_custom_target(installable)
+add_dependencies(installable kvstore ${kvstore_components} kvstorectl)
+if(TARGET kvstore_shared)
+  add_dependencies(installable kvstore_shared)
+endif()
 install(EXPORT kvstoreTargets NAMESPACE kvstore:: DESTINATION ${kvstore_cmake_dir}
         COMPONENT development)
 configure_package_config_file(cmake/kvstoreConfig.cmake.in

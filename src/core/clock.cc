@@ -60,8 +60,10 @@ class TimerThread {
     if (!running_) {
       // The previous thread, if any, has left its loop: it released mu_ for the last time.
       if (thread_.joinable()) thread_.join();
-      running_ = true;
+      // Set once the thread exists (its Loop waits for mu_): should starting it throw, the next
+      // Add tries again instead of counting on a thread that never started.
       thread_ = std::thread([this] { Loop(); });
+      running_ = true;
     } else if (earliest) {
       wake_ = true;
       cv_.notify_one();

@@ -48,8 +48,9 @@ TEST(StrandTest, RunsTasksOneAtATimeInPostOrder) {
           if (running.fetch_add(1) != 0) overlapped = true;
           EXPECT_TRUE(strand.RunningInThisThread());
           order.push_back(value);
-          if (order.size() == kTasks) done.set_value();
           running.fetch_sub(1);
+          // Last: once the test thread wakes it destroys everything this task refers to.
+          if (order.size() == kTasks) done.set_value();
         });
       }
     });

@@ -156,7 +156,10 @@ void CheckStreamsSurviveExpiringTokens(EtcdCluster& cluster) {
     EXPECT_EQ(w.view.keys.size(), static_cast<size_t>(written) + 1);
     w.watcher->Stop();
   }
-  EXPECT_EQ(backend->Status().state, BackendState::kOk) << backend->Status().message;
+  {
+    const BackendStatus backend_status = backend->Status();
+    EXPECT_EQ(backend_status.state, BackendState::kOk) << backend_status.message;
+  }
 }
 
 TEST(EtcdAuthStreamsTest, SimpleTokensExpiring) {

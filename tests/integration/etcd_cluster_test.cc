@@ -33,7 +33,10 @@ TEST_F(EtcdClusterTest, LeaderKilledClientAndWatcherCarryOn) {
   std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx_, prefix_, 16);
   WatchView view;
   ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
-  EXPECT_EQ(backend->Status().state, BackendState::kOk) << backend->Status().message;
+  {
+    const BackendStatus backend_status = backend->Status();
+    EXPECT_EQ(backend_status.state, BackendState::kOk) << backend_status.message;
+  }
 
   absl::StatusOr<int> leader = cluster_->LeaderIndex();
   ASSERT_TRUE(leader.ok()) << leader.status();

@@ -54,7 +54,24 @@ TEST_F(EtcdTlsTest, MutualTlsWorks) {
   ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
   EXPECT_EQ(view.keys.size(), 1u);
   watcher->Stop();
-  EXPECT_EQ(backend->Status().state, BackendState::kOk) << backend->Status().message;
+  const BackendStatus status = backend->Status();
+  EXPECT_EQ(status.state, BackendState::kOk) << status.message;
+}
+
+// A watch stopped as its stream starts: gRPC 1.51 resets a stream whose headers are still queued,
+// which etcd's HTTP/2 server under TLS answers by closing the connection (GOAWAY), failing every
+// other call on it. It happened about once in a hundred runs of the test above.
+TEST_F(EtcdTlsTest, WatchesStoppedAsTheyStartKeepTheConnection) {
+  constexpr int kRounds = 200;
+  for (int round = 0; round < kRounds; ++round) {
+    std::shared_ptr<Backend> backend = MustConnect(cluster_->ClientConfig());
+    std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx_, "tls/", 4);
+    WatchView view;
+    ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
+    watcher->Stop();
+    const BackendStatus status = backend->Status();
+    ASSERT_EQ(status.state, BackendState::kOk) << "round " << round << ": " << status.message;
+  }
 }
 
 TEST_F(EtcdTlsTest, WrongCaFailsClearly) {
@@ -132,7 +149,8 @@ TEST_F(EtcdAuthTest, PasswordWorksAndExpiredTokensAreRenewed) {
   EXPECT_EQ(backend->Get(ctx_, "auth/a")->value_or(""), "1");
   ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.keys.size() == 2; }));
   watcher->Stop();
-  EXPECT_EQ(backend->Status().state, BackendState::kOk) << backend->Status().message;
+  const BackendStatus backend_status = backend->Status();
+  EXPECT_EQ(backend_status.state, BackendState::kOk) << backend_status.message;
 }
 
 TEST_F(EtcdAuthTest, WrongPasswordFailsClearly) {

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "backend/etcd/call_registry.h"
 #include "backend/etcd/completion_poller.h"
 #include "backend/etcd/transport.h"
+#include "kvstore/clock.h"
 
 namespace kvstore::etcd {
 
@@ -45,6 +47,9 @@ class BidiStream final : public RequestStream<Req> {
   void Cancel() override;
 
  private:
+  // How long a Cancel waits for the start to complete before it cancels anyway.
+  static constexpr std::chrono::milliseconds kCancelGrace{50};
+
   enum class Op { kStart, kRead, kWrite, kFinish };
   // One kind of operation's tag: at most one of each kind is in flight.
   class OpTag final : public CompletionPoller::Tag {
@@ -71,6 +76,8 @@ class BidiStream final : public RequestStream<Req> {
   }
 
   void OnOpDone(Op op, bool ok);
+  // Cancels the call at once; Cancel defers to this until the call started.
+  void CancelNow();
   // Starts the next pending write, or Finish once reads ended and no write is in flight.
   void ContinueLocked();
   void OnFinished();
@@ -89,11 +96,13 @@ class BidiStream final : public RequestStream<Req> {
   Resp response_;
   grpc::Status status_;
   std::shared_ptr<BidiStream> self_;  // keeps the stream alive until OnFinished
+  std::weak_ptr<BidiStream> weak_self_;
 
   std::mutex mu_;  // guards the state below
   std::deque<Req> pending_writes_;
   Req current_write_;
   bool started_ = false;
+  bool cancel_after_start_ = false;  // Cancel came before the start completed
   bool writing_ = false;
   bool reads_finished_ = false;  // no more writes are started once set
   bool finishing_ = false;
@@ -110,6 +119,7 @@ absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::St
   prepare(context);
   if (!registry->Register(context)) return absl::FailedPreconditionError("etcd backend is closed");
   stream->self_ = stream;
+  stream->weak_self_ = stream;
   std::lock_guard<std::mutex> guard(stream->mu_);
   stream->stream_ = bind(context, queue);
   stream->stream_->StartCall(Tagged(&stream->start_tag_));
@@ -126,6 +136,29 @@ void BidiStream<Req, Resp>::Write(Req request) {
 
 template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::Cancel() {
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (!started_) {
+      // gRPC (grpc/grpc#38758, in Debian's 1.51) resets a stream whose headers are still queued;
+      // a server that never saw the stream (Go's HTTP/2 server, which etcd uses under TLS) takes
+      // that for a protocol error and closes the whole connection, failing every other call on
+      // it. The start completes once the headers are written: cancelled then, or after a grace
+      // period if it has not by then (a call waiting for its connection has no stream yet, and
+      // cancelling it is harmless).
+      if (!cancel_after_start_) {
+        cancel_after_start_ = true;
+        SystemClock()->AfterFunc(kCancelGrace, [weak = weak_self_] {
+          if (std::shared_ptr<BidiStream> stream = weak.lock()) stream->CancelNow();
+        });
+      }
+      return;
+    }
+  }
+  CancelNow();
+}
+
+template <typename Req, typename Resp>
+void BidiStream<Req, Resp>::CancelNow() {
   std::lock_guard<std::mutex> guard(context_mu_);
   if (context_) context_->TryCancel();
 }
@@ -151,14 +184,20 @@ template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
   switch (op) {
     case Op::kStart: {
-      std::lock_guard<std::mutex> guard(mu_);
-      started_ = true;
-      if (ok) {
-        stream_->Read(&response_, Tagged(&read_tag_));
-      } else {
-        reads_finished_ = true;  // the call did not start: its status tells why
+      bool cancel = false;
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        started_ = true;
+        cancel = cancel_after_start_ && ok;
+        if (ok) {
+          stream_->Read(&response_, Tagged(&read_tag_));
+        } else {
+          reads_finished_ = true;  // the call did not start: its status tells why
+        }
+        ContinueLocked();
       }
-      ContinueLocked();
+      // The read started above holds the call open, so the context is still there.
+      if (cancel) CancelNow();
       return;
     }
     case Op::kRead:
