@@ -129,9 +129,9 @@ test-tsan: deps
 	  sh -c "ctest --output-on-failure -j $(JOBS) $(TSAN_CTEST_ARGS) $(call san_etcd_ctest,$(TSAN_ETCD_TESTS))"
 
 # The Release build packagers make (-O3, which warns where RelWithDebInfo's -O2 does not), in
-# build-release, warnings as errors: the whole tree, or with UNIT_ONLY=1 (as CI runs it, for
-# time) the library, kvstorectl and the unit tests; then its tests (UNIT_ONLY=1: all but the etcd
-# ones, the package tests included).
+# build-release, warnings as errors: the whole tree, or with UNIT_ONLY=1 the library, kvstorectl
+# and the unit tests; then its tests (UNIT_ONLY=1: all but the etcd ones, the package tests
+# included). CI builds Release through `make test CMAKE_FLAGS=-DCMAKE_BUILD_TYPE=Release`.
 test-release: deps
 	@cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release $(WERROR) >/dev/null
 	@cmake --build build-release -j $(JOBS) $(if $(UNIT_ONLY),--target unit_tests installable)

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <string>
 
 #include "tests/integration/etcd_test_util.h"
@@ -72,6 +74,39 @@ TEST_F(EtcdTlsTest, WatchesStoppedAsTheyStartKeepTheConnection) {
     const BackendStatus status = backend->Status();
     ASSERT_EQ(status.state, BackendState::kOk) << "round " << round << ": " << status.message;
   }
+}
+
+// The same for unary calls: a call whose caller's context ends as it starts must not close the
+// connection under the others. The watch beside them would restart if it did.
+TEST_F(EtcdTlsTest, CallsCancelledAsTheyStartKeepTheConnection) {
+  std::shared_ptr<Backend> backend = MustConnect(cluster_->ClientConfig());
+  ASSERT_TRUE(backend->Update(ctx_, "tls/kept", "1", false).ok());
+  std::shared_ptr<Watcher> watcher = backend->ListAndWatch(ctx_, "tls/", 16);
+  WatchView view;
+  ASSERT_TRUE(view.ReadUntil(*watcher, [](const WatchView& v) { return v.list_done; }));
+  constexpr int kRounds = 300;
+  for (int round = 0; round < kRounds; ++round) {
+    auto [call_ctx, cancel] = WithCancel(ctx_);
+    auto done = std::make_shared<std::promise<void>>();
+    backend->GetAsync(call_ctx, "tls/kept",
+                      [done](absl::StatusOr<std::optional<std::string>>) { done->set_value(); });
+    cancel();
+    ASSERT_EQ(done->get_future().wait_for(std::chrono::seconds(20)), std::future_status::ready)
+        << "round " << round;
+  }
+  ASSERT_TRUE(backend->Update(ctx_, "tls/after", "2", false).ok());
+  ASSERT_TRUE(
+      view.ReadUntil(*watcher, [](const WatchView& v) { return v.keys.count("tls/after"); }));
+  std::vector<WatchFreshness> watches = backend->Watches();
+  ASSERT_EQ(watches.size(), 1u);
+  uint64_t restarts = 0;
+  std::string reasons;
+  for (const auto& [reason, n] : watches[0].restarts) {
+    restarts += n;
+    reasons += reason + "=" + std::to_string(n) + " ";
+  }
+  EXPECT_EQ(restarts, 0u) << reasons;
+  watcher->Stop();
 }
 
 TEST_F(EtcdTlsTest, WrongCaFailsClearly) {

@@ -1,5 +1,7 @@
 #include "backend/etcd/call_registry.h"
 
+#include "kvstore/clock.h"
+
 namespace kvstore::etcd {
 
 bool CallRegistry::Register(grpc::ClientContext* context) {
@@ -31,6 +33,30 @@ void CallRegistry::Shutdown() {
 bool CallRegistry::shut_down() const {
   std::lock_guard<std::mutex> guard(mu_);
   return shut_down_;
+}
+
+std::shared_ptr<CallCanceller> CallCanceller::Start(grpc::ClientContext* context) {
+  return std::make_shared<CallCanceller>(context, std::chrono::steady_clock::now());
+}
+
+void CallCanceller::Cancel() {
+  std::lock_guard<std::mutex> guard(mu_);
+  if (context_ == nullptr) return;
+  const auto since_start = std::chrono::steady_clock::now() - started_;
+  if (since_start >= kGrace) {
+    context_->TryCancel();  // under mu_: Detach waits for it
+    return;
+  }
+  if (deferred_) return;
+  deferred_ = true;
+  SystemClock()->AfterFunc(kGrace - since_start, [weak = weak_from_this()] {
+    if (std::shared_ptr<CallCanceller> self = weak.lock()) self->Cancel();
+  });
+}
+
+void CallCanceller::Detach() {
+  std::lock_guard<std::mutex> guard(mu_);
+  context_ = nullptr;
 }
 
 }  // namespace kvstore::etcd

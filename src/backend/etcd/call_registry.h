@@ -5,10 +5,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <set>
+
+#include "absl/base/thread_annotations.h"
 
 namespace kvstore::etcd {
 
@@ -42,6 +46,36 @@ class CallRegistry {
   std::set<grpc::ClientContext*> in_flight_;
   size_t live_contexts_ = 0;  // registered and not yet released
   bool shut_down_ = false;
+};
+
+// Cancels one unary call for its caller's context, but never in the call's first kGrace: gRPC 1.51
+// resets a call whose headers are still queued (grpc/grpc#38758), and a server that never saw the
+// call (Go's HTTP/2 server, which etcd uses under TLS) takes that for a protocol error and closes
+// the connection, failing every other call and stream on it. A Cancel that comes earlier takes
+// effect once kGrace has passed since the start, unless the call completed by then. (Streams wait
+// for their start instead: BidiStream::Cancel.) Thread-safe.
+class CallCanceller : public std::enable_shared_from_this<CallCanceller> {
+ public:
+  // Longer than queued headers wait to be written on a working connection; a call that waits for
+  // its connection has no stream yet, and cancelling it is harmless.
+  static constexpr std::chrono::milliseconds kGrace{50};
+
+  // For a call on `context` starting now.
+  static std::shared_ptr<CallCanceller> Start(grpc::ClientContext* context);
+
+  void Cancel();
+  // The call completed: Cancel does nothing from now on. Before the context is destroyed.
+  void Detach();
+
+  // Use Start.
+  CallCanceller(grpc::ClientContext* context, std::chrono::steady_clock::time_point started)
+      : started_(started), context_(context) {}
+
+ private:
+  const std::chrono::steady_clock::time_point started_;
+  std::mutex mu_;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_);  // null once detached
+  bool deferred_ ABSL_GUARDED_BY(mu_) = false;         // a timer will Cancel at started_ + kGrace
 };
 
 }  // namespace kvstore::etcd

@@ -188,10 +188,12 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
     return Attempt{absl::FailedPreconditionError("etcd backend is closed")};
   }
   grpc::Status result;
+  const std::shared_ptr<CallCanceller> canceller = CallCanceller::Start(context.get());
   {
-    ScopedContextCallback cancel(ctx, [&context] { context->TryCancel(); });
+    ScopedContextCallback cancel(ctx, [&canceller] { canceller->Cancel(); });
     result = AwaitCompletion(start, *pool_->member(index).connection(), context.get());
   }
+  canceller->Detach();
   registry_.Unregister(context.get());
   Attempt attempt;
   attempt.not_connected = IsNotConnectedError(result);
@@ -401,7 +403,8 @@ struct RpcClient::UnaryCall {
   // The attempt in flight.
   std::unique_ptr<grpc::ClientContext> context;
   size_t index = 0;
-  uint64_t cancel_callback = 0;  // on ctx, cancels `context`
+  uint64_t cancel_callback = 0;  // on ctx, cancels `context` through `canceller`
+  std::shared_ptr<CallCanceller> canceller;
 };
 
 template <typename Request, typename Response, typename Rpc>
@@ -459,7 +462,9 @@ void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
     call->Finish(absl::FailedPreconditionError("etcd backend is closed"));
     return;
   }
-  call->cancel_callback = call->ctx.AddCallback([context] { context->TryCancel(); });
+  call->canceller = CallCanceller::Start(context);
+  call->cancel_callback =
+      call->ctx.AddCallback([canceller = call->canceller] { canceller->Cancel(); });
   UnaryCall* const c = call.get();
   c->start(*pool_->member(c->index).connection(), context,
            [this, &slow, call = std::move(call)](grpc::Status status) mutable {
@@ -470,6 +475,7 @@ void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
 void RpcClient::OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call,
                               const grpc::Status& status) {
   if (call->cancel_callback != 0) call->ctx.RemoveCallback(call->cancel_callback);
+  if (call->canceller) call->canceller->Detach();
   registry_.Unregister(call->context.get());
   const bool not_connected = IsNotConnectedError(status);
   absl::Status result = Conclude(call->index, status, call->what, *call->context, &call->ctx);
