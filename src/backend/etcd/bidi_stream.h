@@ -6,7 +6,6 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -18,7 +17,6 @@
 #include "backend/etcd/call_registry.h"
 #include "backend/etcd/completion_poller.h"
 #include "backend/etcd/transport.h"
-#include "kvstore/clock.h"
 
 namespace kvstore::etcd {
 
@@ -47,9 +45,6 @@ class BidiStream final : public RequestStream<Req> {
   void Cancel() override;
 
  private:
-  // How long a Cancel waits for the start to complete before it cancels anyway.
-  static constexpr std::chrono::milliseconds kCancelGrace{50};
-
   enum class Op { kStart, kRead, kWrite, kFinish };
   // One kind of operation's tag: at most one of each kind is in flight.
   class OpTag final : public CompletionPoller::Tag {
@@ -76,8 +71,6 @@ class BidiStream final : public RequestStream<Req> {
   }
 
   void OnOpDone(Op op, bool ok);
-  // Cancels the call at once; Cancel defers to this until the call started.
-  void CancelNow();
   // Starts the next pending write, or Finish once reads ended and no write is in flight.
   void ContinueLocked();
   void OnFinished();
@@ -89,20 +82,19 @@ class BidiStream final : public RequestStream<Req> {
   OpTag start_tag_{this, Op::kStart}, read_tag_{this, Op::kRead}, write_tag_{this, Op::kWrite},
       finish_tag_{this, Op::kFinish};
   // Destroyed in OnFinished, not with the stream: it holds a reference to the channel (see
-  // CallRegistry). context_mu_ guards the pointer, not the context.
-  std::mutex context_mu_;
+  // CallRegistry). Cancel reaches it only through canceller_.
   std::unique_ptr<grpc::ClientContext> context_ = std::make_unique<grpc::ClientContext>();
   std::unique_ptr<ReaderWriter> stream_;  // in the call's arena: released before the context
   Resp response_;
   grpc::Status status_;
   std::shared_ptr<BidiStream> self_;  // keeps the stream alive until OnFinished
-  std::weak_ptr<BidiStream> weak_self_;
+  // Cancels the context, not before its headers are written; set in Start, detached in OnFinished.
+  std::shared_ptr<CallCanceller> canceller_;
 
   std::mutex mu_;  // guards the state below
   std::deque<Req> pending_writes_;
   Req current_write_;
   bool started_ = false;
-  bool cancel_after_start_ = false;  // Cancel came before the start completed
   bool writing_ = false;
   bool reads_finished_ = false;  // no more writes are started once set
   bool finishing_ = false;
@@ -119,7 +111,7 @@ absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::St
   prepare(context);
   if (!registry->Register(context)) return absl::FailedPreconditionError("etcd backend is closed");
   stream->self_ = stream;
-  stream->weak_self_ = stream;
+  stream->canceller_ = CallCanceller::Start(context);
   std::lock_guard<std::mutex> guard(stream->mu_);
   stream->stream_ = bind(context, queue);
   stream->stream_->StartCall(Tagged(&stream->start_tag_));
@@ -136,31 +128,7 @@ void BidiStream<Req, Resp>::Write(Req request) {
 
 template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::Cancel() {
-  {
-    std::lock_guard<std::mutex> guard(mu_);
-    if (!started_) {
-      // gRPC (grpc/grpc#38758, in Debian's 1.51) resets a stream whose headers are still queued;
-      // a server that never saw the stream (Go's HTTP/2 server, which etcd uses under TLS) takes
-      // that for a protocol error and closes the whole connection, failing every other call on
-      // it. The start completes once the headers are written: cancelled then, or after a grace
-      // period if it has not by then (a call waiting for its connection has no stream yet, and
-      // cancelling it is harmless).
-      if (!cancel_after_start_) {
-        cancel_after_start_ = true;
-        SystemClock()->AfterFunc(kCancelGrace, [weak = weak_self_] {
-          if (std::shared_ptr<BidiStream> stream = weak.lock()) stream->CancelNow();
-        });
-      }
-      return;
-    }
-  }
-  CancelNow();
-}
-
-template <typename Req, typename Resp>
-void BidiStream<Req, Resp>::CancelNow() {
-  std::lock_guard<std::mutex> guard(context_mu_);
-  if (context_) context_->TryCancel();
+  canceller_->Cancel();
 }
 
 template <typename Req, typename Resp>
@@ -184,20 +152,16 @@ template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
   switch (op) {
     case Op::kStart: {
-      bool cancel = false;
-      {
-        std::lock_guard<std::mutex> guard(mu_);
-        started_ = true;
-        cancel = cancel_after_start_ && ok;
-        if (ok) {
-          stream_->Read(&response_, Tagged(&read_tag_));
-        } else {
-          reads_finished_ = true;  // the call did not start: its status tells why
-        }
-        ContinueLocked();
+      // The headers are written: a Cancel no longer waits for them.
+      if (ok) canceller_->Started();
+      std::lock_guard<std::mutex> guard(mu_);
+      started_ = true;
+      if (ok) {
+        stream_->Read(&response_, Tagged(&read_tag_));
+      } else {
+        reads_finished_ = true;  // the call did not start: its status tells why
       }
-      // The read started above holds the call open, so the context is still there.
-      if (cancel) CancelNow();
+      ContinueLocked();
       return;
     }
     case Op::kRead:
@@ -235,16 +199,12 @@ void BidiStream<Req, Resp>::OnFinished() {
   on_done = nullptr;
   CallRegistry* const registry = registry_;
   registry->Unregister(context_.get());
+  canceller_->Detach();  // a Cancel from now on does not touch the context
   {
     std::lock_guard<std::mutex> guard(mu_);  // the last operation may have been started elsewhere
     stream_.reset();
   }
-  std::unique_ptr<grpc::ClientContext> context;
-  {
-    std::lock_guard<std::mutex> guard(context_mu_);
-    context = std::move(context_);
-  }
-  context.reset();
+  context_.reset();
   std::shared_ptr<BidiStream> self = std::move(self_);
   registry->ContextDestroyed();
   // `self` may be the last reference: the stream is destroyed here, after its last operation came

@@ -42,16 +42,22 @@ std::shared_ptr<CallCanceller> CallCanceller::Start(grpc::ClientContext* context
 void CallCanceller::Cancel() {
   std::lock_guard<std::mutex> guard(mu_);
   if (context_ == nullptr) return;
-  const auto since_start = std::chrono::steady_clock::now() - started_;
-  if (since_start >= kGrace) {
+  const auto since_start = std::chrono::steady_clock::now() - start_;
+  if (started_ || since_start >= kGrace) {
     context_->TryCancel();  // under mu_: Detach waits for it
     return;
   }
-  if (deferred_) return;
-  deferred_ = true;
+  if (waiting_) return;
+  waiting_ = true;
   SystemClock()->AfterFunc(kGrace - since_start, [weak = weak_from_this()] {
     if (std::shared_ptr<CallCanceller> self = weak.lock()) self->Cancel();
   });
+}
+
+void CallCanceller::Started() {
+  std::lock_guard<std::mutex> guard(mu_);
+  started_ = true;
+  if (waiting_ && context_ != nullptr) context_->TryCancel();
 }
 
 void CallCanceller::Detach() {

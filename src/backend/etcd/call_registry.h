@@ -48,12 +48,12 @@ class CallRegistry {
   bool shut_down_ = false;
 };
 
-// Cancels one unary call for its caller's context, but never in the call's first kGrace: gRPC 1.51
-// resets a call whose headers are still queued (grpc/grpc#38758), and a server that never saw the
-// call (Go's HTTP/2 server, which etcd uses under TLS) takes that for a protocol error and closes
-// the connection, failing every other call and stream on it. A Cancel that comes earlier takes
-// effect once kGrace has passed since the start, unless the call completed by then. (Streams wait
-// for their start instead: BidiStream::Cancel.) Thread-safe.
+// Cancels one call (unary or stream) from any thread, but never while its headers may still be
+// queued: gRPC 1.51 resets a call whose headers are still queued (grpc/grpc#38758), and a server
+// that never saw the call (Go's HTTP/2 server, which etcd uses under TLS) takes that for a
+// protocol error and closes the connection, failing every other call and stream on it. A Cancel
+// takes effect at once after Started, or kGrace after the start; one that comes earlier waits
+// for whichever is first, unless the call completed by then. Thread-safe.
 class CallCanceller : public std::enable_shared_from_this<CallCanceller> {
  public:
   // Longer than queued headers wait to be written on a working connection; a call that waits for
@@ -64,18 +64,22 @@ class CallCanceller : public std::enable_shared_from_this<CallCanceller> {
   static std::shared_ptr<CallCanceller> Start(grpc::ClientContext* context);
 
   void Cancel();
+  // The call's headers were written (a stream's start completed; unary calls do not tell): a
+  // Cancel waiting for them acts now, later ones at once.
+  void Started();
   // The call completed: Cancel does nothing from now on. Before the context is destroyed.
   void Detach();
 
   // Use Start.
-  CallCanceller(grpc::ClientContext* context, std::chrono::steady_clock::time_point started)
-      : started_(started), context_(context) {}
+  CallCanceller(grpc::ClientContext* context, std::chrono::steady_clock::time_point start)
+      : start_(start), context_(context) {}
 
  private:
-  const std::chrono::steady_clock::time_point started_;
+  const std::chrono::steady_clock::time_point start_;
   std::mutex mu_;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_);  // null once detached
-  bool deferred_ ABSL_GUARDED_BY(mu_) = false;         // a timer will Cancel at started_ + kGrace
+  bool started_ ABSL_GUARDED_BY(mu_) = false;          // Started was called
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;          // a Cancel waits; a timer ends the wait
 };
 
 }  // namespace kvstore::etcd
