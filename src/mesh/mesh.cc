@@ -312,11 +312,14 @@ class MeshImpl final : public Mesh {
       const bool deleted = co_await DeleteWithRetries(ctx, ClusterConfigPath(drain.name), false);
       if (!deleted) co_return;
     }
+    // The grace period counts from the kRemoved event, not from when the wait begins: whoever
+    // saw the event (and moved a FakeClock on) must not find the wait starting after it.
+    const Clock::time_point drain_at = clock_->Now() + options_.drain_grace_period;
     Emit(MeshEvent{MeshEvent::Type::kRemoved, drain.name, std::nullopt, ""});
     spdlog::info("drain: cluster config deleted, removing the cache in {} ms cluster={}",
                  options_.drain_grace_period.count(), drain.name);
     const bool waited =
-        co_await kvstore::internal::Sleep(strand_, *clock_, options_.drain_grace_period, ctx);
+        co_await kvstore::internal::Sleep(strand_, *clock_, drain_at - clock_->Now(), ctx);
     if (!waited) co_return;
     for (const std::string& prefix : drain.prefixes) {
       const bool deleted = co_await DeleteWithRetries(ctx, prefix, true);
