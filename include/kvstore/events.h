@@ -3,11 +3,9 @@
 #define KVSTORE_EVENTS_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <functional>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +16,7 @@
 namespace kvstore {
 
 namespace internal {
+class WatcherCore;
 class WatcherProducer;
 class WatcherConsumer;
 }  // namespace internal
@@ -75,57 +74,14 @@ class KVSTORE_EXPORT Watcher {
   const std::string& Prefix() const { return prefix_; }
 
  private:
-  // What the backends need for flow control, through internal::WatcherProducer
-  // (src/core/watcher_producer.h): not part of the public contract.
+  // The channel itself, with what the backends and the library's coroutines need beyond this
+  // contract (non-blocking takes and emits, readiness hooks), reached through
+  // internal::WatcherProducer and internal::WatcherConsumer (src/core/watcher_*.h).
   friend class internal::WatcherProducer;
   friend class internal::WatcherConsumer;
 
-  // Consumer, without blocking: appends every buffered event to `*events` and returns 1; returns
-  // 0 when none is buffered and more may come, -1 once closed and drained or stopped.
-  int TryTakeBatch(std::deque<KeyValueEvent>* events);
-  // Runs `fn` once an event is buffered, or the channel is closed or stopped: at once (on this
-  // thread) when it already is, else on the thread that did it, outside the channel's lock. `fn`
-  // must not block. One hook is kept: a later call replaces one not yet run.
-  void NotifyWhenReadable(std::function<void()> fn);
-
-  // Non-blocking Emit: queues `ev` (moving from it) when there is room now and returns true;
-  // otherwise returns false and leaves `ev` as it was (full, stopped or closed).
-  bool TryEmit(KeyValueEvent& ev);
-  // Runs `fn` once as soon as the channel is at most half full (capacity / 2 events or fewer) or
-  // is stopped or closed: at once (on this thread) when it already is, else on the thread that
-  // made room (a consumer taking an event) or stopped or closed it, outside the channel's lock.
-  // `fn` must not block. One hook is kept: a later call replaces one not yet run.
-  void NotifyWhenSpace(std::function<void()> fn);
-  // True once Stop() was called.
-  bool Stopped() const;
-  // True once closed and every buffered event was handed out.
-  bool Closed() const;
-  // Runs `fn` (once, from the thread calling Stop) when the consumer stops; producers use it to
-  // wake their own loops. At once if already stopped. Only one hook is kept.
-  void SetStopHook(std::function<void()> fn);
-
   const std::string prefix_;
-  const size_t capacity_;
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  std::deque<KeyValueEvent> buffer_;
-  bool closed_ = false;
-  bool stopped_ = false;
-  std::function<void()> stop_hook_;
-  std::function<void()> space_hook_;
-  std::function<void()> readable_hook_;
-
-  // Appends `ev` and releases the lock; then wakes consumers that may wait for it (woken under
-  // the lock, they would block on it again at once). REQUIRES: `lock` holds mu_, room in the
-  // buffer.
-  void PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock);
-  // The space hook, taken when it is due. REQUIRES: mu_ held.
-  std::function<void()> TakeSpaceHookLocked();
-  // The readable hook, taken when it is due. REQUIRES: mu_ held.
-  std::function<void()> TakeReadableHookLocked();
-  // Hands out the front event after a wait, and releases the lock; wakes waiting producers and
-  // runs a due space hook outside it.
-  std::optional<KeyValueEvent> PopLocked(std::unique_lock<std::mutex>& lock);
+  const std::unique_ptr<internal::WatcherCore> core_;
 };
 
 }  // namespace kvstore

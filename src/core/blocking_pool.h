@@ -17,7 +17,8 @@ std::shared_ptr<Executor> SharedBlockingPool();
 // may block, delaying its own store only; a WatchStoreManager function runs until its context
 // ends). Elastic like BlockingPool(), with CallbackPoolThreads() threads while calls return;
 // when every thread is held by a call that does not return (20 ms without any thread taking a
-// queued call) it adds one, so that such a call delays only itself. Never destroyed.
+// queued call) it adds one, without limit, so that such a call delays only itself. Never
+// destroyed.
 Executor& CallbackPool();
 // The threads CallbackPool() runs at once while its calls return.
 size_t CallbackPoolThreads();

@@ -6,6 +6,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "core/guarded.h"
+#include "core/thread_name.h"
 
 namespace kvstore {
 namespace internal {
@@ -116,6 +117,7 @@ class TimerThread {
   bool Woken() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return wake_ || stopped_; }
 
   void Loop() {
+    NameThisThread("kv-timer");
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopped_) {
       wake_ = false;

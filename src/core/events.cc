@@ -4,6 +4,8 @@
 #include <iterator>
 #include <utility>
 
+#include "core/watcher_core.h"
+
 namespace kvstore {
 
 std::string_view EventTypeName(EventType type) {
@@ -21,11 +23,27 @@ std::string_view EventTypeName(EventType type) {
 }
 
 Watcher::Watcher(std::string prefix, size_t capacity)
-    : prefix_(std::move(prefix)), capacity_(std::max<size_t>(capacity, 1)) {}
+    : prefix_(std::move(prefix)), core_(std::make_unique<internal::WatcherCore>(capacity)) {}
 
 Watcher::~Watcher() = default;
 
-bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
+bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) { return core_->Emit(std::move(ev), ctx); }
+void Watcher::Close() { core_->Close(); }
+std::optional<KeyValueEvent> Watcher::Next() { return core_->Next(Context::Background()); }
+std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
+  return core_->NextFor(timeout);
+}
+std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) { return core_->Next(ctx); }
+bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
+  return core_->NextBatch(ctx, events);
+}
+void Watcher::Stop() { core_->Stop(); }
+
+namespace internal {
+
+WatcherCore::WatcherCore(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
+
+bool WatcherCore::Emit(KeyValueEvent ev, const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   bool ready =
       ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
@@ -34,7 +52,7 @@ bool Watcher::Emit(KeyValueEvent ev, const Context& ctx) {
   return true;
 }
 
-void Watcher::Close() {
+void WatcherCore::Close() {
   std::function<void()> hook;
   std::function<void()> readable;
   {
@@ -48,14 +66,14 @@ void Watcher::Close() {
   if (readable) readable();
 }
 
-bool Watcher::TryEmit(KeyValueEvent& ev) {
+bool WatcherCore::TryEmit(KeyValueEvent& ev) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
   PushLocked(std::move(ev), lock);
   return true;
 }
 
-void Watcher::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
+void WatcherCore::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
   buffer_.push_back(std::move(ev));
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
@@ -66,7 +84,7 @@ void Watcher::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
   if (readable) readable();
 }
 
-std::function<void()> Watcher::TakeReadableHookLocked() {
+std::function<void()> WatcherCore::TakeReadableHookLocked() {
   std::function<void()> hook;
   if (readable_hook_ && (stopped_ || closed_ || !buffer_.empty())) {
     hook = std::move(readable_hook_);
@@ -75,7 +93,7 @@ std::function<void()> Watcher::TakeReadableHookLocked() {
   return hook;
 }
 
-int Watcher::TryTakeBatch(std::deque<KeyValueEvent>* events) {
+int WatcherCore::TryTakeBatch(std::deque<KeyValueEvent>* events) {
   std::unique_lock<std::mutex> lock(mu_);
   if (stopped_) return -1;
   if (buffer_.empty()) return closed_ ? -1 : 0;
@@ -94,7 +112,7 @@ int Watcher::TryTakeBatch(std::deque<KeyValueEvent>* events) {
   return 1;
 }
 
-void Watcher::NotifyWhenReadable(std::function<void()> fn) {
+void WatcherCore::NotifyWhenReadable(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     readable_hook_ = std::move(fn);
@@ -103,7 +121,7 @@ void Watcher::NotifyWhenReadable(std::function<void()> fn) {
   if (fn) fn();
 }
 
-void Watcher::NotifyWhenSpace(std::function<void()> fn) {
+void WatcherCore::NotifyWhenSpace(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     space_hook_ = std::move(fn);
@@ -112,7 +130,7 @@ void Watcher::NotifyWhenSpace(std::function<void()> fn) {
   if (fn) fn();
 }
 
-std::function<void()> Watcher::TakeSpaceHookLocked() {
+std::function<void()> WatcherCore::TakeSpaceHookLocked() {
   std::function<void()> hook;
   // Half empty rather than one free slot: the producer then hands over a batch per wake-up
   // instead of one event each time the consumer takes one.
@@ -123,7 +141,7 @@ std::function<void()> Watcher::TakeSpaceHookLocked() {
   return hook;
 }
 
-std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lock) {
+std::optional<KeyValueEvent> WatcherCore::PopLocked(std::unique_lock<std::mutex>& lock) {
   if (buffer_.empty() || stopped_) return std::nullopt;
   KeyValueEvent ev = std::move(buffer_.front());
   buffer_.pop_front();
@@ -136,15 +154,13 @@ std::optional<KeyValueEvent> Watcher::PopLocked(std::unique_lock<std::mutex>& lo
   return ev;
 }
 
-std::optional<KeyValueEvent> Watcher::Next() { return Next(Context::Background()); }
-
-std::optional<KeyValueEvent> Watcher::Next(const Context& ctx) {
+std::optional<KeyValueEvent> WatcherCore::Next(const Context& ctx) {
   std::unique_lock<std::mutex> lock(mu_);
   ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
   return PopLocked(lock);
 }
 
-bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
+bool WatcherCore::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
   {
     std::unique_lock<std::mutex> lock(mu_);
     ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
@@ -153,13 +169,13 @@ bool Watcher::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
   return TryTakeBatch(events) > 0;
 }
 
-std::optional<KeyValueEvent> Watcher::NextFor(std::chrono::nanoseconds timeout) {
+std::optional<KeyValueEvent> WatcherCore::NextFor(std::chrono::nanoseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, timeout, [&] { return !buffer_.empty() || closed_ || stopped_; });
   return PopLocked(lock);
 }
 
-void Watcher::Stop() {
+void WatcherCore::Stop() {
   std::function<void()> hook;
   std::function<void()> space_hook;
   std::function<void()> readable_hook;
@@ -182,17 +198,17 @@ void Watcher::Stop() {
   cv_.wait(lock, [&] { return closed_; });
 }
 
-bool Watcher::Stopped() const {
+bool WatcherCore::Stopped() const {
   std::lock_guard<std::mutex> guard(mu_);
   return stopped_;
 }
 
-bool Watcher::Closed() const {
+bool WatcherCore::Closed() const {
   std::lock_guard<std::mutex> guard(mu_);
   return closed_ && buffer_.empty();
 }
 
-void Watcher::SetStopHook(std::function<void()> fn) {
+void WatcherCore::SetStopHook(std::function<void()> fn) {
   {
     std::lock_guard<std::mutex> guard(mu_);
     if (!stopped_) {
@@ -203,4 +219,5 @@ void Watcher::SetStopHook(std::function<void()> fn) {
   fn();
 }
 
+}  // namespace internal
 }  // namespace kvstore

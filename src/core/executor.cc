@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -14,6 +15,8 @@
 #include "core/blocking_pool.h"
 #include "core/guarded.h"
 #include "core/task.h"
+#include "core/thread_name.h"
+#include "kvstore/clock.h"
 
 namespace kvstore {
 namespace internal {
@@ -22,17 +25,24 @@ namespace {
 // A pool of threads. Never destroyed, so that tasks may still be posted from static destructors;
 // at exit its threads are stopped and joined (StopAtExit), and later tasks are destroyed unrun.
 // A fixed pool starts all its threads on first use. An elastic one starts a thread only when a
-// task finds none idle (up to `max_threads`), and a thread idle for kIdleLinger ends: for
-// blocking calls, whose number in flight is what it must follow. Beyond `max_threads`, tasks
-// wait; in a pool that grows when stalled, only until no thread took a task for kStallGrace:
-// then every thread is held by a call that blocks (an observer waiting for its reader) and the
-// pool adds one, so that calls which block for long delay only themselves, never the calls
-// queued behind them. A monitor thread, running only while tasks wait at the limit, watches for
-// that.
+// task finds none idle (up to `max_threads`, its usual threads), and a thread idle for
+// kIdleLinger ends. Beyond `max_threads`, tasks wait; in a pool that may grow when stalled (up
+// to `stalled_max_threads` threads), only until no thread took a task for `stall_grace`: then
+// every thread is held by a call that blocks (an observer waiting for its reader, a backend call
+// to a server that does not answer) and the pool adds one, so that calls which block for long
+// delay only themselves, never the calls queued behind them. A check on the timer thread, due
+// every `stall_grace` only while tasks wait at the limit, watches for that. So a pool runs few
+// threads while its calls return, and more only while calls block.
 class ThreadPool final : public Executor {
  public:
-  ThreadPool(size_t max_threads, bool elastic, bool grow_when_stalled = false)
-      : max_threads_(max_threads), elastic_(elastic), grow_when_stalled_(grow_when_stalled) {}
+  // `name` names the pool's threads (see NameThisThread).
+  ThreadPool(const char* name, size_t max_threads, bool elastic, size_t stalled_max_threads = 0,
+             std::chrono::milliseconds stall_grace = std::chrono::milliseconds(20))
+      : name_(name),
+        max_threads_(max_threads),
+        elastic_(elastic),
+        stalled_max_threads_(stalled_max_threads),
+        stall_grace_(stall_grace) {}
 
   void Post(std::function<void()> task) override {
     std::vector<std::thread> finished;
@@ -48,11 +58,9 @@ class ThreadPool final : public Executor {
         if (idle_ < ready_.size()) {
           if (threads_.size() < max_threads_) {
             StartThread();
-          } else if (grow_when_stalled_ && !monitoring_) {
+          } else if (stalled_max_threads_ > max_threads_ && !monitoring_) {
             monitoring_ = true;
-            std::thread monitor([this] { Monitor(); });
-            const std::thread::id id = monitor.get_id();
-            threads_.emplace(id, std::move(monitor));
+            CheckStallLater();
           }
         }
       } else if (threads_.empty()) {
@@ -69,7 +77,6 @@ class ThreadPool final : public Executor {
       std::unique_lock<std::mutex> lock(mu_);
       stopped_ = true;
       cv_.notify_all();
-      monitor_cv_.notify_all();
       // exit() called from a task: this thread cannot join itself. It ends once that task
       // returns; its handle stays in threads_ (the pool is never destroyed), unjoined.
       for (auto it = threads_.begin(); it != threads_.end();) {
@@ -91,7 +98,6 @@ class ThreadPool final : public Executor {
 
  private:
   static constexpr auto kIdleLinger = std::chrono::seconds(2);
-  static constexpr auto kStallGrace = std::chrono::milliseconds(20);
 
   // Moves the calling pool thread, which is about to return, to finished_.
   void Retire() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -102,20 +108,27 @@ class ThreadPool final : public Executor {
     }
   }
 
-  // An elastic pool's monitor: while tasks wait, adds a thread whenever none was taken for
-  // kStallGrace. Ends once no task waits.
-  void Monitor() {
-    std::unique_lock<std::mutex> lock(mu_);
-    uint64_t seen = taken_;
-    while (true) {
-      monitor_cv_.wait_for(lock, kStallGrace, [this] { return stopped_; });
+  // An elastic pool's stall check, on the process's timer thread (no thread of its own): while
+  // tasks wait, adds a thread whenever none was taken for `stall_grace`. Ends once no task waits.
+  void CheckStallLater() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    // The pool is never destroyed: `this` outlives the timer.
+    SystemClock()->AfterFunc(stall_grace_, [this, seen = taken_] { CheckStall(seen); });
+  }
+
+  void CheckStall(uint64_t seen) {
+    std::vector<std::thread> finished;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
       if (stopped_) return;
-      if (ready_.empty()) break;
-      if (taken_ == seen && idle_ == 0) StartThread();
-      seen = taken_;
+      if (ready_.empty()) {
+        monitoring_ = false;
+        return;
+      }
+      if (taken_ == seen && idle_ == 0 && threads_.size() < stalled_max_threads_) StartThread();
+      CheckStallLater();
+      finished.swap(finished_);
     }
-    monitoring_ = false;
-    Retire();
+    for (std::thread& thread : finished) thread.join();
   }
 
   void StartThread() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -127,6 +140,7 @@ class ThreadPool final : public Executor {
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !ready_.empty(); }
 
   void Loop() {
+    NameThisThread(name_);
     while (true) {
       std::function<void()> task;
       {
@@ -153,9 +167,11 @@ class ThreadPool final : public Executor {
     }
   }
 
+  const char* const name_;
   const size_t max_threads_;
   const bool elastic_;
-  const bool grow_when_stalled_;
+  const size_t stalled_max_threads_;  // above max_threads_: grows when stalled
+  const std::chrono::milliseconds stall_grace_;
   std::mutex mu_;
   std::condition_variable cv_;  // a task was queued, or the pool stopped
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
@@ -164,8 +180,7 @@ class ThreadPool final : public Executor {
   std::vector<std::thread> finished_ ABSL_GUARDED_BY(mu_);  // ended, not joined yet
   size_t idle_ ABSL_GUARDED_BY(mu_) = 0;                    // threads waiting for a task
   uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;                 // tasks taken by a thread, ever
-  bool monitoring_ ABSL_GUARDED_BY(mu_) = false;            // a Monitor thread runs
-  std::condition_variable monitor_cv_;                      // the pool stopped
+  bool monitoring_ ABSL_GUARDED_BY(mu_) = false;            // a CheckStall is scheduled
 };
 
 struct PoolHolder {
@@ -175,30 +190,40 @@ struct PoolHolder {
 
 ThreadPool& Pool() {
   static const auto* const pool = new std::shared_ptr<ThreadPool>(std::make_shared<ThreadPool>(
-      std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8), /*elastic=*/false));
+      "kv-default", std::clamp<size_t>(std::thread::hardware_concurrency(), 2, 8),
+      /*elastic=*/false));
   // Destroyed at exit, in reverse order of construction: joins the threads.
   static const PoolHolder stop_at_exit{*pool};
   return **pool;
 }
 
-// Blocking calls (Offload) in flight at once, at most; more wait for a thread. Backend calls are
-// bounded by their contexts, so a hard limit holds even when a server does not answer.
+// Blocking calls (Offload, the etcd backends' retries and logins): the pool's usual threads,
+// enough while calls return (to an embedded store, or to a server that answers). While calls
+// block (a server that does not answer holds each until its context ends), it grows up to
+// kMaxBlockingThreads in flight, beyond which calls wait: backend calls are bounded by their
+// contexts, so a hard limit holds even when no server answers.
+// A backend call that takes longer than kBlockingStallGrace is one that blocks: a loaded etcd
+// answers within it, so that a busy pool does not grow for calls that return.
+constexpr size_t kBlockingThreads = 2;
 constexpr size_t kMaxBlockingThreads = 8;
+constexpr auto kBlockingStallGrace = std::chrono::milliseconds(200);
 
 ThreadPool& Blocking() {
-  static const auto* const pool = new std::shared_ptr<ThreadPool>(
-      std::make_shared<ThreadPool>(kMaxBlockingThreads, /*elastic=*/true));
+  static const auto* const pool = new std::shared_ptr<ThreadPool>(std::make_shared<ThreadPool>(
+      "kv-blocking", kBlockingThreads, /*elastic=*/true, kMaxBlockingThreads, kBlockingStallGrace));
   static const PoolHolder stop_at_exit{*pool};
   return **pool;
 }
 
-// Calls into user code that may block for long (observers, WatchStoreManager functions): the
-// pool's usual threads, beyond which it grows only when every thread is held (see ThreadPool).
-constexpr size_t kCallbackThreads = 8;
+// Calls into user code that may block for as long as it likes (observers, WatchStoreManager
+// functions): the pool's usual threads, beyond which it grows only when every thread is held
+// (see ThreadPool), without limit: a call that never returns may hold a thread, never the others.
+constexpr size_t kCallbackThreads = 2;
 
 ThreadPool& Callbacks() {
   static const auto* const pool = new std::shared_ptr<ThreadPool>(
-      std::make_shared<ThreadPool>(kCallbackThreads, /*elastic=*/true, /*grow_when_stalled=*/true));
+      std::make_shared<ThreadPool>("kv-callback", kCallbackThreads, /*elastic=*/true,
+                                   /*stalled_max_threads=*/SIZE_MAX));
   static const PoolHolder stop_at_exit{*pool};
   return **pool;
 }
@@ -281,7 +306,7 @@ std::shared_ptr<Executor> SharedBlockingPool() {
   return std::shared_ptr<Executor>(std::shared_ptr<Executor>(), &Blocking());
 }
 
-size_t BlockingPoolThreads() { return Blocking().max_threads(); }
+size_t BlockingPoolThreads() { return kMaxBlockingThreads; }
 
 Executor& CallbackPool() { return Callbacks(); }
 

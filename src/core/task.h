@@ -209,8 +209,9 @@ auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_resu
 
 // The pool blocking calls are offloaded to, apart from DefaultExecutor's threads so that calls
 // blocked on an unreachable server never hold the threads that deliver events and run timers.
-// Elastic: it runs a thread per blocking call in flight, up to BlockingPoolThreads() (further
-// calls wait), and a thread idle for two seconds ends; so an idle process runs none.
+// Elastic: it runs a thread per blocking call in flight, up to two while calls return, more only
+// while calls block (none taken for 20 ms), up to BlockingPoolThreads() (further calls wait); a
+// thread idle for two seconds ends, so an idle process runs none.
 Executor& BlockingPool();
 // The most threads BlockingPool() runs at once.
 size_t BlockingPoolThreads();

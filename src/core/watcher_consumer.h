@@ -8,6 +8,7 @@
 #include <functional>
 #include <utility>
 
+#include "core/watcher_core.h"
 #include "kvstore/events.h"
 
 namespace kvstore::internal {
@@ -21,13 +22,15 @@ class WatcherConsumer {
   // Appends every buffered event to `*events` (kTook); kEmpty when none is buffered and more may
   // come; kEnded once the watcher is closed and drained, or stopped. Never blocks.
   Take TryTakeBatch(std::deque<KeyValueEvent>* events) {
-    const int took = watcher_.TryTakeBatch(events);
+    const int took = watcher_.core_->TryTakeBatch(events);
     return took > 0 ? Take::kTook : took == 0 ? Take::kEmpty : Take::kEnded;
   }
   // Runs `fn` once an event is buffered or the watcher is closed or stopped (at once when it
   // is), outside the watcher's lock. `fn` must not block. A later call replaces a hook not yet
   // run.
-  void NotifyWhenReadable(std::function<void()> fn) { watcher_.NotifyWhenReadable(std::move(fn)); }
+  void NotifyWhenReadable(std::function<void()> fn) {
+    watcher_.core_->NotifyWhenReadable(std::move(fn));
+  }
 
  private:
   Watcher& watcher_;

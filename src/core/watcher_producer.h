@@ -7,6 +7,7 @@
 #include <functional>
 #include <utility>
 
+#include "core/watcher_core.h"
 #include "kvstore/events.h"
 
 namespace kvstore::internal {
@@ -17,16 +18,16 @@ class WatcherProducer {
 
   // Queues `ev` (moving from it) when there is room now; false, leaving `ev` as it was, when the
   // watcher is full, stopped or closed. Never blocks.
-  bool TryEmit(KeyValueEvent& ev) { return watcher_.TryEmit(ev); }
+  bool TryEmit(KeyValueEvent& ev) { return watcher_.core_->TryEmit(ev); }
   // Runs `fn` once the watcher is at most half full, stopped or closed (at once when it is),
   // outside the watcher's lock. `fn` must not block. A later call replaces a hook not yet run.
-  void NotifyWhenSpace(std::function<void()> fn) { watcher_.NotifyWhenSpace(std::move(fn)); }
+  void NotifyWhenSpace(std::function<void()> fn) { watcher_.core_->NotifyWhenSpace(std::move(fn)); }
   // Runs `fn` once when the consumer calls Stop (at once if it did), on the consumer's thread.
-  void SetStopHook(std::function<void()> fn) { watcher_.SetStopHook(std::move(fn)); }
+  void SetStopHook(std::function<void()> fn) { watcher_.core_->SetStopHook(std::move(fn)); }
   // True once the consumer called Stop.
-  bool Stopped() const { return watcher_.Stopped(); }
+  bool Stopped() const { return watcher_.core_->Stopped(); }
   // True once closed and every buffered event was handed out.
-  bool Closed() const { return watcher_.Closed(); }
+  bool Closed() const { return watcher_.core_->Closed(); }
 
  private:
   Watcher& watcher_;

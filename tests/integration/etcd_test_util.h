@@ -46,13 +46,13 @@ inline std::shared_ptr<Backend> MustConnect(const etcd::EtcdConfig& config) {
 // Retries `op` until it returns OK (a cluster in fail-over refuses writes for a while).
 inline absl::Status Retry(const std::function<absl::Status()>& op,
                           std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
   absl::Status status;
-  while (std::chrono::steady_clock::now() < deadline) {
-    status = op();
-    if (status.ok()) return status;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  kvstore::testing::Eventually(
+      [&] {
+        status = op();
+        return status.ok();
+      },
+      timeout);
   return status;
 }
 

@@ -6,6 +6,7 @@
 
 #include "kvstore/memory/in_memory_store.h"
 #include "kvstore/paths.h"
+#include "tests/support/eventually.h"
 
 namespace kvstore::mesh {
 namespace {
@@ -21,12 +22,11 @@ TEST(HeartbeatTest, FormatsRfc3339InUtc) {
 // Waits (real time, bounded) until `fn` holds, moving `clock` on between looks.
 template <typename Fn>
 bool AdvanceUntil(FakeClock& clock, Fn fn, Clock::duration step) {
-  for (int i = 0; i < 2000; ++i) {
+  return kvstore::testing::Eventually([&] {
     if (fn()) return true;
     clock.Advance(step);
-    std::this_thread::sleep_for(1ms);
-  }
-  return fn();
+    return false;
+  });
 }
 
 TEST(HeartbeatTest, WritesAtOnceAndEveryInterval) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "kvstore/workqueue/rate_limiter.h"
+#include "tests/support/eventually.h"
 
 namespace kvstore::testing {
 
@@ -180,12 +181,13 @@ std::string CompareConvergence(const etcd::EtcdConfig& config, const std::string
 
 std::string PollUntil(const std::function<std::string()>& check,
                       std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::string reason = check();
-  while (!reason.empty() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    reason = check();
-  }
+  std::string reason;
+  Eventually(
+      [&] {
+        reason = check();
+        return reason.empty();
+      },
+      timeout);
   return reason;
 }
 
@@ -292,13 +294,15 @@ Collaborator::~Collaborator() {
 
 absl::Status Collaborator::Publish(const std::string& name, const std::string& value,
                                    std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    absl::Status status = store_->UpdateLocalKeySync(Context(), store::KVPair(name, value));
-    if (status.ok() || std::chrono::steady_clock::now() >= deadline) return status;
-    ++failed_publishes_;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  absl::Status status;
+  Eventually(
+      [&] {
+        status = store_->UpdateLocalKeySync(Context(), store::KVPair(name, value));
+        if (!status.ok()) ++failed_publishes_;
+        return status.ok();
+      },
+      timeout);
+  return status;
 }
 
 std::future<absl::Status> Collaborator::PublishRange(const std::string& owner, int from, int to,

@@ -92,17 +92,18 @@ void RunningTool::Signal(int signal) {
 
 std::optional<int> RunningTool::Wait(std::chrono::milliseconds timeout) {
   if (exit_code_) return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    int status = 0;
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
-    }
-    if (r < 0 || std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(10ms);
-  }
+  bool gone = false;  // waitpid failed: no child to wait for
+  Eventually(
+      [&] {
+        int status = 0;
+        const pid_t r = waitpid(pid_, &status, WNOHANG);
+        if (r == pid_) exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        gone = r < 0;
+        return exit_code_.has_value() || gone;
+      },
+      timeout);
+  if (!exit_code_) return std::nullopt;
+  return *exit_code_ >= 0 ? exit_code_ : std::nullopt;
 }
 
 std::string RunningTool::Transcript() {

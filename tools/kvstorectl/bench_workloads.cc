@@ -1,5 +1,7 @@
 #include "bench_workloads.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -859,7 +861,10 @@ absl::StatusOr<BenchOutcome> RunMesh(const BenchConfig& config) {
       return Annotate(status, "adding " + MeshClusterName(i));
     }
   }
-  std::thread runner([&mesh, ctx = mesh_ctx] { (*mesh)->Run(ctx); });
+  std::thread runner([&mesh, ctx = mesh_ctx] {
+    pthread_setname_np(pthread_self(), "kvctl-mesh-run");
+    (*mesh)->Run(ctx);
+  });
   struct StopsMesh {
     kvstore::CancelFunc stop;
     std::thread& runner;

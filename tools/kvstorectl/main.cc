@@ -8,12 +8,14 @@
 #include "signals.h"
 
 int main(int argc, char** argv) {
+  // First, before any thread exists; joins its thread when main returns.
+  const kvstorectl::SignalContext signals;
   // Debian builds abseil without NDEBUG, which leaves absl::Mutex's deadlock detection on: every
   // lock of gRPC's mutexes then updates a process-wide lock graph (about 3% of the client's CPU
   // in the shared benchmark's profile). It is a debugging aid that release builds of abseil omit.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   kvstorectl::CommandEnv env;
-  env.ctx = kvstorectl::InstallSignalContext();
+  env.ctx = signals.ctx();
 
   CLI::App app{
       "kvstorectl: share keys between processes through etcd or the embedded in-memory store"};

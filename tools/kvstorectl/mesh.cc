@@ -2,6 +2,8 @@
 // a thin command over kvstore::mesh::Mesh (include/kvstore/mesh/mesh.h), which does the work.
 #include "kvstore/mesh/mesh.h"
 
+#include <pthread.h>
+
 #include <atomic>
 #include <chrono>
 #include <iostream>
@@ -451,6 +453,7 @@ int RunMesh(CommandEnv& env, const MeshOptions& opts, MeshPlan plan) {
   spdlog::info("mesh starting clusters_dir={} one_cluster={} drain_grace_period={}ms",
                opts.clustermesh_config, opts.cluster_name, plan.drain_grace_period.count());
   std::thread runner([&] {
+    pthread_setname_np(pthread_self(), "kvctl-mesh-run");
     (*mesh)->Run(env.ctx);
     mesh_running = false;
   });

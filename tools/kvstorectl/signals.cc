@@ -1,25 +1,31 @@
 #include "signals.h"
 
 #include <pthread.h>
-#include <signal.h>
-
-#include <thread>
 
 namespace kvstorectl {
 
-kvstore::Context InstallSignalContext() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+SignalContext::SignalContext() {
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
   auto [ctx, cancel] = kvstore::WithCancel(kvstore::Context::Background());
-  // The waiter lives as long as the process: nothing else could receive the signals it handles.
-  std::thread([set, cancel = cancel] {
+  ctx_ = ctx;
+  cancel_ = cancel;
+  waiter_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "kvctl-signals");
     int signal_number = 0;
-    if (sigwait(&set, &signal_number) == 0) cancel();
-  }).detach();
-  return ctx;
+    // One signal ends the wait: the user's (which cancels) or the destructor's.
+    if (sigwait(&signals_, &signal_number) == 0 && !stopping_.load()) cancel_();
+  });
+}
+
+SignalContext::~SignalContext() {
+  stopping_.store(true);
+  // A signal sent to the waiter alone (blocked there, so sigwait takes it) ends its wait; once
+  // it ended by itself, the signal is discarded.
+  pthread_kill(waiter_.native_handle(), SIGTERM);
+  waiter_.join();
 }
 
 }  // namespace kvstorectl

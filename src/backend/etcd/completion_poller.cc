@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "core/guarded.h"
+#include "core/thread_name.h"
 
 namespace kvstore::etcd {
 
@@ -32,6 +33,7 @@ thread_local bool on_poller_thread = false;
 bool CompletionPoller::OnPollerThread() { return on_poller_thread; }
 
 void CompletionPoller::Run() {
+  internal::NameThisThread("kv-grpc-poller");
   on_poller_thread = true;
   void* tag = nullptr;
   bool ok = false;
