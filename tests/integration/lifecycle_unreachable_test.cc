@@ -95,6 +95,49 @@ TEST(LifecycleTest, BackendDestroyedWithEtcdNeverReached) {
   watcher->Stop();
 }
 
+// Calls waiting for a connection that never comes end with their context, long before their
+// deadline: a blocking read, an asynchronous write and a blocking write, two members to go
+// round and two slots of max_inflight for three calls (one of them waits for a slot).
+TEST(LifecycleTest, CallsWaitingForAConnectionEndWithTheirContext) {
+  etcd::EtcdConfig config;
+  config.endpoints = {Nowhere(), Nowhere()};
+  config.dial_timeout = 2s;
+  config.request_timeout = 600s;
+  config.max_inflight = 2;
+  std::shared_ptr<Backend> backend = MustConnect(config);
+  ASSERT_NE(backend, nullptr);
+  auto [ctx, cancel] = WithCancel(Context::Background());
+  std::atomic<bool> async_done{false};
+  absl::Status async_status;
+  backend->UpdateAsync(ctx, "life/async", "v", /*lease=*/false, [&](absl::Status status) {
+    async_status = status;
+    async_done = true;
+  });
+  std::atomic<int> blocking_done{0};
+  absl::Status get_status, update_status;
+  std::thread getter([&] {
+    get_status = backend->Get(ctx, "life/get").status();
+    ++blocking_done;
+  });
+  std::thread updater([&] {
+    update_status = backend->Update(ctx, "life/update", "v", /*lease=*/false);
+    ++blocking_done;
+  });
+  std::this_thread::sleep_for(300ms);  // let the calls reach their retries: not a synchronisation
+  EXPECT_FALSE(async_done);
+  EXPECT_EQ(blocking_done.load(), 0);
+  const auto start = SteadyClock::now();
+  cancel();
+  EXPECT_TRUE(Eventually([&] { return async_done.load() && blocking_done.load() == 2; }, 60s));
+  Figure("three calls waiting for a connection, after their context ended", MillisSince(start));
+  getter.join();
+  updater.join();
+  EXPECT_EQ(async_status.code(), absl::StatusCode::kCancelled) << async_status;
+  EXPECT_EQ(get_status.code(), absl::StatusCode::kCancelled) << get_status;
+  EXPECT_EQ(update_status.code(), absl::StatusCode::kCancelled) << update_status;
+  backend->Close();
+}
+
 // A store joined while etcd was there, destroyed (Release) and closed with it gone.
 TEST(LifecycleTest, StoreStopsWithEtcdGone) {
   absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();

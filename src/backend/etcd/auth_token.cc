@@ -2,23 +2,32 @@
 
 namespace kvstore::etcd {
 
-absl::StatusOr<std::string> AuthToken::Get(const Context& ctx, const Login& login) {
-  if (!enabled_) return std::string();
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    if (!token_.empty()) return token_;
-    if (!logging_in_) break;
-    if (!ctx.WaitOn(lock, login_done_, [&] { return !logging_in_; })) return ctx.Err();
+void AuthToken::Get(const Login& login, Done done) {
+  if (!enabled_) return done(Result(std::string()));
+  std::string token;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    if (token_.empty()) {
+      waiting_.push_back(std::move(done));
+      if (logging_in_) return;
+      logging_in_ = true;
+    } else {
+      token = token_;
+    }
   }
-  logging_in_ = true;
-  lock.unlock();
-  absl::StatusOr<std::string> token = login(ctx);
-  lock.lock();
-  logging_in_ = false;
-  if (token.ok()) token_ = *token;
-  lock.unlock();
-  login_done_.notify_all();
-  return token;
+  if (!token.empty()) return done(Result(std::move(token)));
+  login([this](const Result& result) { LoginDone(result); });
+}
+
+void AuthToken::LoginDone(const Result& result) {
+  std::vector<Done> waiting;
+  {
+    std::lock_guard<std::mutex> guard(mu_);
+    logging_in_ = false;
+    if (result.token.ok()) token_ = *result.token;
+    waiting.swap(waiting_);
+  }
+  for (Done& done : waiting) done(result);
 }
 
 std::string AuthToken::Current() const {

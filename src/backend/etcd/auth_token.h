@@ -4,20 +4,29 @@
 #ifndef KVSTORE_BACKEND_ETCD_AUTH_TOKEN_H_
 #define KVSTORE_BACKEND_ETCD_AUTH_TOKEN_H_
 
-#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
-#include "kvstore/context.h"
 
 namespace kvstore::etcd {
 
 class AuthToken {
  public:
-  // Logs in and returns the new token.
-  using Login = std::function<absl::StatusOr<std::string>(const Context& ctx)>;
+  // What a login gave: the token, or why not; `not_sent` when the member had no connection to
+  // send it on (another member may be tried).
+  struct Result {
+    Result(absl::StatusOr<std::string> token, bool not_sent = false)  // NOLINT: implicit
+        : token(std::move(token)), not_sent(not_sent) {}
+    absl::StatusOr<std::string> token;
+    bool not_sent = false;
+  };
+  using Done = std::function<void(const Result& result)>;
+  // Logs in, without blocking; runs its argument once with the result.
+  using Login = std::function<void(Done done)>;
 
   // Without authentication (`enabled` false) every token is empty and nobody logs in.
   explicit AuthToken(bool enabled) : enabled_(enabled) {}
@@ -26,20 +35,24 @@ class AuthToken {
 
   bool enabled() const { return enabled_; }
 
-  // The token to send: the one held, else the result of `login` (run by this caller, or by
-  // another caller that is logging in already). Fails with login's error or the context's.
-  absl::StatusOr<std::string> Get(const Context& ctx, const Login& login);
+  // Runs `done` with the token to send: the one held (at once, on this thread), else the result
+  // of the login under way, or of the one `login` starts now. One login at a time; `done` runs
+  // without this token's lock held.
+  void Get(const Login& login, Done done);
   // The token held now, without logging in (empty when none).
   std::string Current() const;
   // Forgets the token (the server refused it), so that the next Get logs in again.
   void Invalidate();
 
  private:
+  // Records the login's result and tells everyone who waited for it.
+  void LoginDone(const Result& result);
+
   const bool enabled_;
   mutable std::mutex mu_;  // guards the state below
-  std::condition_variable login_done_;
   std::string token_;
   bool logging_in_ = false;
+  std::vector<Done> waiting_;  // for the login under way
 };
 
 }  // namespace kvstore::etcd

@@ -11,7 +11,6 @@ namespace {
 
 constexpr auto kAvoidBase = std::chrono::milliseconds(1000);
 constexpr auto kAvoidMax = std::chrono::milliseconds(30000);
-constexpr auto kConnectPoll = std::chrono::milliseconds(5);
 
 std::string JoinAddresses(const std::vector<std::unique_ptr<ChannelPool::Member>>& members) {
   std::vector<std::string> addresses;
@@ -95,20 +94,26 @@ void ChannelPool::FollowCertificateFiles() {
 
 std::optional<size_t> ChannelPool::Pick(const std::vector<bool>& skip, const Context& ctx,
                                         std::chrono::steady_clock::time_point wait_until) {
+  while (true) {
+    bool connecting = false;
+    std::optional<size_t> picked = TryPick(skip, &connecting);
+    if (!connecting || std::chrono::steady_clock::now() >= wait_until) return picked;
+    // Connections are being made: the first one up takes the call. Connecting takes a round trip
+    // or two on a working member, so the polling is short and rare.
+    if (ctx.WaitFor(kConnectPoll)) return picked;
+  }
+}
+
+std::optional<size_t> ChannelPool::TryPick(const std::vector<bool>& skip, bool* connecting) {
+  *connecting = false;
   FollowCertificateFiles();
   if (members_.size() == 1) {
     // The call itself waits for the one connection.
     return !skip.empty() && skip[0] ? std::nullopt : std::optional<size_t>(0);
   }
-  while (true) {
-    Choice choice = PickNow(skip);
-    if (choice.rank != kConnecting || std::chrono::steady_clock::now() >= wait_until) {
-      return choice.index;
-    }
-    // Connections are being made: the first one up takes the call. Connecting takes a round trip
-    // or two on a working member, so the polling is short and rare.
-    if (ctx.WaitFor(kConnectPoll)) return choice.index;
-  }
+  Choice choice = PickNow(skip);
+  *connecting = choice.rank == kConnecting;
+  return choice.index;
 }
 
 ChannelPool::Choice ChannelPool::PickNow(const std::vector<bool>& skip) {

@@ -83,6 +83,10 @@ class ChannelPool {
   // member is skipped. Thread-safe.
   std::optional<size_t> Pick(const std::vector<bool>& skip, const Context& ctx,
                              std::chrono::steady_clock::time_point wait_until);
+  // Pick without waiting: `*connecting` tells that the choice is a member still connecting while
+  // none is connected; a caller that can wait picks again after kConnectPoll.
+  std::optional<size_t> TryPick(const std::vector<bool>& skip, bool* connecting);
+  static constexpr std::chrono::milliseconds kConnectPoll{5};
   // What a call on `index` showed: `failed` when the endpoint itself failed (unreachable, no
   // answer in time, no leader), which keeps the next calls away from it for a while, doubling
   // with each failure in a row (1 s up to 30 s); any answer from it ends that.

@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "backend/etcd/completion.h"
 #include "backend/etcd/completion_poller.h"
 #include "backend/etcd/errors.h"
 #include "backend/etcd/executor.h"
@@ -109,7 +110,7 @@ class EtcdBackend final : public Backend {
     Throttled([this, ctx, what = absl::StrCat("get ", internal::DescribeKey(key)),
                request = std::move(request), completion]() mutable {
       rpc_->RangeAsync(
-          *executor_, ctx, std::move(what), std::move(request),
+          ctx, std::move(what), std::move(request),
           [completion](const absl::Status& status, etcdserverpb::RangeResponse& response) {
             if (!status.ok()) {
               (*completion)(status);
@@ -188,7 +189,7 @@ class EtcdBackend final : public Backend {
       etcdserverpb::DeleteRangeRequest request;
       request.set_key(key);
       rpc_->DeleteRangeAsync(
-          *executor_, ctx, absl::StrCat("delete ", internal::DescribeKey(key)), std::move(request),
+          ctx, absl::StrCat("delete ", internal::DescribeKey(key)), std::move(request),
           [this, key, completion](const absl::Status& status, etcdserverpb::DeleteRangeResponse&) {
             if (status.ok()) leases_->DetachKey(key);
             (*completion)(status);
@@ -492,27 +493,6 @@ class EtcdBackend final : public Backend {
   // What every operation does first: refuses it on a closed backend, a done context or when
   // `validation` (internal::CheckKey / CheckWrite of its input) failed; then waits for the rate
   // limiter.
-  // A completion that runs exactly once: dropped before it ran (its task discarded by the
-  // closing executor), it reports that the backend closed.
-  template <typename Result>
-  class Completion {
-   public:
-    explicit Completion(std::function<void(Result)> done) : done_(std::move(done)) {}
-    Completion(const Completion&) = delete;
-    Completion& operator=(const Completion&) = delete;
-    ~Completion() {
-      if (done_) done_(Result(absl::FailedPreconditionError("etcd backend is closed")));
-    }
-    void operator()(Result result) {
-      std::function<void(Result)> done = std::move(done_);
-      done_ = nullptr;
-      done(std::move(result));
-    }
-
-   private:
-    std::function<void(Result)> done_;
-  };
-
   // An UpdateAsync in progress.
   struct AsyncPut {
     AsyncPut(const Context& ctx, std::string_view key, std::string_view value, bool lease,
@@ -548,8 +528,7 @@ class EtcdBackend final : public Backend {
     etcdserverpb::PutRequest request;
     FillPut(request, write->key, write->value, lease_id);
     rpc_->PutAsync(
-        *executor_, write->ctx, absl::StrCat("update ", internal::DescribeKey(write->key)),
-        std::move(request),
+        write->ctx, absl::StrCat("update ", internal::DescribeKey(write->key)), std::move(request),
         [this, write, lease_id, attempt](const absl::Status& status, etcdserverpb::PutResponse&) {
           if (write->lease && attempt == 0 && LeaseWasLost(status, write->key, lease_id)) {
             PutWithLease(write, 1);

@@ -1,6 +1,6 @@
 // The etcd backend's background work (watch event delivery, list pages, retries, lease
-// keep-alives, lease-expired observers, asynchronous calls that must log in or wait for a lease
-// first) as tasks on a shared executor, with timers from the backend's Clock. A backend owns no
+// keep-alives, lease-expired observers, asynchronous writes that wait for a lease first) as
+// tasks on a shared executor, with timers from the backend's Clock. A backend owns no
 // thread: a process runs the same threads for one backend or for hundreds.
 #ifndef KVSTORE_BACKEND_ETCD_EXECUTOR_H_
 #define KVSTORE_BACKEND_ETCD_EXECUTOR_H_

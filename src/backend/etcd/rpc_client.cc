@@ -1,5 +1,7 @@
 #include "backend/etcd/rpc_client.h"
 
+#include <grpcpp/alarm.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
@@ -9,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/channel_factory.h"
+#include "backend/etcd/completion.h"
 #include "backend/etcd/errors.h"
 #include "backend/etcd/request_limits.h"
 #include "core/backoff.h"
@@ -21,6 +24,39 @@ constexpr std::chrono::milliseconds kNotConnectedRetryBase(50);
 constexpr std::chrono::milliseconds kNotConnectedRetryMax(1000);
 
 }  // namespace
+
+// A step of a unary call, due on the poller's thread (see StepOnPoller).
+class RpcClient::StepAlarm final : public CompletionPoller::Tag {
+ public:
+  StepAlarm(RpcClient* client, CallPtr call, uint64_t wait)
+      : client_(client), call_(std::move(call)), wait_(wait) {}
+  void Set(grpc::CompletionQueue* queue, std::chrono::steady_clock::duration delay) {
+    CompletionPoller::HandOver();
+    alarm_.Set(queue,
+               std::chrono::system_clock::now() +
+                   std::chrono::duration_cast<std::chrono::system_clock::duration>(delay),
+               static_cast<CompletionPoller::Tag*>(this));
+  }
+  void Cancel() { alarm_.Cancel(); }
+
+  // Fired, or cancelled by Shutdown: the step runs either way (and then sees the client closed).
+  void Proceed(bool) override {
+    if (wait_ == 0 || client_->EndWait(call_, wait_)) client_->Step(call_);
+    // Let go before Shutdown may end: the call may report closed as it goes.
+    call_.reset();
+    RpcClient* const client = client_;
+    std::lock_guard<std::mutex> guard(client->alarms_mu_);
+    client->alarms_.erase(this);
+    delete this;
+    if (client->alarms_.empty()) client->alarms_cv_.notify_all();
+  }
+
+ private:
+  RpcClient* const client_;
+  CallPtr call_;
+  const uint64_t wait_;
+  grpc::Alarm alarm_;
+};
 
 absl::StatusOr<std::unique_ptr<RpcClient>> RpcClient::Create(const EtcdConfig& config) {
   if (config.endpoints.empty()) {
@@ -65,8 +101,15 @@ RpcClient::~RpcClient() { Shutdown(); }
 
 void RpcClient::Shutdown() {
   close_();              // wakes the calls waiting for a connection, a login or a retry
-  registry_.Shutdown();  // every call completed: none is left on the queue
-  inflight_.Drain();     // calls waiting for a slot fail now, as closed
+  registry_.Shutdown();  // every attempt completed
+  {
+    // Steps due later come now (and finish their calls as closed); none is left on the queue.
+    std::unique_lock<std::mutex> lock(alarms_mu_);
+    alarms_closed_ = true;
+    for (StepAlarm* alarm : alarms_) alarm->Cancel();
+    alarms_cv_.wait(lock, [&] { return alarms_.empty(); });
+  }
+  inflight_.Drain();  // calls waiting for a slot fail now, as closed
   std::shared_ptr<CompletionPoller> poller;
   {
     std::lock_guard<std::mutex> guard(poller_mu_);
@@ -154,176 +197,356 @@ absl::Status RpcClient::Conclude(size_t index, const grpc::Status& status, std::
   return translated;
 }
 
-grpc::Status RpcClient::AwaitCompletion(const Starter& start, Connection& connection,
-                                        grpc::ClientContext* context) {
-  // Shared with the callback, which wakes the caller after releasing the lock (woken under it,
-  // the caller would block on it again at once) and so must keep it alive meanwhile.
-  struct Completion {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status result;
-  };
-  auto completion = std::make_shared<Completion>();
-  start(connection, context, [completion](grpc::Status s) {
-    {
-      std::lock_guard<std::mutex> guard(completion->mu);
-      completion->result = std::move(s);
-      completion->done = true;
-    }
-    completion->cv.notify_all();
-  });
-  std::unique_lock<std::mutex> lock(completion->mu);
-  completion->cv.wait(lock, [&] { return completion->done; });
-  return completion->result;
-}
-
-RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::string_view what,
-                                       const std::string& token,
-                                       std::chrono::steady_clock::time_point deadline,
-                                       const Starter& start) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  PrepareContext(context.get(), ctx, token, deadline);
-  if (!registry_.Register(context.get())) {
-    return Attempt{absl::FailedPreconditionError("etcd backend is closed")};
+// One unary call: what it is, how far it got (members tried, rounds, a login), the wait it is in
+// and the attempt in flight. Its steps run one at a time: each starts the next, or a wait whose
+// end (a timer, a login, the context or the client done) starts it. Whoever drops the last
+// reference to a call that did not finish (a step discarded at shutdown) finishes it as closed.
+struct RpcClient::UnaryCall {
+  UnaryCall(CallOptions options, Context closing, Starter start, std::function<void(Outcome)> done,
+            InflightGate* gate)
+      : options(std::move(options)),
+        closing(std::move(closing)),
+        start(std::move(start)),
+        done(std::move(done)),
+        gate(gate) {}
+  UnaryCall(const UnaryCall&) = delete;
+  UnaryCall& operator=(const UnaryCall&) = delete;
+  ~UnaryCall() {
+    StopWaking();
+    // Not finished (`done` reports closed as it goes): its slot goes back.
+    if (admitted.exchange(false)) gate->Leave();
   }
-  grpc::Status result;
-  const std::shared_ptr<CallCanceller> canceller = CallCanceller::Start(context.get());
-  {
-    ScopedContextCallback cancel(ctx, [&canceller] { canceller->Cancel(); });
-    result = AwaitCompletion(start, *pool_->member(index).connection(), context.get());
-  }
-  canceller->Detach();
-  registry_.Unregister(context.get());
-  Attempt attempt;
-  attempt.not_connected = IsNotConnectedError(result);
-  attempt.status = Conclude(index, result, what, *context, &ctx);
-  context.reset();
-  registry_.ContextDestroyed();
-  return attempt;
-}
 
-absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx,
-                                                std::chrono::steady_clock::time_point deadline,
-                                                bool* not_connected) {
-  *not_connected = false;
-  return pool_->member(index).token.Get(ctx, [&](const Context& login_ctx) {
-    etcdserverpb::AuthenticateRequest request;
-    request.set_name(username_);
-    request.set_password(password_);
-    etcdserverpb::AuthenticateResponse response;
-    Attempt attempt = CallOnce(
-        index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
-        /*token=*/"", deadline, [&](Connection& m, grpc::ClientContext* c, auto done) {
-          SendOnQueue([&] { return m.auth->PrepareAsyncAuthenticate(c, request, Queue()); },
-                      &response, std::move(done));
-        });
-    *not_connected = attempt.not_connected;
-    if (!attempt.status.ok()) return absl::StatusOr<std::string>(attempt.status);
-    return absl::StatusOr<std::string>(response.token());
-  });
-}
-
-absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view what,
-                                     bool with_token, const Starter& start,
-                                     std::optional<std::chrono::steady_clock::time_point> until) {
-  if (CompletionPoller::OnPollerThread()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("etcd ", ToAbsl(what),
-                     ": a blocking call from the completion of an asynchronous one would wait "
-                     "for itself; start it asynchronously"));
+  void Finish(Outcome outcome) {
+    done(std::move(outcome));
+    // The slot goes back after the result is out, as the next call may take it at once.
+    if (admitted.exchange(false)) gate->Leave();
   }
-  // Done with the caller's context, or when this client shuts down: a call waiting for a
-  // connection, a login or its next round does not hold Shutdown up.
-  auto [ctx, cancel_call] = WithCancel(caller_ctx);
-  ScopedContextCallback on_close(closing_, cancel_call);
-  const auto deadline = until.value_or(std::chrono::steady_clock::now() + request_timeout_);
-  std::vector<bool> tried(pool_->size(), false);
+  // Removes the wakers of the last wait.
+  void StopWaking() {
+    if (ctx_waker != 0) options.ctx.RemoveCallback(std::exchange(ctx_waker, 0));
+    if (close_waker != 0) closing.RemoveCallback(std::exchange(close_waker, 0));
+  }
+
+  const CallOptions options;
+  const Context closing;  // the client's: done at Shutdown
+  const Starter start;    // sends the request on a member
+  Completion<Outcome> done;
+  InflightGate* const gate;            // max_inflight's
+  std::atomic<bool> admitted = false;  // holds a slot of `gate` now
+  std::atomic<bool> entered = false;   // was given one (or needs none)
+
+  // How far it got.
+  std::vector<bool> tried;     // members the request could not be sent to, this round
+  int round = 0;               // rounds over every member
+  absl::Status not_connected;  // why the last member tried could not take it
   bool logged_in_again = false;
-  absl::Status not_connected;  // the last reason why no connection was ready
-  for (int round = 0;;) {
-    if (closing_.Done()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("etcd ", ToAbsl(what), ": etcd backend is closed"));
+  // Until when the pick under way waits for a member still connecting.
+  std::optional<std::chrono::steady_clock::time_point> connect_wait_end;
+  std::optional<AuthToken::Result> login;  // the login waited for, once it ended
+  size_t login_member = 0;
+
+  // The wait under way: its number (0: none), and the callbacks on the contexts that end it.
+  std::atomic<uint64_t> wait = 0;
+  uint64_t waits = 0;
+  uint64_t ctx_waker = 0, close_waker = 0;
+
+  // The attempt in flight.
+  std::unique_ptr<grpc::ClientContext> context;
+  size_t index = 0;
+  uint64_t cancel_callback = 0;  // on the caller's context, cancels `context`
+  std::shared_ptr<CallCanceller> canceller;
+};
+
+absl::Status RpcClient::NoConnectionInTime(const absl::Status& reason) const {
+  return absl::Status(reason.code(), absl::StrCat(reason.message(),
+                                                  " (no connection within the request timeout of ",
+                                                  request_timeout_.count(), " ms)"));
+}
+
+absl::Status RpcClient::CheckMayWait(std::string_view what) {
+  if (!CompletionPoller::OnPollerThread()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("etcd ", ToAbsl(what),
+                   ": a blocking call from the completion of an asynchronous one would wait "
+                   "for itself; start it asynchronously"));
+}
+
+RpcClient::CallPtr RpcClient::Call(CallOptions options, Starter start,
+                                   std::function<void(Outcome)> done) {
+  const bool admitted = options.admitted;
+  auto call = std::make_shared<UnaryCall>(std::move(options), closing_, std::move(start),
+                                          std::move(done), &inflight_);
+  call->tried.assign(pool_->size(), false);
+  if (!admitted) {
+    call->entered.store(true);
+    Step(call);
+    return call;
+  }
+  // Now, or once a request in flight ended (then on the thread that completed it: Step never
+  // blocks).
+  inflight_.EnterAsync([this, call] {
+    call->admitted.store(true);
+    call->entered.store(true);
+    Step(call);
+  });
+  return call;
+}
+
+void RpcClient::Step(const CallPtr& call) {
+  UnaryCall& c = *call;
+  const CallOptions& o = c.options;
+  c.StopWaking();
+  if (closing_.Done()) {
+    return c.Finish(
+        absl::FailedPreconditionError(absl::StrCat("etcd ", o.what, ": etcd backend is closed")));
+  }
+  if (o.ctx.Done()) {
+    return c.Finish(absl::Status(o.ctx.Err().code(),
+                                 absl::StrCat("etcd ", o.what, ": ", o.ctx.Err().message())));
+  }
+  if (c.login) {
+    const AuthToken::Result login = *std::move(c.login);
+    c.login.reset();
+    if (login.token.ok()) return Send(call, c.login_member, *login.token);
+    if (!login.not_sent || o.member) return c.Finish(Outcome(login.token.status(), login.not_sent));
+    c.tried[c.login_member] = true;
+    c.not_connected = login.token.status();
+  }
+  size_t index = 0;
+  if (o.member) {
+    index = *o.member;
+  } else {
+    const auto now = std::chrono::steady_clock::now();
+    if (!c.connect_wait_end) c.connect_wait_end = std::min(o.deadline, now + connect_wait_);
+    bool connecting = false;
+    std::optional<size_t> picked = pool_->TryPick(c.tried, &connecting);
+    if (picked && connecting && now < *c.connect_wait_end) {
+      // Connections are being made: the first one up takes the call.
+      return StepAfter(call, ChannelPool::kConnectPoll);
     }
-    if (ctx.Done()) {
-      return absl::Status(ctx.Err().code(),
-                          absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
-    }
-    std::optional<size_t> picked = pool_->Pick(tried, ctx, std::min(deadline, ConnectWaitEnd()));
+    c.connect_wait_end.reset();
     if (!picked) {
       // No endpoint could take the request this round: try them all again after a pause, until
       // the deadline. gRPC's last reason (refused, TLS handshake failed, ...) then says more than
       // the deadline.
-      auto left = deadline - std::chrono::steady_clock::now();
+      const auto left = o.deadline - now;
       if (left <= std::chrono::steady_clock::duration::zero()) {
-        return absl::Status(
-            not_connected.code(),
-            absl::StrCat(not_connected.message(), " (no connection within the request timeout of ",
-                         request_timeout_.count(), " ms)"));
+        return c.Finish(Outcome(NoConnectionInTime(c.not_connected), /*not_sent=*/true));
       }
+      std::fill(c.tried.begin(), c.tried.end(), false);
       // The library's backoff (full jitter under a doubling ceiling), as every retry.
-      ctx.WaitFor(std::min<std::chrono::steady_clock::duration>(
-          left, internal::BackoffDelay(round++, kNotConnectedRetryBase, kNotConnectedRetryMax)));
-      std::fill(tried.begin(), tried.end(), false);
-      continue;
+      return StepAfter(call, std::min<std::chrono::steady_clock::duration>(
+                                 left, internal::BackoffDelay(c.round++, kNotConnectedRetryBase,
+                                                              kNotConnectedRetryMax)));
     }
-    const size_t index = *picked;
-    std::string token;
-    if (with_token) {
-      bool login_not_connected = false;
-      absl::StatusOr<std::string> t = TokenFor(index, ctx, deadline, &login_not_connected);
-      if (!t.ok() && login_not_connected) {
-        tried[index] = true;
-        not_connected = t.status();
-        continue;
-      }
-      if (!t.ok()) return t.status();
-      token = *std::move(t);
-    }
-    Attempt attempt = CallOnce(index, ctx, what, token, deadline, start);
-    // Conclude forgot a refused token: the next attempt logs in again. A request refused for a
-    // change of users or roles under way is sent again too, token or not.
-    if (with_token && !logged_in_again &&
-        ((pool_->member(index).token.enabled() && IsAuthTokenError(attempt.status)) ||
-         IsAuthRevisionError(attempt.status))) {
-      logged_in_again = true;
-      continue;
-    }
-    if (attempt.not_connected) {
-      tried[index] = true;
-      not_connected = attempt.status;
-      continue;
-    }
-    if (!not_connected.ok() && !ctx.Done() &&
-        attempt.status.code() == absl::StatusCode::kDeadlineExceeded) {
-      // Out of time while some endpoint was still connecting: its reason says more.
-      return absl::Status(
-          not_connected.code(),
-          absl::StrCat(not_connected.message(), " (no connection within the request timeout of ",
-                       request_timeout_.count(), " ms)"));
-    }
-    return attempt.status;
+    index = *picked;
   }
+  Member& member = pool_->member(index);
+  if (o.token == TokenUse::kNone || !member.token.enabled()) return Send(call, index, "");
+  std::string token = member.token.Current();
+  if (token.empty() && o.token == TokenUse::kLogIn) return AwaitToken(call, index);
+  Send(call, index, token);
 }
 
-absl::Status RpcClient::AdmittedCall(const Context& ctx, std::string_view what,
-                                     const Starter& start) {
-  if (!inflight_.Enter(ctx)) {
-    return absl::Status(
-        ctx.Err().code(),
-        absl::StrCat("etcd ", ToAbsl(what), ": waiting for one of the ", inflight_.limit(),
-                     " requests in flight (max_inflight) to end: ", ctx.Err().message()));
+void RpcClient::AwaitToken(const CallPtr& call, size_t index) {
+  call->login_member = index;
+  const uint64_t wait = Suspend(call);
+  pool_->member(index).token.Get(
+      [this, index, deadline = call->options.deadline](AuthToken::Done done) {
+        LogIn(index, deadline, std::move(done));
+      },
+      [this, call, wait](const AuthToken::Result& result) {
+        Resume(call, wait, [&result](UnaryCall& c) { c.login = result; });
+      });
+}
+
+void RpcClient::LogIn(size_t index, std::chrono::steady_clock::time_point deadline,
+                      AuthToken::Done done) {
+  struct Messages {
+    etcdserverpb::AuthenticateRequest request;
+    etcdserverpb::AuthenticateResponse response;
+  };
+  auto m = std::make_shared<Messages>();
+  m->request.set_name(username_);
+  m->request.set_password(password_);
+  // On the client's context, not a caller's: the calls waiting for this login need it even if
+  // the one that started it gives up.
+  Call(
+      CallOptions{.ctx = closing_,
+                  .what = absl::StrCat("authenticate as user '", username_, "'"),
+                  .deadline = deadline,
+                  .token = TokenUse::kNone,
+                  .admitted = false,
+                  .member = index},
+      [this, m](Connection& c, grpc::ClientContext* context, auto sent) {
+        SendOnQueue([&] { return c.auth->PrepareAsyncAuthenticate(context, m->request, Queue()); },
+                    &m->response, std::move(sent));
+      },
+      [m, done = std::move(done)](Outcome outcome) {
+        if (!outcome.status.ok()) return done(AuthToken::Result(outcome.status, outcome.not_sent));
+        done(AuthToken::Result(m->response.token()));
+      });
+}
+
+void RpcClient::Send(const CallPtr& call, size_t index, const std::string& token) {
+  UnaryCall& c = *call;
+  c.index = index;
+  c.context = std::make_unique<grpc::ClientContext>();
+  grpc::ClientContext* const context = c.context.get();
+  PrepareContext(context, c.options.ctx, token, c.options.deadline);
+  if (!registry_.Register(context)) {
+    c.context.reset();
+    return c.Finish(absl::FailedPreconditionError(
+        absl::StrCat("etcd ", c.options.what, ": etcd backend is closed")));
   }
-  absl::Status status = BlockingCall(ctx, what, /*with_token=*/true, start);
-  inflight_.Leave();
-  return status;
+  c.canceller = CallCanceller::Start(context);
+  c.cancel_callback = c.options.ctx.AddCallback([canceller = c.canceller] { canceller->Cancel(); });
+  c.start(*pool_->member(index).connection(), context,
+          [this, call](grpc::Status status) mutable { OnAttemptDone(std::move(call), status); });
+}
+
+void RpcClient::OnAttemptDone(CallPtr call, const grpc::Status& status) {
+  UnaryCall& c = *call;
+  const CallOptions& o = c.options;
+  if (c.cancel_callback != 0) o.ctx.RemoveCallback(std::exchange(c.cancel_callback, 0));
+  c.canceller->Detach();
+  c.canceller.reset();
+  registry_.Unregister(c.context.get());
+  const bool not_sent = IsNotConnectedError(status);
+  absl::Status result = Conclude(c.index, status, o.what, *c.context, &o.ctx);
+  c.context.reset();
+  const bool token_refused = (pool_->member(c.index).token.enabled() && IsAuthTokenError(result)) ||
+                             IsAuthRevisionError(result);
+  if (o.token == TokenUse::kLogIn && !c.logged_in_again && token_refused && !o.ctx.Done()) {
+    // Conclude forgot a refused token: the next attempt logs in again, once. A request refused
+    // for a change of users or roles under way is sent again too.
+    c.logged_in_again = true;
+    Step(call);
+  } else if (not_sent && !o.member && !o.ctx.Done()) {
+    // Not sent: the next member takes it.
+    c.tried[c.index] = true;
+    c.not_connected = result;
+    Step(call);
+  } else if (!c.not_connected.ok() && !o.ctx.Done() &&
+             result.code() == absl::StatusCode::kDeadlineExceeded) {
+    // Out of time while some endpoint was still connecting: its reason says more.
+    c.Finish(Outcome(NoConnectionInTime(c.not_connected), /*not_sent=*/true));
+  } else {
+    c.Finish(Outcome(std::move(result), not_sent));
+  }
+  // Let go here, not by the completion after this returns: Shutdown may be over by then.
+  call.reset();
+  // The attempt's last use of this client: Shutdown waits for it, so the outcome is out by then.
+  registry_.ContextDestroyed();
+}
+
+uint64_t RpcClient::Suspend(const CallPtr& call) {
+  UnaryCall& c = *call;
+  const uint64_t number = ++c.waits;
+  // Weak: a waker left on a long-lived context must not keep the call.
+  auto wake = [this, weak = std::weak_ptr<UnaryCall>(call), number] {
+    if (CallPtr call = weak.lock()) Resume(call, number);
+  };
+  // Registered before the wait is published, so that a waker that runs at once finds nothing to
+  // end; whatever ended meanwhile is seen just below.
+  c.ctx_waker = c.options.ctx.AddCallback(wake);
+  c.close_waker = closing_.AddCallback(wake);
+  c.wait.store(number);
+  if (c.options.ctx.Done() || closing_.Done()) Resume(call, number);
+  return number;
+}
+
+bool RpcClient::EndWait(const CallPtr& call, uint64_t number,
+                        const std::function<void(UnaryCall&)>& record) {
+  uint64_t expected = number;
+  if (!call->wait.compare_exchange_strong(expected, 0)) return false;  // ended already
+  if (record) record(*call);
+  return true;
+}
+
+void RpcClient::Resume(const CallPtr& call, uint64_t number,
+                       const std::function<void(UnaryCall&)>& record) {
+  if (EndWait(call, number, record)) StepOnPoller(call, {}, 0);
+}
+
+void RpcClient::StepAfter(const CallPtr& call, std::chrono::steady_clock::duration delay) {
+  StepOnPoller(call, delay, Suspend(call));
+}
+
+void RpcClient::StepOnPoller(const CallPtr& call, std::chrono::steady_clock::duration delay,
+                             uint64_t wait) {
+  {
+    std::lock_guard<std::mutex> guard(alarms_mu_);
+    grpc::CompletionQueue* const queue = alarms_closed_ ? nullptr : Queue();
+    if (queue != nullptr) {
+      auto* alarm = new StepAlarm(this, call, wait);  // deletes itself once it came back
+      alarms_.insert(alarm);
+      alarm->Set(queue, delay);
+      return;
+    }
+  }
+  // Shutting down: the step only finishes the call as closed.
+  if (wait == 0 || EndWait(call, wait)) Step(call);
+}
+
+absl::Status RpcClient::CallAndWait(const Context& ctx, std::string_view what, Starter start) {
+  if (absl::Status s = CheckMayWait(what); !s.ok()) return s;
+  // Shared with the call, which may outlive this wait (below).
+  struct Result {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<absl::Status> status;
+    // Whether the request may refer to the caller's request and response: kUnsent until an attempt
+    // starts (kSent), kAbandoned when the caller left before that.
+    enum { kUnsent, kSent, kAbandoned };
+    std::atomic<int> state = kUnsent;
+  };
+  auto result = std::make_shared<Result>();
+  CallPtr call = Call(
+      CallOptions{.ctx = ctx,
+                  .what = std::string(what),
+                  .deadline = std::chrono::steady_clock::now() + request_timeout_,
+                  .member = std::nullopt},
+      [result, start = std::move(start)](Connection& c, grpc::ClientContext* context,
+                                         std::function<void(grpc::Status)> sent) {
+        int state = Result::kUnsent;
+        if (result->state.compare_exchange_strong(state, Result::kSent) || state == Result::kSent) {
+          return start(c, context, std::move(sent));
+        }
+        sent(grpc::Status(grpc::StatusCode::CANCELLED, "the caller left"));
+      },
+      [result](Outcome outcome) {
+        {
+          std::lock_guard<std::mutex> guard(result->mu);
+          result->status = std::move(outcome.status);
+        }
+        result->cv.notify_all();
+      });
+  std::unique_lock<std::mutex> lock(result->mu);
+  if (!ctx.WaitOn(lock, result->cv, [&] { return result->status.has_value(); })) {
+    // Done before an answer. A call with nothing sent yet is left to end by itself (it sends
+    // nothing now); one with an attempt in flight is cancelled, and its outcome comes soon.
+    int state = Result::kUnsent;
+    if (result->state.compare_exchange_strong(state, Result::kAbandoned)) {
+      if (!call->entered.load()) {
+        return absl::Status(
+            ctx.Err().code(),
+            absl::StrCat("etcd ", ToAbsl(what), ": waiting for one of the ", inflight_.limit(),
+                         " requests in flight (max_inflight) to end: ", ctx.Err().message()));
+      }
+      return absl::Status(ctx.Err().code(),
+                          absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
+    }
+    result->cv.wait(lock, [&] { return result->status.has_value(); });
+  }
+  return *result->status;
 }
 
 absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
                               const etcdserverpb::RangeRequest& request,
                               etcdserverpb::RangeResponse* response) {
-  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -332,7 +555,7 @@ absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
                             const etcdserverpb::PutRequest& request,
                             etcdserverpb::PutResponse* response) {
-  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncPut(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -341,7 +564,7 @@ absl::Status RpcClient::Put(const Context& ctx, std::string_view what,
 absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
                                     const etcdserverpb::DeleteRangeRequest& request,
                                     etcdserverpb::DeleteRangeResponse* response) {
-  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncDeleteRange(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -350,7 +573,7 @@ absl::Status RpcClient::DeleteRange(const Context& ctx, std::string_view what,
 absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
                             const etcdserverpb::TxnRequest& request,
                             etcdserverpb::TxnResponse* response) {
-  return AdmittedCall(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, what, [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.kv->PrepareAsyncTxn(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -359,7 +582,7 @@ absl::Status RpcClient::Txn(const Context& ctx, std::string_view what,
 absl::Status RpcClient::LeaseGrant(const Context& ctx,
                                    const etcdserverpb::LeaseGrantRequest& request,
                                    etcdserverpb::LeaseGrantResponse* response) {
-  return AdmittedCall(ctx, "lease grant", [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, "lease grant", [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseGrant(c, request, Queue()); }, response,
                 std::move(done));
   });
@@ -368,266 +591,161 @@ absl::Status RpcClient::LeaseGrant(const Context& ctx,
 absl::Status RpcClient::LeaseRevoke(const Context& ctx,
                                     const etcdserverpb::LeaseRevokeRequest& request,
                                     etcdserverpb::LeaseRevokeResponse* response) {
-  return AdmittedCall(ctx, "lease revoke", [&](Connection& m, grpc::ClientContext* c, auto done) {
+  return CallAndWait(ctx, "lease revoke", [&](Connection& m, grpc::ClientContext* c, auto done) {
     SendOnQueue([&] { return m.lease->PrepareAsyncLeaseRevoke(c, request, Queue()); }, response,
                 std::move(done));
   });
 }
 
-// An asynchronous unary call: what it is, the attempt in flight, and the completion. Whoever drops
-// the last reference to a call that did not complete (an executor shut down with its task queued)
-// completes it as closed, so that `finish` runs exactly once.
-struct RpcClient::UnaryCall {
-  UnaryCall(const Context& ctx, std::string what, std::chrono::milliseconds timeout)
-      : ctx(ctx), what(std::move(what)), deadline(std::chrono::steady_clock::now() + timeout) {}
-  UnaryCall(const UnaryCall&) = delete;
-  UnaryCall& operator=(const UnaryCall&) = delete;
-  ~UnaryCall() {
-    if (finish) {
-      finish(
-          absl::FailedPreconditionError(absl::StrCat("etcd ", what, ": etcd backend is closed")));
-    }
-  }
-
-  void Finish(const absl::Status& status) {
-    std::function<void(const absl::Status&)> f = std::move(finish);
-    finish = nullptr;
-    f(status);
-  }
-
-  const Context ctx;
-  const std::string what;
-  const std::chrono::steady_clock::time_point deadline;
-  Starter start;                                    // sends the request on a member
-  std::function<void(const absl::Status&)> finish;  // null once run
-  // The attempt in flight.
-  std::unique_ptr<grpc::ClientContext> context;
-  size_t index = 0;
-  uint64_t cancel_callback = 0;  // on ctx, cancels `context` through `canceller`
-  std::shared_ptr<CallCanceller> canceller;
-};
-
 template <typename Request, typename Response, typename Rpc>
-void RpcClient::StartUnary(Executor& slow, const Context& ctx, std::string what, Request request,
+void RpcClient::StartUnary(const Context& ctx, std::string what, Request request,
                            Callback<Response> done, Rpc rpc) {
-  // The request and response live as long as the call, which the gRPC completion holds.
+  // The request and response live as long as the call.
   struct Messages {
     Request request;
     Response response;
   };
-  auto messages = std::make_shared<Messages>();
-  messages->request = std::move(request);
-  auto call = std::make_shared<UnaryCall>(ctx, std::move(what), request_timeout_);
-  Messages* m = messages.get();
-  call->start = [this, m, rpc](Connection& member, grpc::ClientContext* context,
-                               std::function<void(grpc::Status)> sent) {
-    SendOnQueue([&] { return rpc(member, context, m->request, Queue()); }, &m->response,
-                std::move(sent));
-  };
-  call->finish = [this, messages = std::move(messages),
-                  done = std::move(done)](const absl::Status& status) {
-    done(status, messages->response);
-    inflight_.Leave();
-  };
-  // Launched now, or once a request in flight ended (then on the thread that completed it:
-  // Launch never blocks).
-  inflight_.EnterAsync(
-      [this, &slow, call = std::move(call)]() mutable { Launch(slow, std::move(call)); });
+  auto m = std::make_shared<Messages>();
+  m->request = std::move(request);
+  Call(
+      CallOptions{.ctx = ctx,
+                  .what = std::move(what),
+                  .deadline = std::chrono::steady_clock::now() + request_timeout_,
+                  .member = std::nullopt},
+      [this, m, rpc](Connection& member, grpc::ClientContext* context,
+                     std::function<void(grpc::Status)> sent) {
+        SendOnQueue([&] { return rpc(member, context, m->request, Queue()); }, &m->response,
+                    std::move(sent));
+      },
+      [m, done = std::move(done)](Outcome outcome) { done(outcome.status, m->response); });
 }
 
-void RpcClient::Launch(Executor& slow, std::shared_ptr<UnaryCall> call) {
-  if (call->ctx.Done()) {
-    call->Finish(absl::Status(call->ctx.Err().code(),
-                              absl::StrCat("etcd ", call->what, ": ", call->ctx.Err().message())));
-    return;
-  }
-  // Without waiting: a member still connecting takes the call, which waits for its connection.
-  std::optional<size_t> picked =
-      pool_->Pick({}, call->ctx, std::chrono::steady_clock::time_point::min());
-  std::string token;
-  if (picked && pool_->member(*picked).token.enabled()) {
-    token = pool_->member(*picked).token.Current();
-    if (token.empty()) picked.reset();  // logging in blocks
-  }
-  if (!picked) {
-    RunBlocking(slow, std::move(call));
-    return;
-  }
-  call->index = *picked;
-  call->context = std::make_unique<grpc::ClientContext>();
-  grpc::ClientContext* const context = call->context.get();
-  PrepareContext(context, call->ctx, token, call->deadline);
-  if (!registry_.Register(context)) {
-    call->context.reset();
-    call->Finish(absl::FailedPreconditionError("etcd backend is closed"));
-    return;
-  }
-  call->canceller = CallCanceller::Start(context);
-  call->cancel_callback =
-      call->ctx.AddCallback([canceller = call->canceller] { canceller->Cancel(); });
-  UnaryCall* const c = call.get();
-  c->start(*pool_->member(c->index).connection(), context,
-           [this, &slow, call = std::move(call)](grpc::Status status) mutable {
-             OnAttemptDone(slow, std::move(call), status);
-           });
-}
-
-void RpcClient::OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call,
-                              const grpc::Status& status) {
-  if (call->cancel_callback != 0) call->ctx.RemoveCallback(call->cancel_callback);
-  if (call->canceller) call->canceller->Detach();
-  registry_.Unregister(call->context.get());
-  const bool not_connected = IsNotConnectedError(status);
-  absl::Status result = Conclude(call->index, status, call->what, *call->context, &call->ctx);
-  call->context.reset();
-  const bool token_refused =
-      (pool_->member(call->index).token.enabled() && IsAuthTokenError(result)) ||
-      IsAuthRevisionError(result);
-  // As BlockingCall: a request that was not sent goes elsewhere, a refused token is renewed
-  // once (the blocking call's own attempt logs in again, and does not retry a second refusal),
-  // a request refused for a change of users or roles is sent once more.
-  if (!call->ctx.Done() && (not_connected || token_refused)) {
-    RunBlocking(slow, std::move(call));
-  } else {
-    call->Finish(result);
-  }
-  // The attempt's last use of this client: Shutdown waits for it, so `finish` ran meanwhile.
-  registry_.ContextDestroyed();
-}
-
-void RpcClient::RunBlocking(Executor& slow, std::shared_ptr<UnaryCall> call) {
-  slow.Post([this, call = std::move(call)] {
-    call->Finish(
-        BlockingCall(call->ctx, call->what, /*with_token=*/true, call->start, call->deadline));
-  });
-}
-
-void RpcClient::PutAsync(Executor& slow, const Context& ctx, std::string what,
-                         etcdserverpb::PutRequest request,
+void RpcClient::PutAsync(const Context& ctx, std::string what, etcdserverpb::PutRequest request,
                          Callback<etcdserverpb::PutResponse> done) {
-  StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
+  StartUnary(ctx, std::move(what), std::move(request), std::move(done),
              [](Connection& m, grpc::ClientContext* c, const etcdserverpb::PutRequest& request,
                 grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncPut(c, request, queue); });
 }
 
-void RpcClient::DeleteRangeAsync(Executor& slow, const Context& ctx, std::string what,
+void RpcClient::DeleteRangeAsync(const Context& ctx, std::string what,
                                  etcdserverpb::DeleteRangeRequest request,
                                  Callback<etcdserverpb::DeleteRangeResponse> done) {
-  StartUnary(slow, ctx, std::move(what), std::move(request), std::move(done),
+  StartUnary(ctx, std::move(what), std::move(request), std::move(done),
              [](Connection& m, grpc::ClientContext* c,
                 const etcdserverpb::DeleteRangeRequest& request, grpc::CompletionQueue* queue) {
                return m.kv->PrepareAsyncDeleteRange(c, request, queue);
              });
 }
 
-void RpcClient::RangeAsync(Executor& slow, const Context& ctx, std::string what,
-                           etcdserverpb::RangeRequest request,
+void RpcClient::RangeAsync(const Context& ctx, std::string what, etcdserverpb::RangeRequest request,
                            Callback<etcdserverpb::RangeResponse> done) {
   StartUnary(
-      slow, ctx, std::move(what), std::move(request), std::move(done),
+      ctx, std::move(what), std::move(request), std::move(done),
       [](Connection& m, grpc::ClientContext* c, const etcdserverpb::RangeRequest& request,
          grpc::CompletionQueue* queue) { return m.kv->PrepareAsyncRange(c, request, queue); });
 }
 
 void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& request,
                            Callback<etcdserverpb::RangeResponse> done) {
-  struct Call {
-    grpc::ClientContext context;
+  // A watcher's list page: not counted against max_inflight, as a watcher asks for one at a time.
+  struct Messages {
     etcdserverpb::RangeRequest request;
     etcdserverpb::RangeResponse response;
   };
-  auto call = std::make_shared<Call>();
-  call->request = request;
-  const auto deadline = std::chrono::steady_clock::now() + request_timeout_;
-  const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
-  bool not_connected = false;
-  absl::StatusOr<std::string> token = TokenFor(index, closing_, deadline, &not_connected);
-  if (!token.ok()) {
-    done(token.status(), call->response);
-    return;
-  }
-  PrepareContext(&call->context, Context(), *token, deadline);
-  if (!registry_.Register(&call->context)) {
-    done(absl::FailedPreconditionError("etcd backend is closed"), call->response);
-    return;
-  }
-  // Only the callback owns the call: it destroys the ClientContext before Release (see
-  // CallRegistry).
-  Call* const c = call.get();
-  std::shared_ptr<Connection> connection = pool_->member(index).connection();
-  SendOnQueue([&] { return connection->kv->PrepareAsyncRange(&c->context, c->request, Queue()); },
-              &c->response,
-              [this, index, call = std::move(call), what = std::move(what),
-               done = std::move(done)](grpc::Status s) mutable {
-                absl::Status status = Conclude(index, s, what, call->context, nullptr);
-                done(status, call->response);
-                done = nullptr;
-                registry_.Unregister(&call->context);
-                call.reset();
-                registry_.ContextDestroyed();
-              });
+  auto m = std::make_shared<Messages>();
+  m->request = request;
+  Call(
+      CallOptions{.ctx = Context::Background(),
+                  .what = std::move(what),
+                  .deadline = std::chrono::steady_clock::now() + request_timeout_,
+                  .admitted = false,
+                  .member = std::nullopt},
+      [this, m](Connection& member, grpc::ClientContext* context,
+                std::function<void(grpc::Status)> sent) {
+        SendOnQueue([&] { return member.kv->PrepareAsyncRange(context, m->request, Queue()); },
+                    &m->response, std::move(sent));
+      },
+      [m, done = std::move(done)](Outcome outcome) { done(outcome.status, m->response); });
+}
+
+absl::StatusOr<std::string> RpcClient::TokenFor(size_t index) {
+  if (absl::Status s = CheckMayWait("authenticate"); !s.ok()) return s;
+  struct Result {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<AuthToken::Result> result;
+  };
+  auto result = std::make_shared<Result>();
+  pool_->member(index).token.Get(
+      [this, index](AuthToken::Done done) {
+        LogIn(index, std::chrono::steady_clock::now() + request_timeout_, std::move(done));
+      },
+      [result](const AuthToken::Result& r) {
+        {
+          std::lock_guard<std::mutex> guard(result->mu);
+          result->result = r;
+        }
+        result->cv.notify_all();
+      });
+  // The login ends by its deadline, or at once when this client shuts down.
+  std::unique_lock<std::mutex> lock(result->mu);
+  result->cv.wait(lock, [&] { return result->result.has_value(); });
+  return result->result->token;
 }
 
 std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
     std::chrono::milliseconds timeout) {
-  struct Call {
-    grpc::ClientContext context;
-    etcdserverpb::StatusRequest request;
-  };
   const size_t n = pool_->size();
   std::vector<EndpointStatus> results(n);
-  if (CompletionPoller::OnPollerThread()) {
-    // The replies would come on this very thread.
-    for (size_t i = 0; i < n; ++i) {
-      results[i].endpoint = pool_->member(i).address;
-      results[i].status = absl::FailedPreconditionError(
-          "etcd status: asked from the completion of an asynchronous call, which must not wait");
-    }
+  for (size_t i = 0; i < n; ++i) results[i].endpoint = pool_->member(i).address;
+  if (absl::Status s = CheckMayWait("status"); !s.ok()) {
+    for (EndpointStatus& r : results) r.status = s;
     return results;
   }
-  std::vector<Call> calls(n);
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t remaining = 0;
-  size_t registered = 0;  // contexts to Release once destroyed
-  auto deadline = std::chrono::system_clock::now() + timeout;
+  // Shared with the calls, which end by their deadline, or at once when this client shuts down.
+  struct Calls {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t remaining = 0;
+    std::vector<etcdserverpb::StatusRequest> requests;
+    std::vector<etcdserverpb::StatusResponse> responses;
+    std::vector<absl::Status> statuses;
+  };
+  auto calls = std::make_shared<Calls>();
+  calls->remaining = n;
+  calls->requests.resize(n);
+  calls->responses.resize(n);
+  calls->statuses.resize(n);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (size_t i = 0; i < n; ++i) {
-    Member& member = pool_->member(i);
-    results[i].endpoint = member.address;
-    calls[i].context.set_deadline(deadline);
     // A status needs no login: the token, if one is held, is sent for servers that want it.
-    if (std::string token = member.token.Current(); !token.empty()) {
-      calls[i].context.AddMetadata("token", token);
-    }
-    if (!registry_.Register(&calls[i].context)) {
-      results[i].status = absl::FailedPreconditionError("etcd backend is closed");
-      continue;
-    }
-    ++registered;
-    {
-      std::lock_guard<std::mutex> guard(mu);
-      ++remaining;
-    }
-    SendOnQueue(
-        [&] {
-          return member.connection()->maintenance->PrepareAsyncStatus(&calls[i].context,
-                                                                      calls[i].request, Queue());
+    Call(
+        CallOptions{.ctx = Context::Background(),
+                    .what = "status",
+                    .deadline = deadline,
+                    .token = TokenUse::kIfHeld,
+                    .admitted = false,
+                    .member = i},
+        [this, calls, i](Connection& m, grpc::ClientContext* context,
+                         std::function<void(grpc::Status)> sent) {
+          SendOnQueue(
+              [&] {
+                return m.maintenance->PrepareAsyncStatus(context, calls->requests[i], Queue());
+              },
+              &calls->responses[i], std::move(sent));
         },
-        &results[i].response,
-        [&, i](grpc::Status s) {
-          results[i].status = Conclude(i, s, "status", calls[i].context, nullptr);
-          registry_.Unregister(&calls[i].context);
-          std::lock_guard<std::mutex> guard(mu);
-          --remaining;
-          cv.notify_all();
+        [calls, i](Outcome outcome) {
+          std::lock_guard<std::mutex> guard(calls->mu);
+          calls->statuses[i] = std::move(outcome.status);
+          if (--calls->remaining == 0) calls->cv.notify_all();
         });
   }
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return remaining == 0; });
+  std::unique_lock<std::mutex> lock(calls->mu);
+  calls->cv.wait(lock, [&] { return calls->remaining == 0; });
+  for (size_t i = 0; i < n; ++i) {
+    results[i].status = std::move(calls->statuses[i]);
+    results[i].response = std::move(calls->responses[i]);
   }
-  calls.clear();
-  for (size_t i = 0; i < registered; ++i) registry_.ContextDestroyed();
   return results;
 }
 
@@ -665,9 +783,7 @@ absl::StatusOr<std::shared_ptr<Stream>> RpcClient::StartStream(
     size_t* picked) {
   const size_t index = *pool_->Pick({}, closing_, ConnectWaitEnd());
   *picked = index;
-  bool not_connected = false;
-  absl::StatusOr<std::string> token = TokenFor(
-      index, closing_, std::chrono::steady_clock::now() + request_timeout_, &not_connected);
+  absl::StatusOr<std::string> token = TokenFor(index);
   if (!token.ok()) return token.status();
   std::shared_ptr<Connection> connection = pool_->member(index).connection();
   grpc::CompletionQueue* const queue = Queue();

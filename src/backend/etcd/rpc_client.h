@@ -1,18 +1,20 @@
-// The etcd calls the backend makes, over one channel per endpoint (ChannelPool): blocking unary
-// calls with deadlines, logging in, and fail-over to another endpoint when the request could not
-// be sent; the same as asynchronous calls (UpdateAsync and the like); asynchronous ranges and
-// bidirectional streams for the watchers and leases (Transport).
+// The etcd calls the backend makes, over one channel per endpoint (ChannelPool): unary calls with
+// deadlines, logging in, and fail-over to another endpoint when the request could not be sent,
+// all on one asynchronous path (the blocking calls wait for it); bidirectional streams for the
+// watchers and leases (Transport).
 #ifndef KVSTORE_BACKEND_ETCD_RPC_CLIENT_H_
 #define KVSTORE_BACKEND_ETCD_RPC_CLIENT_H_
 
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,7 +51,8 @@ class RpcClient final : public Transport {
   // logged in again once when the token is refused. A request that could not be sent (no
   // connection) goes to the next endpoint, and after every endpoint was tried, again after a
   // pause, until the deadline; one that may have been sent is never repeated. `what` names the
-  // operation in errors.
+  // operation in errors. Each is the asynchronous call below and a wait for its result: never
+  // from the poller's thread (FailedPrecondition there).
   absl::Status Range(const Context& ctx, std::string_view what,
                      const etcdserverpb::RangeRequest& request,
                      etcdserverpb::RangeResponse* response);
@@ -62,19 +65,19 @@ class RpcClient final : public Transport {
                    const etcdserverpb::TxnRequest& request, etcdserverpb::TxnResponse* response);
 
   // Asynchronous unary calls, with the blocking calls' semantics (deadline, cancellation, login,
-  // fail-over); `done` runs once, with the response. The common case (an endpoint to pick and its
-  // token held) starts on the caller's thread without blocking, and `done` runs on the poller's
-  // thread (CompletionPoller).
-  // The rest (a login, a retry on another endpoint or after a pause) runs as the blocking call on
-  // a thread of `slow`; a call `slow` drops unfinished (shut down) completes with
-  // FailedPrecondition. `done` must not block, nor shut this client down.
-  void PutAsync(Executor& slow, const Context& ctx, std::string what,
-                etcdserverpb::PutRequest request, Callback<etcdserverpb::PutResponse> done);
-  void DeleteRangeAsync(Executor& slow, const Context& ctx, std::string what,
+  // fail-over): the one way this client calls etcd. They never block: a login, a wait for a
+  // connection or a pause before the next round suspends the call, and an alarm on the queue
+  // resumes it. `done` runs once, with the response: on the poller's thread (CompletionPoller),
+  // or on the calling thread (or the one that freed a max_inflight slot) when the call ends
+  // before anything was sent; a call unfinished at Shutdown completes with FailedPrecondition.
+  // `done` must not block, nor shut this client down.
+  void PutAsync(const Context& ctx, std::string what, etcdserverpb::PutRequest request,
+                Callback<etcdserverpb::PutResponse> done);
+  void DeleteRangeAsync(const Context& ctx, std::string what,
                         etcdserverpb::DeleteRangeRequest request,
                         Callback<etcdserverpb::DeleteRangeResponse> done);
-  void RangeAsync(Executor& slow, const Context& ctx, std::string what,
-                  etcdserverpb::RangeRequest request, Callback<etcdserverpb::RangeResponse> done);
+  void RangeAsync(const Context& ctx, std::string what, etcdserverpb::RangeRequest request,
+                  Callback<etcdserverpb::RangeResponse> done);
 
   // Transport.
   absl::Status LeaseGrant(const Context& ctx, const etcdserverpb::LeaseGrantRequest& request,
@@ -110,53 +113,87 @@ class RpcClient final : public Transport {
   // Starts one unary call on `connection`'s stubs; `done` runs on the poller's thread.
   using Starter = std::function<void(Connection& connection, grpc::ClientContext* context,
                                      std::function<void(grpc::Status)> done)>;
-  // Runs `start` on `connection` and waits for its completion.
-  static grpc::Status AwaitCompletion(const Starter& start, Connection& connection,
-                                      grpc::ClientContext* context);
-  // The outcome of one attempt on one endpoint.
-  struct Attempt {
+  // One unary call, from its first attempt to its result (defined in rpc_client.cc).
+  struct UnaryCall;
+  using CallPtr = std::shared_ptr<UnaryCall>;
+  // Which token a call sends.
+  enum class TokenUse {
+    kNone,    // none (a login)
+    kIfHeld,  // the one held, without logging in for it (a status)
+    kLogIn,   // the one held, else one logged in for: every other call
+  };
+  struct CallOptions {
+    Context ctx;       // the caller's
+    std::string what;  // names the operation in errors
+    std::chrono::steady_clock::time_point deadline;
+    TokenUse token = TokenUse::kLogIn;
+    bool admitted = true;          // counted against max_inflight
+    std::optional<size_t> member;  // only this member, one attempt (logins, status)
+  };
+  // The outcome of a call: its status, and whether the request was never sent (not connected).
+  struct Outcome {
+    Outcome(absl::Status status, bool not_sent = false)  // NOLINT: implicit, see Completion
+        : status(std::move(status)), not_sent(not_sent) {}
     absl::Status status;
-    bool not_connected = false;  // the request was not sent
+    bool not_sent = false;
   };
 
-  // One asynchronous unary call (defined in rpc_client.cc).
-  struct UnaryCall;
   RpcClient(std::unique_ptr<ChannelPool> pool, const EtcdConfig& config,
             const RequestLimits& limits);
-  // BlockingCall with a token, once one of the max_inflight slots is free.
-  absl::Status AdmittedCall(const Context& ctx, std::string_view what, const Starter& start);
 
-  // The asynchronous calls' common part: `start` sends the typed request.
+  // Starts a call: now, or once one of the max_inflight slots is free (admitted calls). `start`
+  // sends the request on a member; `done` runs once with the outcome.
+  CallPtr Call(CallOptions options, Starter start, std::function<void(Outcome)> done);
+  // A call and a wait for its outcome, on the caller's thread: the blocking calls.
+  absl::Status CallAndWait(const Context& ctx, std::string_view what, Starter start);
+  // The asynchronous calls' common part: `rpc` prepares the typed request on a connection.
   template <typename Request, typename Response, typename Rpc>
-  void StartUnary(Executor& slow, const Context& ctx, std::string what, Request request,
-                  Callback<Response> done, Rpc rpc);
+  void StartUnary(const Context& ctx, std::string what, Request request, Callback<Response> done,
+                  Rpc rpc);
+
+  // The call's next move: finish, wait for a connection or the next round, log in, or send.
+  void Step(const CallPtr& call);
+  // Sends `call`'s request on member `index` with `token`.
+  void Send(const CallPtr& call, size_t index, const std::string& token);
+  // Concludes an attempt (on the poller's thread): finishes the call, or takes the next step.
+  void OnAttemptDone(CallPtr call, const grpc::Status& status);
+  // Gets member `index`'s token for `call`, logging in if none is held; the call waits.
+  void AwaitToken(const CallPtr& call, size_t index);
+  // Starts a login on member `index`, until `deadline`.
+  void LogIn(size_t index, std::chrono::steady_clock::time_point deadline, AuthToken::Done done);
+  // Suspends `call` until Resume(call, number) with the number returned, or until the call's
+  // context or this client is done (which resume it too).
+  uint64_t Suspend(const CallPtr& call);
+  // Ends wait `number` of `call` if it is still the one under way, running `record` (what ended
+  // it) first; false when it ended already.
+  bool EndWait(const CallPtr& call, uint64_t number,
+               const std::function<void(UnaryCall&)>& record = nullptr);
+  // EndWait, then the next step on the poller's thread.
+  void Resume(const CallPtr& call, uint64_t number,
+              const std::function<void(UnaryCall&)>& record = nullptr);
+  // Suspends `call` for `delay`.
+  void StepAfter(const CallPtr& call, std::chrono::steady_clock::duration delay);
+  // Runs Step(call) on the poller's thread once `delay` passed (at once: zero), if `wait` (not
+  // zero) is still under way then. Steps never run on a pool where calls block and wait for
+  // them: the poller's thread never blocks. At once, on this thread, once Shutdown began.
+  class StepAlarm;
+  void StepOnPoller(const CallPtr& call, std::chrono::steady_clock::duration delay, uint64_t wait);
+
+  // A call out of time while no member could take it: `reason` is the last member's.
+  absl::Status NoConnectionInTime(const absl::Status& reason) const;
+  // FailedPrecondition on the poller's thread, where a wait would wait for itself.
+  static absl::Status CheckMayWait(std::string_view what);
   // The process's completion queue, taking the poller at the first call; null once shut down.
   grpc::CompletionQueue* Queue();
   // Starts the call `prepare` makes on Queue(); `done` runs on the poller's thread.
   template <typename Response, typename Prepare>
   void SendOnQueue(const Prepare& prepare, Response* response,
                    std::function<void(grpc::Status)> done);
-  // Sends `call` on an endpoint at once if it can without blocking, else hands it to RunBlocking.
-  void Launch(Executor& slow, std::shared_ptr<UnaryCall> call);
-  // Completes `call`'s attempt (on the poller's thread): reports, or retries through RunBlocking.
-  void OnAttemptDone(Executor& slow, std::shared_ptr<UnaryCall> call, const grpc::Status& status);
-  // Runs the rest of `call` as a blocking call on `slow`.
-  void RunBlocking(Executor& slow, std::shared_ptr<UnaryCall> call);
 
   // Until when a pick waits for some endpoint to connect (see ChannelPool::Pick), from now.
   std::chrono::steady_clock::time_point ConnectWaitEnd() const;
-  // A unary call until `deadline` (by default the request timeout from now).
-  absl::Status BlockingCall(const Context& caller_ctx, std::string_view what, bool with_token,
-                            const Starter& start,
-                            std::optional<std::chrono::steady_clock::time_point> deadline = {});
-  // One call on member `index`, blocking until it completed.
-  Attempt CallOnce(size_t index, const Context& ctx, std::string_view what,
-                   const std::string& token, std::chrono::steady_clock::time_point deadline,
-                   const Starter& start);
-  // The token to send to member `index`, logging in there first if needed.
-  absl::StatusOr<std::string> TokenFor(size_t index, const Context& ctx,
-                                       std::chrono::steady_clock::time_point deadline,
-                                       bool* not_connected);
+  // The token to send to member `index` (a login first if needed), waiting for it: for streams.
+  absl::StatusOr<std::string> TokenFor(size_t index);
   // Sets the deadline (the earlier of `deadline` and the context's) and the token metadata.
   void PrepareContext(grpc::ClientContext* context, const Context& ctx, const std::string& token,
                       std::chrono::steady_clock::time_point deadline) const;
@@ -195,6 +232,12 @@ class RpcClient final : public Transport {
   std::mutex poller_mu_;  // guards the two below
   std::shared_ptr<CompletionPoller> poller_;
   bool poller_released_ = false;
+  // The calls' steps after a wait (a timer, a login, the context done), as alarms on the queue:
+  // a client owns no thread. Shutdown cancels them and waits until each came back.
+  std::mutex alarms_mu_;  // guards the two below
+  std::condition_variable alarms_cv_;
+  std::set<StepAlarm*> alarms_;
+  bool alarms_closed_ = false;
 };
 
 }  // namespace kvstore::etcd
