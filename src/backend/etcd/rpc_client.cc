@@ -181,9 +181,10 @@ grpc::Status RpcClient::AwaitCompletion(const Starter& start, Connection& connec
 RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::string_view what,
                                        const std::string& token,
                                        std::chrono::steady_clock::time_point deadline,
-                                       const Starter& start) {
+                                       const Starter& start, bool wait_for_connection) {
   auto context = std::make_unique<grpc::ClientContext>();
   PrepareContext(context.get(), ctx, token, deadline);
+  context->set_wait_for_ready(wait_for_connection);
   if (!registry_.Register(context.get())) {
     return Attempt{absl::FailedPreconditionError("etcd backend is closed")};
   }
@@ -205,7 +206,7 @@ RpcClient::Attempt RpcClient::CallOnce(size_t index, const Context& ctx, std::st
 
 absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx,
                                                 std::chrono::steady_clock::time_point deadline,
-                                                bool* not_connected) {
+                                                bool* not_connected, bool wait_for_connection) {
   *not_connected = false;
   return pool_->member(index).token.Get(ctx, [&](const Context& login_ctx) {
     etcdserverpb::AuthenticateRequest request;
@@ -214,10 +215,12 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index, const Context& ctx
     etcdserverpb::AuthenticateResponse response;
     Attempt attempt = CallOnce(
         index, login_ctx, absl::StrCat("authenticate as user '", username_, "'"),
-        /*token=*/"", deadline, [&](Connection& m, grpc::ClientContext* c, auto done) {
+        /*token=*/"", deadline,
+        [&](Connection& m, grpc::ClientContext* c, auto done) {
           SendOnQueue([&] { return m.auth->PrepareAsyncAuthenticate(c, request, Queue()); },
                       &response, std::move(done));
-        });
+        },
+        wait_for_connection);
     *not_connected = attempt.not_connected;
     if (!attempt.status.ok()) return absl::StatusOr<std::string>(attempt.status);
     return absl::StatusOr<std::string>(response.token());
@@ -241,6 +244,9 @@ absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view
   std::vector<bool> tried(pool_->size(), false);
   bool logged_in_again = false;
   absl::Status not_connected;  // the last reason why no connection was ready
+  // Whether the next attempt waits for the connection (wait_for_ready), and whether one did.
+  bool wait_for_connection = false;
+  bool waited_for_connection = false;
   for (int round = 0;;) {
     if (closing_.Done()) {
       return absl::FailedPreconditionError(
@@ -262,6 +268,18 @@ absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view
             absl::StrCat(not_connected.message(), " (no connection within the request timeout of ",
                          request_timeout_.count(), " ms)"));
       }
+      if (pool_->size() == 1 && !waited_for_connection) {
+        // The one endpoint cannot connect (its reason is in `not_connected`): the next attempt
+        // waits inside gRPC until the channel is connected or the deadline passes, instead of
+        // failing fast at every backoff step. A waiting call costs nothing until the connection
+        // is back, and then starts at once. Only once per call: an attempt that still failed
+        // fast goes back to the backoff below, so that nothing here can spin.
+        waited_for_connection = true;
+        wait_for_connection = true;
+        std::fill(tried.begin(), tried.end(), false);
+        continue;
+      }
+      wait_for_connection = false;
       // The library's backoff (full jitter under a doubling ceiling), as every retry.
       ctx.WaitFor(std::min<std::chrono::steady_clock::duration>(
           left, internal::BackoffDelay(round++, kNotConnectedRetryBase, kNotConnectedRetryMax)));
@@ -272,16 +290,25 @@ absl::Status RpcClient::BlockingCall(const Context& caller_ctx, std::string_view
     std::string token;
     if (with_token) {
       bool login_not_connected = false;
-      absl::StatusOr<std::string> t = TokenFor(index, ctx, deadline, &login_not_connected);
+      absl::StatusOr<std::string> t =
+          TokenFor(index, ctx, deadline, &login_not_connected, wait_for_connection);
       if (!t.ok() && login_not_connected) {
         tried[index] = true;
         not_connected = t.status();
         continue;
       }
+      if (!t.ok() && !not_connected.ok() && !ctx.Done() &&
+          t.status().code() == absl::StatusCode::kDeadlineExceeded) {
+        // The login waited for a connection that never came: its reason says more.
+        return absl::Status(
+            not_connected.code(),
+            absl::StrCat(not_connected.message(), " (no connection within the request timeout of ",
+                         request_timeout_.count(), " ms)"));
+      }
       if (!t.ok()) return t.status();
       token = *std::move(t);
     }
-    Attempt attempt = CallOnce(index, ctx, what, token, deadline, start);
+    Attempt attempt = CallOnce(index, ctx, what, token, deadline, start, wait_for_connection);
     // Conclude forgot a refused token: the next attempt logs in again. A request refused for a
     // change of users or roles under way is sent again too, token or not.
     if (with_token && !logged_in_again &&

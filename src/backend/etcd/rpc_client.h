@@ -149,14 +149,17 @@ class RpcClient final : public Transport {
   absl::Status BlockingCall(const Context& caller_ctx, std::string_view what, bool with_token,
                             const Starter& start,
                             std::optional<std::chrono::steady_clock::time_point> deadline = {});
-  // One call on member `index`, blocking until it completed.
+  // One call on member `index`, blocking until it completed. `wait_for_connection`: a member
+  // that is not connected makes the call wait for its connection (up to the deadline) rather
+  // than fail at once.
   Attempt CallOnce(size_t index, const Context& ctx, std::string_view what,
                    const std::string& token, std::chrono::steady_clock::time_point deadline,
-                   const Starter& start);
-  // The token to send to member `index`, logging in there first if needed.
+                   const Starter& start, bool wait_for_connection = false);
+  // The token to send to member `index`, logging in there first if needed (the login waits for
+  // the connection as CallOnce does with `wait_for_connection`).
   absl::StatusOr<std::string> TokenFor(size_t index, const Context& ctx,
                                        std::chrono::steady_clock::time_point deadline,
-                                       bool* not_connected);
+                                       bool* not_connected, bool wait_for_connection = false);
   // Sets the deadline (the earlier of `deadline` and the context's) and the token metadata.
   void PrepareContext(grpc::ClientContext* context, const Context& ctx, const std::string& token,
                       std::chrono::steady_clock::time_point deadline) const;
