@@ -58,7 +58,7 @@ class ThreadPool final : public Executor {
         if (idle_ < ready_.size()) {
           if (threads_.size() < max_threads_) {
             StartThread();
-          } else if (stalled_max_threads_ > max_threads_ && !monitoring_) {
+          } else if (threads_.size() < stalled_max_threads_ && !monitoring_) {
             monitoring_ = true;
             CheckStallLater();
           }
@@ -125,7 +125,15 @@ class ThreadPool final : public Executor {
         return;
       }
       if (taken_ == seen && idle_ == 0 && threads_.size() < stalled_max_threads_) StartThread();
-      CheckStallLater();
+      if (threads_.size() >= stalled_max_threads_) {
+        // Grown to the limit: nothing to add until a thread ends, which it does only once no
+        // task waits; the next Post that finds the pool busy below the limit watches again.
+        // (With etcd down, every thread of the blocking pool waits for its call's deadline and
+        // this check would otherwise wake the timer thread every stall_grace meanwhile.)
+        monitoring_ = false;
+      } else {
+        CheckStallLater();
+      }
       finished.swap(finished_);
     }
     for (std::thread& thread : finished) thread.join();

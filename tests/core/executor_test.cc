@@ -3,14 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include "core/task.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "tests/support/eventually.h"
 
 namespace kvstore {
 namespace {
@@ -30,6 +33,33 @@ TEST(ExecutorTest, DefaultExecutorRunsPostedTasksOnItsOwnThreads) {
 
 TEST(ExecutorTest, DefaultExecutorIsOnePoolForTheProcess) {
   EXPECT_EQ(DefaultExecutor().get(), DefaultExecutor().get());
+}
+
+// Calls that block take the blocking pool up to its limit; beyond it calls wait (the pool stops
+// watching for stalls there), and each runs as soon as a thread is free again.
+TEST(ExecutorTest, BlockingPoolGrowsToItsLimitAndRunsWaitingCallsOnceThreadsFree) {
+  Executor& pool = internal::BlockingPool();
+  const int limit = static_cast<int>(internal::BlockingPoolThreads());
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> running{0}, done{0};
+  auto blocking = [&] {
+    ++running;
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return release; });
+    ++done;
+  };
+  for (int i = 0; i < limit + 3; ++i) pool.Post(blocking);
+  ASSERT_TRUE(testing::Eventually([&] { return running.load() == limit; }, 20s));
+  EXPECT_EQ(done.load(), 0);
+  {
+    std::lock_guard<std::mutex> guard(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(testing::Eventually([&] { return done.load() == limit + 3; }, 20s));
+  EXPECT_EQ(running.load(), limit + 3);
 }
 
 TEST(StrandTest, RunsTasksOneAtATimeInPostOrder) {

@@ -2,8 +2,11 @@
 // collaborators in one process, each with its own backend, session lease and shared store; etcd
 // stopped for a while. Every retry goes through the library's backoff (full jitter under a cap),
 // so the process stays nearly idle while etcd is away, and everything converges once it is back.
-// The CPU used while etcd was down is printed as a [figure] line (and only checked against a
-// generous bound that a retry loop without backoff would exceed).
+// The CPU used while etcd was down is printed as a [figure] line and checked against issue 23's
+// target of 1% of a core (measured: 0.3-0.4% with 50 collaborators on a loaded 2-core machine;
+// 0.9-1.3% before unary calls waited for the connection instead of retrying into it). Sanitized
+// or unoptimized builds run several times slower: there only a generous bound is checked, which a
+// retry loop without backoff would still exceed.
 //
 // KVSTORE_DOWN_SECONDS (default 15; `make soak` uses 60) sets how long etcd stays down;
 // KVSTORE_DOWN_COLLABORATORS (default 50) how many collaborators run.
@@ -45,6 +48,21 @@ std::chrono::duration<double> ProcessCpu() {
 }
 
 constexpr char kPrefix[] = "cilium/state/down/v1";
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__OPTIMIZE__)
+constexpr bool kSlowBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+    __has_feature(memory_sanitizer)
+constexpr bool kSlowBuild = true;
+#else
+constexpr bool kSlowBuild = false;
+#endif
+#else
+constexpr bool kSlowBuild = false;
+#endif
+// Percent of one core the client may use while etcd is down.
+constexpr double kDownCpuBound = kSlowBuild ? 25.0 : 1.0;
 
 TEST(EtcdDownLoadTest, ManyCollaboratorsIdleWhileEtcdIsDownAndConvergeAfter) {
   const int collaborators = EnvInt("KVSTORE_DOWN_COLLABORATORS", 50);
@@ -102,7 +120,8 @@ TEST(EtcdDownLoadTest, ManyCollaboratorsIdleWhileEtcdIsDownAndConvergeAfter) {
             << " collaborators (backend + session lease + shared store each): " << percent
             << " % of one core (" << cpu << " s CPU in " << wall << " s)\n";
   RecordProperty("cpu_percent_while_down", std::to_string(percent));
-  EXPECT_LT(percent, 25.0) << "retrying without backoff?";
+  EXPECT_LT(percent, kDownCpuBound) << "retrying without backoff, or into a channel that cannot "
+                                       "connect?";
 
   ASSERT_TRUE((*cluster)->StartMember(0).ok());
   const auto back = SteadyClock::now();

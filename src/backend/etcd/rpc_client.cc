@@ -205,6 +205,7 @@ struct RpcClient::UnaryCall {
   UnaryCall(CallOptions options, Context closing, Starter start, std::function<void(Outcome)> done,
             InflightGate* gate)
       : options(std::move(options)),
+        wait_for_connection(this->options.wait_for_connection),
         closing(std::move(closing)),
         start(std::move(start)),
         done(std::move(done)),
@@ -229,6 +230,10 @@ struct RpcClient::UnaryCall {
   }
 
   const CallOptions options;
+  // Whether the next attempt waits for the connection, and whether one did (once per call, so
+  // that nothing can spin on an attempt that still fails fast).
+  bool wait_for_connection;
+  bool waited_for_connection = false;
   const Context closing;  // the client's: done at Shutdown
   const Starter start;    // sends the request on a member
   Completion<Outcome> done;
@@ -309,6 +314,11 @@ void RpcClient::Step(const CallPtr& call) {
     const AuthToken::Result login = *std::move(c.login);
     c.login.reset();
     if (login.token.ok()) return Send(call, c.login_member, *login.token);
+    if (!c.not_connected.ok() &&
+        login.token.status().code() == absl::StatusCode::kDeadlineExceeded) {
+      // The login waited for a connection that never came: its reason says more.
+      return c.Finish(Outcome(NoConnectionInTime(c.not_connected), /*not_sent=*/true));
+    }
     if (!login.not_sent || o.member) return c.Finish(Outcome(login.token.status(), login.not_sent));
     c.tried[c.login_member] = true;
     c.not_connected = login.token.status();
@@ -335,6 +345,15 @@ void RpcClient::Step(const CallPtr& call) {
         return c.Finish(Outcome(NoConnectionInTime(c.not_connected), /*not_sent=*/true));
       }
       std::fill(c.tried.begin(), c.tried.end(), false);
+      if (pool_->size() == 1 && !c.waited_for_connection) {
+        // The one endpoint cannot connect (its reason is in not_connected): the next attempt
+        // waits inside gRPC until the channel is connected or the deadline passes, instead of
+        // failing fast at every backoff step. Such a call costs nothing until the connection is
+        // back, and then starts at once. Once per call: one that still failed fast backs off.
+        c.waited_for_connection = c.wait_for_connection = true;
+        return Step(call);
+      }
+      c.wait_for_connection = false;
       // The library's backoff (full jitter under a doubling ceiling), as every retry.
       return StepAfter(call, std::min<std::chrono::steady_clock::duration>(
                                  left, internal::BackoffDelay(c.round++, kNotConnectedRetryBase,
@@ -351,10 +370,12 @@ void RpcClient::Step(const CallPtr& call) {
 
 void RpcClient::AwaitToken(const CallPtr& call, size_t index) {
   call->login_member = index;
+  const bool wait_for_ready = call->wait_for_connection;
+  const auto deadline = call->options.deadline;
   const uint64_t wait = Suspend(call);
   pool_->member(index).token.Get(
-      [this, index, deadline = call->options.deadline](AuthToken::Done done) {
-        LogIn(index, deadline, std::move(done));
+      [this, index, deadline, wait_for_ready](AuthToken::Done done) {
+        LogIn(index, deadline, wait_for_ready, std::move(done));
       },
       [this, call, wait](const AuthToken::Result& result) {
         Resume(call, wait, [&result](UnaryCall& c) { c.login = result; });
@@ -362,7 +383,7 @@ void RpcClient::AwaitToken(const CallPtr& call, size_t index) {
 }
 
 void RpcClient::LogIn(size_t index, std::chrono::steady_clock::time_point deadline,
-                      AuthToken::Done done) {
+                      bool wait_for_connection, AuthToken::Done done) {
   struct Messages {
     etcdserverpb::AuthenticateRequest request;
     etcdserverpb::AuthenticateResponse response;
@@ -378,6 +399,7 @@ void RpcClient::LogIn(size_t index, std::chrono::steady_clock::time_point deadli
                   .deadline = deadline,
                   .token = TokenUse::kNone,
                   .admitted = false,
+                  .wait_for_connection = wait_for_connection,
                   .member = index},
       [this, m](Connection& c, grpc::ClientContext* context, auto sent) {
         SendOnQueue([&] { return c.auth->PrepareAsyncAuthenticate(context, m->request, Queue()); },
@@ -395,6 +417,7 @@ void RpcClient::Send(const CallPtr& call, size_t index, const std::string& token
   c.context = std::make_unique<grpc::ClientContext>();
   grpc::ClientContext* const context = c.context.get();
   PrepareContext(context, c.options.ctx, token, c.options.deadline);
+  context->set_wait_for_ready(c.wait_for_connection);
   if (!registry_.Register(context)) {
     c.context.reset();
     return c.Finish(absl::FailedPreconditionError(
@@ -678,7 +701,8 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index) {
   auto result = std::make_shared<Result>();
   pool_->member(index).token.Get(
       [this, index](AuthToken::Done done) {
-        LogIn(index, std::chrono::steady_clock::now() + request_timeout_, std::move(done));
+        LogIn(index, std::chrono::steady_clock::now() + request_timeout_,
+              /*wait_for_connection=*/false, std::move(done));
       },
       [result](const AuthToken::Result& r) {
         {

@@ -127,7 +127,9 @@ class RpcClient final : public Transport {
     std::string what;  // names the operation in errors
     std::chrono::steady_clock::time_point deadline;
     TokenUse token = TokenUse::kLogIn;
-    bool admitted = true;          // counted against max_inflight
+    bool admitted = true;  // counted against max_inflight
+    // Its first attempt waits for the connection (gRPC's wait_for_ready), up to the deadline.
+    bool wait_for_connection = false;
     std::optional<size_t> member;  // only this member, one attempt (logins, status)
   };
   // The outcome of a call: its status, and whether the request was never sent (not connected).
@@ -159,8 +161,10 @@ class RpcClient final : public Transport {
   void OnAttemptDone(CallPtr call, const grpc::Status& status);
   // Gets member `index`'s token for `call`, logging in if none is held; the call waits.
   void AwaitToken(const CallPtr& call, size_t index);
-  // Starts a login on member `index`, until `deadline`.
-  void LogIn(size_t index, std::chrono::steady_clock::time_point deadline, AuthToken::Done done);
+  // Starts a login on member `index`, until `deadline`; waits for the connection (see
+  // CallOptions) if `wait_for_connection`.
+  void LogIn(size_t index, std::chrono::steady_clock::time_point deadline, bool wait_for_connection,
+             AuthToken::Done done);
   // Suspends `call` until Resume(call, number) with the number returned, or until the call's
   // context or this client is done (which resume it too).
   uint64_t Suspend(const CallPtr& call);

@@ -303,11 +303,21 @@ void WatchHub::SubscribeLocked(const std::shared_ptr<Entry>& entry) {
   create->set_watch_id(entry->watch_id);
   stream_->Write(std::move(request));
   awaiting_created_.push_back(entry->watch_id);
+  // Until the stream said anything, it may be waiting for its connection: the check starts when
+  // it first does (StartAnswerChecksLocked).
+  if (heard_any_) ScheduleAnswerCheckLocked(entry->watch_id);
+}
+
+void WatchHub::ScheduleAnswerCheckLocked(int64_t watch_id) {
   std::weak_ptr<WatchHub> weak = weak_from_this();
-  executor_->PostAfter(answer_timeout_,
-                       [weak, generation = stream_generation_, watch_id = entry->watch_id] {
-                         if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
-                       });
+  executor_->PostAfter(answer_timeout_, [weak, generation = stream_generation_, watch_id] {
+    if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
+  });
+}
+
+void WatchHub::StartAnswerChecksLocked() {
+  ScheduleSilenceCheckLocked();
+  for (int64_t watch_id : awaiting_created_) ScheduleAnswerCheckLocked(watch_id);
 }
 
 void WatchHub::CheckAnswered(uint64_t generation, int64_t watch_id) {
@@ -319,14 +329,9 @@ void WatchHub::CheckAnswered(uint64_t generation, int64_t watch_id) {
             awaiting_created_.end()) {
       return;
     }
-    if (!heard_any_) {
-      // Not connected yet, most likely: look again later.
-      std::weak_ptr<WatchHub> weak = weak_from_this();
-      executor_->PostAfter(answer_timeout_, [weak, generation, watch_id] {
-        if (auto self = weak.lock()) self->CheckAnswered(generation, watch_id);
-      });
-      return;
-    }
+    // Checked only once the stream said something (SubscribeLocked), and heard_any_ stays set
+    // for the rest of the stream's generation.
+    if (!heard_any_) return;
     auto it = by_watch_id_.find(watch_id);
     spdlog::warn(
         "etcd watch stream: the watch of '{}' was not answered within {} ms; opening a new "
@@ -476,7 +481,9 @@ void WatchHub::StartStream() {
   last_heard_ = executor_->clock()->Now();
   progress_requested_ = false;
   heard_any_ = false;
-  ScheduleSilenceCheckLocked();
+  // The silence and answer checks start once the stream said something (OnResponse): until then
+  // it may be waiting for its connection (etcd down), which they would only look at and leave
+  // alone, waking every answer timeout for each hub of the process.
   for (const auto& [id, entry] : entries_) SubscribeLocked(entry);
 }
 
@@ -487,8 +494,10 @@ void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& resp
     if (generation != stream_generation_ || shutdown_) return;
     last_heard_ = executor_->clock()->Now();
     progress_requested_ = false;
+    const bool first = !heard_any_;
     heard_any_ = true;
     replaced = OnResponseLocked(response);
+    if (first && generation == stream_generation_ && stream_) StartAnswerChecksLocked();
   }
   if (replaced) replaced->Cancel();
 }

@@ -111,6 +111,11 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   std::shared_ptr<WatchRequests> ReplaceStreamLocked(std::chrono::milliseconds delay);
   // Replaces the stream if watch `watch_id` of stream `generation` is still unanswered.
   void CheckAnswered(uint64_t generation, int64_t watch_id);
+  // CheckAnswered for `watch_id` on the current stream, an answer timeout from now.
+  void ScheduleAnswerCheckLocked(int64_t watch_id);
+  // Once the current stream first said something: starts its silence check and the answer check
+  // of each watch still waiting for its answer.
+  void StartAnswerChecksLocked();
   // Every answer timeout while stream `generation` is open: asks a silent stream for progress,
   // and replaces one that did not answer that either.
   void ScheduleSilenceCheckLocked();
@@ -160,7 +165,8 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   bool progress_requested_ = false;
   // Whether stream_ said anything yet. Until then it may still be waiting for its connection
   // (etcd unreachable): gRPC's keepalive and connection failures end it, and the checks above
-  // leave it alone rather than replace it again and again while etcd is down.
+  // leave it alone rather than replace it again and again while etcd is down; they are not even
+  // scheduled until it first speaks, so that a process with many hubs stays asleep meanwhile.
   bool heard_any_ = false;
   bool stream_starting_ = false;
   int stream_failures_ = 0;  // consecutive, for the reconnect backoff
