@@ -1,14 +1,18 @@
 #include "backend/etcd/auth_token.h"
 
+#include "kvstore/mutex.h"
+
 namespace kvstore::etcd {
 
 absl::StatusOr<std::string> AuthToken::Get(const Context& ctx, const Login& login) {
   if (!enabled_) return std::string();
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     if (!token_.empty()) return token_;
     if (!logging_in_) break;
-    if (!ctx.WaitOn(lock, login_done_, [&] { return !logging_in_; })) return ctx.Err();
+    if (!ctx.WaitOn(lock, login_done_,
+                    [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !logging_in_; }))
+      return ctx.Err();
   }
   logging_in_ = true;
   lock.unlock();
@@ -22,12 +26,12 @@ absl::StatusOr<std::string> AuthToken::Get(const Context& ctx, const Login& logi
 }
 
 std::string AuthToken::Current() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return token_;
 }
 
 void AuthToken::Invalidate() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   token_.clear();
 }
 

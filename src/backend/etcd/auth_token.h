@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "kvstore/context.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -36,10 +37,10 @@ class AuthToken {
 
  private:
   const bool enabled_;
-  mutable std::mutex mu_;  // guards the state below
-  std::condition_variable login_done_;
-  std::string token_;
-  bool logging_in_ = false;
+  mutable Mutex mu_;  // guards the state below
+  CondVar login_done_;
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  bool logging_in_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace kvstore::etcd

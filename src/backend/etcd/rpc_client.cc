@@ -12,6 +12,7 @@
 #include "backend/etcd/errors.h"
 #include "backend/etcd/request_limits.h"
 #include "core/backoff.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -69,7 +70,7 @@ void RpcClient::Shutdown() {
   inflight_.Drain();     // calls waiting for a slot fail now, as closed
   std::shared_ptr<CompletionPoller> poller;
   {
-    std::lock_guard<std::mutex> guard(poller_mu_);
+    MutexLock guard(poller_mu_);
     poller_released_ = true;
     poller = std::move(poller_);
   }
@@ -77,7 +78,7 @@ void RpcClient::Shutdown() {
 }
 
 grpc::CompletionQueue* RpcClient::Queue() {
-  std::lock_guard<std::mutex> guard(poller_mu_);
+  MutexLock guard(poller_mu_);
   if (!poller_ && !poller_released_) poller_ = CompletionPoller::Shared();
   return poller_ ? poller_->queue() : nullptr;
 }
@@ -159,22 +160,23 @@ grpc::Status RpcClient::AwaitCompletion(const Starter& start, Connection& connec
   // Shared with the callback, which wakes the caller after releasing the lock (woken under it,
   // the caller would block on it again at once) and so must keep it alive meanwhile.
   struct Completion {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;
-    grpc::Status result;
+    Mutex mu;
+    CondVar cv;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    grpc::Status result ABSL_GUARDED_BY(mu);
   };
   auto completion = std::make_shared<Completion>();
   start(connection, context, [completion](grpc::Status s) {
     {
-      std::lock_guard<std::mutex> guard(completion->mu);
+      MutexLock guard(completion->mu);
       completion->result = std::move(s);
       completion->done = true;
     }
     completion->cv.notify_all();
   });
-  std::unique_lock<std::mutex> lock(completion->mu);
-  completion->cv.wait(lock, [&] { return completion->done; });
+  MutexLock lock(completion->mu);
+  completion->cv.wait(
+      lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(completion->mu) { return completion->done; });
   return completion->result;
 }
 
@@ -586,8 +588,8 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
     return results;
   }
   std::vector<Call> calls(n);
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  CondVar cv;
   size_t remaining = 0;
   size_t registered = 0;  // contexts to Release once destroyed
   auto deadline = std::chrono::system_clock::now() + timeout;
@@ -605,7 +607,7 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
     }
     ++registered;
     {
-      std::lock_guard<std::mutex> guard(mu);
+      MutexLock guard(mu);
       ++remaining;
     }
     SendOnQueue(
@@ -617,14 +619,14 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
         [&, i](grpc::Status s) {
           results[i].status = Conclude(i, s, "status", calls[i].context, nullptr);
           registry_.Unregister(&calls[i].context);
-          std::lock_guard<std::mutex> guard(mu);
+          MutexLock guard(mu);
           --remaining;
           cv.notify_all();
         });
   }
   {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return remaining == 0; });
+    MutexLock lock(mu);
+    cv.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return remaining == 0; });
   }
   calls.clear();
   for (size_t i = 0; i < registered; ++i) registry_.ContextDestroyed();

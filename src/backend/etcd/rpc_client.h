@@ -28,6 +28,7 @@
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 #include "rpc.grpc.pb.h"
 
 namespace kvstore::etcd {
@@ -192,9 +193,9 @@ class RpcClient final : public Transport {
   CancelFunc close_;
   // Every call and stream completes on the process's completion queue (see CompletionPoller),
   // taken at the first one and let go once every call completed.
-  std::mutex poller_mu_;  // guards the two below
-  std::shared_ptr<CompletionPoller> poller_;
-  bool poller_released_ = false;
+  Mutex poller_mu_;  // guards the two below
+  std::shared_ptr<CompletionPoller> poller_ ABSL_GUARDED_BY(poller_mu_);
+  bool poller_released_ ABSL_GUARDED_BY(poller_mu_) = false;
 };
 
 }  // namespace kvstore::etcd
