@@ -33,9 +33,12 @@ def selected(path):
 
 def command(entry):
     args = entry["arguments"] if "arguments" in entry else shlex.split(entry["command"])
+    # The compiler, and a launcher (ccache) before it, if any.
+    while args and not args[0].startswith("-"):
+        args = args[1:]
     out = []
     skip = False
-    for arg in args[1:]:
+    for arg in args:
         if skip:
             skip = False
             continue
