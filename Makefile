@@ -9,6 +9,7 @@ CMAKE_FLAGS ?=
 WERROR = -DKVSTORE_WERROR=ON
 
 .PHONY: all deps configure build run test soak test-asan test-tsan test-release clean format fuzz deb \
+  thread-safety \
   sim sim-planted
 
 all: build
@@ -169,8 +170,21 @@ deb: deps
 	cd $(BUILD_DIR) && cpack -G DEB -B packages
 	@ls -l $(BUILD_DIR)/packages/*.deb
 
+# Clang's thread-safety analysis (-Wthread-safety, as errors) over the library and kvstorectl:
+# every ABSL_GUARDED_BY field used under its lock, every ABSL_EXCLUSIVE_LOCKS_REQUIRED function
+# called with it. A clang configure in build-tsa whose translation units (from its
+# compile_commands.json) are only parsed and analysed (-fsyntax-only), TSA_JOBS at a time; only
+# the etcd protocol headers are generated, nothing is compiled. See scripts/thread-safety.py.
+TSA_JOBS ?= 2
+thread-safety: deps
+	@cmake -S . -B build-tsa -G Ninja -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+	@ninja -C build-tsa -t commands src/backend/etcd/proto/rpc.pb.h src/backend/etcd/proto/kv.pb.h \
+	  | grep -F protoc | sh
+	@scripts/thread-safety.py build-tsa $(TSA_JOBS)
+
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-tsan build-release
+	rm -rf $(BUILD_DIR) build-asan build-tsan build-release build-tsa

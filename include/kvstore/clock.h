@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kvstore/export.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 
@@ -114,12 +115,13 @@ class KVSTORE_EXPORT FakeClock : public Clock {
   // now_ to `target`.
   void MoveTo(time_point target);
 
-  mutable std::mutex mu_;  // guards now_, waiters_, timers_ and next_timer_id_
-  time_point now_;
+  mutable Mutex mu_;
+  time_point now_ ABSL_GUARDED_BY(mu_);
   const time_point start_;
-  mutable std::vector<std::shared_ptr<Waiter>> waiters_;
-  mutable std::map<std::pair<time_point, uint64_t>, std::shared_ptr<internal::TimerState>> timers_;
-  mutable uint64_t next_timer_id_ = 0;
+  mutable std::vector<std::shared_ptr<Waiter>> waiters_ ABSL_GUARDED_BY(mu_);
+  mutable std::map<std::pair<time_point, uint64_t>, std::shared_ptr<internal::TimerState>> timers_
+      ABSL_GUARDED_BY(mu_);
+  mutable uint64_t next_timer_id_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kvstore

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "kvstore/clock.h"
 #include "kvstore/export.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 
@@ -49,9 +50,16 @@ class KVSTORE_EXPORT Context {
 
   // Waits on `cv` until `pred()` holds or the context is done; returns pred(). The context wakes
   // the wait promptly when it becomes done. REQUIRES: `lock` holds the mutex `cv` is used with.
+  // Not analysed for thread safety: `pred` may require the lock that `lock` holds, which the
+  // analysis cannot see through a std::unique_lock.
   template <typename Predicate>
   bool WaitOn(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
-              Predicate pred) const;
+              Predicate pred) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // The same through kvstore's annotated lock types (kvstore/mutex.h).
+  template <typename Predicate>
+  bool WaitOn(MutexLock& lock, CondVar& cv, Predicate pred) const {
+    return WaitOn(lock.native(), cv.native(), std::move(pred));
+  }
 
  private:
   friend std::pair<Context, std::function<void()>> WithCancel(const Context& parent);
@@ -101,7 +109,7 @@ class KVSTORE_EXPORT ScopedContextCallback {
 
 template <typename Predicate>
 bool Context::WaitOn(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
-                     Predicate pred) const {
+                     Predicate pred) const ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (!state_) {  // background: only the predicate can end the wait
     cv.wait(lock, pred);
     return true;

@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "core/guarded.h"
 #include "core/thread_name.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 namespace internal {
@@ -18,13 +19,13 @@ struct TimerState {
 
   // The function if still pending, taken out; null otherwise.
   std::function<void()> Take() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (!pending) return nullptr;
     pending = false;
     return std::move(fn);
   }
 
-  std::mutex mu;
+  Mutex mu;
   bool pending ABSL_GUARDED_BY(mu) = true;
   std::function<void()> fn ABSL_GUARDED_BY(mu);
   // Where the real-time timer thread keeps it (set before it is shared), so that a stopped timer
@@ -52,7 +53,7 @@ class TimerThread {
 
   // Schedules `state`. REQUIRES: `state` is not shared yet.
   void Add(TimePoint when, std::shared_ptr<TimerState> state) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return;
     const bool earliest = entries_.empty() || when < entries_.begin()->first.first;
     const std::pair<TimePoint, uint64_t> key(when, next_id_++);
@@ -74,7 +75,7 @@ class TimerThread {
   // Forgets a stopped timer, so that the thread can end once no timer is pending.
   void Remove(const std::pair<TimePoint, uint64_t>& entry) {
     std::shared_ptr<TimerState> removed;  // destroyed outside the lock
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = entries_.find(entry);
     if (it == entries_.end()) return;
     removed = std::move(it->second);
@@ -101,7 +102,7 @@ class TimerThread {
     std::thread thread;
     std::map<std::pair<TimePoint, uint64_t>, std::shared_ptr<TimerState>> dropped;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopped_ = true;
       wake_ = true;
       cv_.notify_one();
@@ -118,11 +119,13 @@ class TimerThread {
 
   void Loop() {
     NameThisThread("kv-timer");
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!stopped_) {
       wake_ = false;
       if (entries_.empty()) {
-        if (!cv_.wait_for(lock, kIdleLinger, [this] { return Woken(); }) && entries_.empty()) {
+        if (!cv_.wait_for(lock, kIdleLinger,
+                          [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Woken(); }) &&
+            entries_.empty()) {
           break;
         }
         continue;
@@ -131,7 +134,8 @@ class TimerThread {
       const TimePoint deadline = first->first.first;
       const TimePoint now = std::chrono::steady_clock::now();
       if (now < deadline) {
-        cv_.wait_until(lock, deadline, [this] { return Woken(); });
+        cv_.wait_until(lock, deadline,
+                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return Woken(); });
         continue;
       }
       std::shared_ptr<TimerState> state = std::move(first->second);
@@ -144,8 +148,8 @@ class TimerThread {
     running_ = false;
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;  // wake_ or stopped_ was set
+  Mutex mu_;
+  CondVar cv_;  // wake_ or stopped_ was set
   std::map<std::pair<TimePoint, uint64_t>, std::shared_ptr<TimerState>> entries_
       ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -206,8 +210,8 @@ std::shared_ptr<Clock> SystemClock() {
 // waiter is inside its wait, so while it is true `user_mu` and `cv` are valid. Lock order:
 // Waiter::mu, then the waiter's own mutex; a waiter never takes Waiter::mu while holding its own.
 struct FakeClock::Waiter {
-  std::mutex mu;
-  bool alive = true;
+  Mutex mu;
+  bool alive ABSL_GUARDED_BY(mu) = true;
   std::mutex* user_mu = nullptr;
   std::condition_variable* cv = nullptr;
 };
@@ -215,7 +219,7 @@ struct FakeClock::Waiter {
 FakeClock::FakeClock(time_point start) : now_(start), start_(start) {}
 
 FakeClock::time_point FakeClock::Now() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return now_;
 }
 
@@ -230,7 +234,7 @@ std::chrono::system_clock::time_point FakeClock::WallNow() const {
 Timer FakeClock::AfterFunc(duration d, std::function<void()> fn) const {
   auto [timer, state] = NewTimer(std::move(fn));
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     timers_.emplace(std::make_pair(internal::SaturatingAdd(now_, d), next_timer_id_++),
                     std::move(state));
   }
@@ -238,19 +242,19 @@ Timer FakeClock::AfterFunc(duration d, std::function<void()> fn) const {
 }
 
 size_t FakeClock::NumTimers() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   size_t pending = 0;
   for (const auto& [when, state] : timers_) {
-    std::lock_guard<std::mutex> lock(state->mu);
+    MutexLock lock(state->mu);
     if (state->pending) ++pending;
   }
   return pending;
 }
 
 FakeClock::time_point FakeClock::NextTimer() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   for (const auto& [when, state] : timers_) {
-    std::lock_guard<std::mutex> lock(state->mu);
+    MutexLock lock(state->mu);
     if (state->pending) return when.first;
   }
   return time_point::max();
@@ -262,7 +266,7 @@ void FakeClock::WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_var
   waiter->user_mu = lock.mutex();
   waiter->cv = &cv;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (now_ >= deadline) return;
     waiters_.push_back(waiter);
   }
@@ -272,11 +276,11 @@ void FakeClock::WaitUntil(std::unique_lock<std::mutex>& lock, std::condition_var
   // Unregister without holding the caller's mutex, to keep the lock order above.
   lock.unlock();
   {
-    std::lock_guard<std::mutex> guard(waiter->mu);
+    MutexLock guard(waiter->mu);
     waiter->alive = false;
   }
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), waiter), waiters_.end());
   }
   lock.lock();
@@ -286,7 +290,7 @@ void FakeClock::MoveTo(time_point target) {
   while (true) {
     std::shared_ptr<internal::TimerState> due;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       if (timers_.empty() || timers_.begin()->first.first > target) {
         now_ = std::max(now_, target);
         break;
@@ -307,7 +311,7 @@ void FakeClock::Advance(duration d) {
 
 void FakeClock::Set(time_point t) {
   if (t < Now()) {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     now_ = t;  // back in time: nothing becomes due
   } else {
     MoveTo(t);
@@ -316,20 +320,20 @@ void FakeClock::Set(time_point t) {
 }
 
 size_t FakeClock::NumWaiters() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return waiters_.size();
 }
 
 void FakeClock::WakeAll() {
   std::vector<std::shared_ptr<Waiter>> waiters;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     waiters = waiters_;
   }
   for (const auto& waiter : waiters) {
-    std::lock_guard<std::mutex> guard(waiter->mu);
+    MutexLock guard(waiter->mu);
     if (!waiter->alive) continue;
-    std::lock_guard<std::mutex> user_guard(*waiter->user_mu);
+    std::lock_guard<std::mutex> user_guard(*waiter->user_mu);  // the waiter's own mutex
     waiter->cv->notify_all();
   }
 }

@@ -3,18 +3,20 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "kvstore/mutex.h"
+
 namespace kvstore::internal {
 
 bool SleepOnClock(const Context& ctx, const Clock& clock, Clock::duration d) {
   const Clock::time_point until = clock.Now() + d;
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  CondVar cv;
   ScopedContextCallback wake(ctx, [&] {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     cv.notify_all();
   });
-  std::unique_lock lock(mu);
-  while (!ctx.Done() && clock.Now() < until) clock.WaitUntil(lock, cv, until);
+  MutexLock lock(mu);
+  while (!ctx.Done() && clock.Now() < until) clock.WaitUntil(lock.native(), cv.native(), until);
   return !ctx.Done();
 }
 

@@ -4,6 +4,8 @@
 #include <thread>
 #include <utility>
 
+#include "kvstore/mutex.h"
+
 namespace kvstore {
 namespace internal {
 
@@ -26,15 +28,15 @@ struct ContextState : std::enable_shared_from_this<ContextState> {
   std::shared_ptr<ContextState> parent;
   uint64_t parent_callback = 0;  // our registration on `parent`, removed when we go away
 
-  std::mutex mu;  // guards everything below
-  std::condition_variable cv;
-  bool done = false;
-  absl::Status err;
-  uint64_t next_id = 1;
+  Mutex mu;  // guards everything below
+  CondVar cv;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  absl::Status err ABSL_GUARDED_BY(mu);
+  uint64_t next_id ABSL_GUARDED_BY(mu) = 1;
   std::map<uint64_t, std::function<void()>> callbacks;
-  uint64_t running_id = 0;  // callback being run by Cancel, on `running_thread`
-  std::thread::id running_thread;
-  Timer timer;  // guarded by mu: ends the context at its deadline
+  uint64_t running_id ABSL_GUARDED_BY(mu) = 0;  // callback being run by Cancel, on `running_thread`
+  std::thread::id running_thread ABSL_GUARDED_BY(mu);
+  Timer timer ABSL_GUARDED_BY(mu);  // guarded by mu: ends the context at its deadline
 };
 
 namespace {
@@ -57,19 +59,19 @@ bool ContextState::DeadlinePassed() const {
 // (Context::WaitOn does exactly that). A passed deadline is reported at once; the deadline timer
 // runs the callbacks.
 bool ContextState::Done() {
-  std::lock_guard<std::mutex> guard(mu);
+  MutexLock guard(mu);
   return done || DeadlinePassed();
 }
 
 absl::Status ContextState::Err() {
-  std::lock_guard<std::mutex> guard(mu);
+  MutexLock guard(mu);
   if (done) return err;
   if (DeadlinePassed()) return DeadlineExceeded();
   return absl::OkStatus();
 }
 
 void ContextState::Cancel(absl::Status reason) {
-  std::unique_lock<std::mutex> lock(mu);
+  MutexLock lock(mu);
   if (done) return;
   done = true;
   // The first reason wins, and a passed deadline came first even if its timer has not fired yet.
@@ -96,7 +98,7 @@ void ContextState::Cancel(absl::Status reason) {
 
 uint64_t ContextState::AddCallback(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> guard(mu);
+    MutexLock guard(mu);
     if (!done) {
       uint64_t id = next_id++;
       callbacks.emplace(id, std::move(fn));
@@ -108,10 +110,12 @@ uint64_t ContextState::AddCallback(std::function<void()> fn) {
 }
 
 void ContextState::RemoveCallback(uint64_t id) {
-  std::unique_lock<std::mutex> lock(mu);
+  MutexLock lock(mu);
   if (callbacks.erase(id) > 0) return;
   // Already run, or running now: wait for it unless it is this very thread that runs it.
-  cv.wait(lock, [&] { return running_id != id || running_thread == std::this_thread::get_id(); });
+  cv.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return running_id != id || running_thread == std::this_thread::get_id();
+  });
 }
 
 }  // namespace internal
@@ -144,8 +148,10 @@ bool Context::WaitFor(std::chrono::nanoseconds d) const {
   }
   if (!state_->clock && state_->deadline && *state_->deadline < end) end = *state_->deadline;
   {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    if (state_->cv.wait_until(lock, end, [&] { return state_->done; })) return true;
+    MutexLock lock(state_->mu);
+    if (state_->cv.wait_until(
+            lock, end, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) { return state_->done; }))
+      return true;
   }
   return Done();
 }
@@ -208,7 +214,7 @@ std::shared_ptr<internal::ContextState> NewChild(
     Timer timer = on.AfterFunc(*child->deadline - on.Now(), [weak] {
       if (auto state = weak.lock()) state->Cancel(internal::DeadlineExceeded());
     });
-    std::lock_guard<std::mutex> guard(child->mu);
+    MutexLock guard(child->mu);
     child->timer = std::move(timer);
   }
   return child;

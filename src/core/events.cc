@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/watcher_core.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 
@@ -44,9 +45,10 @@ namespace internal {
 WatcherCore::WatcherCore(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
 
 bool WatcherCore::Emit(KeyValueEvent ev, const Context& ctx) {
-  std::unique_lock<std::mutex> lock(mu_);
-  bool ready =
-      ctx.WaitOn(lock, cv_, [&] { return stopped_ || closed_ || buffer_.size() < capacity_; });
+  MutexLock lock(mu_);
+  bool ready = ctx.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopped_ || closed_ || buffer_.size() < capacity_;
+  });
   if (!ready || stopped_ || closed_) return false;
   PushLocked(std::move(ev), lock);
   return true;
@@ -56,7 +58,7 @@ void WatcherCore::Close() {
   std::function<void()> hook;
   std::function<void()> readable;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     closed_ = true;
     cv_.notify_all();
     hook = TakeSpaceHookLocked();
@@ -67,19 +69,19 @@ void WatcherCore::Close() {
 }
 
 bool WatcherCore::TryEmit(KeyValueEvent& ev) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopped_ || closed_ || buffer_.size() >= capacity_) return false;
   PushLocked(std::move(ev), lock);
   return true;
 }
 
-void WatcherCore::PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock) {
+void WatcherCore::PushLocked(KeyValueEvent ev, MutexLock& lock) {
   buffer_.push_back(std::move(ev));
   // Consumers wait only on an empty buffer: waking them once per event would make a consumer
   // that keeps up take the lock twice per event for nothing.
   const bool wake = buffer_.size() == 1;
   std::function<void()> readable = TakeReadableHookLocked();
-  lock.unlock();
+  lock.unlock(mu_);
   if (wake) cv_.notify_all();
   if (readable) readable();
 }
@@ -94,7 +96,7 @@ std::function<void()> WatcherCore::TakeReadableHookLocked() {
 }
 
 int WatcherCore::TryTakeBatch(std::deque<KeyValueEvent>* events) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (stopped_) return -1;
   if (buffer_.empty()) return closed_ ? -1 : 0;
   // Producers wait only on a full buffer.
@@ -114,7 +116,7 @@ int WatcherCore::TryTakeBatch(std::deque<KeyValueEvent>* events) {
 
 void WatcherCore::NotifyWhenReadable(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     readable_hook_ = std::move(fn);
     fn = TakeReadableHookLocked();
   }
@@ -123,7 +125,7 @@ void WatcherCore::NotifyWhenReadable(std::function<void()> fn) {
 
 void WatcherCore::NotifyWhenSpace(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     space_hook_ = std::move(fn);
     fn = TakeSpaceHookLocked();
   }
@@ -141,37 +143,46 @@ std::function<void()> WatcherCore::TakeSpaceHookLocked() {
   return hook;
 }
 
-std::optional<KeyValueEvent> WatcherCore::PopLocked(std::unique_lock<std::mutex>& lock) {
-  if (buffer_.empty() || stopped_) return std::nullopt;
+std::optional<KeyValueEvent> WatcherCore::PopLocked(MutexLock& lock) {
+  if (buffer_.empty() || stopped_) {
+    lock.unlock(mu_);
+    return std::nullopt;
+  }
   KeyValueEvent ev = std::move(buffer_.front());
   buffer_.pop_front();
   // Producers wait only on a full buffer.
   const bool wake = buffer_.size() + 1 == capacity_;
   std::function<void()> hook = TakeSpaceHookLocked();
-  lock.unlock();
+  lock.unlock(mu_);
   if (wake) cv_.notify_all();
   if (hook) hook();
   return ev;
 }
 
 std::optional<KeyValueEvent> WatcherCore::Next(const Context& ctx) {
-  std::unique_lock<std::mutex> lock(mu_);
-  ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
+  MutexLock lock(mu_);
+  ctx.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !buffer_.empty() || closed_ || stopped_;
+  });
   return PopLocked(lock);
 }
 
 bool WatcherCore::NextBatch(const Context& ctx, std::deque<KeyValueEvent>* events) {
   {
-    std::unique_lock<std::mutex> lock(mu_);
-    ctx.WaitOn(lock, cv_, [&] { return !buffer_.empty() || closed_ || stopped_; });
+    MutexLock lock(mu_);
+    ctx.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !buffer_.empty() || closed_ || stopped_;
+    });
   }
   // One consumer: what made the wait end still holds (only a Stop can come between).
   return TryTakeBatch(events) > 0;
 }
 
 std::optional<KeyValueEvent> WatcherCore::NextFor(std::chrono::nanoseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, timeout, [&] { return !buffer_.empty() || closed_ || stopped_; });
+  MutexLock lock(mu_);
+  cv_.wait_for(lock, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !buffer_.empty() || closed_ || stopped_;
+  });
   return PopLocked(lock);
 }
 
@@ -180,7 +191,7 @@ void WatcherCore::Stop() {
   std::function<void()> space_hook;
   std::function<void()> readable_hook;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (!stopped_) {
       stopped_ = true;
       buffer_.clear();
@@ -194,23 +205,23 @@ void WatcherCore::Stop() {
   if (space_hook) space_hook();
   if (readable_hook) readable_hook();
   if (hook) hook();
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return closed_; });
+  MutexLock lock(mu_);
+  cv_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; });
 }
 
 bool WatcherCore::Stopped() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return stopped_;
 }
 
 bool WatcherCore::Closed() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return closed_ && buffer_.empty();
 }
 
 void WatcherCore::SetStopHook(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (!stopped_) {
       stop_hook_ = std::move(fn);
       return;

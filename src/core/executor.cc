@@ -17,6 +17,7 @@
 #include "core/task.h"
 #include "core/thread_name.h"
 #include "kvstore/clock.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 namespace internal {
@@ -47,7 +48,7 @@ class ThreadPool final : public Executor {
   void Post(std::function<void()> task) override {
     std::vector<std::thread> finished;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       // Once stopped, `task` is destroyed by the caller's frame after the lock is released (the
       // parameter outlives `lock`).
       if (stopped_) return;
@@ -74,7 +75,7 @@ class ThreadPool final : public Executor {
     std::vector<std::thread> threads;
     std::deque<std::function<void()>> dropped;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       stopped_ = true;
       cv_.notify_all();
       // exit() called from a task: this thread cannot join itself. It ends once that task
@@ -118,7 +119,7 @@ class ThreadPool final : public Executor {
   void CheckStall(uint64_t seen) {
     std::vector<std::thread> finished;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (stopped_) return;
       if (ready_.empty()) {
         monitoring_ = false;
@@ -152,13 +153,14 @@ class ThreadPool final : public Executor {
     while (true) {
       std::function<void()> task;
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         ++idle_;
         bool woken = true;
         if (elastic_) {
-          woken = cv_.wait_for(lock, kIdleLinger, [this] { return HasWork(); });
+          woken = cv_.wait_for(lock, kIdleLinger,
+                               [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return HasWork(); });
         } else {
-          cv_.wait(lock, [this] { return HasWork(); });
+          cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return HasWork(); });
         }
         --idle_;
         if (stopped_) return;
@@ -180,8 +182,8 @@ class ThreadPool final : public Executor {
   const bool elastic_;
   const size_t stalled_max_threads_;  // above max_threads_: grows when stalled
   const std::chrono::milliseconds stall_grace_;
-  std::mutex mu_;
-  std::condition_variable cv_;  // a task was queued, or the pool stopped
+  Mutex mu_;
+  CondVar cv_;  // a task was queued, or the pool stopped
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::function<void()>> ready_ ABSL_GUARDED_BY(mu_);
   std::map<std::thread::id, std::thread> threads_ ABSL_GUARDED_BY(mu_);
@@ -249,7 +251,7 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
 
   void Post(std::function<void()> task) {
     {
-      std::unique_lock<std::mutex> lock(mu);
+      MutexLock lock(mu);
       tasks.push_back(std::move(task));
       if (scheduled) return;
       scheduled = true;
@@ -267,7 +269,7 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
     for (int i = 0; i < kTasksPerTurn; ++i) {
       std::function<void()> task;
       {
-        std::unique_lock<std::mutex> lock(mu);
+        MutexLock lock(mu);
         if (tasks.empty()) {
           scheduled = false;
           current_strand = outer;
@@ -285,13 +287,13 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
   }
 
   const std::shared_ptr<Executor> executor;
-  std::mutex mu;
+  Mutex mu;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
   bool scheduled ABSL_GUARDED_BY(mu) = false;  // a turn is posted or running
 };
 
 struct ManualExecutorState {
-  mutable std::mutex mu;
+  mutable Mutex mu;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
 };
 
@@ -336,19 +338,19 @@ ManualExecutor::ManualExecutor() : state_(std::make_shared<internal::ManualExecu
 
 ManualExecutor::~ManualExecutor() {
   std::deque<std::function<void()>> dropped;
-  std::unique_lock<std::mutex> lock(state_->mu);
+  MutexLock lock(state_->mu);
   dropped.swap(state_->tasks);
 }
 
 void ManualExecutor::Post(std::function<void()> task) {
-  std::unique_lock<std::mutex> lock(state_->mu);
+  MutexLock lock(state_->mu);
   state_->tasks.push_back(std::move(task));
 }
 
 bool ManualExecutor::RunOne() {
   std::function<void()> task;
   {
-    std::unique_lock<std::mutex> lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->tasks.empty()) return false;
     task = std::move(state_->tasks.front());
     state_->tasks.pop_front();
@@ -364,7 +366,7 @@ size_t ManualExecutor::RunUntilIdle() {
 }
 
 size_t ManualExecutor::Pending() const {
-  std::unique_lock<std::mutex> lock(state_->mu);
+  MutexLock lock(state_->mu);
   return state_->tasks.size();
 }
 

@@ -1,6 +1,7 @@
 #include "core/lease_observers.h"
 
 #include "absl/cleanup/cleanup.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::internal {
 
@@ -8,7 +9,7 @@ void LeaseObservers::Register(std::string_view prefix, Fn fn) {
   std::shared_ptr<Fn> previous;  // destroyed after the locks are released
   bool wait_for_dispatch = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = observers_.find(prefix);
     if (it != observers_.end()) {
       previous = std::move(it->second);
@@ -19,23 +20,23 @@ void LeaseObservers::Register(std::string_view prefix, Fn fn) {
   }
   // A dispatch running on another thread may be inside the previous observer; once it ends, the
   // previous observer can never be called again (dispatches look observers up per key).
-  if (wait_for_dispatch) std::lock_guard<std::mutex> wait(dispatch_mu_);
+  if (wait_for_dispatch) MutexLock wait(dispatch_mu_);
 }
 
 void LeaseObservers::Dispatch(const std::vector<std::string>& keys) {
-  std::lock_guard<std::mutex> dispatch_lock(dispatch_mu_);
+  MutexLock dispatch_lock(dispatch_mu_);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     dispatch_thread_ = std::this_thread::get_id();
   }
   absl::Cleanup clear_thread = [this] {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     dispatch_thread_ = std::thread::id();
   };
   for (const std::string& key : keys) {
     std::vector<std::shared_ptr<Fn>> matching;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (disabled_) return;
       for (const auto& [prefix, fn] : observers_) {
         if (key.starts_with(prefix)) matching.push_back(fn);
@@ -50,7 +51,7 @@ void LeaseObservers::Dispatch(const std::vector<std::string>& keys) {
 }
 
 bool LeaseObservers::Disabled() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return disabled_;
 }
 
@@ -58,13 +59,13 @@ void LeaseObservers::Disable() {
   std::map<std::string, std::shared_ptr<Fn>, std::less<>> dropped;  // destroyed without mu_ held
   bool wait_for_dispatch = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     disabled_ = true;
     dropped.swap(observers_);
     wait_for_dispatch = dispatch_thread_ != std::this_thread::get_id();
   }
   // A running dispatch stops at its next key; wait for it to leave the observer it is in.
-  if (wait_for_dispatch) std::lock_guard<std::mutex> wait(dispatch_mu_);
+  if (wait_for_dispatch) MutexLock wait(dispatch_mu_);
 }
 
 }  // namespace kvstore::internal

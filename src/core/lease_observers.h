@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "kvstore/mutex.h"
+
 namespace kvstore::internal {
 
 // The lease-expired observers of one backend instance (Backend::RegisterLeaseExpiredObserver),
@@ -39,11 +41,11 @@ class LeaseObservers {
  private:
   bool Disabled();
 
-  std::mutex mu_;  // guards observers_ and disabled_
-  std::map<std::string, std::shared_ptr<Fn>, std::less<>> observers_;
-  bool disabled_ = false;
-  std::mutex dispatch_mu_;           // held while observers run
-  std::thread::id dispatch_thread_;  // guarded by mu_: the thread holding dispatch_mu_, if any
+  Mutex mu_;  // guards observers_ and disabled_
+  std::map<std::string, std::shared_ptr<Fn>, std::less<>> observers_ ABSL_GUARDED_BY(mu_);
+  bool disabled_ ABSL_GUARDED_BY(mu_) = false;
+  Mutex dispatch_mu_;                                     // held while observers run
+  std::thread::id dispatch_thread_ ABSL_GUARDED_BY(mu_);  // the thread holding dispatch_mu_, if any
 };
 
 }  // namespace kvstore::internal

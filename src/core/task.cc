@@ -7,6 +7,7 @@
 
 #include "core/guarded.h"
 #include "core/watcher_consumer.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::internal {
 namespace {
@@ -40,22 +41,22 @@ struct Readable {
   Watcher& watcher;
   const Context& ctx;
   struct Registered {
-    std::mutex mu;
-    uint64_t ctx_callback = 0;
+    Mutex mu;
+    uint64_t ctx_callback ABSL_GUARDED_BY(mu) = 0;
   };
   std::shared_ptr<Registered> registered = std::make_shared<Registered>();
 
   bool await_ready() const noexcept { return false; }
   void await_suspend(std::coroutine_handle<> handle) {
     auto waker = std::make_shared<Waker>(executor, handle);
-    std::lock_guard<std::mutex> lock(registered->mu);
+    MutexLock lock(registered->mu);
     WatcherConsumer(watcher).NotifyWhenReadable([waker] { waker->Wake(); });
     registered->ctx_callback = ctx.AddCallback([waker] { waker->Wake(); });
   }
   void await_resume() {
     uint64_t callback;
     {
-      std::lock_guard<std::mutex> lock(registered->mu);
+      MutexLock lock(registered->mu);
       callback = registered->ctx_callback;
     }
     ctx.RemoveCallback(callback);
@@ -66,20 +67,22 @@ struct Readable {
 class ThisThread final : public Executor {
  public:
   void Post(std::function<void()> task) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     tasks_.push_back(std::move(task));
     cv_.notify_one();
   }
   void Finish() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     finished_ = true;
     cv_.notify_one();
   }
   // Runs posted tasks until Finish was called and none is left.
   void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (true) {
-      cv_.wait(lock, [this] { return finished_ || !tasks_.empty(); });
+      cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return finished_ || !tasks_.empty();
+      });
       if (tasks_.empty()) return;
       std::function<void()> task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -91,10 +94,10 @@ class ThisThread final : public Executor {
   }
 
  private:
-  std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool finished_ = false;
+  Mutex mu_;  // guards the fields below
+  CondVar cv_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace
@@ -137,19 +140,18 @@ Task<void> UntilDone(Executor& executor, Context ctx) {
   struct Ended {
     Executor& executor;
     const Context& ctx;
-    std::shared_ptr<std::pair<std::mutex, uint64_t>> registered =
-        std::make_shared<std::pair<std::mutex, uint64_t>>();
+    std::shared_ptr<CallbackId> registered = std::make_shared<CallbackId>();
     bool await_ready() const { return ctx.Done(); }
     void await_suspend(std::coroutine_handle<> handle) {
       auto waker = std::make_shared<Waker>(executor, handle);
-      std::lock_guard<std::mutex> lock(registered->first);
-      registered->second = ctx.AddCallback([waker] { waker->Wake(); });
+      MutexLock lock(registered->mu);
+      registered->id = ctx.AddCallback([waker] { waker->Wake(); });
     }
     void await_resume() {
       uint64_t callback;
       {
-        std::lock_guard<std::mutex> lock(registered->first);
-        callback = registered->second;
+        MutexLock lock(registered->mu);
+        callback = registered->id;
       }
       ctx.RemoveCallback(callback);
     }
@@ -167,7 +169,7 @@ Task<bool> Sleep(Executor& executor, const Clock& clock, Clock::duration d, Cont
 
 void SleepAwaiter::await_suspend(std::coroutine_handle<> handle) {
   auto waker = std::make_shared<Waker>(executor_, handle);
-  std::lock_guard<std::mutex> lock(registered_->mu);
+  MutexLock lock(registered_->mu);
   registered_->timer = clock_.AfterFunc(d_, [waker] { waker->Wake(); });
   registered_->ctx_callback = ctx_.AddCallback([waker] { waker->Wake(); });
 }
@@ -176,7 +178,7 @@ bool SleepAwaiter::await_resume() {
   Timer timer;
   uint64_t callback = 0;
   {
-    std::lock_guard<std::mutex> lock(registered_->mu);
+    MutexLock lock(registered_->mu);
     timer = registered_->timer;
     callback = registered_->ctx_callback;
   }

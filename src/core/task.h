@@ -26,12 +26,20 @@
 #include "kvstore/context.h"
 #include "kvstore/events.h"
 #include "kvstore/executor.h"
+#include "kvstore/mutex.h"
 #include "kvstore/workqueue/queue.h"
 
 namespace kvstore::internal {
 
 template <typename T>
 class Task;
+
+// The id of a Context callback that an awaiter registers while suspending and removes when it
+// resumes, possibly on another thread.
+struct CallbackId {
+  Mutex mu;
+  uint64_t id ABSL_GUARDED_BY(mu) = 0;
+};
 
 namespace task_detail {
 
@@ -159,9 +167,9 @@ class SleepAwaiter {
   // What await_suspend registered; its mutex is held while it registers, so that a wake-up
   // that resumes the coroutine at once on another thread finds them registered.
   struct Registered {
-    std::mutex mu;
-    Timer timer;
-    uint64_t ctx_callback = 0;
+    Mutex mu;
+    Timer timer ABSL_GUARDED_BY(mu);
+    uint64_t ctx_callback ABSL_GUARDED_BY(mu) = 0;
   };
   Executor& executor_;
   const Clock& clock_;
@@ -232,7 +240,7 @@ class WaitGroup {
  public:
   // One more task to wait for.
   void Add() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ++running_;
   }
   // One task finished: resumes a Wait whose count reached zero.
@@ -240,7 +248,7 @@ class WaitGroup {
     std::coroutine_handle<> resume;
     Executor* executor = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (--running_ > 0 || !waiting_) return;
       resume = std::exchange(waiting_, {});
       executor = executor_;
@@ -253,11 +261,11 @@ class WaitGroup {
       WaitGroup& group;
       Executor& executor;
       bool await_ready() {
-        std::lock_guard<std::mutex> lock(group.mu_);
+        MutexLock lock(group.mu_);
         return group.running_ == 0;
       }
       bool await_suspend(std::coroutine_handle<> handle) {
-        std::lock_guard<std::mutex> lock(group.mu_);
+        MutexLock lock(group.mu_);
         if (group.running_ == 0) return false;
         group.waiting_ = handle;
         group.executor_ = &executor;
@@ -274,10 +282,10 @@ class WaitGroup {
   }
 
  private:
-  std::mutex mu_;  // guards the fields below
-  size_t running_ = 0;
-  std::coroutine_handle<> waiting_;
-  Executor* executor_ = nullptr;
+  Mutex mu_;  // guards the fields below
+  size_t running_ ABSL_GUARDED_BY(mu_) = 0;
+  std::coroutine_handle<> waiting_ ABSL_GUARDED_BY(mu_);
+  Executor* executor_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 // Waits until `queue` has waiting items and hands out up to `max_items` of them (each to be
@@ -290,20 +298,19 @@ Task<std::vector<T>> NextItems(Executor& executor, workqueue::Queue<T>& queue, C
     Executor& executor;
     workqueue::Queue<T>& queue;
     const Context& ctx;
-    std::shared_ptr<std::pair<std::mutex, uint64_t>> registered =
-        std::make_shared<std::pair<std::mutex, uint64_t>>();
+    std::shared_ptr<CallbackId> registered = std::make_shared<CallbackId>();
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> handle) {
       auto waker = std::make_shared<Waker>(executor, handle);
-      std::lock_guard<std::mutex> lock(registered->first);
+      MutexLock lock(registered->mu);
       queue.NotifyWhenReady([waker] { waker->Wake(); });
-      registered->second = ctx.AddCallback([waker] { waker->Wake(); });
+      registered->id = ctx.AddCallback([waker] { waker->Wake(); });
     }
     void await_resume() {
       uint64_t callback;
       {
-        std::lock_guard<std::mutex> lock(registered->first);
-        callback = registered->second;
+        MutexLock lock(registered->mu);
+        callback = registered->id;
       }
       ctx.RemoveCallback(callback);
     }

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::internal {
 
@@ -58,18 +59,18 @@ class WatcherCore {
   // Appends `ev` and releases the lock; then wakes consumers that may wait for it (woken under
   // the lock, they would block on it again at once). REQUIRES: `lock` holds mu_, room in the
   // buffer.
-  void PushLocked(KeyValueEvent ev, std::unique_lock<std::mutex>& lock);
+  void PushLocked(KeyValueEvent ev, MutexLock& lock) ABSL_UNLOCK_FUNCTION(mu_);
   // The space hook, taken when it is due. REQUIRES: mu_ held.
-  std::function<void()> TakeSpaceHookLocked();
+  std::function<void()> TakeSpaceHookLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The readable hook, taken when it is due. REQUIRES: mu_ held.
-  std::function<void()> TakeReadableHookLocked();
+  std::function<void()> TakeReadableHookLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Hands out the front event after a wait, and releases the lock; wakes waiting producers and
   // runs a due space hook outside it.
-  std::optional<KeyValueEvent> PopLocked(std::unique_lock<std::mutex>& lock);
+  std::optional<KeyValueEvent> PopLocked(MutexLock& lock) ABSL_UNLOCK_FUNCTION(mu_);
 
   const size_t capacity_;
-  mutable std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
+  mutable Mutex mu_;  // guards the fields below
+  CondVar cv_;
   std::deque<KeyValueEvent> buffer_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/clock_sleep.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "mesh/heartbeat_write.h"
 #include "spdlog/spdlog.h"
@@ -49,7 +50,7 @@ HeartbeatMonitor::HeartbeatMonitor(std::chrono::milliseconds stale_after,
 
 void HeartbeatMonitor::Run(const Context& ctx, WatchStoreBackend& backend) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     started_ = clock_->Now();
   }
   std::shared_ptr<Watcher> watcher =
@@ -60,7 +61,7 @@ void HeartbeatMonitor::Run(const Context& ctx, WatchStoreBackend& backend) {
       // Only the key itself: cilium/.heartbeat is also the prefix of cilium/.heartbeatX.
       if (event.type == EventType::kListDone || event.key != kHeartbeatPath) continue;
       if (event.type == EventType::kDelete) continue;
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       last_seen_ = clock_->Now();
     }
     events.clear();
@@ -69,14 +70,14 @@ void HeartbeatMonitor::Run(const Context& ctx, WatchStoreBackend& backend) {
 }
 
 std::optional<Clock::time_point> HeartbeatMonitor::LastSeen() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return last_seen_;
 }
 
 bool HeartbeatMonitor::Stale() const { return !Check().ok(); }
 
 absl::Status HeartbeatMonitor::Check() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const Clock::time_point now = clock_->Now();
   if (last_seen_.has_value()) {
     if (now - *last_seen_ <= stale_after_) return absl::OkStatus();

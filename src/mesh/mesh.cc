@@ -21,6 +21,7 @@
 #include "core/write_checks.h"
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/mesh/heartbeat.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "mesh/heartbeat_write.h"
 #include "mesh/mesh_metrics.h"
@@ -109,7 +110,7 @@ class MeshImpl final : public Mesh {
 
   void Run(const Context& ctx) override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (running_ || finished_) {
         spdlog::error("Mesh::Run called twice");
         return;
@@ -163,7 +164,7 @@ class MeshImpl final : public Mesh {
     // mirror's writes.
     std::unique_ptr<Drain> cancelled;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (finished_) return absl::FailedPreconditionError("the mesh has stopped");
       if (auto drain = drains_.find(cluster.name); drain != drains_.end()) {
         cancelled = std::move(drain->second);
@@ -177,7 +178,7 @@ class MeshImpl final : public Mesh {
       cancelled->cancel();
       cancelled->ended.wait();
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (finished_) return absl::FailedPreconditionError("the mesh has stopped");
     auto it = clusters_.find(cluster.name);
     if (it != clusters_.end()) {
@@ -197,7 +198,7 @@ class MeshImpl final : public Mesh {
   absl::Status RemoveCluster(std::string_view name) override {
     std::unique_ptr<RemoteMirror> mirror;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       auto it = clusters_.find(std::string(name));
       if (it == clusters_.end()) {
         return absl::NotFoundError(absl::StrCat("no remote cluster ", std::string(name)));
@@ -217,7 +218,7 @@ class MeshImpl final : public Mesh {
     mirror.reset();
     std::unique_ptr<Drain> replaced;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       // Not running: nothing was mirrored yet, or the mesh has stopped. Added again meanwhile:
       // its new mirror owns the keys.
       if (!running_ || finished_ || clusters_.contains(drain->name)) return absl::OkStatus();
@@ -241,7 +242,7 @@ class MeshImpl final : public Mesh {
 
   std::vector<RemoteClusterStatus> Status() const override {
     std::vector<RemoteClusterStatus> statuses;
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (const auto& [name, cluster] : clusters_) statuses.push_back(cluster->Status());
     for (const auto& [name, drain] : drains_) {
       if (drain->done) continue;
@@ -281,7 +282,7 @@ class MeshImpl final : public Mesh {
 
   void Emit(const MeshEvent& event) {
     if (!options_.on_event) return;
-    std::lock_guard lock(event_mu_);
+    MutexLock lock(event_mu_);
     options_.on_event(event);
   }
 
@@ -375,7 +376,7 @@ class MeshImpl final : public Mesh {
   void ReapFinishedDrains() {
     std::vector<std::unique_ptr<Drain>> finished;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (auto it = drains_.begin(); it != drains_.end();) {
         if (!it->second->done) {
           ++it;
@@ -393,7 +394,7 @@ class MeshImpl final : public Mesh {
     std::map<std::string, std::unique_ptr<RemoteMirror>> clusters;
     std::map<std::string, std::unique_ptr<Drain>> drains;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       finished_ = true;
       clusters.swap(clusters_);
       drains.swap(drains_);
@@ -411,18 +412,18 @@ class MeshImpl final : public Mesh {
   MirrorEnv env_;
   Strand strand_{options_.executor};  // the mesh's own tasks (the heartbeat, the drains)
 
-  mutable std::mutex mu_;  // guards the fields below
-  bool running_ = false;
-  bool finished_ = false;
-  Context run_ctx_;
-  std::map<std::string, std::unique_ptr<RemoteMirror>> clusters_;
-  std::map<std::string, std::unique_ptr<Drain>> drains_;
+  mutable Mutex mu_;  // guards the fields below
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  Context run_ctx_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<RemoteMirror>> clusters_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Drain>> drains_ ABSL_GUARDED_BY(mu_);
 
   // Touched only by Run's thread.
   std::map<std::string, std::string> config_files_;  // name -> contents last acted on
   bool directory_unreadable_ = false;
 
-  std::mutex event_mu_;  // serializes on_event calls
+  Mutex event_mu_;  // serializes on_event calls
 };
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/backoff.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
 
@@ -74,7 +75,7 @@ RemoteMirror::~RemoteMirror() { Stop(); }
 void RemoteMirror::Start(const Context& parent) {
   auto [ctx, cancel] = WithCancel(parent);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (started_ || stopped_) return;
     started_ = true;
     loop_running_ = true;
@@ -82,23 +83,23 @@ void RemoteMirror::Start(const Context& parent) {
   }
   env_.metrics->SetReady(name_, false);
   kvstore::internal::Spawn(strand_, Loop(ctx), [this] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     loop_running_ = false;
     loop_done_.notify_all();
   });
 }
 
 void RemoteMirror::Reconnect(RemoteCluster spec) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   spec_ = std::move(spec);
   if (cancel_conn_) cancel_conn_();
 }
 
 void RemoteMirror::Stop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   stopped_ = true;
   if (cancel_) cancel_();
-  loop_done_.wait(lock, [this] { return !loop_running_; });
+  loop_done_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !loop_running_; });
 }
 
 RemoteMirror::Task RemoteMirror::Loop(Context ctx) {
@@ -107,7 +108,7 @@ RemoteMirror::Task RemoteMirror::Loop(Context ctx) {
     RemoteCluster spec;
     Context conn;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       spec = spec_;
       auto [c, cancel] = WithCancel(ctx);
       conn = c;
@@ -124,7 +125,7 @@ RemoteMirror::Task RemoteMirror::Loop(Context ctx) {
     co_await Sleep(strand_, *env_.clock, backoff.Next(), conn);
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cancel_conn_ = nullptr;
   }
   // The sync stores run with `ctx`: they end now that it is done.
@@ -191,13 +192,13 @@ kvstore::internal::Task<absl::Status> RemoteMirror::Mirror(Context ctx, Context 
 
   UpdateMirrors(ctx, layout);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     config_ = config;
     layout_ = layout;
   }
   const std::string status_text = co_await Blocking([&] { return remote->Status().message; });
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     status_text_ = status_text;
   }
   spdlog::info("remote cluster connected cluster={} prefixes={} wait_synced_canaries={}", name_,
@@ -219,7 +220,7 @@ kvstore::internal::Task<absl::Status> RemoteMirror::Mirror(Context ctx, Context 
   SetConnected(false);
   SetHeartbeat(false, std::nullopt);  // judged afresh by the next connection
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     watches_.clear();
   }
   spdlog::info("remote cluster disconnected cluster={}", name_);
@@ -251,7 +252,7 @@ kvstore::internal::Task<std::optional<ClusterConfig>> RemoteMirror::ReadClusterC
     }
     if (conn.Done()) break;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       status_text_ = std::string(problem.message());
     }
     RecordFailure(problem);
@@ -278,7 +279,7 @@ RemoteMirror::Task RemoteMirror::EnforceClusterConfig(Context conn, ClusterConfi
     // One round per refresh period (on the mesh's clock): written at its start, and whenever
     // the key is deleted or changed in the target meanwhile.
     auto [round, end_round] = WithTimeout(conn, env_.options->cluster_config_refresh, env_.clock);
-    co_await Blocking([&] { return assert_config(round); });
+    co_await Blocking([&, &round = round] { return assert_config(round); });
     std::shared_ptr<Watcher> watcher =
         target.ListAndWatchWith(round, key, 16, WatchOptions{.delete_values = false});
     std::deque<KeyValueEvent> events;
@@ -297,7 +298,7 @@ RemoteMirror::Task RemoteMirror::EnforceClusterConfig(Context conn, ClusterConfi
         rewrite = rewrite || event.type == EventType::kDelete || event.value != text;
       }
       events.clear();
-      if (rewrite) co_await Blocking([&] { return assert_config(round); });
+      if (rewrite) co_await Blocking([&, &round = round] { return assert_config(round); });
     }
     watcher->Stop();
     end_round();
@@ -307,7 +308,7 @@ RemoteMirror::Task RemoteMirror::EnforceClusterConfig(Context conn, ClusterConfi
 void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredPrefix>& layout) {
   std::vector<PrefixMirror*> dropped;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [name, mirror] : mirrors_) {
       bool kept = false;
       for (const MirroredPrefix& prefix : layout) kept = kept || prefix.name == name;
@@ -345,7 +346,7 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
           raw->synced = true;
           PrefixStatus status;
           {
-            std::lock_guard lock(mu_);
+            MutexLock lock(mu_);
             status = StatusOf(raw->prefix, raw);
           }
           spdlog::info("prefix mirrored cluster={} source={} target={} keys={}", name_,
@@ -417,7 +418,7 @@ RemoteMirror::Task RemoteMirror::MonitorHealth(Context conn, Backend& remote) {
     BackendStatus status = co_await Blocking([&] { return remote.Status(); });
     std::vector<WatchFreshness> watches = remote.Watches();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       status_text_ = status.message;
       watches_ = std::move(watches);
     }
@@ -476,7 +477,7 @@ RemoteMirror::Task RemoteMirror::WatchHeartbeat(Context conn, Backend& remote) {
 void RemoteMirror::SetHeartbeat(bool stale,
                                 std::optional<std::chrono::system_clock::time_point> seen) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     heartbeat_stale_ = stale;
     if (seen.has_value()) last_heartbeat_ = seen;
   }
@@ -487,7 +488,7 @@ void RemoteMirror::RecordFailure(const absl::Status& status) {
   std::chrono::system_clock::time_point now = env_.clock->WallNow();
   uint64_t failures;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     failures = ++failures_;
     last_error_ = std::string(status.message());
     last_failure_ = now;
@@ -500,7 +501,7 @@ void RemoteMirror::RecordFailure(const absl::Status& status) {
 
 void RemoteMirror::SetConnected(bool connected) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (connected_ == connected) return;
     connected_ = connected;
   }
@@ -520,7 +521,7 @@ bool RemoteMirror::ReadyLocked() const {
 void RemoteMirror::UpdateReadiness() {
   bool ready;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ready = ReadyLocked();
     if (ready == ready_) return;
     ready_ = ready;
@@ -548,7 +549,7 @@ PrefixStatus RemoteMirror::StatusOf(const MirroredPrefix& prefix,
 }
 
 RemoteClusterStatus RemoteMirror::Status() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   RemoteClusterStatus status;
   status.name = name_;
   status.connected = connected_;
@@ -575,12 +576,12 @@ RemoteClusterStatus RemoteMirror::Status() const {
 }
 
 std::vector<std::string> RemoteMirror::DrainPrefixes() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return mesh::DrainPrefixes(name_, spec_.prefixes);
 }
 
 bool RemoteMirror::WritesClusterConfig() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return spec_.prefixes.empty();
 }
 

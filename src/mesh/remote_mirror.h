@@ -20,6 +20,7 @@
 #include "kvstore/context.h"
 #include "kvstore/executor.h"
 #include "kvstore/mesh/mesh.h"
+#include "kvstore/mutex.h"
 #include "mesh/mesh_metrics.h"
 #include "store/async_stores.h"
 
@@ -107,7 +108,7 @@ class RemoteMirror {
   void SetConnected(bool connected);
   // Recomputes readiness and publishes it (metrics) when it changed.
   void UpdateReadiness();
-  bool ReadyLocked() const;
+  bool ReadyLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `mirror` may be null (not created yet). REQUIRES: mu_ is held.
   PrefixStatus StatusOf(const MirroredPrefix& prefix, const PrefixMirror* mirror) const;
   void Emit(MeshEvent::Type type, std::optional<PrefixStatus> prefix = std::nullopt,
@@ -118,22 +119,23 @@ class RemoteMirror {
 
   // Guards the fields below. Only this remote's tasks (on strand_) change layout_, mirrors_ and
   // retired_, and they read them without the lock.
-  mutable std::mutex mu_;
-  RemoteCluster spec_;
-  CancelFunc cancel_;       // of Start's context
-  CancelFunc cancel_conn_;  // of the current connection
-  bool started_ = false;
-  bool stopped_ = false;
-  bool connected_ = false;
-  bool ready_ = false;
-  bool heartbeat_stale_ = false;  // no heartbeat seen within remote_heartbeat_timeout
-  std::optional<std::chrono::system_clock::time_point> last_heartbeat_;
-  std::vector<WatchFreshness> watches_;  // as the remote's backend last told
-  std::string status_text_ = "waiting for the initial connection";
-  std::optional<ClusterConfig> config_;
-  uint64_t failures_ = 0;
-  std::string last_error_;
-  std::optional<std::chrono::system_clock::time_point> last_failure_;
+  mutable Mutex mu_;
+  RemoteCluster spec_ ABSL_GUARDED_BY(mu_);
+  CancelFunc cancel_ ABSL_GUARDED_BY(mu_);       // of Start's context
+  CancelFunc cancel_conn_ ABSL_GUARDED_BY(mu_);  // of the current connection
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  bool connected_ ABSL_GUARDED_BY(mu_) = false;
+  bool ready_ ABSL_GUARDED_BY(mu_) = false;
+  bool heartbeat_stale_ ABSL_GUARDED_BY(mu_) =
+      false;  // no heartbeat seen within remote_heartbeat_timeout
+  std::optional<std::chrono::system_clock::time_point> last_heartbeat_ ABSL_GUARDED_BY(mu_);
+  std::vector<WatchFreshness> watches_ ABSL_GUARDED_BY(mu_);  // as the remote's backend last told
+  std::string status_text_ ABSL_GUARDED_BY(mu_) = "waiting for the initial connection";
+  std::optional<ClusterConfig> config_ ABSL_GUARDED_BY(mu_);
+  uint64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::chrono::system_clock::time_point> last_failure_ ABSL_GUARDED_BY(mu_);
   std::vector<MirroredPrefix> layout_;  // mirrored by the current (or last) connection
   std::map<std::string, std::unique_ptr<PrefixMirror>> mirrors_;  // by MirroredPrefix::name
   // Mirrors whose prefix moved to another target: drained, their sync stores run to the end.
@@ -143,8 +145,8 @@ class RemoteMirror {
   Strand strand_;
   // The sync stores' tasks (they run with Loop's context); Loop waits for them before it ends.
   kvstore::internal::WaitGroup syncs_;
-  bool loop_running_ = false;          // guarded by mu_: Loop was started and has not finished
-  std::condition_variable loop_done_;  // with mu_: Loop finished
+  bool loop_running_ ABSL_GUARDED_BY(mu_) = false;  // Loop was started and has not finished
+  CondVar loop_done_;                               // with mu_: Loop finished
 };
 
 }  // namespace kvstore::mesh::internal

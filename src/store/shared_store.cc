@@ -24,6 +24,7 @@
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
 #include "kvstore/executor.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "spdlog/spdlog.h"
 
@@ -61,7 +62,7 @@ class SharedStoreImpl final : public SharedStore {
     // Join's wait on cv_ (on the clock, which knows nothing of contexts) ends
     // when the store's context is done through this flag, set and signalled under mu_.
     ctx_wakeup_.emplace(ctx_, [this] {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       ctx_done_ = true;
       cv_.notify_all();
     });
@@ -80,25 +81,25 @@ class SharedStoreImpl final : public SharedStore {
     const SteadyTime first_sync = clock_->Now() + sync_interval_;
     SyncWait first_wait = NewSyncWait(first_sync);
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       watch_running_ = true;
       sync_running_ = true;
     }
     kvstore::internal::Spawn(strand_, WatchLoop(), [this] {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       watch_running_ = false;
       watch_ended_ = true;
       cv_.notify_all();
     });
     kvstore::internal::Spawn(strand_, SyncLoop(first_sync, std::move(first_wait)), [this] {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       sync_running_ = false;
       cv_.notify_all();
     });
 
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     while (!list_done_ && !watch_ended_ && !ctx_done_ && clock_->Now() < list_deadline) {
-      clock_->WaitUntil(lock, cv_, list_deadline);
+      clock_->WaitUntil(lock.native(), cv_.native(), list_deadline);
     }
     const bool list_done = list_done_;
     const bool ended = watch_ended_ || ctx_done_;
@@ -119,10 +120,11 @@ class SharedStoreImpl final : public SharedStore {
     while (true) {
       std::string name;
       {
-        std::unique_lock<std::mutex> lock(mu_);
+        MutexLock lock(mu_);
         // A write in flight may be about to make its key local; that key must go as well.
-        ctx.WaitOn(lock, turn_cv_,
-                   [this] { return !local_keys_.empty() || keys_in_flight_.empty(); });
+        ctx.WaitOn(lock, turn_cv_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !local_keys_.empty() || keys_in_flight_.empty();
+        });
         if (local_keys_.empty()) break;
         name = local_keys_.begin()->first;
       }
@@ -133,7 +135,7 @@ class SharedStoreImpl final : public SharedStore {
         // reported all the same, as when the delete itself fails.
         absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
         {
-          std::lock_guard<std::mutex> guard(mu_);
+          MutexLock guard(mu_);
           auto it = local_keys_.find(name);
           if (it == local_keys_.end()) continue;  // DeleteLocalKey was first
           key = std::move(it->second);
@@ -163,7 +165,7 @@ class SharedStoreImpl final : public SharedStore {
       // reported all the same, as when the delete itself fails.
       absl::StatusOr<KeyTurn> turn = TakeTurn(ctx, name);
       {
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         was_local = local_keys_.erase(name) > 0;
         if (awaiting_recreate_.erase(name) > 0) {
           // The kvstore lost this key and its delete event was held back to re-create it; no
@@ -189,12 +191,12 @@ class SharedStoreImpl final : public SharedStore {
   }
 
   int NumEntries() const override {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     return static_cast<int>(shared_keys_.size());
   }
 
   std::map<std::string, std::shared_ptr<const Key>> SharedKeysMap() const override {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     return std::map<std::string, std::shared_ptr<const Key>>(shared_keys_.begin(),
                                                              shared_keys_.end());
   }
@@ -217,7 +219,7 @@ class SharedStoreImpl final : public SharedStore {
     absl::Status status = WriteKey(ctx, *copy, /*lease=*/true);
     if (!status.ok()) return status;
     // Still within the turn: a delete of the key issued after this write finds it local.
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     local_keys_[name] = std::move(copy);
     return absl::OkStatus();
   }
@@ -247,8 +249,10 @@ class SharedStoreImpl final : public SharedStore {
   // Waits until no other call is writing or deleting `name`, then takes the turn. The error of
   // `ctx` when it is done first.
   absl::StatusOr<KeyTurn> TakeTurn(const Context& ctx, const std::string& name) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!ctx.WaitOn(lock, turn_cv_, [&] { return !keys_in_flight_.contains(name); })) {
+    MutexLock lock(mu_);
+    if (!ctx.WaitOn(lock, turn_cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return !keys_in_flight_.contains(name);
+        })) {
       return ctx.Err();
     }
     keys_in_flight_.insert(name);
@@ -256,7 +260,7 @@ class SharedStoreImpl final : public SharedStore {
   }
 
   void GiveBackTurn(const std::string& name) {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     keys_in_flight_.erase(name);
     turn_cv_.notify_all();
   }
@@ -287,7 +291,7 @@ class SharedStoreImpl final : public SharedStore {
   void Stop() {
     CancelFunc poke_sync;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       stopping_ = true;
       poke_sync = sync_poke_;
       cv_.notify_all();
@@ -296,12 +300,14 @@ class SharedStoreImpl final : public SharedStore {
     if (poke_sync) poke_sync();
     if (watcher_ != nullptr) watcher_->Stop();
     if (delivery_thread_.load() == std::this_thread::get_id()) return;
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [this] { return !watch_running_ && !sync_running_; });
+    MutexLock lock(mu_);
+    cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !watch_running_ && !sync_running_;
+    });
   }
 
   bool Stopping() const {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     return stopping_;
   }
 
@@ -406,7 +412,7 @@ class SharedStoreImpl final : public SharedStore {
 
   void SetListDone() {
     spdlog::debug("shared store {}: initial list of objects received", config_.prefix);
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     list_done_ = true;
     cv_.notify_all();
   }
@@ -446,7 +452,7 @@ class SharedStoreImpl final : public SharedStore {
     }
     std::shared_ptr<const Key> shared = std::move(key);
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       shared_keys_[name] = shared;
     }
     // The key re-appeared within the delete delay: its delete is never reported.
@@ -464,7 +470,7 @@ class SharedStoreImpl final : public SharedStore {
     bool recreate = false;
     CancelFunc poke_sync;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       if (local_keys_.contains(name)) {
         // An agent protects its own keys: the sync task writes it again.
         spdlog::warn("shared store {}: local key {} was deleted, re-creating it", config_.prefix,
@@ -521,7 +527,7 @@ class SharedStoreImpl final : public SharedStore {
   // recreate_requests_, so that a request added after that look ends the wait that follows.
   SyncWait NewSyncWait(SteadyTime next_sync) {
     auto [ctx, poke] = WithDeadline(ctx_, next_sync, clock_);
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     sync_poke_ = poke;
     return SyncWait{ctx, poke};
   }
@@ -534,7 +540,7 @@ class SharedStoreImpl final : public SharedStore {
       std::optional<std::set<std::string>> names;  // nullopt: every local key
       bool work = false;
       {
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         if (stopping_ || ctx_done_ || ctx_.Done()) break;
         if (!recreate_requests_.empty()) {
           names = std::move(recreate_requests_);
@@ -562,7 +568,7 @@ class SharedStoreImpl final : public SharedStore {
         wait = NewSyncWait(next_sync);
       }
     }
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     sync_poke_ = nullptr;
   }
 
@@ -571,7 +577,7 @@ class SharedStoreImpl final : public SharedStore {
   void SyncLocalKeys(const std::optional<std::set<std::string>>& names) {
     std::vector<std::string> todo;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       for (const auto& [name, key] : local_keys_) {
         if (!names.has_value() || names->contains(name)) todo.push_back(name);
       }
@@ -582,14 +588,14 @@ class SharedStoreImpl final : public SharedStore {
       std::shared_ptr<const LocalKey> key;
       {
         // Re-read within the turn: a key deleted or replaced meanwhile must not be written back.
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         auto it = local_keys_.find(name);
         if (it == local_keys_.end()) continue;
         key = it->second;
       }
       absl::Status status = WriteKey(ctx_, *key, /*lease=*/true);
       if (status.ok()) {
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         awaiting_recreate_.erase(name);  // its create event follows
       } else if (!ctx_.Done()) {
         spdlog::warn("shared store {}: unable to synchronize local key {}: {}", config_.prefix,
@@ -618,9 +624,9 @@ class SharedStoreImpl final : public SharedStore {
   // Recursive: an observer may call DeleteLocalKey, which reports to the observer.
   std::recursive_mutex observer_mu_;
 
-  mutable std::mutex mu_;            // guards the fields below
-  std::condition_variable cv_;       // signals changes of the flags and of recreate_requests_
-  std::condition_variable turn_cv_;  // signals turns given back (keys_in_flight_ shrinking)
+  mutable Mutex mu_;  // guards the fields below
+  CondVar cv_;        // signals changes of the flags and of recreate_requests_
+  CondVar turn_cv_;   // signals turns given back (keys_in_flight_ shrinking)
   bool list_done_ ABSL_GUARDED_BY(mu_) = false;
   bool watch_ended_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

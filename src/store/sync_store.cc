@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/planted_bugs.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "kvstore/workqueue/rate_limiting_queue.h"
 #include "spdlog/spdlog.h"
@@ -78,7 +79,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
   // Marks the store as run. Throws std::logic_error on a second run.
   void BeginRun() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (run_started_) throw std::logic_error("SyncStore::Run called twice");
     run_started_ = true;
   }
@@ -129,7 +130,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       return absl::InvalidArgumentError(
           absl::StrCat("key name \"", name, "\" is reserved for the synced key of this store"));
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     KeyState& state = keys_[name];
     if (state.value.has_value() && *state.value == *value) {
       spdlog::debug("Ignoring upsert of already up-to-date key {}", name);
@@ -142,7 +143,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
   absl::Status DeleteKey(const NamedKey& key) {
     std::string name = key.GetKeyName();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = keys_.find(name);
     if (it == keys_.end() || !it->second.value.has_value()) {
       spdlog::debug("Ignoring delete of unknown key {}", name);
@@ -154,7 +155,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   }
 
   absl::Status Synced(Callbacks callbacks) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (synced_called_) return absl::OkStatus();
     synced_called_ = true;
     synced_callbacks_ = std::move(callbacks);
@@ -184,7 +185,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   }
 
   // Records a change of `name` and queues it. REQUIRES: mu_ held.
-  void QueueChange(const std::string& name, KeyState& state) {
+  void QueueChange(const std::string& name, KeyState& state) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     state.change = ++last_change_;
     // Keeps the first change: any later write of the key also writes what was upserted before
     // Synced().
@@ -207,7 +208,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     pending.reserve(items.size());
     bool synced_key = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       for (const std::string& item : items) {
         if (item == synced_key_) {
           synced_key = true;
@@ -268,7 +269,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
     }
     queue_.Forget(name);
 
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = keys_.find(name);
     if (!upsert && it != keys_.end() && it->second.change == change) keys_.erase(it);
     auto pending = pending_sync_.find(name);
@@ -283,7 +284,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
   void WriteSyncedKey(const Context& ctx) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (!pending_sync_.empty() &&
           !kvstore::internal::Planted(kvstore::internal::PlantedBug::kCanaryBeforeDrain)) {
         // Not a failure: the last pending write queues the synced key again.
@@ -306,7 +307,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
     Callbacks callbacks;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       if (callbacks_ran_) return;
       callbacks_ran_ = true;
       callbacks.swap(synced_callbacks_);
@@ -327,7 +328,7 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
 
   // Runs on a backend thread. `key` is absolute.
   void HandleExpiredLease(std::string_view key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (key == synced_key_) {
       // Rewritten without callbacks: they run once, after the first successful write.
       if (synced_called_) queue_.Add(synced_key_);
@@ -360,16 +361,17 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
   // Items are key names and synced_key_. Its length-change hook feeds queue_size_.
   workqueue::RateLimitingQueue<std::string> queue_;
 
-  std::mutex mu_;  // guards every field below; may be held while calling queue_ (never inversely)
-  std::unordered_map<std::string, KeyState> keys_;
-  uint64_t last_change_ = 0;
+  Mutex mu_;  // guards every field below; may be held while calling queue_ (never inversely)
+  std::unordered_map<std::string, KeyState> keys_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_change_ ABSL_GUARDED_BY(mu_) = 0;
   // Keys changed before Synced() and not written since, with the sequence number of that change.
-  std::unordered_map<std::string, uint64_t> pending_sync_;
-  bool synced_called_ = false;
-  bool synced_key_waiting_ = false;  // the synced key waits for pending_sync_ to empty
-  bool callbacks_ran_ = false;
-  Callbacks synced_callbacks_;
-  bool run_started_ = false;
+  std::unordered_map<std::string, uint64_t> pending_sync_ ABSL_GUARDED_BY(mu_);
+  bool synced_called_ ABSL_GUARDED_BY(mu_) = false;
+  bool synced_key_waiting_ ABSL_GUARDED_BY(mu_) =
+      false;  // the synced key waits for pending_sync_ to empty
+  bool callbacks_ran_ ABSL_GUARDED_BY(mu_) = false;
+  Callbacks synced_callbacks_ ABSL_GUARDED_BY(mu_);
+  bool run_started_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class WorkqueueSyncStore final : public internal::AsyncSyncStore {

@@ -12,6 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "core/blocking_pool.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/watch_store.h"
@@ -28,7 +29,7 @@ class ManagerBase : public WatchStoreManager {
   ~ManagerBase() override = default;
 
   void Register(std::string prefix, WSMFunc fn) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (running_) {
       throw std::logic_error("WatchStoreManager::Register called after Run started");
     }
@@ -38,7 +39,7 @@ class ManagerBase : public WatchStoreManager {
  protected:
   // Marks the manager as running; throws on a second Run.
   void Start() {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (running_) throw std::logic_error("WatchStoreManager::Run called twice");
     running_ = true;
     spdlog::info("Starting watch store manager (cluster {})", cluster_name_);
@@ -48,7 +49,7 @@ class ManagerBase : public WatchStoreManager {
   // run until `ctx` ends, so it runs on the callback pool, which holds a thread for it meanwhile
   // (a thread of its own, as SPEC says) and has none left over once it returned.
   void Ready(const Context& ctx, const std::string& prefix) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = functions_.find(prefix);
     if (it == functions_.end()) {
       spdlog::debug("Sync event for unregistered prefix {} (cluster {})", prefix, cluster_name_);
@@ -59,7 +60,7 @@ class ManagerBase : public WatchStoreManager {
     if (!fn) return;
     spdlog::debug("Starting function for prefix {} (cluster {})", prefix, cluster_name_);
     {
-      std::lock_guard<std::mutex> guard(started_->mu);
+      MutexLock guard(started_->mu);
       ++started_->functions;
     }
     kvstore::internal::CallbackPool().Post([fn = std::move(fn), ctx, prefix, running = started_] {
@@ -70,14 +71,14 @@ class ManagerBase : public WatchStoreManager {
       } catch (...) {
         spdlog::error("Function for prefix {} threw an unknown exception", prefix);
       }
-      std::lock_guard<std::mutex> guard(running->mu);
+      MutexLock guard(running->mu);
       --running->functions;
       running->cv.notify_all();
     });
   }
 
   std::vector<std::string> RegisteredPrefixes() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> prefixes;
     for (const auto& [prefix, fn] : functions_) prefixes.push_back(prefix);
     return prefixes;
@@ -87,8 +88,10 @@ class ManagerBase : public WatchStoreManager {
   void Wait(const Context& ctx) {
     ctx.Wait();
     {
-      std::unique_lock<std::mutex> lock(started_->mu);
-      started_->cv.wait(lock, [this] { return started_->functions == 0; });
+      MutexLock lock(started_->mu);
+      started_->cv.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(started_->mu) {
+        return started_->functions == 0;
+      });
     }
     spdlog::info("Stopped watch store manager (cluster {})", cluster_name_);
   }
@@ -99,12 +102,12 @@ class ManagerBase : public WatchStoreManager {
   // The functions started and not returned yet. Shared with them: the last one may still be
   // returning from its notify when Wait returns.
   struct Running {
-    std::mutex mu;
-    std::condition_variable cv;  // signals `functions` going down
+    Mutex mu;
+    CondVar cv;  // signals `functions` going down
     size_t functions ABSL_GUARDED_BY(mu) = 0;
   };
 
-  mutable std::mutex mu_;  // guards the fields below
+  mutable Mutex mu_;  // guards the fields below
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, WSMFunc> functions_ ABSL_GUARDED_BY(mu_);  // not yet started, by prefix
 

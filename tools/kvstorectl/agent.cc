@@ -19,6 +19,7 @@
 #include "agent_mesh_support.h"
 #include "commands.h"
 #include "health.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
@@ -99,7 +100,7 @@ class PrintingObserver : public kvstore::store::Observer {
     } else {
       output_->PrintLine("update " + EscapeForLine(name) + " " + EscapeForLine(value));
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     seen_.insert(std::move(name));
     ShowProgressLocked();
   }
@@ -112,19 +113,19 @@ class PrintingObserver : public kvstore::store::Observer {
     } else {
       output_->PrintLine("delete " + EscapeForLine(name));
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     seen_.erase(name);
     ShowProgressLocked();
   }
 
   // Once joined: from then on the progress line shows what the agent sees.
   void StartProgress() {
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     show_progress_ = true;
   }
 
  private:
-  void ShowProgressLocked() {
+  void ShowProgressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (!show_progress_) return;
     size_t own_seen = 0;
     for (const auto& name : own_) own_seen += seen_.count(name);
@@ -138,9 +139,9 @@ class PrintingObserver : public kvstore::store::Observer {
   const std::set<std::string> own_;
   const bool json_;
   // The store calls from its event thread, and from the caller's thread in Close.
-  std::mutex mu_;  // guards seen_ and show_progress_
-  std::set<std::string> seen_;
-  bool show_progress_ = false;
+  kvstore::Mutex mu_;  // guards seen_ and show_progress_
+  std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
+  bool show_progress_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // A key name relative to the prefix: non-empty path segments only, so that the name the store

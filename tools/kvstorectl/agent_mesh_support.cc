@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "kvstore/mutex.h"
 #include "spdlog/sinks/sink.h"
 #include "spdlog/spdlog.h"
 
@@ -124,7 +125,7 @@ void Output::EraseProgressLocked() {
 }
 
 void Output::PrintLine(std::string_view line) {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   EraseProgressLocked();
   std::cout << line << '\n';
   if (!progress_.empty()) std::cout << progress_;
@@ -133,7 +134,7 @@ void Output::PrintLine(std::string_view line) {
 
 void Output::SetProgress(std::string_view progress) {
   if (!interactive_) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   if (progress == progress_) return;
   EraseProgressLocked();
   progress_ = progress;
@@ -142,7 +143,7 @@ void Output::SetProgress(std::string_view progress) {
 }
 
 void Output::ClearProgress() {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   EraseProgressLocked();
   progress_.clear();
   std::cout.flush();

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "core/backoff.h"
 #include "kvstore/backend.h"
+#include "kvstore/mutex.h"
 #include "nlohmann/json.hpp"
 #include "observability.h"
 
@@ -61,11 +62,11 @@ class Output {
   bool Interactive() const { return interactive_; }
 
  private:
-  void EraseProgressLocked();
+  void EraseProgressLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool interactive_;
-  std::mutex mu_;  // guards progress_ and the writes to stdout
-  std::string progress_;
+  kvstore::Mutex mu_;  // guards progress_ and the writes to stdout
+  std::string progress_ ABSL_GUARDED_BY(mu_);
 };
 
 // Exponential back-off between retries: base, 2*base, ... up to max.

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "kvstore/context.h"
+#include "kvstore/mutex.h"
 
 namespace kvstorectl::bench {
 namespace {
@@ -71,7 +72,7 @@ Progress::~Progress() { Stop(); }
 
 void Progress::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -80,8 +81,9 @@ void Progress::Stop() {
 
 void Progress::Loop() {
   size_t last_width = 0;
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stopping_; })) {
+  kvstore::MutexLock lock(mu_);
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(200),
+                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; })) {
     double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     std::string line = label_ + ": " + status_() + ", " + Format("%.1f s", elapsed);
@@ -140,7 +142,7 @@ absl::StatusOr<std::shared_ptr<kvstore::Backend>> OpenBackend(const BackendFlags
 
 void Signal::Notify() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     ++generation_;
   }
   cv_.notify_all();
@@ -149,7 +151,7 @@ void Signal::Notify() {
 bool Signal::WaitUntil(const kvstore::Context& ctx, const std::function<bool()>& done,
                        std::chrono::milliseconds poll) {
   kvstore::ScopedContextCallback wake(ctx, [this] { Notify(); });
-  std::unique_lock<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   while (true) {
     const uint64_t seen = generation_;
     // `done` may take locks of the stores: never call it with mu_ held.
@@ -158,7 +160,8 @@ bool Signal::WaitUntil(const kvstore::Context& ctx, const std::function<bool()>&
     lock.lock();
     if (finished) return true;
     if (ctx.Done()) return false;
-    cv_.wait_for(lock, poll, [&] { return generation_ != seen; });
+    cv_.wait_for(lock, poll,
+                 [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return generation_ != seen; });
   }
 }
 

@@ -23,6 +23,7 @@
 #include "backend_flags.h"
 #include "kvstore/backend.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 
 namespace kvstorectl::bench {
 
@@ -79,9 +80,9 @@ class Progress {
   const std::string label_;
   const std::function<std::string()> status_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::mutex mu_;  // guards stopping_
-  std::condition_variable cv_;
-  bool stopping_ = false;
+  kvstore::Mutex mu_;  // guards stopping_
+  kvstore::CondVar cv_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -111,9 +112,9 @@ class Signal {
                  std::chrono::milliseconds poll);
 
  private:
-  std::mutex mu_;  // guards generation_
-  std::condition_variable cv_;
-  uint64_t generation_ = 0;
+  kvstore::Mutex mu_;  // guards generation_
+  kvstore::CondVar cv_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kvstorectl::bench

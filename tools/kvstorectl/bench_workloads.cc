@@ -22,6 +22,7 @@
 #include "kvstore/memory/in_memory_store.h"
 #include "kvstore/mesh/cluster_config.h"
 #include "kvstore/mesh/mesh.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/shared_store.h"
@@ -135,19 +136,19 @@ class Gang {
 class FirstError {
  public:
   void Record(absl::Status status) {
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     if (status_.ok()) status_ = std::move(status);
     failed_ = true;
   }
   bool Failed() const { return failed_; }
   absl::Status Get() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    kvstore::MutexLock lock(mu_);
     return status_;
   }
 
  private:
-  mutable std::mutex mu_;  // guards status_
-  absl::Status status_;
+  mutable kvstore::Mutex mu_;  // guards status_
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> failed_ = false;
 };
 
@@ -202,11 +203,11 @@ absl::Status WriteKeysAsync(kvstore::Backend& backend, const kvstore::Context& c
     kvstore::Context ctx;
     kvstore::CancelFunc cancel;
     FirstError error;
-    std::mutex mu;  // guards the counts below
-    std::condition_variable finished;
-    int64_t next = 0;
-    int credits = 0;      // to be used by the loop of whichever thread is issuing
-    int outstanding = 0;  // credits not given up yet
+    kvstore::Mutex mu;  // guards the counts below
+    kvstore::CondVar finished;
+    int64_t next ABSL_GUARDED_BY(mu) = 0;
+    int credits ABSL_GUARDED_BY(mu) = 0;  // to be used by the loop of whichever thread is issuing
+    int outstanding ABSL_GUARDED_BY(mu) = 0;  // credits not given up yet
   };
   auto state = std::make_shared<State>(backend, config, n, written);
   std::tie(state->ctx, state->cancel) = kvstore::WithCancel(ctx);
@@ -218,7 +219,7 @@ absl::Status WriteKeysAsync(kvstore::Backend& backend, const kvstore::Context& c
     static void Issue(const std::shared_ptr<State>& s) {
       thread_local State* issuing = nullptr;
       {
-        std::lock_guard<std::mutex> guard(s->mu);
+        kvstore::MutexLock guard(s->mu);
         ++s->credits;
         if (issuing == s.get()) return;
       }
@@ -226,7 +227,7 @@ absl::Status WriteKeysAsync(kvstore::Backend& backend, const kvstore::Context& c
       while (true) {
         int64_t i = -1;
         {
-          std::lock_guard<std::mutex> guard(s->mu);
+          kvstore::MutexLock guard(s->mu);
           if (s->credits == 0) break;
           --s->credits;
           if (s->next < s->n && !s->error.Failed()) {
@@ -255,12 +256,13 @@ absl::Status WriteKeysAsync(kvstore::Backend& backend, const kvstore::Context& c
 
   on_start();
   {
-    std::lock_guard<std::mutex> guard(state->mu);
+    kvstore::MutexLock guard(state->mu);
     state->outstanding = in_flight;
   }
   for (int i = 0; i < in_flight; ++i) Issuer::Issue(state);
-  std::unique_lock<std::mutex> lock(state->mu);
-  state->finished.wait(lock, [&] { return state->outstanding == 0; });
+  kvstore::MutexLock lock(state->mu);
+  state->finished.wait(
+      lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state->mu) { return state->outstanding == 0; });
   lock.unlock();
   state->cancel();
   return state->error.Get();
@@ -690,7 +692,7 @@ absl::StatusOr<BenchOutcome> RunShared(const BenchConfig& config) {
   // fan-out of the events to every collaborator took the time.
   std::atomic<int> writers_left = k;
   std::chrono::steady_clock::time_point writes_done;
-  Gang writers(k, [&](int i) {
+  Gang writers(k, [&, &phase_ctx = phase_ctx](int i) {
     for (int64_t j = 0; j < m; ++j) {
       std::string name = CollaboratorKeyName(i, j);
       KVPair key(name, ValueFor(name, config.value_size));

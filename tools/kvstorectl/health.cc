@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent_mesh_support.h"
+#include "kvstore/mutex.h"
 
 namespace kvstorectl {
 
@@ -33,13 +34,13 @@ HealthReport LoopMonitor::Check() const {
 Readiness::Readiness(std::string reason) : reason_(std::move(reason)) {}
 
 void Readiness::Set(bool ready, std::string reason) {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   ready_ = ready;
   reason_ = std::move(reason);
 }
 
 HealthReport Readiness::Check() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   return {ready_, reason_ + "\n"};
 }
 

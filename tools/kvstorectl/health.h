@@ -13,6 +13,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "kvstore/mesh/mesh.h"
+#include "kvstore/mutex.h"
 
 namespace kvstorectl {
 
@@ -56,9 +57,10 @@ class Readiness {
   HealthReport Check() const;
 
  private:
-  // std::mutex, not absl::Mutex: Debian's abseil is not built with ThreadSanitizer, which then
-  // cannot see an absl::Mutex order anything (make test-tsan reported these fields as races).
-  mutable std::mutex mu_;
+  // kvstore::Mutex (a std::mutex), not absl::Mutex: Debian's abseil is not built with
+  // ThreadSanitizer, which then cannot see an absl::Mutex order anything (make test-tsan
+  // reported these fields as races).
+  mutable kvstore::Mutex mu_;
   bool ready_ ABSL_GUARDED_BY(mu_) = false;
   std::string reason_ ABSL_GUARDED_BY(mu_);
 };

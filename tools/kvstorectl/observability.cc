@@ -10,6 +10,7 @@
 #include "CivetServer.h"
 #include "agent_mesh_support.h"
 #include "civetweb.h"
+#include "kvstore/mutex.h"
 #include "prometheus/text_serializer.h"
 #include "spdlog/pattern_formatter.h"
 #include "spdlog/sinks/stdout_sinks.h"
@@ -146,18 +147,18 @@ int MetricsServer::Port() const {
 }
 
 void MetricsServer::SetHealthChecks(HealthCheck liveness, HealthCheck readiness) {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   liveness_ = std::move(liveness);
   readiness_ = std::move(readiness);
 }
 
 void MetricsServer::SetStatusReport(StatusReport status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   status_ = std::move(status);
 }
 
 void MetricsServer::StopHealthChecks() {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   stopping_ = true;
   liveness_ = nullptr;
   readiness_ = nullptr;
@@ -165,14 +166,14 @@ void MetricsServer::StopHealthChecks() {
 }
 
 HealthReport MetricsServer::RunStatus() {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   if (!status_) return {false, "starting\n"};
   return {true, DumpJsonLine(status_()) + "\n"};
 }
 
 HealthReport MetricsServer::RunCheck(Probe probe) {
-  std::lock_guard<std::mutex> lock(mu_);
+  kvstore::MutexLock lock(mu_);
   if (stopping_) return {false, "stopping\n"};
   const HealthCheck& check = probe == Probe::kLiveness ? liveness_ : readiness_;
   if (!check) return {probe == Probe::kLiveness, "starting\n"};

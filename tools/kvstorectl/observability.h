@@ -11,6 +11,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "health.h"
+#include "kvstore/mutex.h"
 #include "kvstore/store/metrics.h"
 #include "nlohmann/json.hpp"
 #include "prometheus/registry.h"
@@ -60,9 +61,9 @@ class MetricsServer {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<kvstore::store::Metrics> metrics_;
-  // Held while a check runs (StopHealthChecks waits for it). A std::mutex for the thread
+  // Held while a check runs (StopHealthChecks waits for it). A kvstore::Mutex for the thread
   // sanitizer, as in Readiness (health.h).
-  std::mutex mu_;
+  kvstore::Mutex mu_;
   HealthCheck liveness_ ABSL_GUARDED_BY(mu_);
   HealthCheck readiness_ ABSL_GUARDED_BY(mu_);
   StatusReport status_ ABSL_GUARDED_BY(mu_);

@@ -16,6 +16,7 @@
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/export.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::mesh {
 
@@ -60,9 +61,9 @@ class KVSTORE_EXPORT HeartbeatMonitor {
  private:
   const std::chrono::milliseconds stale_after_;
   const std::shared_ptr<Clock> clock_;
-  mutable std::mutex mu_;  // guards the fields below
-  std::optional<Clock::time_point> started_;
-  std::optional<Clock::time_point> last_seen_;
+  mutable Mutex mu_;  // guards the fields below
+  std::optional<Clock::time_point> started_ ABSL_GUARDED_BY(mu_);
+  std::optional<Clock::time_point> last_seen_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvstore::mesh

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "kvstore/clock.h"
+#include "kvstore/mutex.h"
 #include "kvstore/workqueue/queue.h"
 
 namespace kvstore::workqueue {
@@ -42,7 +43,7 @@ class DelayingQueue : public Queue<T> {
       this->Add(std::move(item));
       return;
     }
-    std::lock_guard<std::mutex> lock(waiting_->mu);
+    MutexLock lock(waiting_->mu);
     if (waiting_->queue == nullptr) return;
     Clock::time_point ready_at = SaturatingAdd(clock_->Now(), delay);
     auto known = waiting_->known.find(item);
@@ -74,12 +75,14 @@ class DelayingQueue : public Queue<T> {
   // The delayed items, shared with the clock's timer, which holds it weakly: a timer firing after
   // the queue stopped finds `queue` null and does nothing.
   struct Waiting {
-    std::mutex mu;  // guards every field; held while the timer adds due items to `queue`
-    DelayingQueue* queue = nullptr;  // null once stopped
-    WaitingMap items;                // delayed items by ready time; equal times in insertion order
-    std::unordered_map<T, typename WaitingMap::iterator> known;  // each delayed item's entry
-    Timer timer;                                                 // armed for `armed_at`
-    std::optional<Clock::time_point> armed_at;
+    Mutex mu;  // guards every field; held while the timer adds due items to `queue`
+    DelayingQueue* queue ABSL_GUARDED_BY(mu) = nullptr;  // null once stopped
+    WaitingMap items
+        ABSL_GUARDED_BY(mu);  // delayed items by ready time; equal times in insertion order
+    std::unordered_map<T, typename WaitingMap::iterator> known
+        ABSL_GUARDED_BY(mu);          // each delayed item's entry
+    Timer timer ABSL_GUARDED_BY(mu);  // armed for `armed_at`
+    std::optional<Clock::time_point> armed_at ABSL_GUARDED_BY(mu);
   };
 
   static Clock::time_point SaturatingAdd(Clock::time_point t, std::chrono::nanoseconds d) {
@@ -91,7 +94,8 @@ class DelayingQueue : public Queue<T> {
   }
 
   // Arms the timer for the earliest ready time unless it already is. REQUIRES: waiting.mu held.
-  static void ArmLocked(Waiting& waiting, const Clock& clock) {
+  static void ArmLocked(Waiting& waiting, const Clock& clock)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(waiting.mu) {
     if (waiting.items.empty()) return;
     const Clock::time_point first = waiting.items.begin()->first;
     if (waiting.armed_at.has_value() && *waiting.armed_at <= first) return;
@@ -109,7 +113,7 @@ class DelayingQueue : public Queue<T> {
   // Adds every due item, in ready-time order (items due together keep their order), then arms
   // the timer for the next one.
   static void AddDue(Waiting& waiting, const Clock& clock) {
-    std::lock_guard<std::mutex> lock(waiting.mu);
+    MutexLock lock(waiting.mu);
     if (waiting.queue == nullptr) return;
     waiting.armed_at.reset();
     const Clock::time_point now = clock.Now();
@@ -124,7 +128,7 @@ class DelayingQueue : public Queue<T> {
   void StopWaiting() {
     Timer timer;
     {
-      std::lock_guard<std::mutex> lock(waiting_->mu);
+      MutexLock lock(waiting_->mu);
       waiting_->queue = nullptr;
       waiting_->items.clear();
       waiting_->known.clear();

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kvstore/context.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::workqueue {
 
@@ -43,7 +44,7 @@ class Queue {
 
   // Queues `item` unless it is already waiting. Ignored once the queue is shutting down.
   void Add(T item) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (shutting_down_) return;
     auto [it, inserted] = items_.try_emplace(std::move(item), State::kWaiting);
     if (!inserted) {
@@ -54,22 +55,24 @@ class Queue {
     queue_.push_back(&*it);
     LengthChanged();
     items_cv_.notify_one();
-    RunReadyHookLocked(lock);
+    RunReadyHookAndUnlock(lock);
   }
 
   // Blocks until an item is waiting and hands it out; the caller must call Done(item) when
   // finished with it. After ShutDown, items still waiting are handed out; once none is left,
   // returns nullopt.
   std::optional<T> Get() {
-    std::unique_lock<std::mutex> lock(mu_);
-    items_cv_.wait(lock, [this] { return !queue_.empty() || shutting_down_; });
+    MutexLock lock(mu_);
+    items_cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || shutting_down_;
+    });
     if (queue_.empty()) return std::nullopt;
     return TakeFront();
   }
 
   // Like Get(), and also returns nullopt once `ctx` is done (at once if it already is).
   std::optional<T> Get(const Context& ctx) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!WaitForItem(ctx, lock)) return std::nullopt;
     return TakeFront();
   }
@@ -79,7 +82,7 @@ class Queue {
   // A `max_items` of 0 is taken as 1.
   std::vector<T> GetBatch(const Context& ctx, size_t max_items) {
     std::vector<T> items;
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (!WaitForItem(ctx, lock)) return items;
     size_t n = std::min(queue_.size(), std::max<size_t>(max_items, 1));
     items.reserve(n);
@@ -93,7 +96,7 @@ class Queue {
   // ever will be (false) or the queue is shut down and empty (true).
   std::vector<T> TryGetBatch(size_t max_items, bool* ended = nullptr) {
     std::vector<T> items;
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (ended != nullptr) *ended = queue_.empty() && shutting_down_;
     if (queue_.empty()) return items;
     size_t n = std::min(queue_.size(), std::max<size_t>(max_items, 1));
@@ -109,14 +112,14 @@ class Queue {
   // runs at the next such moment (a consumer that finds nothing registers again), so several
   // consumers may wait at once. For consumers that hold no thread while they wait.
   void NotifyWhenReady(std::function<void()> fn) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     ready_hooks_.push_back(std::move(fn));
-    RunReadyHookLocked(lock);
+    RunReadyHookAndUnlock(lock);
   }
 
   // Marks `item` as no longer processing; if it was added meanwhile, queues it again.
   void Done(const T& item) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = items_.find(item);
     if (it == items_.end() || it->second == State::kWaiting) return;
     bool requeued = false;
@@ -130,66 +133,72 @@ class Queue {
       items_.erase(it);
     }
     if (--num_processing_ == 0) drained_cv_.notify_all();
-    if (requeued) RunReadyHookLocked(lock);
+    if (requeued) {
+      RunReadyHookAndUnlock(lock);
+    } else {
+      lock.unlock();
+    }
   }
 
   // Number of items waiting (not those being processed).
   size_t Len() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return queue_.size();
   }
 
   // Stops accepting items; Get hands out what is still waiting, then returns nullopt. Also makes a
   // concurrent ShutDownWithDrain return without waiting further.
   virtual void ShutDown() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
     drain_ = false;
     items_cv_.notify_all();
     drained_cv_.notify_all();
-    RunReadyHookLocked(lock);
+    RunReadyHookAndUnlock(lock);
   }
 
   // Like ShutDown, then blocks until every item being processed is Done (or until ShutDown is
   // called). REQUIRES: the caller is not itself holding an item that it would mark Done later.
   virtual void ShutDownWithDrain() {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     shutting_down_ = true;
     drain_ = true;
     items_cv_.notify_all();
     if (!ready_hooks_.empty()) {
-      RunReadyHookLocked(lock);
+      RunReadyHookAndUnlock(lock);
       lock.lock();
     }
-    drained_cv_.wait(lock, [this] { return num_processing_ == 0 || !drain_; });
+    drained_cv_.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return num_processing_ == 0 || !drain_;
+    });
   }
 
   bool ShuttingDown() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     return shutting_down_;
   }
 
  private:
-  // Runs the ready hooks when they are due, releasing the lock. REQUIRES: `lock` holds mu_; it
-  // is released on return when hooks ran.
-  void RunReadyHookLocked(std::unique_lock<std::mutex>& lock) {
-    if (ready_hooks_.empty() || (queue_.empty() && !shutting_down_)) return;
+  // Releases the lock, then runs the ready hooks if they were due. REQUIRES: `lock` holds mu_.
+  void RunReadyHookAndUnlock(MutexLock& lock) ABSL_UNLOCK_FUNCTION(mu_) {
     std::vector<std::function<void()>> hooks;
-    hooks.swap(ready_hooks_);
-    lock.unlock();
+    if (!ready_hooks_.empty() && (!queue_.empty() || shutting_down_)) hooks.swap(ready_hooks_);
+    lock.unlock(mu_);
     for (const auto& hook : hooks) hook();
   }
 
   // Waits until an item is waiting, returning false instead when the queue is shut down and empty
   // or `ctx` is done.
-  bool WaitForItem(const Context& ctx, std::unique_lock<std::mutex>& lock) {
+  bool WaitForItem(const Context& ctx, MutexLock& lock) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (ctx.Done()) return false;
-    ctx.WaitOn(lock, items_cv_, [this] { return !queue_.empty() || shutting_down_; });
+    ctx.WaitOn(lock, items_cv_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !queue_.empty() || shutting_down_;
+    });
     return !queue_.empty() && !ctx.Done();
   }
 
   // REQUIRES: mu_ held and queue_ not empty.
-  T TakeFront() {
+  T TakeFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     T item = PopFront();
     LengthChanged();
     return item;
@@ -197,7 +206,7 @@ class Queue {
 
   // Moves the first waiting item to processing and returns a copy of it. REQUIRES: mu_ held and
   // queue_ not empty.
-  T PopFront() {
+  T PopFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry* entry = queue_.front();
     queue_.pop_front();
     entry->second = State::kProcessing;
@@ -206,7 +215,7 @@ class Queue {
   }
 
   // REQUIRES: mu_ held.
-  void LengthChanged() {
+  void LengthChanged() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (on_length_change_) on_length_change_(queue_.size());
   }
 
@@ -221,15 +230,17 @@ class Queue {
   using ItemMap = std::unordered_map<T, State>;
   using Entry = typename ItemMap::value_type;
 
-  mutable std::mutex mu_;               // guards every field below
-  std::condition_variable items_cv_;    // an item was queued, or shutdown
-  std::condition_variable drained_cv_;  // num_processing_ became 0, or drain_ was cleared
-  ItemMap items_;             // every waiting or processing item: one lookup per Add, Get and Done
-  std::deque<Entry*> queue_;  // the waiting items, in order; entries of items_ (nodes are stable)
-  size_t num_processing_ = 0;
-  bool shutting_down_ = false;
-  bool drain_ = false;
-  std::vector<std::function<void()>> ready_hooks_;  // NotifyWhenReady's, not run yet
+  mutable Mutex mu_;    // guards every field below
+  CondVar items_cv_;    // an item was queued, or shutdown
+  CondVar drained_cv_;  // num_processing_ became 0, or drain_ was cleared
+  // Every waiting or processing item: one lookup per Add, Get and Done.
+  ItemMap items_ ABSL_GUARDED_BY(mu_);
+  // The waiting items, in order; entries of items_ (nodes are stable).
+  std::deque<Entry*> queue_ ABSL_GUARDED_BY(mu_);
+  size_t num_processing_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  bool drain_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::function<void()>> ready_hooks_ ABSL_GUARDED_BY(mu_);  // NotifyWhenReady's
 };
 
 }  // namespace kvstore::workqueue

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kvstore/clock.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::workqueue {
 
@@ -39,7 +40,7 @@ class ItemExponentialFailureRateLimiter : public RateLimiter<T> {
   std::chrono::nanoseconds When(const T& item) override {
     int exponent;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       int& failures = failures_[item];
       exponent = failures;
       if (failures < std::numeric_limits<int>::max()) ++failures;
@@ -51,12 +52,12 @@ class ItemExponentialFailureRateLimiter : public RateLimiter<T> {
   }
 
   void Forget(const T& item) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     failures_.erase(item);
   }
 
   int NumRequeues(const T& item) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = failures_.find(item);
     return it == failures_.end() ? 0 : it->second;
   }
@@ -64,8 +65,9 @@ class ItemExponentialFailureRateLimiter : public RateLimiter<T> {
  private:
   const std::chrono::nanoseconds base_;
   const std::chrono::nanoseconds max_;
-  std::mutex mu_;                        // guards failures_
-  std::unordered_map<T, int> failures_;  // requeues since the item was last forgotten
+  Mutex mu_;  // guards failures_
+  std::unordered_map<T, int> failures_
+      ABSL_GUARDED_BY(mu_);  // requeues since the item was last forgotten
 };
 
 // `fast` for the first `max_fast_attempts` requeues of an item, `slow` after that.
@@ -77,19 +79,19 @@ class ItemFastSlowRateLimiter : public RateLimiter<T> {
       : fast_(fast), slow_(slow), max_fast_attempts_(max_fast_attempts) {}
 
   std::chrono::nanoseconds When(const T& item) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     int& attempts = attempts_[item];
     if (attempts < std::numeric_limits<int>::max()) ++attempts;
     return attempts <= max_fast_attempts_ ? fast_ : slow_;
   }
 
   void Forget(const T& item) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     attempts_.erase(item);
   }
 
   int NumRequeues(const T& item) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = attempts_.find(item);
     return it == attempts_.end() ? 0 : it->second;
   }
@@ -98,8 +100,9 @@ class ItemFastSlowRateLimiter : public RateLimiter<T> {
   const std::chrono::nanoseconds fast_;
   const std::chrono::nanoseconds slow_;
   const int max_fast_attempts_;
-  std::mutex mu_;                        // guards attempts_
-  std::unordered_map<T, int> attempts_;  // requeues since the item was last forgotten
+  Mutex mu_;  // guards attempts_
+  std::unordered_map<T, int> attempts_
+      ABSL_GUARDED_BY(mu_);  // requeues since the item was last forgotten
 };
 
 // One token bucket shared by all items, like golang.org/x/time/rate's Limiter.Reserve().Delay():
@@ -122,7 +125,7 @@ class BucketRateLimiter : public RateLimiter<T> {
   std::chrono::nanoseconds When(const T&) override {
     constexpr auto kNever = std::chrono::nanoseconds::max();
     if (std::isinf(qps_) && qps_ > 0) return std::chrono::nanoseconds::zero();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (burst_ <= 0) return kNever;
     if (qps_ <= 0) {
       if (tokens_ < 1) return kNever;
@@ -149,9 +152,10 @@ class BucketRateLimiter : public RateLimiter<T> {
   const double qps_;
   const int burst_;
   const std::shared_ptr<Clock> clock_;
-  std::mutex mu_;  // guards tokens_ and last_
-  double tokens_;  // may be negative: tokens already promised to callers told to wait
-  Clock::time_point last_;
+  Mutex mu_;  // guards tokens_ and last_
+  double tokens_
+      ABSL_GUARDED_BY(mu_);  // may be negative: tokens already promised to callers told to wait
+  Clock::time_point last_ ABSL_GUARDED_BY(mu_);
 };
 
 // Combines limiters: When asks every one (each counts the requeue) and returns the longest delay,

@@ -6,7 +6,7 @@ void AuthToken::Get(const Login& login, Done done) {
   if (!enabled_) return done(Result(std::string()));
   std::string token;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (token_.empty()) {
       waiting_.push_back(std::move(done));
       if (logging_in_) return;
@@ -22,7 +22,7 @@ void AuthToken::Get(const Login& login, Done done) {
 void AuthToken::LoginDone(const Result& result) {
   std::vector<Done> waiting;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     logging_in_ = false;
     if (result.token.ok()) token_ = *result.token;
     waiting.swap(waiting_);
@@ -31,12 +31,12 @@ void AuthToken::LoginDone(const Result& result) {
 }
 
 std::string AuthToken::Current() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return token_;
 }
 
 void AuthToken::Invalidate() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   token_.clear();
 }
 

@@ -5,12 +5,12 @@
 #define KVSTORE_BACKEND_ETCD_AUTH_TOKEN_H_
 
 #include <functional>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -49,10 +49,10 @@ class AuthToken {
   void LoginDone(const Result& result);
 
   const bool enabled_;
-  mutable std::mutex mu_;  // guards the state below
-  std::string token_;
-  bool logging_in_ = false;
-  std::vector<Done> waiting_;  // for the login under way
+  mutable Mutex mu_;  // guards the state below
+  std::string token_ ABSL_GUARDED_BY(mu_);
+  bool logging_in_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Done> waiting_ ABSL_GUARDED_BY(mu_);  // for the login under way
 };
 
 }  // namespace kvstore::etcd

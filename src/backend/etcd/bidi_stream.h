@@ -17,6 +17,7 @@
 #include "backend/etcd/call_registry.h"
 #include "backend/etcd/completion_poller.h"
 #include "backend/etcd/transport.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -72,7 +73,7 @@ class BidiStream final : public RequestStream<Req> {
 
   void OnOpDone(Op op, bool ok);
   // Starts the next pending write, or Finish once reads ended and no write is in flight.
-  void ContinueLocked();
+  void ContinueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnFinished();
 
   CallRegistry* const registry_;
@@ -91,13 +92,13 @@ class BidiStream final : public RequestStream<Req> {
   // Cancels the context, not before its headers are written; set in Start, detached in OnFinished.
   std::shared_ptr<CallCanceller> canceller_;
 
-  std::mutex mu_;  // guards the state below
-  std::deque<Req> pending_writes_;
-  Req current_write_;
-  bool started_ = false;
-  bool writing_ = false;
-  bool reads_finished_ = false;  // no more writes are started once set
-  bool finishing_ = false;
+  Mutex mu_;  // guards the state below
+  std::deque<Req> pending_writes_ ABSL_GUARDED_BY(mu_);
+  Req current_write_ ABSL_GUARDED_BY(mu_);
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_finished_ ABSL_GUARDED_BY(mu_) = false;  // no more writes are started once set
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 template <typename Req, typename Resp>
@@ -112,7 +113,7 @@ absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::St
   if (!registry->Register(context)) return absl::FailedPreconditionError("etcd backend is closed");
   stream->self_ = stream;
   stream->canceller_ = CallCanceller::Start(context);
-  std::lock_guard<std::mutex> guard(stream->mu_);
+  MutexLock guard(stream->mu_);
   stream->stream_ = bind(context, queue);
   stream->stream_->StartCall(Tagged(&stream->start_tag_));
   return stream;
@@ -120,7 +121,7 @@ absl::StatusOr<std::shared_ptr<BidiStream<Req, Resp>>> BidiStream<Req, Resp>::St
 
 template <typename Req, typename Resp>
 void BidiStream<Req, Resp>::Write(Req request) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (reads_finished_) return;
   pending_writes_.push_back(std::move(request));
   ContinueLocked();
@@ -154,7 +155,7 @@ void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
     case Op::kStart: {
       // The headers are written: a Cancel no longer waits for them.
       if (ok) canceller_->Started();
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       started_ = true;
       if (ok) {
         stream_->Read(&response_, Tagged(&read_tag_));
@@ -167,17 +168,17 @@ void BidiStream<Req, Resp>::OnOpDone(Op op, bool ok) {
     case Op::kRead:
       if (ok) {
         on_read_(response_);
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         stream_->Read(&response_, Tagged(&read_tag_));
         return;
       } else {
-        std::lock_guard<std::mutex> guard(mu_);
+        MutexLock guard(mu_);
         reads_finished_ = true;
         ContinueLocked();
         return;
       }
     case Op::kWrite: {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       writing_ = false;
       if (!ok) pending_writes_.clear();  // the stream is broken; reads will report it
       ContinueLocked();
@@ -201,7 +202,7 @@ void BidiStream<Req, Resp>::OnFinished() {
   registry->Unregister(context_.get());
   canceller_->Detach();  // a Cancel from now on does not touch the context
   {
-    std::lock_guard<std::mutex> guard(mu_);  // the last operation may have been started elsewhere
+    MutexLock guard(mu_);  // the last operation may have been started elsewhere
     stream_.reset();
   }
   context_.reset();

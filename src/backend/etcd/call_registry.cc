@@ -1,11 +1,12 @@
 #include "backend/etcd/call_registry.h"
 
 #include "kvstore/clock.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
 bool CallRegistry::Register(grpc::ClientContext* context) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (shut_down_) return false;
   in_flight_.insert(context);
   ++live_contexts_;
@@ -13,25 +14,25 @@ bool CallRegistry::Register(grpc::ClientContext* context) {
 }
 
 void CallRegistry::Unregister(grpc::ClientContext* context) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   in_flight_.erase(context);
 }
 
 void CallRegistry::ContextDestroyed() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   --live_contexts_;
   released_.notify_all();
 }
 
 void CallRegistry::Shutdown() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   shut_down_ = true;
   for (grpc::ClientContext* context : in_flight_) context->TryCancel();
-  released_.wait(lock, [&] { return live_contexts_ == 0; });
+  released_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_contexts_ == 0; });
 }
 
 bool CallRegistry::shut_down() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return shut_down_;
 }
 
@@ -40,7 +41,7 @@ std::shared_ptr<CallCanceller> CallCanceller::Start(grpc::ClientContext* context
 }
 
 void CallCanceller::Cancel() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (context_ == nullptr) return;
   const auto since_start = std::chrono::steady_clock::now() - start_;
   if (started_ || since_start >= kGrace) {
@@ -55,13 +56,13 @@ void CallCanceller::Cancel() {
 }
 
 void CallCanceller::Started() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   started_ = true;
   if (waiting_ && context_ != nullptr) context_->TryCancel();
 }
 
 void CallCanceller::Detach() {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   context_ = nullptr;
 }
 

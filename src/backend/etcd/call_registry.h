@@ -13,6 +13,7 @@
 #include <set>
 
 #include "absl/base/thread_annotations.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -41,11 +42,11 @@ class CallRegistry {
   bool shut_down() const;
 
  private:
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable released_;
-  std::set<grpc::ClientContext*> in_flight_;
-  size_t live_contexts_ = 0;  // registered and not yet released
-  bool shut_down_ = false;
+  mutable Mutex mu_;  // guards everything below
+  CondVar released_;
+  std::set<grpc::ClientContext*> in_flight_ ABSL_GUARDED_BY(mu_);
+  size_t live_contexts_ ABSL_GUARDED_BY(mu_) = 0;  // registered and not yet released
+  bool shut_down_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // Cancels one call (unary or stream) from any thread, but never while its headers may still be
@@ -76,7 +77,7 @@ class CallCanceller : public std::enable_shared_from_this<CallCanceller> {
 
  private:
   const std::chrono::steady_clock::time_point start_;
-  std::mutex mu_;
+  Mutex mu_;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_);  // null once detached
   bool started_ ABSL_GUARDED_BY(mu_) = false;          // Started was called
   bool waiting_ ABSL_GUARDED_BY(mu_) = false;          // a Cancel waits; a timer ends the wait

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "kvstore/mutex.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::etcd {
@@ -242,7 +243,7 @@ std::shared_ptr<grpc::Channel> ChannelFactory::NewChannel(const Endpoint& endpoi
   }
   std::shared_ptr<grpc::ChannelCredentials> tls;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     tls = tls_;
   }
   // The member's certificate must name this endpoint's host, whatever the target resolves to.
@@ -254,7 +255,7 @@ bool ChannelFactory::CheckCertificateFiles() {
   if (!watch_files_) return false;
   CertificateFiles files;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     const auto now = std::chrono::steady_clock::now();
     if (checking_ || now < next_check_) return false;
     checking_ = true;  // one caller checks; the others go on at once
@@ -288,7 +289,7 @@ bool ChannelFactory::CheckCertificateFiles() {
                    files.has_identity ? "client certificate and key" : "");
     }
   }
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   checking_ = false;
   files_.signature = files.signature;
   if (changed) {

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "backend/etcd/endpoint.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -64,7 +65,7 @@ class ChannelFactory {
   const bool insecure_skip_tls_verify_;
   const bool watch_files_;  // some TLS file is given and used
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Shared by every TLS channel made since the files were last read.
   std::shared_ptr<grpc::ChannelCredentials> tls_ ABSL_GUARDED_BY(mu_);
   CertificateFiles files_ ABSL_GUARDED_BY(mu_);

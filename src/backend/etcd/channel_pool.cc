@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_join.h"
 #include "core/backoff.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -36,7 +37,7 @@ ChannelPool::Member::Member(Endpoint endpoint, std::shared_ptr<Connection> conne
       current_(std::move(connection)) {}
 
 std::shared_ptr<ChannelPool::Connection> ChannelPool::Member::connection() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return current_;
 }
 
@@ -69,14 +70,14 @@ void ChannelPool::FollowCertificateFiles() {
       if (!factory_->UsesTls(m->endpoint)) continue;
       auto next = std::make_shared<Connection>(factory_->NewChannel(m->endpoint));
       next->channel->GetState(/*try_to_connect=*/true);
-      std::lock_guard<std::mutex> guard(m->mu_);
+      MutexLock guard(m->mu_);
       if (!m->next_) pending_.fetch_add(1);
       m->next_ = std::move(next);
     }
   }
   if (pending_.load() == 0) return;
   for (const auto& m : members_) {
-    std::lock_guard<std::mutex> guard(m->mu_);
+    MutexLock guard(m->mu_);
     if (!m->next_) continue;
     const grpc_connectivity_state next = m->next_->channel->GetState(/*try_to_connect=*/true);
     const grpc_connectivity_state now = m->current_->channel->GetState(/*try_to_connect=*/false);
@@ -119,7 +120,7 @@ std::optional<size_t> ChannelPool::TryPick(const std::vector<bool>& skip, bool* 
 ChannelPool::Choice ChannelPool::PickNow(const std::vector<bool>& skip) {
   const size_t n = members_.size();
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   const size_t start = next_++ % n;
   Choice best;
   for (size_t k = 0; k < n && best.rank != kConnected; ++k) {
@@ -144,7 +145,7 @@ ChannelPool::Choice ChannelPool::PickNow(const std::vector<bool>& skip) {
 
 void ChannelPool::Report(size_t index, bool failed) {
   if (members_.size() == 1) return;
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   Health& h = health_[index];
   if (!failed) {
     h.failures = 0;

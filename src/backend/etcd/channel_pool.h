@@ -25,6 +25,7 @@
 #include "backend/etcd/channel_factory.h"
 #include "backend/etcd/endpoint.h"
 #include "kvstore/context.h"
+#include "kvstore/mutex.h"
 #include "rpc.grpc.pb.h"
 
 namespace kvstore::etcd {
@@ -58,7 +59,7 @@ class ChannelPool {
 
    private:
     friend class ChannelPool;
-    mutable std::mutex mu_;
+    mutable Mutex mu_;
     std::shared_ptr<Connection> current_ ABSL_GUARDED_BY(mu_);
     // Made with newer certificate files, connecting; replaces current_ once connected.
     std::shared_ptr<Connection> next_ ABSL_GUARDED_BY(mu_);
@@ -121,9 +122,9 @@ class ChannelPool {
   std::atomic<int> pending_{0};  // members with a next_ connection
   std::atomic<uint64_t> rotations_{0};
   const std::string address_list_;
-  std::mutex mu_;  // guards the state below
-  std::vector<Health> health_;
-  size_t next_ = 0;  // where the next turn starts
+  Mutex mu_;  // guards the state below
+  std::vector<Health> health_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;  // where the next turn starts
 };
 
 }  // namespace kvstore::etcd

@@ -4,13 +4,14 @@
 
 #include "core/guarded.h"
 #include "core/thread_name.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
 std::shared_ptr<CompletionPoller> CompletionPoller::Shared() {
-  static std::mutex mu;
-  static std::weak_ptr<CompletionPoller> shared;
-  std::lock_guard<std::mutex> guard(mu);
+  static Mutex mu;
+  static std::weak_ptr<CompletionPoller> shared ABSL_GUARDED_BY(mu);
+  MutexLock guard(mu);
   std::shared_ptr<CompletionPoller> poller = shared.lock();
   if (!poller) {
     poller.reset(new CompletionPoller());

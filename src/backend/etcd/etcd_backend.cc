@@ -28,6 +28,7 @@
 #include "backend/etcd/watch_hub.h"
 #include "core/blocking_pool.h"
 #include "core/write_checks.h"
+#include "kvstore/mutex.h"
 #include "kvstore/workqueue/rate_limiter.h"
 #include "metrics/recorders.h"
 #include "spdlog/spdlog.h"
@@ -363,7 +364,7 @@ class EtcdBackend final : public Backend {
 
   void Close() override {
     {
-      std::lock_guard<std::mutex> guard(close_mu_);
+      MutexLock guard(close_mu_);
       if (closed_) return;
       closed_ = true;
     }
@@ -640,7 +641,7 @@ class EtcdBackend final : public Backend {
   std::atomic<bool> bootstrapping_;
   std::atomic<size_t> max_txn_ops_{kMaxTxnOps};
   std::atomic<size_t> max_txn_bytes_{kMaxTxnBytes};
-  std::mutex close_mu_;
+  Mutex close_mu_;
   std::atomic<bool> closed_{false};
 };
 

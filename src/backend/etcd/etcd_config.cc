@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 #include "spdlog/spdlog.h"
 
 namespace kvstore::etcd {
@@ -37,10 +38,10 @@ constexpr const char* kIgnoredKeys[] = {"auto-sync-interval",       "reject-old-
 // Warns about `key` of the file at `path` once per process: a configuration re-read (a mesh
 // following its config directory) does not repeat it.
 void WarnOnce(const std::string& path, const std::string& key, const std::string& message) {
-  static std::mutex mu;
-  static std::set<std::pair<std::string, std::string>> warned;
+  static Mutex mu;
+  static std::set<std::pair<std::string, std::string>> warned ABSL_GUARDED_BY(mu);
   {
-    std::lock_guard<std::mutex> guard(mu);
+    MutexLock guard(mu);
     if (!warned.emplace(path, key).second) return;
   }
   spdlog::warn("etcd config file '{}': {}", path, message);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "core/guarded.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -17,21 +18,21 @@ Executor::~Executor() { Shutdown(); }
 void Executor::Run(const std::shared_ptr<State>& state, const std::function<void()>& fn) {
   const std::thread::id self = std::this_thread::get_id();
   {
-    std::unique_lock<std::mutex> lock(state->mu);
+    MutexLock lock(state->mu);
     if (state->shutdown) return;
     state->running.insert(self);
   }
   // Caught here: a task that threw would otherwise stay in `running`, and Shutdown would wait for
   // it forever.
   internal::RunGuarded("a task of the etcd backend", fn);
-  std::unique_lock<std::mutex> lock(state->mu);
+  MutexLock lock(state->mu);
   state->running.erase(state->running.find(self));
   state->cv.notify_all();
 }
 
 void Executor::Post(std::function<void()> fn) {
   {
-    std::unique_lock<std::mutex> lock(state_->mu);
+    MutexLock lock(state_->mu);
     if (state_->shutdown) return;
   }
   executor_->Post([state = state_, fn = std::move(fn)] { Run(state, fn); });
@@ -40,7 +41,7 @@ void Executor::Post(std::function<void()> fn) {
 void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
   // Due now: no timer (a FakeClock runs a timer due now only when it is moved next).
   if (delay <= Clock::duration::zero()) return Post(std::move(fn));
-  std::unique_lock<std::mutex> lock(state_->mu);
+  MutexLock lock(state_->mu);
   if (state_->shutdown) return;
   const uint64_t id = state_->next_timer++;
   std::weak_ptr<State> weak = state_;
@@ -50,7 +51,7 @@ void Executor::PostAfter(Clock::duration delay, std::function<void()> fn) {
         std::shared_ptr<State> state = weak.lock();
         if (!state) return;
         {
-          std::unique_lock<std::mutex> lock(state->mu);
+          MutexLock lock(state->mu);
           if (state->shutdown) return;
           state->timers.erase(id);
         }
@@ -63,12 +64,13 @@ void Executor::Shutdown() {
   std::map<uint64_t, Timer> timers;
   const std::thread::id self = std::this_thread::get_id();
   {
-    std::unique_lock<std::mutex> lock(state_->mu);
+    MutexLock lock(state_->mu);
     state_->shutdown = true;
     timers.swap(state_->timers);
     // Tasks already running end by themselves; those queued see `shutdown` and do nothing.
-    state_->cv.wait(lock,
-                    [this, self] { return state_->running.size() == state_->running.count(self); });
+    state_->cv.wait(lock, [this, self]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+      return state_->running.size() == state_->running.count(self);
+    });
   }
   // Stopped outside the lock: a timer's function destroyed here may hold other locks' owners.
   for (auto& [id, timer] : timers) timer.Stop();

@@ -17,6 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -48,13 +49,13 @@ class Executor {
   // Shared with the tasks, which may outlive the Executor object by the end of the one running
   // its Shutdown.
   struct State {
-    std::mutex mu;
-    std::condition_variable cv;  // a task finished
+    Mutex mu;
+    CondVar cv;  // a task finished
     bool shutdown ABSL_GUARDED_BY(mu) = false;
     // Threads running a task, once each per task they run (a task may post and wait for none).
     std::multiset<std::thread::id> running ABSL_GUARDED_BY(mu);
     std::map<uint64_t, Timer> timers ABSL_GUARDED_BY(mu);  // PostAfter's, not fired yet
-    uint64_t next_timer = 0 ABSL_GUARDED_BY(mu);
+    uint64_t next_timer ABSL_GUARDED_BY(mu) = 0;
   };
   static void Run(const std::shared_ptr<State>& state, const std::function<void()>& fn);
 

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "backend/etcd/errors.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -30,18 +31,19 @@ std::optional<int64_t> LeaseManager::AttachLocked(std::string_view key) {
 }
 
 std::optional<int64_t> LeaseManager::TryLeaseForKey(std::string_view key) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (shutdown_) return std::nullopt;
   return AttachLocked(key);
 }
 
 absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::string_view key) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     if (shutdown_) return absl::FailedPreconditionError("etcd backend is closed");
     if (std::optional<int64_t> attached = AttachLocked(key)) return *attached;
     if (!granting_) break;
-    if (!ctx.WaitOn(lock, cv_, [&] { return !granting_ || shutdown_; })) {
+    if (!ctx.WaitOn(lock, cv_,
+                    [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !granting_ || shutdown_; })) {
       return absl::Status(ctx.Err().code(),
                           absl::StrCat("waiting for an etcd lease: ", ctx.Err().message()));
     }
@@ -70,7 +72,7 @@ absl::StatusOr<int64_t> LeaseManager::LeaseForKey(const Context& ctx, std::strin
 }
 
 int64_t LeaseManager::LeaseOfKey(std::string_view key) const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   auto it = key_lease_.find(key);
   return it == key_lease_.end() ? 0 : it->second;
 }
@@ -87,12 +89,12 @@ void LeaseManager::DetachLocked(std::string_view key) {
 }
 
 void LeaseManager::DetachKey(std::string_view key) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   DetachLocked(key);
 }
 
 void LeaseManager::DetachPrefix(std::string_view prefix) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   std::vector<std::string> keys;
   for (auto it = key_lease_.lower_bound(prefix);
        it != key_lease_.end() && absl::StartsWith(it->first, ToAbsl(prefix)); ++it) {
@@ -104,7 +106,7 @@ void LeaseManager::DetachPrefix(std::string_view prefix) {
 void LeaseManager::OnLeaseLost(int64_t id, std::string_view reason) {
   std::vector<std::string> keys;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     auto it = leases_.find(id);
     if (it == leases_.end()) return;
     keys.assign(it->second.keys.begin(), it->second.keys.end());
@@ -127,12 +129,12 @@ void LeaseManager::SetObserver(std::string_view prefix, Observer fn) {
 }
 
 size_t LeaseManager::NumLeases() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return leases_.size();
 }
 
 std::vector<int64_t> LeaseManager::LeaseIds() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   std::vector<int64_t> ids;
   for (const auto& [id, info] : leases_) ids.push_back(id);
   return ids;
@@ -156,7 +158,7 @@ void LeaseManager::KeepAliveTick() {
   std::shared_ptr<KeepAliveRequests> silent;
   uint64_t generation = 0;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     tick_scheduled_ = false;
     if (shutdown_ || leases_.empty()) return;
     if (stream_ && last_write_ > last_answer_) {
@@ -179,7 +181,7 @@ void LeaseManager::KeepAliveTick() {
   if (!stream) {
     std::weak_ptr<LeaseManager> weak = weak_from_this();
     generation = [&] {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       return ++stream_generation_;
     }();
     absl::StatusOr<std::shared_ptr<KeepAliveRequests>> started = transport_->StartKeepAliveStream(
@@ -189,7 +191,7 @@ void LeaseManager::KeepAliveTick() {
         [weak, generation](const absl::Status& status) {
           if (auto self = weak.lock()) self->OnKeepAliveDone(generation, status);
         });
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (!started.ok()) {
       spdlog::warn("etcd lease keep-alive stream: {}", started.status().ToString());
     } else if (generation == stream_generation_) {
@@ -199,7 +201,7 @@ void LeaseManager::KeepAliveTick() {
   }
   std::vector<int64_t> ids = LeaseIds();
   if (stream && !ids.empty()) {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     last_write_ = executor_->clock()->Now();
   }
   if (stream) {
@@ -209,7 +211,7 @@ void LeaseManager::KeepAliveTick() {
       stream->Write(std::move(request));
     }
   }
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   ScheduleKeepAliveLocked();
 }
 
@@ -217,14 +219,14 @@ void LeaseManager::KeepAliveTick() {
 // the lease is gone stays true after its stream ended.
 void LeaseManager::OnKeepAliveResponse(int64_t id, int64_t ttl) {
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     last_answer_ = executor_->clock()->Now();
   }
   if (ttl <= 0) OnLeaseLost(id, "keep-alive answered that it expired or was revoked");
 }
 
 void LeaseManager::OnKeepAliveDone(uint64_t generation, const absl::Status& status) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (generation == stream_generation_) {
     stream_ = nullptr;
     // A new generation makes a late assignment of this stream (see KeepAliveTick) a no-op.
@@ -240,7 +242,7 @@ void LeaseManager::OnKeepAliveDone(uint64_t generation, const absl::Status& stat
 void LeaseManager::Shutdown() {
   std::shared_ptr<KeepAliveRequests> stream;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (!shutdown_) lease_gauge_.Remove(static_cast<double>(leases_.size()));
     shutdown_ = true;
     stream = std::move(stream_);

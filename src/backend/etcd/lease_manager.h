@@ -26,6 +26,7 @@
 #include "backend/etcd/transport.h"
 #include "core/lease_observers.h"
 #include "kvstore/context.h"
+#include "kvstore/mutex.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::etcd {
@@ -74,13 +75,13 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
     std::set<std::string, std::less<>> keys;
   };
 
-  void ScheduleKeepAliveLocked();
+  void ScheduleKeepAliveLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KeepAliveTick();
   void OnKeepAliveResponse(int64_t id, int64_t ttl);
   void OnKeepAliveDone(uint64_t generation, const absl::Status& status);
-  void DetachLocked(std::string_view key);
+  void DetachLocked(std::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The lease `key` is attached to, else attaches it to the current lease if it has room.
-  std::optional<int64_t> AttachLocked(std::string_view key);
+  std::optional<int64_t> AttachLocked(std::string_view key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Transport* const transport_;
   Executor* const executor_;
@@ -88,19 +89,20 @@ class LeaseManager : public std::enable_shared_from_this<LeaseManager> {
   const size_t max_keys_per_lease_;
   const kvstore::internal::LeaseGauge lease_gauge_;  // leases_ while not shut down
 
-  mutable std::mutex mu_;  // guards everything below
-  std::condition_variable cv_;
-  std::map<int64_t, LeaseInfo> leases_;
-  std::map<std::string, int64_t, std::less<>> key_lease_;
-  int64_t current_ = 0;  // 0: the next leased write grants a lease
-  bool granting_ = false;
-  bool shutdown_ = false;
-  std::shared_ptr<KeepAliveRequests> stream_;
-  uint64_t stream_generation_ = 0;
-  bool tick_scheduled_ = false;
+  mutable Mutex mu_;  // guards everything below
+  CondVar cv_;
+  std::map<int64_t, LeaseInfo> leases_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t, std::less<>> key_lease_ ABSL_GUARDED_BY(mu_);
+  int64_t current_ ABSL_GUARDED_BY(mu_) = 0;  // 0: the next leased write grants a lease
+  bool granting_ ABSL_GUARDED_BY(mu_) = false;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<KeepAliveRequests> stream_ ABSL_GUARDED_BY(mu_);
+  uint64_t stream_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool tick_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   // When keep-alives were last written on stream_, and when any answer last came (on the
   // executor's clock): a stream that has not answered by the next tick is replaced.
-  Clock::time_point last_write_{}, last_answer_{};
+  Clock::time_point last_write_ ABSL_GUARDED_BY(mu_){};
+  Clock::time_point last_answer_ ABSL_GUARDED_BY(mu_){};
 
   kvstore::internal::LeaseObservers observers_;
   // Runs the observers one at a time (a strand), apart from the tasks that deliver watch events.

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -57,8 +58,11 @@ class InflightGate {
   // Takes a slot; false (without one) once `ctx` is done first.
   bool Enter(const Context& ctx) {
     if (limit_ == 0) return true;
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!ctx.WaitOn(lock, cv_, [&] { return held_ < limit_ && waiting_.empty(); })) return false;
+    MutexLock lock(mu_);
+    if (!ctx.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return held_ < limit_ && waiting_.empty();
+        }))
+      return false;
     ++held_;
     return true;
   }
@@ -66,7 +70,7 @@ class InflightGate {
   // its request finished. Queued functions run in order, before blocked Enter calls get a slot.
   void EnterAsync(std::function<void()> start) {
     if (limit_ != 0) {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       if (held_ >= limit_ || !waiting_.empty()) {
         waiting_.push_back(std::move(start));
         return;
@@ -80,7 +84,7 @@ class InflightGate {
     if (limit_ == 0) return;
     std::function<void()> next;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       if (!waiting_.empty()) {
         next = std::move(waiting_.front());
         waiting_.pop_front();
@@ -98,23 +102,23 @@ class InflightGate {
   void Drain() {
     std::deque<std::function<void()>> waiting;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       waiting.swap(waiting_);
       held_ += waiting.size();
     }
     for (auto& start : waiting) start();
   }
   size_t held() const {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     return held_;
   }
 
  private:
   const size_t limit_;
-  mutable std::mutex mu_;  // guards the two below
-  std::condition_variable cv_;
-  size_t held_ = 0;
-  std::deque<std::function<void()>> waiting_;
+  mutable Mutex mu_;  // guards the two below
+  CondVar cv_;
+  size_t held_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::function<void()>> waiting_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace kvstore::etcd

@@ -3,8 +3,6 @@
 #include <grpcpp/alarm.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -15,6 +13,7 @@
 #include "backend/etcd/errors.h"
 #include "backend/etcd/request_limits.h"
 #include "core/backoff.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 namespace {
@@ -45,7 +44,7 @@ class RpcClient::StepAlarm final : public CompletionPoller::Tag {
     // Let go before Shutdown may end: the call may report closed as it goes.
     call_.reset();
     RpcClient* const client = client_;
-    std::lock_guard<std::mutex> guard(client->alarms_mu_);
+    MutexLock guard(client->alarms_mu_);
     client->alarms_.erase(this);
     delete this;
     if (client->alarms_.empty()) client->alarms_cv_.notify_all();
@@ -104,15 +103,16 @@ void RpcClient::Shutdown() {
   registry_.Shutdown();  // every attempt completed
   {
     // Steps due later come now (and finish their calls as closed); none is left on the queue.
-    std::unique_lock<std::mutex> lock(alarms_mu_);
+    MutexLock lock(alarms_mu_);
     alarms_closed_ = true;
     for (StepAlarm* alarm : alarms_) alarm->Cancel();
-    alarms_cv_.wait(lock, [&] { return alarms_.empty(); });
+    alarms_cv_.wait(lock,
+                    [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(alarms_mu_) { return alarms_.empty(); });
   }
   inflight_.Drain();  // calls waiting for a slot fail now, as closed
   std::shared_ptr<CompletionPoller> poller;
   {
-    std::lock_guard<std::mutex> guard(poller_mu_);
+    MutexLock guard(poller_mu_);
     poller_released_ = true;
     poller = std::move(poller_);
   }
@@ -120,7 +120,7 @@ void RpcClient::Shutdown() {
 }
 
 grpc::CompletionQueue* RpcClient::Queue() {
-  std::lock_guard<std::mutex> guard(poller_mu_);
+  MutexLock guard(poller_mu_);
   if (!poller_ && !poller_released_) poller_ = CompletionPoller::Shared();
   return poller_ ? poller_->queue() : nullptr;
 }
@@ -500,7 +500,7 @@ void RpcClient::StepAfter(const CallPtr& call, std::chrono::steady_clock::durati
 void RpcClient::StepOnPoller(const CallPtr& call, std::chrono::steady_clock::duration delay,
                              uint64_t wait) {
   {
-    std::lock_guard<std::mutex> guard(alarms_mu_);
+    MutexLock guard(alarms_mu_);
     grpc::CompletionQueue* const queue = alarms_closed_ ? nullptr : Queue();
     if (queue != nullptr) {
       auto* alarm = new StepAlarm(this, call, wait);  // deletes itself once it came back
@@ -517,9 +517,9 @@ absl::Status RpcClient::CallAndWait(const Context& ctx, std::string_view what, S
   if (absl::Status s = CheckMayWait(what); !s.ok()) return s;
   // Shared with the call, which may outlive this wait (below).
   struct Result {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<absl::Status> status;
+    Mutex mu;
+    CondVar cv;
+    std::optional<absl::Status> status ABSL_GUARDED_BY(mu);
     // Whether the request may refer to the caller's request and response: kUnsent until an attempt
     // starts (kSent), kAbandoned when the caller left before that.
     enum { kUnsent, kSent, kAbandoned };
@@ -541,13 +541,15 @@ absl::Status RpcClient::CallAndWait(const Context& ctx, std::string_view what, S
       },
       [result](Outcome outcome) {
         {
-          std::lock_guard<std::mutex> guard(result->mu);
+          MutexLock guard(result->mu);
           result->status = std::move(outcome.status);
         }
         result->cv.notify_all();
       });
-  std::unique_lock<std::mutex> lock(result->mu);
-  if (!ctx.WaitOn(lock, result->cv, [&] { return result->status.has_value(); })) {
+  MutexLock lock(result->mu);
+  if (!ctx.WaitOn(lock, result->cv, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) {
+        return result->status.has_value();
+      })) {
     // Done before an answer. A call with nothing sent yet is left to end by itself (it sends
     // nothing now); one with an attempt in flight is cancelled, and its outcome comes soon.
     int state = Result::kUnsent;
@@ -561,7 +563,9 @@ absl::Status RpcClient::CallAndWait(const Context& ctx, std::string_view what, S
       return absl::Status(ctx.Err().code(),
                           absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
     }
-    result->cv.wait(lock, [&] { return result->status.has_value(); });
+    result->cv.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) {
+      return result->status.has_value();
+    });
   }
   return *result->status;
 }
@@ -694,9 +698,9 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
 absl::StatusOr<std::string> RpcClient::TokenFor(size_t index) {
   if (absl::Status s = CheckMayWait("authenticate"); !s.ok()) return s;
   struct Result {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<AuthToken::Result> result;
+    Mutex mu;
+    CondVar cv;
+    std::optional<AuthToken::Result> result ABSL_GUARDED_BY(mu);
   };
   auto result = std::make_shared<Result>();
   pool_->member(index).token.Get(
@@ -706,14 +710,15 @@ absl::StatusOr<std::string> RpcClient::TokenFor(size_t index) {
       },
       [result](const AuthToken::Result& r) {
         {
-          std::lock_guard<std::mutex> guard(result->mu);
+          MutexLock guard(result->mu);
           result->result = r;
         }
         result->cv.notify_all();
       });
   // The login ends by its deadline, or at once when this client shuts down.
-  std::unique_lock<std::mutex> lock(result->mu);
-  result->cv.wait(lock, [&] { return result->result.has_value(); });
+  MutexLock lock(result->mu);
+  result->cv.wait(
+      lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) { return result->result.has_value(); });
   return result->result->token;
 }
 
@@ -728,18 +733,16 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
   }
   // Shared with the calls, which end by their deadline, or at once when this client shuts down.
   struct Calls {
-    std::mutex mu;
-    std::condition_variable cv;
-    size_t remaining = 0;
-    std::vector<etcdserverpb::StatusRequest> requests;
+    explicit Calls(size_t n) : remaining(n), requests(n), responses(n), statuses(n) {}
+    Mutex mu;
+    CondVar cv;
+    size_t remaining ABSL_GUARDED_BY(mu);
+    const std::vector<etcdserverpb::StatusRequest> requests;
+    // Each written by its call's completion (before it counts down), read once all are in.
     std::vector<etcdserverpb::StatusResponse> responses;
-    std::vector<absl::Status> statuses;
+    std::vector<absl::Status> statuses ABSL_GUARDED_BY(mu);
   };
-  auto calls = std::make_shared<Calls>();
-  calls->remaining = n;
-  calls->requests.resize(n);
-  calls->responses.resize(n);
-  calls->statuses.resize(n);
+  auto calls = std::make_shared<Calls>(n);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (size_t i = 0; i < n; ++i) {
     // A status needs no login: the token, if one is held, is sent for servers that want it.
@@ -759,13 +762,14 @@ std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
               &calls->responses[i], std::move(sent));
         },
         [calls, i](Outcome outcome) {
-          std::lock_guard<std::mutex> guard(calls->mu);
+          MutexLock guard(calls->mu);
           calls->statuses[i] = std::move(outcome.status);
           if (--calls->remaining == 0) calls->cv.notify_all();
         });
   }
-  std::unique_lock<std::mutex> lock(calls->mu);
-  calls->cv.wait(lock, [&] { return calls->remaining == 0; });
+  MutexLock lock(calls->mu);
+  calls->cv.wait(lock,
+                 [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls->mu) { return calls->remaining == 0; });
   for (size_t i = 0; i < n; ++i) {
     results[i].status = std::move(calls->statuses[i]);
     results[i].response = std::move(calls->responses[i]);

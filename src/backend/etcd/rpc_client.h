@@ -8,11 +8,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,6 +28,7 @@
 #include "backend/etcd/transport.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
+#include "kvstore/mutex.h"
 #include "rpc.grpc.pb.h"
 
 namespace kvstore::etcd {
@@ -233,15 +232,15 @@ class RpcClient final : public Transport {
   CancelFunc close_;
   // Every call and stream completes on the process's completion queue (see CompletionPoller),
   // taken at the first one and let go once every call completed.
-  std::mutex poller_mu_;  // guards the two below
-  std::shared_ptr<CompletionPoller> poller_;
-  bool poller_released_ = false;
+  Mutex poller_mu_;  // guards the two below
+  std::shared_ptr<CompletionPoller> poller_ ABSL_GUARDED_BY(poller_mu_);
+  bool poller_released_ ABSL_GUARDED_BY(poller_mu_) = false;
   // The calls' steps after a wait (a timer, a login, the context done), as alarms on the queue:
   // a client owns no thread. Shutdown cancels them and waits until each came back.
-  std::mutex alarms_mu_;  // guards the two below
-  std::condition_variable alarms_cv_;
-  std::set<StepAlarm*> alarms_;
-  bool alarms_closed_ = false;
+  Mutex alarms_mu_;  // guards the two below
+  CondVar alarms_cv_;
+  std::set<StepAlarm*> alarms_ ABSL_GUARDED_BY(alarms_mu_);
+  bool alarms_closed_ ABSL_GUARDED_BY(alarms_mu_) = false;
 };
 
 }  // namespace kvstore::etcd

@@ -16,6 +16,7 @@
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
 #include "core/write_checks.h"
+#include "kvstore/mutex.h"
 #include "kvstore/paths.h"
 #include "metrics/recorders.h"
 
@@ -160,7 +161,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
   auto watcher = std::make_shared<Watcher>(std::string(prefix), capacity);
   std::shared_ptr<Entry> entry;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (shutdown_ || ctx.Done()) {
       watcher->Close();
       return watcher;
@@ -181,7 +182,7 @@ std::shared_ptr<Watcher> WatchHub::ListAndWatch(const Context& ctx, std::string_
   };
   internal::WatcherProducer(*watcher).SetStopHook(finish);
   uint64_t callback = ctx.AddCallback(finish);
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   entry->ctx_callback = callback;
   if (entry->phase == Phase::kDone) {
     // Finished meanwhile: the callback may still be registered.
@@ -227,7 +228,7 @@ void WatchHub::RequestPageIfDueLocked(const std::shared_ptr<Entry>& entry) {
 void WatchHub::FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation) {
   etcdserverpb::RangeRequest request;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (entry->phase != Phase::kListing || entry->list_generation != list_generation) return;
     request = entry->pager.NextRequest();
   }
@@ -242,7 +243,7 @@ void WatchHub::FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_gene
 
 void WatchHub::OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation,
                       const absl::Status& status, etcdserverpb::RangeResponse& response) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (entry->phase != Phase::kListing || entry->list_generation != list_generation || shutdown_) {
     return;
   }
@@ -323,7 +324,7 @@ void WatchHub::StartAnswerChecksLocked() {
 void WatchHub::CheckAnswered(uint64_t generation, int64_t watch_id) {
   std::shared_ptr<WatchRequests> replaced;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (shutdown_ || generation != stream_generation_ || !stream_ ||
         std::find(awaiting_created_.begin(), awaiting_created_.end(), watch_id) ==
             awaiting_created_.end()) {
@@ -354,7 +355,7 @@ void WatchHub::ScheduleSilenceCheckLocked() {
 void WatchHub::CheckSilence(uint64_t generation) {
   std::shared_ptr<WatchRequests> replaced;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (shutdown_ || generation != stream_generation_ || !stream_) return;
     const bool silent = executor_->clock()->Now() - last_heard_ >= answer_timeout_;
     if (!silent || by_watch_id_.empty() || !heard_any_) {
@@ -392,7 +393,7 @@ std::shared_ptr<WatchRequests> WatchHub::ReplaceStreamLocked(std::chrono::millis
 }
 
 void WatchHub::Resubscribe(const std::shared_ptr<Entry>& entry) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (!shutdown_) SubscribeLocked(entry);
 }
 
@@ -439,7 +440,7 @@ void WatchHub::EnsureStreamLocked(std::optional<std::chrono::milliseconds> wante
 void WatchHub::StartStream() {
   uint64_t generation;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (shutdown_ || !AnyWatchingLocked()) {
       stream_starting_ = false;
       return;
@@ -454,7 +455,7 @@ void WatchHub::StartStream() {
       [weak, generation](const absl::Status& status) {
         if (auto self = weak.lock()) self->OnStreamDone(generation, status);
       });
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   stream_starting_ = false;
   if (!started.ok()) {
     ++stream_failures_;
@@ -490,7 +491,7 @@ void WatchHub::StartStream() {
 void WatchHub::OnResponse(uint64_t generation, etcdserverpb::WatchResponse& response) {
   std::shared_ptr<WatchRequests> replaced;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (generation != stream_generation_ || shutdown_) return;
     last_heard_ = executor_->clock()->Now();
     progress_requested_ = false;
@@ -632,7 +633,7 @@ void WatchHub::CountRestartLocked(Entry& entry, std::string_view reason) {
 }
 
 void WatchHub::OnStreamDone(uint64_t generation, const absl::Status& status) {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   if (generation != stream_generation_) return;
   ++stream_generation_;  // a StartStream still running for this generation drops its stream
   stream_ = nullptr;
@@ -661,7 +662,7 @@ void WatchHub::ScheduleApplyLocked(const std::shared_ptr<Entry>& entry) {
 
 void WatchHub::Apply(const std::shared_ptr<Entry>& entry) {
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (entry->phase == Phase::kDone || shutdown_) {
       entry->applying = false;
       return;
@@ -706,7 +707,7 @@ void WatchHub::Apply(const std::shared_ptr<Entry>& entry) {
     std::shared_ptr<WatchHub> self = weak.lock();
     if (!self) return;
     // On the consumer's thread: after Shutdown the executor may be gone.
-    std::lock_guard<std::mutex> guard(self->mu_);
+    MutexLock guard(self->mu_);
     if (self->shutdown_) return;
     self->executor_->Post([weak, entry] {
       if (auto self = weak.lock()) self->Apply(entry);
@@ -783,7 +784,7 @@ void WatchHub::Finish(const std::shared_ptr<Entry>& entry) {
   std::shared_ptr<WatchRequests> stream;
   uint64_t callback = 0;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     if (entry->phase == Phase::kDone) return;
     entry->phase = Phase::kDone;
     entry->diff.reset();
@@ -812,7 +813,7 @@ void WatchHub::Shutdown() {
   std::vector<std::shared_ptr<Entry>> entries;
   std::shared_ptr<WatchRequests> stream;
   {
-    std::lock_guard<std::mutex> guard(mu_);
+    MutexLock guard(mu_);
     shutdown_ = true;
     for (const auto& [id, entry] : entries_) entries.push_back(entry);
     stream = stream_;
@@ -820,7 +821,7 @@ void WatchHub::Shutdown() {
   for (const auto& entry : entries) {
     uint64_t callback = 0;
     {
-      std::lock_guard<std::mutex> guard(mu_);
+      MutexLock guard(mu_);
       entry->phase = Phase::kDone;
       entry->diff.reset();
       entry->pages.clear();
@@ -837,12 +838,12 @@ void WatchHub::Shutdown() {
 }
 
 size_t WatchHub::NumWatchers() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   return entries_.size();
 }
 
 std::vector<WatchFreshness> WatchHub::Freshness() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   std::vector<WatchFreshness> watches;
   watches.reserve(entries_.size());
   for (const auto& [id, entry] : entries_) {
@@ -857,7 +858,7 @@ std::vector<WatchFreshness> WatchHub::Freshness() const {
 }
 
 std::vector<std::string> WatchHub::StalledWatchers() const {
-  std::lock_guard<std::mutex> guard(mu_);
+  MutexLock guard(mu_);
   std::vector<std::string> stalled;
   for (const auto& [id, entry] : entries_) {
     if (!entry->stalled.empty())

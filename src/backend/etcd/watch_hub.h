@@ -49,6 +49,7 @@
 #include "kvstore/backend_metrics.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::etcd {
 
@@ -95,50 +96,56 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
   void FetchPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation);
   void OnPage(const std::shared_ptr<Entry>& entry, uint64_t list_generation,
               const absl::Status& status, etcdserverpb::RangeResponse& response);
-  void RestartListLocked(const std::shared_ptr<Entry>& entry);
-  void RequestPageIfDueLocked(const std::shared_ptr<Entry>& entry);
-  void SubscribeLocked(const std::shared_ptr<Entry>& entry);
+  void RestartListLocked(const std::shared_ptr<Entry>& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequestPageIfDueLocked(const std::shared_ptr<Entry>& entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SubscribeLocked(const std::shared_ptr<Entry>& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Resubscribe(const std::shared_ptr<Entry>& entry);
   // Stops the watch on the stream, keeping the first `keep` held responses; the entry subscribes
   // again once it handed them over.
-  void PauseLocked(const std::shared_ptr<Entry>& entry, size_t keep);
-  void CancelWatchLocked(const std::shared_ptr<Entry>& entry);
+  void PauseLocked(const std::shared_ptr<Entry>& entry, size_t keep)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelWatchLocked(const std::shared_ptr<Entry>& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Opens a stream unless one is open or opening: after `delay`, by default after the backoff
   // of the consecutive stream failures.
-  void EnsureStreamLocked(std::optional<std::chrono::milliseconds> delay = std::nullopt);
+  void EnsureStreamLocked(std::optional<std::chrono::milliseconds> delay = std::nullopt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Drops the current stream (its watches resume on a new one, opened after `delay`) and returns
   // it, for the caller to cancel once it released mu_.
-  std::shared_ptr<WatchRequests> ReplaceStreamLocked(std::chrono::milliseconds delay);
+  std::shared_ptr<WatchRequests> ReplaceStreamLocked(std::chrono::milliseconds delay)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Replaces the stream if watch `watch_id` of stream `generation` is still unanswered.
   void CheckAnswered(uint64_t generation, int64_t watch_id);
   // CheckAnswered for `watch_id` on the current stream, an answer timeout from now.
-  void ScheduleAnswerCheckLocked(int64_t watch_id);
+  void ScheduleAnswerCheckLocked(int64_t watch_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Once the current stream first said something: starts its silence check and the answer check
   // of each watch still waiting for its answer.
-  void StartAnswerChecksLocked();
+  void StartAnswerChecksLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Every answer timeout while stream `generation` is open: asks a silent stream for progress,
   // and replaces one that did not answer that either.
-  void ScheduleSilenceCheckLocked();
+  void ScheduleSilenceCheckLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CheckSilence(uint64_t generation);
   void StartStream();
   void OnResponse(uint64_t generation, etcdserverpb::WatchResponse& response);
   // OnResponse under mu_; returns a stream to cancel once mu_ is released.
-  std::shared_ptr<WatchRequests> OnResponseLocked(etcdserverpb::WatchResponse& response);
+  std::shared_ptr<WatchRequests> OnResponseLocked(etcdserverpb::WatchResponse& response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The entry's watch was refused for credentials or permission (`reason`, etcd's words).
   std::shared_ptr<WatchRequests> OnRefusedLocked(const std::shared_ptr<Entry>& entry,
-                                                 const std::string& reason);
+                                                 const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reports that the entry cannot resume (once per episode), or that it resumed.
-  void SetStalledLocked(Entry& entry, const std::string& why);
-  void ClearStalledLocked(Entry& entry);
-  void CountRestartLocked(Entry& entry, std::string_view reason);
+  void SetStalledLocked(Entry& entry, const std::string& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ClearStalledLocked(Entry& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountRestartLocked(Entry& entry, std::string_view reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnStreamDone(uint64_t generation, const absl::Status& status);
-  void ScheduleApplyLocked(const std::shared_ptr<Entry>& entry);
+  void ScheduleApplyLocked(const std::shared_ptr<Entry>& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The one place where what the entry holds becomes the watcher's events.
   void Apply(const std::shared_ptr<Entry>& entry);
-  Progress ApplyPagesLocked(Entry& entry, int& budget);
-  Progress ApplyResponsesLocked(Entry& entry, int& budget);
+  Progress ApplyPagesLocked(Entry& entry, int& budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Progress ApplyResponsesLocked(Entry& entry, int& budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Finish(const std::shared_ptr<Entry>& entry);
-  bool AnyWatchingLocked() const;
+  bool AnyWatchingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Transport* const transport_;
   Executor* const executor_;
@@ -149,27 +156,28 @@ class WatchHub : public std::enable_shared_from_this<WatchHub> {
 
   // Guards everything below and the mutable state of every Entry. Taken before a watcher's lock,
   // never while waiting for one (watchers are only offered events, never waited on).
-  mutable std::mutex mu_;
-  bool shutdown_ = false;
-  uint64_t next_entry_id_ = 1;
-  std::map<uint64_t, std::shared_ptr<Entry>> entries_;
-  int64_t next_watch_id_ = 1;  // never reused on a stream, so late answers cannot be mistaken
-  std::map<int64_t, std::shared_ptr<Entry>> by_watch_id_;
-  std::shared_ptr<WatchRequests> stream_;
-  uint64_t stream_generation_ = 0;
+  mutable Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t next_entry_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, std::shared_ptr<Entry>> entries_ ABSL_GUARDED_BY(mu_);
+  int64_t next_watch_id_ ABSL_GUARDED_BY(mu_) =
+      1;  // never reused on a stream, so late answers cannot be mistaken
+  std::map<int64_t, std::shared_ptr<Entry>> by_watch_id_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<WatchRequests> stream_ ABSL_GUARDED_BY(mu_);
+  uint64_t stream_generation_ ABSL_GUARDED_BY(mu_) = 0;
   // The watch ids whose create request was written on stream_ and not answered yet, oldest
   // first: etcd answers them in order, a refused one (etcd 3.5) with watch id -1.
-  std::deque<int64_t> awaiting_created_;
+  std::deque<int64_t> awaiting_created_ ABSL_GUARDED_BY(mu_);
   // When stream_ last said anything, and whether it was asked for progress since.
-  Clock::time_point last_heard_{};  // on the executor's clock
-  bool progress_requested_ = false;
+  Clock::time_point last_heard_ ABSL_GUARDED_BY(mu_){};  // on the executor's clock
+  bool progress_requested_ ABSL_GUARDED_BY(mu_) = false;
   // Whether stream_ said anything yet. Until then it may still be waiting for its connection
   // (etcd unreachable): gRPC's keepalive and connection failures end it, and the checks above
   // leave it alone rather than replace it again and again while etcd is down; they are not even
   // scheduled until it first speaks, so that a process with many hubs stays asleep meanwhile.
-  bool heard_any_ = false;
-  bool stream_starting_ = false;
-  int stream_failures_ = 0;  // consecutive, for the reconnect backoff
+  bool heard_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_starting_ ABSL_GUARDED_BY(mu_) = false;
+  int stream_failures_ ABSL_GUARDED_BY(mu_) = 0;  // consecutive, for the reconnect backoff
 };
 
 }  // namespace kvstore::etcd

@@ -4,13 +4,14 @@
 
 #include "kvstore/backend.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore {
 namespace {
 
 struct DefaultClientState {
-  std::mutex mu;  // guards client
-  std::shared_ptr<Backend> client;
+  Mutex mu;  // guards client
+  std::shared_ptr<Backend> client ABSL_GUARDED_BY(mu);
 };
 
 // Never destroyed: stores may use the default client from their own threads until the process
@@ -24,7 +25,7 @@ DefaultClientState& State() {
 
 std::shared_ptr<Backend> DefaultClient() {
   DefaultClientState& state = State();
-  std::lock_guard<std::mutex> lock(state.mu);
+  MutexLock lock(state.mu);
   if (!state.client) state.client = memory::InMemoryStore::Create()->NewClient("default");
   return state.client;
 }
@@ -32,7 +33,7 @@ std::shared_ptr<Backend> DefaultClient() {
 void SetDefaultClient(std::shared_ptr<Backend> backend) {
   std::shared_ptr<Backend> previous;  // released without the lock held
   DefaultClientState& state = State();
-  std::lock_guard<std::mutex> lock(state.mu);
+  MutexLock lock(state.mu);
   previous = std::move(state.client);
   state.client = std::move(backend);
 }

@@ -7,6 +7,7 @@
 
 #include "backend/memory/in_memory_client.h"
 #include "backend/memory/server.h"
+#include "kvstore/mutex.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::memory {
@@ -27,7 +28,7 @@ class InMemoryStoreImpl final : public InMemoryStore {
     const uint64_t session_id = client->session_id();
     std::shared_ptr<Backend> handed_out =
         kvstore::internal::WithOperationMetrics(std::move(client), metrics_);
-    std::lock_guard<std::mutex> guard(clients_mu_);
+    MutexLock guard(clients_mu_);
     ForgetDestroyedClientsLocked();
     clients_[handed_out.get()] = Client{handed_out, session_id};
     return handed_out;
@@ -36,7 +37,7 @@ class InMemoryStoreImpl final : public InMemoryStore {
   void ExpireSession(const Backend& client) override {
     uint64_t session_id = 0;
     {
-      std::lock_guard<std::mutex> guard(clients_mu_);
+      MutexLock guard(clients_mu_);
       auto it = clients_.find(&client);
       // A client of another store, or one destroyed whose address a stranger now has.
       if (it == clients_.end() || it->second.handed_out.expired()) return;
@@ -58,7 +59,7 @@ class InMemoryStoreImpl final : public InMemoryStore {
 
   // Keeps clients_ proportional to the clients alive: sweeps when it has doubled since the last
   // sweep.
-  void ForgetDestroyedClientsLocked() {
+  void ForgetDestroyedClientsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(clients_mu_) {
     if (clients_.size() < 2 * clients_after_sweep_ + 16) return;
     std::erase_if(clients_, [](const auto& entry) { return entry.second.handed_out.expired(); });
     clients_after_sweep_ = clients_.size();
@@ -66,9 +67,9 @@ class InMemoryStoreImpl final : public InMemoryStore {
 
   const std::shared_ptr<BackendMetrics> metrics_;
   const std::shared_ptr<internal::InMemoryServer> server_;
-  std::mutex clients_mu_;  // guards clients_ and clients_after_sweep_
-  std::map<const Backend*, Client> clients_;
-  size_t clients_after_sweep_ = 0;
+  Mutex clients_mu_;  // guards clients_ and clients_after_sweep_
+  std::map<const Backend*, Client> clients_ ABSL_GUARDED_BY(clients_mu_);
+  size_t clients_after_sweep_ ABSL_GUARDED_BY(clients_mu_) = 0;
 };
 
 }  // namespace

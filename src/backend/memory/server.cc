@@ -4,6 +4,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::memory::internal {
 namespace {
@@ -28,7 +29,7 @@ void InMemoryServer::Shutdown() {
   std::vector<std::shared_ptr<Watch>> watches;
   Timer lease_timer;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (shutdown_) return;
     shutdown_ = true;
     for (auto& [id, watch] : watches_) watches.push_back(watch);
@@ -37,7 +38,7 @@ void InMemoryServer::Shutdown() {
   }
   lease_timer.Stop();
   {
-    std::unique_lock<std::shared_mutex> gate(metrics_mu_);
+    WriterMutexLock gate(metrics_mu_);
     metrics_off_ = true;
   }
   // Each watcher closes now; its pump, woken by the cancel, finds the server shut down and
@@ -51,7 +52,7 @@ void InMemoryServer::Shutdown() {
 // ---- Key space ----
 
 std::optional<std::string> InMemoryServer::Get(std::string_view key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = keys_.find(key);
   if (it == keys_.end()) return std::nullopt;
   return *it->second.value;
@@ -60,7 +61,7 @@ std::optional<std::string> InMemoryServer::Get(std::string_view key) const {
 KeyValuePairs InMemoryServer::ListPrefix(std::string_view prefix) const {
   std::vector<std::pair<std::string, KeyRecord>> snapshot;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     snapshot = SnapshotLocked(prefix);
   }
   // Values are copied out without the lock: the snapshot shares them.
@@ -84,7 +85,7 @@ std::vector<std::pair<std::string, KeyRecord>> InMemoryServer::SnapshotLocked(
 
 absl::StatusOr<bool> InMemoryServer::Put(uint64_t session_id, std::string_view key,
                                          std::string_view value, bool lease, PutMode mode) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto session_it = sessions_.find(session_id);
   if (session_it == sessions_.end() || !session_it->second.kept_alive) {
     return absl::FailedPreconditionError("in-memory client is closed");
@@ -124,7 +125,7 @@ absl::StatusOr<bool> InMemoryServer::Put(uint64_t session_id, std::string_view k
 }
 
 void InMemoryServer::Delete(std::string_view key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
   if (it->second.lease_id != 0) DetachLocked(key, it->second.lease_id);
@@ -135,7 +136,7 @@ void InMemoryServer::Delete(std::string_view key) {
 }
 
 void InMemoryServer::DeletePrefix(std::string_view prefix) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<Change> changes;
   auto it = keys_.lower_bound(prefix);
   while (it != keys_.end() && it->first.starts_with(prefix)) {
@@ -177,7 +178,7 @@ void InMemoryServer::CommitLocked(std::vector<Change> changes) {
 }
 
 void InMemoryServer::Compact(int64_t revision) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   CompactLocked(revision);
 }
 
@@ -187,12 +188,12 @@ void InMemoryServer::CompactLocked(int64_t revision) {
 }
 
 int64_t InMemoryServer::Revision() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return revision_;
 }
 
 std::string InMemoryServer::StatusLine(uint64_t session_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   size_t leases = 0;
   if (auto it = sessions_.find(session_id); it != sessions_.end()) {
     leases = it->second.lease_ids.size();

@@ -37,6 +37,7 @@
 #include "kvstore/events.h"
 #include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "kvstore/mutex.h"
 #include "metrics/recorders.h"
 
 namespace kvstore::memory::internal {
@@ -194,10 +195,10 @@ class InMemoryServer : public std::enable_shared_from_this<InMemoryServer> {
 
   // Held shared while a pump records a queue metric, exclusively by Shutdown: once Shutdown has
   // returned no pump touches the metrics, whose registry the owner may destroy right after.
-  std::shared_mutex metrics_mu_;
+  SharedMutex metrics_mu_;
   bool metrics_off_ ABSL_GUARDED_BY(metrics_mu_) = false;
 
-  mutable std::mutex mu_;  // guards everything below
+  mutable Mutex mu_;  // guards everything below
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 1;  // like etcd: an empty store is at revision 1
   std::map<std::string, KeyRecord, std::less<>> keys_ ABSL_GUARDED_BY(mu_);

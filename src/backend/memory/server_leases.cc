@@ -4,11 +4,12 @@
 
 #include "backend/memory/server.h"
 #include "core/planted_bugs.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::memory::internal {
 
 uint64_t InMemoryServer::OpenSession(std::string name, std::shared_ptr<LeaseObservers> observers) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   const uint64_t id = next_session_id_++;
   Session& session = sessions_[id];
   session.name = std::move(name);
@@ -21,7 +22,7 @@ void InMemoryServer::CloseSession(uint64_t session_id) {
   std::shared_ptr<LeaseObservers> observers;  // released without mu_ held
   const Clock::time_point expiry = clock_->Now() + opts_.lease_ttl;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end() || !it->second.kept_alive) return;
     Session& session = it->second;
@@ -45,7 +46,7 @@ void InMemoryServer::CloseSession(uint64_t session_id) {
 void InMemoryServer::ExpireSession(uint64_t session_id) {
   std::vector<LostKeys> lost;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto it = sessions_.find(session_id);
     if (it == sessions_.end()) return;
     const std::vector<int64_t> lease_ids = it->second.lease_ids;
@@ -60,7 +61,7 @@ void InMemoryServer::ExpireDueLeases() {
   const Clock::time_point now = clock_->Now();
   std::vector<LostKeys> lost;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     RevokeDueLeasesLocked(now, now, lost);
     ArmLeaseTimerLocked();
   }
@@ -85,7 +86,7 @@ void InMemoryServer::ArmLeaseTimerLocked() {
       auto self = weak.lock();
       if (!self) return;
       {
-        std::lock_guard<std::mutex> lock(self->mu_);
+        MutexLock lock(self->mu_);
         self->lease_timer_at_.reset();
       }
       self->ExpireDueLeases();

@@ -9,6 +9,7 @@
 #include "core/planted_bugs.h"
 #include "core/relist_diff.h"
 #include "core/watcher_producer.h"
+#include "kvstore/mutex.h"
 
 namespace kvstore::memory::internal {
 
@@ -42,7 +43,7 @@ std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const
   std::vector<std::pair<std::string, KeyRecord>> snapshot;
   int64_t list_revision = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     auto session_it = sessions_.find(session_id);
     if (shutdown_ || session_it == sessions_.end() || !session_it->second.kept_alive) {
       watch = nullptr;
@@ -77,7 +78,7 @@ std::shared_ptr<Watcher> InMemoryServer::ListAndWatch(uint64_t session_id, const
     if (self && w) self->WakeWatch(w);
   });
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     watch->ctx_callback = callback;
   }
   WakeWatch(watch);
@@ -105,7 +106,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
         return;
       }
       if (watch->queue_metrics.enabled()) {
-        std::shared_lock<std::shared_mutex> gate(metrics_mu_);
+        ReaderMutexLock gate(metrics_mu_);
         if (!metrics_off_) watch->queue_metrics.Accepted(type, received);
       }
       watch->pending.pop_front();
@@ -118,7 +119,7 @@ void InMemoryServer::Pump(const std::shared_ptr<Watch>& watch) {
     int64_t relist_revision = 0;
     bool shut_down = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       shut_down = shutdown_;
       if (!shut_down && watch->next_revision > revision_) {
         watch->parked = true;  // CommitLocked wakes the pump for a change under the prefix
@@ -184,7 +185,7 @@ void InMemoryServer::FinishWatch(const std::shared_ptr<Watch>& watch) {
   watch->watcher->Close();
   uint64_t callback;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (watch->finished) return;
     watch->finished = true;
     watches_.erase(watch->id);
