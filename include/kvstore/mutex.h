@@ -1,4 +1,5 @@
-// A std::mutex, a std::shared_mutex, scoped locks and a condition variable that clang's thread-safety analysis
+// A std::mutex, a std::shared_mutex, scoped locks and a condition variable that clang's
+// thread-safety analysis
 // (-Wthread-safety, `make thread-safety`) understands: libstdc++'s std::mutex is not annotated as
 // a capability, so ABSL_GUARDED_BY(a std::mutex) cannot be checked.
 //

@@ -39,10 +39,10 @@ struct KVSTORE_EXPORT Configuration {
 // A store owns no thread: two tasks on the library's executor (a strand of DefaultExecutor())
 // apply watch events and re-write local keys. The observer is called one call at a time, in
 // stream order (delayed deletes included), from a thread of the library's pool for callbacks,
-// which gives an observer that blocks a thread of its own: it delays its own store only. All methods
-// are thread-safe; no mutex is held while the backend is called, and calls for different keys
-// never wait for each other.
-// REQUIRES: the store is not destroyed from inside an observer callback.
+// which gives an observer that blocks a thread of its own: it delays its own store only. All
+// methods are thread-safe; no mutex is held while the backend is called, and calls for different
+// keys never wait for each other. REQUIRES: the store is not destroyed from inside an observer
+// callback.
 class KVSTORE_EXPORT SharedStore {
  public:
   // Validates `c` (InvalidArgument), lists the prefix and starts watching; returns once the
