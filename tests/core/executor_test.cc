@@ -40,26 +40,34 @@ TEST(ExecutorTest, DefaultExecutorIsOnePoolForTheProcess) {
 TEST(ExecutorTest, BlockingPoolGrowsToItsLimitAndRunsWaitingCallsOnceThreadsFree) {
   Executor& pool = internal::BlockingPool();
   const int limit = static_cast<int>(internal::BlockingPoolThreads());
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
-  std::atomic<int> running{0}, done{0};
-  auto blocking = [&] {
-    ++running;
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return release; });
-    ++done;
+  // Shared with the tasks, which may still be returning (or, after a failed wait, blocked) once
+  // the test has returned: nothing of theirs lives on the test's stack.
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool release = false;
+    std::atomic<int> running{0}, done{0};
+  };
+  auto state = std::make_shared<State>();
+  auto blocking = [state] {
+    ++state->running;
+    {
+      std::unique_lock<std::mutex> lock(state->mu);
+      state->cv.wait(lock, [&] { return state->release; });
+    }
+    ++state->done;  // last: the test may return once it sees every task done
   };
   for (int i = 0; i < limit + 3; ++i) pool.Post(blocking);
-  ASSERT_TRUE(testing::Eventually([&] { return running.load() == limit; }, 20s));
-  EXPECT_EQ(done.load(), 0);
+  const bool all_blocked = testing::Eventually([&] { return state->running.load() == limit; }, 20s);
+  EXPECT_TRUE(all_blocked);
+  EXPECT_EQ(state->done.load(), 0);
   {
-    std::lock_guard<std::mutex> guard(mu);
-    release = true;
+    std::lock_guard<std::mutex> guard(state->mu);
+    state->release = true;
   }
-  cv.notify_all();
-  ASSERT_TRUE(testing::Eventually([&] { return done.load() == limit + 3; }, 20s));
-  EXPECT_EQ(running.load(), limit + 3);
+  state->cv.notify_all();
+  ASSERT_TRUE(testing::Eventually([&] { return state->done.load() == limit + 3; }, 20s));
+  EXPECT_EQ(state->running.load(), limit + 3);
 }
 
 TEST(StrandTest, RunsTasksOneAtATimeInPostOrder) {
