@@ -22,6 +22,37 @@ namespace {
 constexpr std::chrono::milliseconds kNotConnectedRetryBase(50);
 constexpr std::chrono::milliseconds kNotConnectedRetryMax(1000);
 
+// A result a completion sets once and a caller waits for. Shared between them: the completion
+// may come after the caller stopped waiting.
+template <typename T>
+class ResultSlot {
+ public:
+  void Set(T value) {
+    {
+      MutexLock guard(mu_);
+      value_ = std::move(value);
+    }
+    cv_.notify_all();
+  }
+  // Waits until it is set.
+  T Wait() {
+    MutexLock lock(mu_);
+    cv_.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return value_.has_value(); });
+    return *value_;
+  }
+  // Waits until it is set or `ctx` is done; nullopt when `ctx` ended first.
+  std::optional<T> WaitOn(const Context& ctx) {
+    MutexLock lock(mu_);
+    ctx.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return value_.has_value(); });
+    return value_;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::optional<T> value_ ABSL_GUARDED_BY(mu_);
+};
+
 }  // namespace
 
 // A step of a unary call, due on the poller's thread (see StepOnPoller).
@@ -516,58 +547,43 @@ void RpcClient::StepOnPoller(const CallPtr& call, std::chrono::steady_clock::dur
 absl::Status RpcClient::CallAndWait(const Context& ctx, std::string_view what, Starter start) {
   if (absl::Status s = CheckMayWait(what); !s.ok()) return s;
   // Shared with the call, which may outlive this wait (below).
-  struct Result {
-    Mutex mu;
-    CondVar cv;
-    std::optional<absl::Status> status ABSL_GUARDED_BY(mu);
+  struct Shared {
+    ResultSlot<absl::Status> status;
     // Whether the request may refer to the caller's request and response: kUnsent until an attempt
     // starts (kSent), kAbandoned when the caller left before that.
     enum { kUnsent, kSent, kAbandoned };
     std::atomic<int> state = kUnsent;
   };
-  auto result = std::make_shared<Result>();
+  auto shared = std::make_shared<Shared>();
   CallPtr call = Call(
       CallOptions{.ctx = ctx,
                   .what = std::string(what),
                   .deadline = std::chrono::steady_clock::now() + request_timeout_,
                   .member = std::nullopt},
-      [result, start = std::move(start)](Connection& c, grpc::ClientContext* context,
+      [shared, start = std::move(start)](Connection& c, grpc::ClientContext* context,
                                          std::function<void(grpc::Status)> sent) {
-        int state = Result::kUnsent;
-        if (result->state.compare_exchange_strong(state, Result::kSent) || state == Result::kSent) {
+        int state = Shared::kUnsent;
+        if (shared->state.compare_exchange_strong(state, Shared::kSent) || state == Shared::kSent) {
           return start(c, context, std::move(sent));
         }
         sent(grpc::Status(grpc::StatusCode::CANCELLED, "the caller left"));
       },
-      [result](Outcome outcome) {
-        {
-          MutexLock guard(result->mu);
-          result->status = std::move(outcome.status);
-        }
-        result->cv.notify_all();
-      });
-  MutexLock lock(result->mu);
-  if (!ctx.WaitOn(lock, result->cv, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) {
-        return result->status.has_value();
-      })) {
-    // Done before an answer. A call with nothing sent yet is left to end by itself (it sends
-    // nothing now); one with an attempt in flight is cancelled, and its outcome comes soon.
-    int state = Result::kUnsent;
-    if (result->state.compare_exchange_strong(state, Result::kAbandoned)) {
-      if (!call->entered.load()) {
-        return absl::Status(
-            ctx.Err().code(),
-            absl::StrCat("etcd ", ToAbsl(what), ": waiting for one of the ", inflight_.limit(),
-                         " requests in flight (max_inflight) to end: ", ctx.Err().message()));
-      }
-      return absl::Status(ctx.Err().code(),
-                          absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
-    }
-    result->cv.wait(lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) {
-      return result->status.has_value();
-    });
+      [shared](Outcome outcome) { shared->status.Set(std::move(outcome.status)); });
+  if (std::optional<absl::Status> status = shared->status.WaitOn(ctx)) return *std::move(status);
+  // Done before an answer. A call with nothing sent yet is left to end by itself (it sends
+  // nothing now); one with an attempt in flight is cancelled, and its outcome comes soon.
+  int state = Shared::kUnsent;
+  if (!shared->state.compare_exchange_strong(state, Shared::kAbandoned)) {
+    return shared->status.Wait();
   }
-  return *result->status;
+  if (!call->entered.load()) {
+    return absl::Status(
+        ctx.Err().code(),
+        absl::StrCat("etcd ", ToAbsl(what), ": waiting for one of the ", inflight_.limit(),
+                     " requests in flight (max_inflight) to end: ", ctx.Err().message()));
+  }
+  return absl::Status(ctx.Err().code(),
+                      absl::StrCat("etcd ", ToAbsl(what), ": ", ctx.Err().message()));
 }
 
 absl::Status RpcClient::Range(const Context& ctx, std::string_view what,
@@ -697,29 +713,15 @@ void RpcClient::AsyncRange(std::string what, const etcdserverpb::RangeRequest& r
 
 absl::StatusOr<std::string> RpcClient::TokenFor(size_t index) {
   if (absl::Status s = CheckMayWait("authenticate"); !s.ok()) return s;
-  struct Result {
-    Mutex mu;
-    CondVar cv;
-    std::optional<AuthToken::Result> result ABSL_GUARDED_BY(mu);
-  };
-  auto result = std::make_shared<Result>();
+  auto result = std::make_shared<ResultSlot<AuthToken::Result>>();
   pool_->member(index).token.Get(
       [this, index](AuthToken::Done done) {
         LogIn(index, std::chrono::steady_clock::now() + request_timeout_,
               /*wait_for_connection=*/false, std::move(done));
       },
-      [result](const AuthToken::Result& r) {
-        {
-          MutexLock guard(result->mu);
-          result->result = r;
-        }
-        result->cv.notify_all();
-      });
+      [result](const AuthToken::Result& r) { result->Set(r); });
   // The login ends by its deadline, or at once when this client shuts down.
-  MutexLock lock(result->mu);
-  result->cv.wait(
-      lock, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(result->mu) { return result->result.has_value(); });
-  return result->result->token;
+  return result->Wait().token;
 }
 
 std::vector<RpcClient::EndpointStatus> RpcClient::StatusOfEndpoints(
