@@ -1,10 +1,13 @@
 // Batched writes of the etcd backend (SyncStoreBackend::ApplyBatch) against a real etcd, directly
 // and through a WorkqueueSyncStore: transactions of up to 128 ops, leases (keys per lease
-// respected), deletes, ops that fail on their own, and a lost lease.
+// respected), deletes, ops that fail on their own, and a lost lease. Then single writes that
+// queue behind writes in flight and travel together (WriteBatcher): each keeps its own result,
+// permissions and lost leases included.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <set>
 #include <span>
 #include <string>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kvstore/mutex.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/sync_store.h"
 #include "tests/integration/etcd_test_util.h"
@@ -145,6 +149,148 @@ TEST_F(EtcdBatchTest, LostLeaseIsReplacedAndReported) {
   EXPECT_EQ(list->at(b).lease_id, list->at(a).lease_id);
   EXPECT_TRUE(Eventually([&] { return expired.load() >= 1; }));
   backend->RegisterLeaseExpiredObserver(prefix_, nullptr);
+}
+
+// Many writes started at once: beyond the few that go at once, they wait and travel together in
+// transactions (keys of one transaction share a mod revision), and each caller hears of its own.
+TEST_F(EtcdBatchTest, WritesStartedTogetherShareTransactionsAndEachGetsItsResult) {
+  std::shared_ptr<Backend> backend = Connect();
+  constexpr int kWrites = 200, kDeletes = 50;
+  for (int i = 0; i < kDeletes; ++i) {
+    ASSERT_TRUE(backend->Update(ctx_, absl::StrCat(prefix_, "old", i), "x", false).ok());
+  }
+  Mutex mu;
+  CondVar cv;
+  std::map<std::string, absl::Status> results;  // guarded by mu
+  auto record = [&](std::string name) {
+    return [&, name](const absl::Status& status) {
+      MutexLock guard(mu);
+      results[name] = status;
+      cv.notify_all();
+    };
+  };
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string key = absl::StrCat(prefix_, "k", i);
+    backend->UpdateAsync(ctx_, key, absl::StrCat("v", i), /*lease=*/i % 2 == 0, record(key));
+    if (i < kDeletes) {
+      const std::string old = absl::StrCat(prefix_, "old", i);
+      backend->DeleteAsync(ctx_, old, record(old));
+    }
+  }
+  {
+    MutexLock lock(mu);
+    ASSERT_TRUE(WithTimeout(ctx_, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
+      return results.size() == static_cast<size_t>(kWrites + kDeletes);
+    }));
+    for (const auto& [name, status] : results) EXPECT_TRUE(status.ok()) << name << ": " << status;
+  }
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), static_cast<size_t>(kWrites)) << "the old keys are gone";
+  std::set<int64_t> revisions;
+  for (int i = 0; i < kWrites; ++i) {
+    const Value& value = list->at(absl::StrCat(prefix_, "k", i));
+    EXPECT_EQ(value.data, absl::StrCat("v", i));
+    EXPECT_EQ(value.lease_id != 0, i % 2 == 0) << i;
+    revisions.insert(value.mod_revision);
+  }
+  EXPECT_LT(revisions.size(), static_cast<size_t>(kWrites)) << "no two writes travelled together";
+}
+
+// A user allowed to write under one prefix only: its writes there and elsewhere, started
+// together, travel in the same transactions, which etcd refuses as a whole. Each write still
+// gets its own answer.
+TEST(EtcdWriteBatcherAuthTest, AWriteRefusedForPermissionFailsAloneInASharedTransaction) {
+  absl::StatusOr<std::unique_ptr<EtcdCluster>> cluster = EtcdCluster::Start();
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  ASSERT_TRUE((*cluster)->EnableAuth("s3cret").ok());
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"role", "add", "writer"},
+           {"role", "grant-permission", "writer", "readwrite", "ok/", "--prefix=true"},
+           {"user", "add", "alice", "--new-user-password=alicepw"},
+           {"user", "grant-role", "alice", "writer"}}) {
+    absl::StatusOr<std::string> out = (*cluster)->Etcdctl(args);
+    ASSERT_TRUE(out.ok()) << out.status();
+  }
+  etcd::EtcdConfig config = (*cluster)->ClientConfig();
+  config.username = "alice";
+  config.password = "alicepw";
+  std::shared_ptr<Backend> alice = MustConnect(config);
+  ASSERT_NE(alice, nullptr);
+  Context ctx;
+  Mutex mu;
+  CondVar cv;
+  std::map<std::string, absl::Status> results;  // guarded by mu
+  constexpr int kWrites = 100;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string key = absl::StrCat(i % 2 == 0 ? "ok/" : "no/", i);
+    alice->UpdateAsync(ctx, key, "v", /*lease=*/false, [&, key](const absl::Status& status) {
+      MutexLock guard(mu);
+      results[key] = status;
+      cv.notify_all();
+    });
+  }
+  {
+    MutexLock lock(mu);
+    ASSERT_TRUE(WithTimeout(ctx, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
+      return results.size() == static_cast<size_t>(kWrites);
+    }));
+    for (const auto& [key, status] : results) {
+      if (key.starts_with("ok/")) {
+        EXPECT_TRUE(status.ok()) << key << ": " << status;
+      } else {
+        EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << key << ": " << status;
+      }
+    }
+  }
+  std::shared_ptr<Backend> root = MustConnect((*cluster)->ClientConfig());
+  ASSERT_NE(root, nullptr);
+  absl::StatusOr<KeyValuePairs> written = root->ListPrefix(ctx, "ok/");
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_EQ(written->size(), static_cast<size_t>(kWrites / 2));
+  absl::StatusOr<KeyValuePairs> refused = root->ListPrefix(ctx, "no/");
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(refused->empty());
+}
+
+// The session lease revoked behind the backend's back, then many leased writes at once: the
+// transactions carrying them are refused (lease not found) and their writes go again alone,
+// each of which finds the lease lost and writes with a new one.
+TEST_F(EtcdBatchTest, WritesStartedTogetherAfterTheirLeaseWasRevokedAllLand) {
+  std::shared_ptr<Backend> backend = Connect();
+  const std::string first = prefix_ + "first";
+  ASSERT_TRUE(backend->Update(ctx_, first, "1", true).ok());
+  absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok());
+  const int64_t lease = list->at(first).lease_id;
+  ASSERT_TRUE(cluster_->RevokeLease(lease).ok());
+
+  Mutex mu;
+  CondVar cv;
+  std::map<std::string, absl::Status> results;  // guarded by mu
+  constexpr int kWrites = 100;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string key = absl::StrCat(prefix_, "k", i);
+    backend->UpdateAsync(ctx_, key, "v", /*lease=*/true, [&, key](const absl::Status& status) {
+      MutexLock guard(mu);
+      results[key] = status;
+      cv.notify_all();
+    });
+  }
+  {
+    MutexLock lock(mu);
+    ASSERT_TRUE(WithTimeout(ctx_, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
+      return results.size() == static_cast<size_t>(kWrites);
+    }));
+    for (const auto& [key, status] : results) EXPECT_TRUE(status.ok()) << key << ": " << status;
+  }
+  list = backend->ListPrefix(ctx_, prefix_);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), static_cast<size_t>(kWrites)) << "the first key went with its lease";
+  for (const auto& [key, value] : *list) {
+    EXPECT_NE(value.lease_id, 0) << key;
+    EXPECT_NE(value.lease_id, lease) << key;
+  }
 }
 
 TEST_F(EtcdBatchTest, SyncStoreWritesThousandsOfKeysInBatches) {

@@ -159,8 +159,8 @@ class EtcdBackend final : public Backend {
       etcdserverpb::PutRequest request;
       FillPut(request, key, value, lease_id);
       etcdserverpb::PutResponse response;
-      absl::Status status =
-          rpc_->Put(ctx, absl::StrCat("update ", internal::DescribeKey(key)), request, &response);
+      absl::Status status = rpc_->Put(ctx, absl::StrCat("update ", internal::DescribeKey(key)),
+                                      std::move(request), &response);
       if (status.ok() && !lease) leases_->DetachKey(key);
       return status;
     });
@@ -226,7 +226,7 @@ class EtcdBackend final : public Backend {
     request.set_key(std::string(key));
     etcdserverpb::DeleteRangeResponse response;
     absl::Status status = rpc_->DeleteRange(
-        ctx, absl::StrCat("delete ", internal::DescribeKey(key)), request, &response);
+        ctx, absl::StrCat("delete ", internal::DescribeKey(key)), std::move(request), &response);
     if (status.ok()) leases_->DetachKey(key);
     return status;
   }
@@ -304,8 +304,9 @@ class EtcdBackend final : public Backend {
     request.set_key(range.start);
     request.set_range_end(range.end);
     etcdserverpb::DeleteRangeResponse response;
-    absl::Status status = rpc_->DeleteRange(
-        ctx, absl::StrCat("delete of prefix ", internal::DescribeKey(prefix)), request, &response);
+    absl::Status status =
+        rpc_->DeleteRange(ctx, absl::StrCat("delete of prefix ", internal::DescribeKey(prefix)),
+                          std::move(request), &response);
     if (status.ok()) leases_->DetachPrefix(prefix);
     return status;
   }

@@ -26,6 +26,7 @@
 #include "backend/etcd/executor.h"
 #include "backend/etcd/request_limits.h"
 #include "backend/etcd/transport.h"
+#include "backend/etcd/write_batcher.h"
 #include "kvstore/context.h"
 #include "kvstore/etcd/etcd_backend.h"
 #include "kvstore/mutex.h"
@@ -55,10 +56,12 @@ class RpcClient final : public Transport {
   absl::Status Range(const Context& ctx, std::string_view what,
                      const etcdserverpb::RangeRequest& request,
                      etcdserverpb::RangeResponse* response);
-  absl::Status Put(const Context& ctx, std::string_view what,
-                   const etcdserverpb::PutRequest& request, etcdserverpb::PutResponse* response);
+  // Puts and deletes of one key go through the WriteBatcher: while enough writes are in flight,
+  // they wait for one to end and go on together in one transaction (see WriteBatcher).
+  absl::Status Put(const Context& ctx, std::string_view what, etcdserverpb::PutRequest request,
+                   etcdserverpb::PutResponse* response);
   absl::Status DeleteRange(const Context& ctx, std::string_view what,
-                           const etcdserverpb::DeleteRangeRequest& request,
+                           etcdserverpb::DeleteRangeRequest request,
                            etcdserverpb::DeleteRangeResponse* response);
   absl::Status Txn(const Context& ctx, std::string_view what,
                    const etcdserverpb::TxnRequest& request, etcdserverpb::TxnResponse* response);
@@ -147,6 +150,15 @@ class RpcClient final : public Transport {
   CallPtr Call(CallOptions options, Starter start, std::function<void(Outcome)> done);
   // A call and a wait for its outcome, on the caller's thread: the blocking calls.
   absl::Status CallAndWait(const Context& ctx, std::string_view what, Starter start);
+  // A write through the batcher, and a wait for its result on the caller's thread.
+  absl::Status WriteAndWait(const Context& ctx, std::string_view what, etcdserverpb::RequestOp op,
+                            etcdserverpb::ResponseOp* response);
+  // The batcher's requests: one write alone, or a transaction of several.
+  void SendWrite(WriteBatcher::Write& write, WriteBatcher::Done done);
+  void SendWriteTxn(std::string what, const etcdserverpb::TxnRequest& request,
+                    std::function<void(const absl::Status&, etcdserverpb::TxnResponse&)> done);
+  // Whether a delete is of one key (which the batcher may carry).
+  static bool OfOneKey(const etcdserverpb::DeleteRangeRequest& request);
   // The asynchronous calls' common part: `rpc` prepares the typed request on a connection.
   template <typename Request, typename Response, typename Rpc>
   void StartUnary(const Context& ctx, std::string what, Request request, Callback<Response> done,
@@ -227,6 +239,8 @@ class RpcClient final : public Transport {
   // from their first attempt until their result (the watchers' list pages, which a watcher asks
   // for one at a time, and logins are not counted).
   InflightGate inflight_;
+  // Puts and deletes of one key: those that queue behind writes in flight travel together.
+  WriteBatcher batcher_;
   // Done once Shutdown began: every wait of a call (a connection, a login, a retry) ends then.
   Context closing_;
   CancelFunc close_;
