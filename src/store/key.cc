@@ -16,6 +16,12 @@ absl::Status KVPair::Unmarshal(std::string_view k, std::string_view data) {
   return absl::OkStatus();
 }
 
+absl::Status KVPair::UnmarshalOwned(std::string_view k, std::string&& data) {
+  key.assign(k);
+  value = std::move(data);
+  return absl::OkStatus();
+}
+
 std::unique_ptr<LocalKey> KVPair::DeepKeyCopy() const { return std::make_unique<KVPair>(*this); }
 
 std::unique_ptr<Key> KVPairCreator() { return std::make_unique<KVPair>(); }

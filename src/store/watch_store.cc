@@ -108,7 +108,7 @@ class RestartableWatchStore final : public internal::AsyncWatchStore {
     std::deque<KeyValueEvent> batch;
     while (!ctx.Done() && co_await NextEvents(executor, *watcher, ctx, &batch)) {
       for (; !batch.empty() && !ctx.Done(); batch.pop_front()) {
-        const KeyValueEvent& event = batch.front();
+        KeyValueEvent& event = batch.front();
         if (event.type == EventType::kListDone) {
           ListDone(ctx, synced_metric);
           continue;
@@ -118,7 +118,7 @@ class RestartableWatchStore final : public internal::AsyncWatchStore {
         switch (event.type) {
           case EventType::kCreate:
           case EventType::kModify:
-            HandleUpsert(name, event.value);
+            HandleUpsert(name, std::move(event.value));
             break;
           case EventType::kDelete:
             HandleDelete(name);
@@ -200,21 +200,22 @@ class RestartableWatchStore final : public internal::AsyncWatchStore {
   }
 
   // A Key for `name` and `value` made by the KeyCreator, or nullptr (logged) when that fails.
-  std::unique_ptr<Key> MakeKey(std::string_view name, std::string_view value) const {
+  std::unique_ptr<Key> MakeKey(std::string_view name, std::string&& value) const {
     std::unique_ptr<Key> key = key_creator_ ? key_creator_() : KVPairCreator();
     if (!key) {
       spdlog::error("KeyCreator returned no key; ignoring key {}", name);
       return nullptr;
     }
-    if (absl::Status status = key->Unmarshal(name, value); !status.ok()) {
+    if (absl::Status status = key->UnmarshalOwned(name, std::move(value)); !status.ok()) {
       spdlog::warn("Unable to unmarshal value of key {}: {}", name, status.ToString());
       return nullptr;
     }
     return key;
   }
 
-  void HandleUpsert(std::string_view name, std::string_view value) {
-    std::unique_ptr<Key> key = MakeKey(name, value);
+  // Takes `value`: the store's copy is the one the backend received.
+  void HandleUpsert(std::string_view name, std::string&& value) {
+    std::unique_ptr<Key> key = MakeKey(name, std::move(value));
     if (!key) return;
     const Key& stored = *key;
     auto it = entries_.find(name);

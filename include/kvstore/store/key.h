@@ -25,6 +25,12 @@ class KVSTORE_EXPORT Key : public NamedKey {
   virtual absl::StatusOr<std::string> Marshal() const = 0;
   // `key` is relative to the store's prefix; `data` is the stored value.
   virtual absl::Status Unmarshal(std::string_view key, std::string_view data) = 0;
+  // Unmarshal of a value the caller gives away, which the stores use for the values they
+  // receive: a key that keeps the bytes may take them instead of copying (KVPair does). By
+  // default, Unmarshal. Not an overload of it: a string literal would fit both equally.
+  virtual absl::Status UnmarshalOwned(std::string_view key, std::string&& data) {
+    return Unmarshal(key, std::string_view(data));
+  }
 };
 
 // A key owned by this process.
@@ -55,6 +61,8 @@ struct KVSTORE_EXPORT KVPair final : LocalKey {
   std::string GetKeyName() const override;
   absl::StatusOr<std::string> Marshal() const override;
   absl::Status Unmarshal(std::string_view key, std::string_view data) override;
+  // Takes `data` as its value.
+  absl::Status UnmarshalOwned(std::string_view key, std::string&& data) override;
   std::unique_ptr<LocalKey> DeepKeyCopy() const override;
 };
 
