@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/blocking_pool.h"
@@ -22,6 +23,7 @@
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
 #include "tests/support/eventually.h"
 
@@ -36,6 +38,7 @@ using namespace std::chrono_literals;
 constexpr char kPrefix[] = "cilium/state/shared/v1";
 
 using kvstore::testing::Eventually;
+using kvstore::testing::kEventuallyTimeout;
 
 std::string PathOf(const std::string& name) { return std::string(kPrefix) + "/" + name; }
 
@@ -353,6 +356,105 @@ class SharedStoreTest : public ::testing::Test {
   std::shared_ptr<Backend> writer_ = server_->NewClient("writer");
 };
 
+// Runs `call` (a blocking call that waits for tasks of `executor`: SharedStore's Join, Close,
+// Release, destructor) on a second thread while this thread runs the executor's tasks as they
+// come, until `call` returned; returns what it returned.
+template <typename Fn>
+auto WhileRunning(ManualExecutor& executor, Fn call) -> std::invoke_result_t<Fn&> {
+  using Result = std::invoke_result_t<Fn&>;
+  std::atomic<bool> returned{false};
+  std::optional<std::conditional_t<std::is_void_v<Result>, bool, Result>> result;
+  std::thread caller([&] {
+    if constexpr (std::is_void_v<Result>) {
+      call();
+      result.emplace(true);
+    } else {
+      result.emplace(call());
+    }
+    returned = true;
+    executor.Post([] {});  // wakes this thread's wait
+  });
+  auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
+  while (!returned) {
+    if (executor.RunOneOrWait(deadline) || returned) continue;
+    ADD_FAILURE() << "the blocking call has not returned after " << kEventuallyTimeout.count()
+                  << " s; waiting on";
+    deadline = std::chrono::steady_clock::time_point::max();
+  }
+  caller.join();
+  if constexpr (!std::is_void_v<Result>) return std::move(*result);
+}
+
+// A store whose work runs on the test's ManualExecutor: Join, Close, Release and destruction go
+// through WhileRunning; the other calls never wait for the executor and are made directly.
+class DrivenStore {
+ public:
+  DrivenStore() = default;
+  DrivenStore(ManualExecutor* executor, std::unique_ptr<SharedStore> store)
+      : executor_(executor), store_(std::move(store)) {}
+  DrivenStore(DrivenStore&&) = default;
+  DrivenStore& operator=(DrivenStore&&) = default;
+  ~DrivenStore() { Reset(); }
+
+  SharedStore* operator->() const { return store_.get(); }
+  SharedStore* get() const { return store_.get(); }
+  bool operator==(std::nullptr_t) const { return store_ == nullptr; }
+  void Close(const Context& ctx) {
+    WhileRunning(*executor_, [&] { store_->Close(ctx); });
+  }
+  void Release() {
+    WhileRunning(*executor_, [&] { store_->Release(); });
+  }
+  void Reset() {
+    if (store_ != nullptr) WhileRunning(*executor_, [&] { store_.reset(); });
+  }
+
+ private:
+  ManualExecutor* executor_ = nullptr;
+  std::unique_ptr<SharedStore> store_;
+};
+
+// The stores, their in-memory backend and its watches all on one ManualExecutor, every timer on
+// the FakeClock: what a store does happens when the test runs the executor (RunUntilIdle), on
+// the test's thread, observer calls included. No Eventually: each step is asserted exactly.
+class DrivenSharedStoreTest : public SharedStoreTest {
+ protected:
+  DrivenSharedStoreTest() {
+    memory::InMemoryOptions opts;
+    opts.clock = clock_;
+    opts.executor = executor_;
+    server_ = memory::InMemoryStore::Create(opts);
+    writer_ = server_->NewClient("writer");
+  }
+
+  Configuration Config(std::shared_ptr<Backend> backend,
+                       std::shared_ptr<Observer> observer = nullptr) {
+    Configuration c = SharedStoreTest::Config(std::move(backend), std::move(observer));
+    c.executor = executor_;
+    return c;
+  }
+
+  DrivenStore MustJoin(Configuration c) {
+    absl::StatusOr<std::unique_ptr<SharedStore>> store =
+        WhileRunning(*executor_, [&] { return SharedStore::Join(std::move(c)); });
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? DrivenStore(executor_.get(), std::move(*store)) : DrivenStore();
+  }
+
+  // Runs what the executor has queued (watch deliveries, the stores' tasks, observer calls).
+  void Run() { executor_->RunUntilIdle(); }
+  // Moves the clock, then runs what fell due.
+  void Advance(Clock::duration d) {
+    clock_->Advance(d);
+    Run();
+  }
+
+  // Nothing is left queued (a task dropped with the executor would leak what it holds).
+  void TearDown() override { Run(); }
+
+  const std::shared_ptr<ManualExecutor> executor_ = std::make_shared<ManualExecutor>();
+};
+
 TEST_F(SharedStoreTest, JoinRequiresPrefixAndKeyCreator) {
   Configuration no_prefix;
   no_prefix.key_creator = NewTestKey;
@@ -398,20 +500,22 @@ TEST_F(SharedStoreTest, JoinReturnsAfterTheInitialList) {
   EXPECT_EQ(dynamic_cast<const TestKey&>(*keys.at("b")).value(), "2");
 }
 
-TEST_F(SharedStoreTest, KeyPathIsPrefixSlashName) {
+TEST_F(DrivenSharedStoreTest, KeyPathIsPrefixSlashName) {
   Configuration c = Config(server_->NewClient());
   c.prefix = std::string(kPrefix) + "/";
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node1", "x")).ok());
   EXPECT_EQ(Get(PathOf("node1")), "x");
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
+  EXPECT_EQ(store->NumEntries(), 0);  // the watch has not delivered yet
+  Run();
+  EXPECT_EQ(store->NumEntries(), 1);
   EXPECT_EQ(store->SharedKeysMap().count("node1"), 1u);
 }
 
-TEST_F(SharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
-  std::unique_ptr<SharedStore> one = MustJoin(Config(server_->NewClient("one")));
-  std::unique_ptr<SharedStore> two = MustJoin(Config(server_->NewClient("two")));
+TEST_F(DrivenSharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
+  DrivenStore one = MustJoin(Config(server_->NewClient("one")));
+  DrivenStore two = MustJoin(Config(server_->NewClient("two")));
   ASSERT_NE(one, nullptr);
   ASSERT_NE(two, nullptr);
 
@@ -425,59 +529,68 @@ TEST_F(SharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
     for (const auto& [name, key] : store.SharedKeysMap()) out.push_back(name);
     return out;
   };
+  Run();
   const std::vector<std::string> all = {"one-a", "one-b", "two-a", "two-b"};
-  EXPECT_TRUE(Eventually([&] { return names(*one) == all && names(*two) == all; }));
+  EXPECT_EQ(names(*one.get()), all);
+  EXPECT_EQ(names(*two.get()), all);
   EXPECT_EQ(one->NumEntries(), 4);
   EXPECT_EQ(two->NumEntries(), 4);
-  one->Close(Context());
-  two->Close(Context());
+  one.Close(Context());
+  Run();
+  EXPECT_EQ(two->NumEntries(), 2);
+  two.Close(Context());
 }
 
-TEST_F(SharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
+TEST_F(DrivenSharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "v")).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "mine") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "mine"), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("mine")).ok());
+  EXPECT_EQ(Get(PathOf("mine")), std::nullopt);
 
-  // The store writes it back and sees it again; a local key is never reported deleted.
-  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "mine") == 2; }));
+  // The store writes it back (at once, not at the periodic sync: the clock does not move) and
+  // sees it again; a local key is never reported deleted.
+  Run();
   EXPECT_EQ(Get(PathOf("mine")), "v");
+  EXPECT_EQ(observer->Count('U', "mine"), 2);
   EXPECT_EQ(observer->Count('D', "mine"), 0);
+  EXPECT_EQ(store->NumEntries(), 1);
 }
 
-TEST_F(SharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient()));
+TEST_F(DrivenSharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
+  DrivenStore store = MustJoin(Config(server_->NewClient()));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "good")).ok());
 
-  // A modification is not a delete: only the periodic sync can undo it, and the clock has not
-  // moved yet.
+  // A modification is not a delete: only the periodic sync can undo it.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten", false).ok());
+  Run();
   EXPECT_EQ(Get(PathOf("mine")), "overwritten");
-
-  // The first round is due one interval after Join.
-  clock_->Advance(kSyncInterval);
-  EXPECT_TRUE(Eventually([&] { return Get(PathOf("mine")) == "good"; }));
+  // Not before the first round, one interval after Join.
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten");
+  Advance(1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "good");
   std::optional<Value> value = Lookup(PathOf("mine"));
   ASSERT_TRUE(value.has_value());
   EXPECT_NE(value->lease_id, 0);
 
-  // And every interval after it (the next one counts from when that round ended, which the test
-  // cannot see: it advances one interval at a time until the key is back).
+  // And every interval after it, counted from when that round ended (no time passed in it).
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten again", false).ok());
-  EXPECT_TRUE(Eventually([&] {
-    clock_->Advance(kSyncInterval);
-    return Get(PathOf("mine")) == "good";
-  }));
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten again");
+  Advance(1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "good");
 }
 
-TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
+TEST_F(DrivenSharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(client, observer));
+  DrivenStore store = MustJoin(Config(client, observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
   std::optional<Value> before = Lookup(PathOf("node"));
@@ -485,12 +598,14 @@ TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
   ASSERT_NE(before->lease_id, 0);
 
   server_->ExpireSession(*client);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  Run();
 
-  EXPECT_TRUE(Eventually([&] {
-    std::optional<Value> after = Lookup(PathOf("node"));
-    return after.has_value() && after->data == "v" && after->lease_id != 0 &&
-           after->lease_id != before->lease_id;
-  }));
+  std::optional<Value> after = Lookup(PathOf("node"));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->data, "v");
+  EXPECT_NE(after->lease_id, 0);
+  EXPECT_NE(after->lease_id, before->lease_id);
   EXPECT_EQ(observer->Count('D', "node"), 0);
 }
 
@@ -514,93 +629,100 @@ TEST_F(SharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
   }));
 }
 
-TEST_F(SharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
+TEST_F(DrivenSharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("k"), "v", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = 100ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_EQ(store->NumEntries(), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
+  Run();
   // Handled (gone from the map) but not reported: on the store's clock no time has passed.
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
-  clock_->Advance(99ms);
+  EXPECT_EQ(store->NumEntries(), 0);
+  Advance(99ms);
   // Events still flow meanwhile; the delete is not due.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "marker") == 1; }));
+  Run();
+  EXPECT_EQ(observer->Count('U', "marker"), 1);
   EXPECT_EQ(observer->Count('D', "k"), 0);
 
-  clock_->Advance(1ms);
-  EXPECT_TRUE(Eventually([&] { return observer->Count('D', "k") == 1; }));
+  Advance(1ms);
   // The delete carries the key's last value.
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'U', "marker", "m"},
                                               Observed{'D', "k", "v"}));
 }
 
-TEST_F(SharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
+TEST_F(DrivenSharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("k"), "v", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
-  store->Release();
+  Run();
+  EXPECT_EQ(store->NumEntries(), 0);
+  store.Release();
   // Pending deletes die with the store.
+  Advance(std::chrono::hours(1));
   EXPECT_EQ(observer->Count('D', "k"), 0);
 }
 
-TEST_F(SharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
+TEST_F(DrivenSharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("flappy"), "1", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = 1s;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("flappy")).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("flappy"), "2", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Saw({'U', "flappy", "2"}); }));
-  // Deletes are delivered in the order they fall due: once the later one is reported, the
-  // suppressed one would have been reported before it.
+  Run();
+  EXPECT_TRUE(observer->Saw({'U', "flappy", "2"}));
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("marker")).ok());
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
-  clock_->Advance(1s);
-  ASSERT_TRUE(Eventually([&] { return observer->Count('D', "marker") == 1; }));
-
+  Run();
+  EXPECT_EQ(store->NumEntries(), 1);
+  Advance(1s);
+  EXPECT_EQ(observer->Count('D', "marker"), 1);
   EXPECT_EQ(observer->Count('D', "flappy"), 0);
   EXPECT_EQ(store->NumEntries(), 1);
+  EXPECT_THAT(observer->Events(),
+              ElementsAre(Observed{'U', "flappy", "1"}, Observed{'U', "marker", "m"},
+                          Observed{'U', "flappy", "2"}, Observed{'D', "marker", "m"}));
 }
 
-TEST_F(SharedStoreTest, CloseDeletesLocalKeysAndOthersSeeThemGo) {
+TEST_F(DrivenSharedStoreTest, CloseDeletesLocalKeysAndOthersSeeThemGo) {
   auto owner_observer = std::make_shared<RecordingObserver>();
   auto peer_observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> owner = MustJoin(Config(server_->NewClient(), owner_observer));
-  std::unique_ptr<SharedStore> peer = MustJoin(Config(server_->NewClient(), peer_observer));
+  DrivenStore owner = MustJoin(Config(server_->NewClient(), owner_observer));
+  DrivenStore peer = MustJoin(Config(server_->NewClient(), peer_observer));
   ASSERT_NE(owner, nullptr);
   ASSERT_NE(peer, nullptr);
   ASSERT_TRUE(owner->UpdateLocalKeySync(Context(), TestKey("a", "1")).ok());
   ASSERT_TRUE(owner->UpdateLocalKeySync(Context(), TestKey("b", "2")).ok());
-  ASSERT_TRUE(Eventually([&] { return peer->NumEntries() == 2; }));
+  Run();
+  ASSERT_EQ(peer->NumEntries(), 2);
 
-  owner->Close(Context());
+  owner.Close(Context());
 
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   EXPECT_EQ(Get(PathOf("b")), std::nullopt);
   EXPECT_EQ(owner_observer->Count('D', "a"), 1);
   EXPECT_EQ(owner_observer->Count('D', "b"), 1);
-  EXPECT_TRUE(Eventually(
-      [&] { return peer_observer->Count('D', "a") == 1 && peer_observer->Count('D', "b") == 1; }));
+  Run();
+  EXPECT_EQ(peer_observer->Count('D', "a"), 1);
+  EXPECT_EQ(peer_observer->Count('D', "b"), 1);
   EXPECT_EQ(peer->NumEntries(), 0);
 
   // Idempotent: nothing left to delete or report.
-  owner->Close(Context());
-  owner->Release();
+  owner.Close(Context());
+  owner.Release();
   EXPECT_EQ(owner_observer->Count('D', "a"), 1);
 }
 
@@ -626,44 +748,51 @@ TEST_F(SharedStoreTest, DestructorReleases) {
   EXPECT_EQ(Get(PathOf("a")), "1");
 }
 
-TEST_F(SharedStoreTest, DeleteLocalKeyForgetsDeletesAndReports) {
+TEST_F(DrivenSharedStoreTest, DeleteLocalKeyForgetsDeletesAndReports) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("a", "1")).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "a") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "a"), 1);
 
   store->DeleteLocalKey(Context(), TestKey("a", "1"));
 
-  EXPECT_GE(observer->Count('D', "a"), 1);  // reported by DeleteLocalKey itself, synchronously
+  // Reported by DeleteLocalKey itself, synchronously, the watch's report not delivered yet.
+  EXPECT_EQ(observer->Count('D', "a"), 1);
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   // The watch reports it too, as a shared key: proof that it is no longer protected.
-  EXPECT_TRUE(Eventually([&] { return observer->Count('D', "a") == 2; }));
+  Run();
+  EXPECT_EQ(observer->Count('D', "a"), 2);
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   EXPECT_EQ(store->NumEntries(), 0);
 }
 
-TEST_F(SharedStoreTest, DeleteLocalKeyOfAKeyNotLocalOnlyDeletes) {
+TEST_F(DrivenSharedStoreTest, DeleteLocalKeyOfAKeyNotLocalOnlyDeletes) {
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);  // the watch's report never comes
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "foreign") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "foreign"), 1);
 
   store->DeleteLocalKey(Context(), TestKey("foreign", ""));
 
   EXPECT_EQ(observer->Count('D', "foreign"), 0);
   EXPECT_EQ(Get(PathOf("foreign")), std::nullopt);
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
+  EXPECT_EQ(store->NumEntries(), 1);  // until the watch's delete was handled
+  Run();
+  EXPECT_EQ(store->NumEntries(), 0);
+  EXPECT_EQ(observer->Count('D', "foreign"), 0);
 }
 
-TEST_F(SharedStoreTest, UpdateKeySyncIsNotRemembered) {
+TEST_F(DrivenSharedStoreTest, UpdateKeySyncIsNotRemembered) {
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);  // the watch's reports never come
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "p"), false).ok());
   ASSERT_TRUE(store->UpdateKeySync(Context(), TestKey("leased", "l"), true).ok());
@@ -673,16 +802,18 @@ TEST_F(SharedStoreTest, UpdateKeySyncIsNotRemembered) {
   ASSERT_TRUE(leased.has_value());
   EXPECT_EQ(plain->lease_id, 0);
   EXPECT_NE(leased->lease_id, 0);
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 2; }));
+  Run();
+  ASSERT_EQ(store->NumEntries(), 2);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("plain")).ok());
+  Run();
 
   // Dropped from the map like any shared key (a local key would stay and be written back).
-  EXPECT_TRUE(Eventually([&] { return store->SharedKeysMap().count("plain") == 0; }));
+  EXPECT_EQ(store->SharedKeysMap().count("plain"), 0u);
   EXPECT_EQ(Get(PathOf("plain")), std::nullopt);
   // DeleteLocalKey and Close report local keys only.
   store->DeleteLocalKey(Context(), TestKey("leased", "l"));
-  store->Close(Context());
+  store.Close(Context());
   EXPECT_EQ(observer->Count('D', "leased"), 0);
   EXPECT_EQ(Get(PathOf("leased")), std::nullopt);
 }
@@ -700,9 +831,9 @@ TEST_F(SharedStoreTest, FailedUpdateLocalKeySyncIsNotRemembered) {
   EXPECT_EQ(observer->Count('D', "broken"), 0);
 }
 
-TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
+TEST_F(DrivenSharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "1", false).ok());
@@ -711,11 +842,30 @@ TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("a")).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("b"), "2", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
+  EXPECT_THAT(observer->Events(), IsEmpty());  // nothing before the executor runs
 
-  ASSERT_TRUE(Eventually([&] { return observer->Events().size() == 6; }));
+  Run();
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
                                               Observed{'U', "b", "1"}, Observed{'D', "a", "2"},
                                               Observed{'U', "b", "2"}, Observed{'U', "c", "1"}));
+  EXPECT_FALSE(observer->Overlapped());
+}
+
+// The same on the library's threads: the observer called from the callback pool, never two
+// calls at once.
+TEST_F(SharedStoreTest, ObserverOnTheLibrarysThreadsSeesEventsOneAtATimeInStreamOrder) {
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  ASSERT_NE(store, nullptr);
+
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "1", false).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "2", false).ok());
+  ASSERT_TRUE(writer_->Delete(Context(), PathOf("a")).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
+
+  ASSERT_TRUE(Eventually([&] { return observer->Events().size() == 4; }));
+  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
+                                              Observed{'D', "a", "2"}, Observed{'U', "c", "1"}));
   EXPECT_FALSE(observer->Overlapped());
 }
 
@@ -782,7 +932,7 @@ TEST_F(SharedStoreTest, ObserversThatBlockDelayNoOtherStore) {
 }
 
 // An observer may stop its own store from inside a callback; the store's owner destroys it later.
-TEST_F(SharedStoreTest, ObserverMayReleaseItsStore) {
+TEST_F(DrivenSharedStoreTest, ObserverMayReleaseItsStore) {
   class Releasing : public Observer {
    public:
     void OnUpdate(const Key& key) override {
@@ -794,14 +944,16 @@ TEST_F(SharedStoreTest, ObserverMayReleaseItsStore) {
     std::atomic<int> updates = 0;
   };
   auto observer = std::make_shared<Releasing>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   observer->store = store.get();
   ASSERT_TRUE(writer_->Update(Context(), PathOf("stop"), "1", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->updates == 1; }));
+  Run();  // the observer releases the store from its callback, on this thread
+  EXPECT_EQ(observer->updates, 1);
   // Stopped: later events reach no one.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("later"), "1", false).ok());
-  store.reset();
+  Run();
+  store.Reset();
   EXPECT_EQ(observer->updates, 1);
 }
 
@@ -911,9 +1063,9 @@ TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
   EXPECT_GE(observer->Count('D', "k"), 1);
 }
 
-TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
+TEST_F(DrivenSharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Update(Context(), PathOf("good"), "1", false).ok());
@@ -921,7 +1073,7 @@ TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("good"), "invalid too", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("last"), "2", false).ok());
 
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "last") == 1; }));
+  Run();
   EXPECT_THAT(observer->Events(),
               ElementsAre(Observed{'U', "good", "1"}, Observed{'U', "last", "2"}));
   std::map<std::string, std::shared_ptr<const Key>> keys = store->SharedKeysMap();
