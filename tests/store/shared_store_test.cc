@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/blocking_pool.h"
+#include "core/watcher_consumer.h"
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
@@ -223,34 +225,45 @@ class ForwardingBackend : public Backend {
 };
 
 // Its watches never report deletes: the store cannot notice a lost key by itself, so only its
-// periodic sync can bring it back.
+// periodic sync can bring it back. Without a thread: the inner watcher's events are passed on
+// (deletes dropped) by whoever made them readable, the in-memory server's delivery task.
 class DeleteBlindBackend : public ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
-  ~DeleteBlindBackend() override {
-    std::lock_guard<std::mutex> guard(mu_);
-    for (std::thread& pump : pumps_) pump.join();
-  }
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                         size_t capacity) override {
     std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
     auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
-    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
-    std::lock_guard<std::mutex> guard(mu_);
-    pumps_.emplace_back([from, to, ctx] {
-      while (std::optional<KeyValueEvent> event = from->Next()) {
-        if (event->type == EventType::kDelete) continue;
-        if (!to->Emit(*event, ctx)) break;
-      }
-      to->Close();
+    // `to` keeps `from` (through this hook) until it is stopped; Stop waits for `to` closed.
+    internal::WatcherProducer(*to).SetStopHook([from, raw_to = to.get()] {
+      from->Stop();
+      raw_to->Close();
     });
+    Pump(from, to);
     return to;
   }
 
  private:
-  std::mutex mu_;  // guards pumps_
-  std::vector<std::thread> pumps_;
+  // Passes on what `from` has buffered, then waits (a hook, no thread) for more.
+  static void Pump(const std::weak_ptr<Watcher>& weak_from, const std::weak_ptr<Watcher>& weak_to) {
+    std::shared_ptr<Watcher> from = weak_from.lock();
+    std::shared_ptr<Watcher> to = weak_to.lock();
+    if (from == nullptr || to == nullptr) return;
+    std::deque<KeyValueEvent> events;
+    internal::WatcherConsumer::Take took = internal::WatcherConsumer(*from).TryTakeBatch(&events);
+    for (KeyValueEvent& event : events) {
+      if (event.type == EventType::kDelete) continue;
+      // The tests' bursts fit the watcher's capacity.
+      if (!internal::WatcherProducer(*to).TryEmit(event)) ADD_FAILURE() << "watcher full";
+    }
+    if (took == internal::WatcherConsumer::Take::kEnded) {
+      to->Close();
+      return;
+    }
+    internal::WatcherConsumer(*from).NotifyWhenReadable(
+        [weak_from, weak_to] { Pump(weak_from, weak_to); });
+  }
 };
 
 // A slow backend: writes (UpdateIfDifferent) and deletes of one chosen key wait, before reaching
@@ -384,6 +397,39 @@ auto WhileRunning(ManualExecutor& executor, Fn call) -> std::invoke_result_t<Fn&
   caller.join();
   if constexpr (!std::is_void_v<Result>) return std::move(*result);
 }
+
+// A blocking call started on a second thread, for a test that acts while it waits: the test
+// runs the executor's tasks itself (RunOne...), then Finish runs them until the call returned.
+class BlockingCall {
+ public:
+  BlockingCall(ManualExecutor& executor, std::function<absl::Status()> call)
+      : executor_(executor), caller_([this, call = std::move(call)] {
+          status_ = call();
+          returned_ = true;
+          executor_.Post([] {});  // wakes Finish's wait
+        }) {}
+  ~BlockingCall() { (void)Finish(); }
+  // Runs the executor until the call returned; returns what it returned.
+  absl::Status Finish() {
+    if (!caller_.joinable()) return status_;
+    auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
+    while (!returned_) {
+      if (executor_.RunOneOrWait(deadline) || returned_) continue;
+      ADD_FAILURE() << "the blocking call has not returned after " << kEventuallyTimeout.count()
+                    << " s; waiting on";
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+    caller_.join();
+    return status_;
+  }
+  bool Returned() const { return returned_; }
+
+ private:
+  ManualExecutor& executor_;
+  std::atomic<bool> returned_{false};
+  absl::Status status_;
+  std::thread caller_;
+};
 
 // A store whose work runs on the test's ManualExecutor: Join, Close, Release and destruction go
 // through WhileRunning; the other calls never wait for the executor and are made directly.
@@ -609,24 +655,30 @@ TEST_F(DrivenSharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLe
   EXPECT_EQ(observer->Count('D', "node"), 0);
 }
 
-TEST_F(SharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
+TEST_F(DrivenSharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
-  std::unique_ptr<SharedStore> store =
-      MustJoin(Config(std::make_shared<DeleteBlindBackend>(client)));
+  auto observer = std::make_shared<RecordingObserver>();
+  DrivenStore store = MustJoin(Config(std::make_shared<DeleteBlindBackend>(client), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
+  Run();
+  ASSERT_EQ(observer->Count('U', "node"), 1);  // the blind watch passes the create on
   std::optional<Value> before = Lookup(PathOf("node"));
   ASSERT_TRUE(before.has_value());
 
   server_->ExpireSession(*client);
+  Run();
+  // The store did not notice: the key stays lost until the periodic sync.
   EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
-  clock_->Advance(kSyncInterval);
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  Advance(1ms);
 
-  EXPECT_TRUE(Eventually([&] {
-    std::optional<Value> after = Lookup(PathOf("node"));
-    return after.has_value() && after->data == "v" && after->lease_id != 0 &&
-           after->lease_id != before->lease_id;
-  }));
+  std::optional<Value> after = Lookup(PathOf("node"));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->data, "v");
+  EXPECT_NE(after->lease_id, 0);
+  EXPECT_NE(after->lease_id, before->lease_id);
 }
 
 TEST_F(DrivenSharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
@@ -1082,38 +1134,41 @@ TEST_F(DrivenSharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   EXPECT_EQ(dynamic_cast<const TestKey&>(*keys.at("good")).value(), "1");
 }
 
-TEST_F(SharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
+TEST_F(DrivenSharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
   Configuration c = Config(std::make_shared<NeverListingBackend>());
-  std::tie(c.context, std::ignore) = WithTimeout(Context(), 50ms);
-  absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kDeadlineExceeded);
+  std::tie(c.context, std::ignore) = WithDeadline(Context(), clock_->Now() + 50ms, clock_);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // The store's first task comes once Join has started the store and waits for the list.
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Advance(49ms);
+  EXPECT_FALSE(join.Returned());
+  clock_->Advance(1ms);
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
-TEST_F(SharedStoreTest, JoinTimesOutOnTheStoreClock) {
+TEST_F(DrivenSharedStoreTest, JoinTimesOutOnTheStoreClock) {
   Configuration c = Config(std::make_shared<NeverListingBackend>());
-  std::future<absl::Status> joined =
-      std::async(std::launch::async, [c] { return SharedStore::Join(c).status(); });
-  // Join sleeps on the clock (the sync task waits on a timer of it): Join has taken its deadline.
-  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 1; }));
-  EXPECT_EQ(joined.wait_for(0s), std::future_status::timeout);
-
-  clock_->Advance(kJoinListTimeout);
-  ASSERT_TRUE(Eventually([&] { return joined.wait_for(0s) == std::future_status::ready; }));
-  EXPECT_EQ(joined.get().code(), absl::StatusCode::kDeadlineExceeded);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // Join takes its deadline on the clock before it starts the store's tasks: once the first
+  // task came, moving the clock moves it past that deadline.
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Advance(kJoinListTimeout - 1ms);
+  EXPECT_FALSE(join.Returned());
+  clock_->Advance(1ms);
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
-TEST_F(SharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {
+TEST_F(DrivenSharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {
   auto [ctx, cancel] = WithCancel(Context());
   Configuration c = Config(std::make_shared<NeverListingBackend>());
   c.context = ctx;
-  // Whether the cancel lands before or during the wait for the list, Join reports it.
-  std::thread canceller([cancel = cancel] {
-    std::this_thread::sleep_for(20ms);
-    cancel();
-  });
-  absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
-  canceller.join();
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kCancelled);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // Cancelled once the store started (Join waits for the list, or is about to).
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Run();
+  EXPECT_FALSE(join.Returned());
+  cancel();
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(SharedStoreTest, JoinWithAnAlreadyCancelledContextFails) {
