@@ -114,6 +114,11 @@ class RecordingObserver : public Observer {
     return false;
   }
   bool Overlapped() const { return overlapped_; }
+  // Waits (in real time, bounded) until `n` events were recorded: for stores on real threads.
+  bool WaitForEvents(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kEventuallyTimeout, [&] { return events_.size() >= n; });
+  }
 
  private:
   void Record(char kind, std::string name, std::string value) {
@@ -121,13 +126,15 @@ class RecordingObserver : public Observer {
     {
       std::lock_guard<std::mutex> guard(mu_);
       events_.push_back({kind, std::move(name), std::move(value)});
+      cv_.notify_all();
     }
     in_flight_.fetch_sub(1);
   }
 
   std::atomic<int> in_flight_{0};
   std::atomic<bool> overlapped_{false};
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;       // guards events_
+  std::condition_variable cv_;  // signals events_ growing
   std::vector<Observed> events_;
 };
 
@@ -290,6 +297,11 @@ class GatedBackend : public ForwardingBackend {
     std::lock_guard<std::mutex> guard(mu_);
     return waiting_;
   }
+  // Waits (in real time, bounded) until `n` calls for the held key wait.
+  bool WaitForWaiting(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kEventuallyTimeout, [&] { return waiting_ >= n; });
+  }
   // "U:<value>" or "D" per call for the held key, in the order they reached the real client.
   std::vector<std::string> Passed() const {
     std::lock_guard<std::mutex> guard(mu_);
@@ -311,14 +323,15 @@ class GatedBackend : public ForwardingBackend {
     std::unique_lock<std::mutex> lock(mu_);
     if (key != held_key_) return true;
     ++waiting_;
+    cv_.notify_all();
     const bool open = ctx.WaitOn(lock, cv_, [this] { return open_; });
     --waiting_;
     if (open) passed_.push_back(std::move(call));
     return open;
   }
 
-  mutable std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
+  mutable std::mutex mu_;       // guards the fields below
+  std::condition_variable cv_;  // signals open_ and waiting_ changes
   std::string held_key_;
   bool open_ = true;
   int waiting_ = 0;
@@ -915,7 +928,7 @@ TEST_F(SharedStoreTest, ObserverOnTheLibrarysThreadsSeesEventsOneAtATimeInStream
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("a")).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
 
-  ASSERT_TRUE(Eventually([&] { return observer->Events().size() == 4; }));
+  ASSERT_TRUE(observer->WaitForEvents(4));
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
                                               Observed{'D', "a", "2"}, Observed{'U', "c", "1"}));
   EXPECT_FALSE(observer->Overlapped());
@@ -1040,10 +1053,10 @@ TEST_F(SharedStoreTest, StoresRunOnAFixedNumberOfThreads) {
 
 // No lock is held across a backend call: while the write of one key hangs, other keys are
 // written and deleted, the watch delivers, and the store answers.
-TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
+TEST_F(DrivenSharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
   auto backend = std::make_shared<GatedBackend>(server_->NewClient());
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  DrivenStore store = MustJoin(Config(backend, observer));
   ASSERT_NE(store, nullptr);
   backend->Hold(PathOf("slow"));
 
@@ -1055,36 +1068,40 @@ TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
     ~OpenAtEnd() { backend->Open(); }
   } open_at_end{backend.get()};
 
+  // The callers' threads are the test's: the store's own work waits for this thread to run it.
   slow = std::async(std::launch::async,
                     [&] { return store->UpdateLocalKeySync(Context(), TestKey("slow", "1")); });
-  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  ASSERT_TRUE(backend->WaitForWaiting(1));
 
   others = std::async(std::launch::async, [&] {
     EXPECT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("fast", "2")).ok());
     EXPECT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "3"), false).ok());
     store->DeleteLocalKey(Context(), TestKey("fast", "2"));
   });
-  EXPECT_TRUE(Eventually([&] { return others.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_EQ(others.wait_for(kEventuallyTimeout), std::future_status::ready);
+  EXPECT_EQ(observer->Count('D', "fast"), 1);  // DeleteLocalKey's own report
   ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
-  EXPECT_TRUE(Eventually([&] {
-    return observer->Count('U', "foreign") == 1 && observer->Count('U', "plain") == 1 &&
-           observer->Count('D', "fast") == 2 && store->NumEntries() == 2;
-  }));
+  Run();  // the watch delivers while the slow write still hangs
+  EXPECT_EQ(observer->Count('U', "foreign"), 1);
+  EXPECT_EQ(observer->Count('U', "plain"), 1);
+  EXPECT_EQ(observer->Count('D', "fast"), 2);
+  EXPECT_EQ(store->NumEntries(), 2);
   EXPECT_EQ(Get(PathOf("fast")), std::nullopt);
   EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);  // still held
 
   backend->Open();
-  ASSERT_TRUE(Eventually([&] { return slow.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_EQ(slow.wait_for(kEventuallyTimeout), std::future_status::ready);
   EXPECT_TRUE(slow.get().ok());
   EXPECT_EQ(Get(PathOf("slow")), "1");
-  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "slow") == 1; }));
+  Run();
+  EXPECT_EQ(observer->Count('U', "slow"), 1);
 }
 
 // Calls for one key still reach the backend one at a time, in the order they were made.
-TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
+TEST_F(DrivenSharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
   auto backend = std::make_shared<GatedBackend>(server_->NewClient());
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  DrivenStore store = MustJoin(Config(backend, observer));
   ASSERT_NE(store, nullptr);
   backend->Hold(PathOf("k"));
 
@@ -1097,22 +1114,23 @@ TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
 
   written = std::async(std::launch::async,
                        [&] { return store->UpdateLocalKeySync(Context(), TestKey("k", "1")); });
-  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  ASSERT_TRUE(backend->WaitForWaiting(1));
   deleted =
       std::async(std::launch::async, [&] { store->DeleteLocalKey(Context(), TestKey("k", "1")); });
   // The delete waits for its turn, not at the backend.
+  EXPECT_EQ(deleted.wait_for(0s), std::future_status::timeout);
   EXPECT_EQ(backend->NumWaiting(), 1);
 
   backend->Open();
-  ASSERT_TRUE(Eventually([&] {
-    return written.wait_for(0s) == std::future_status::ready &&
-           deleted.wait_for(0s) == std::future_status::ready;
-  }));
+  ASSERT_EQ(written.wait_for(kEventuallyTimeout), std::future_status::ready);
+  ASSERT_EQ(deleted.wait_for(kEventuallyTimeout), std::future_status::ready);
   EXPECT_TRUE(written.get().ok());
   EXPECT_THAT(backend->Passed(), ElementsAre("U:1", "D"));
   EXPECT_EQ(Get(PathOf("k")), std::nullopt);
-  // It was local when deleted: reported by DeleteLocalKey (and by the watch).
-  EXPECT_GE(observer->Count('D', "k"), 1);
+  // It was local when deleted: reported by DeleteLocalKey, then by the watch.
+  EXPECT_EQ(observer->Count('D', "k"), 1);
+  Run();
+  EXPECT_EQ(observer->Count('D', "k"), 2);
 }
 
 TEST_F(DrivenSharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
