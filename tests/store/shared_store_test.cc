@@ -28,6 +28,7 @@
 #include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
 #include "tests/support/eventually.h"
+#include "tests/support/while_running.h"
 
 namespace kvstore::store {
 namespace {
@@ -41,6 +42,7 @@ constexpr char kPrefix[] = "cilium/state/shared/v1";
 
 using kvstore::testing::Eventually;
 using kvstore::testing::kEventuallyTimeout;
+using kvstore::testing::WhileRunning;
 
 std::string PathOf(const std::string& name) { return std::string(kPrefix) + "/" + name; }
 
@@ -381,35 +383,6 @@ class SharedStoreTest : public ::testing::Test {
   // A client standing for "someone else": writes and deletes behind the stores' backs.
   std::shared_ptr<Backend> writer_ = server_->NewClient("writer");
 };
-
-// Runs `call` (a blocking call that waits for tasks of `executor`: SharedStore's Join, Close,
-// Release, destructor) on a second thread while this thread runs the executor's tasks as they
-// come, until `call` returned; returns what it returned.
-template <typename Fn>
-auto WhileRunning(ManualExecutor& executor, Fn call) -> std::invoke_result_t<Fn&> {
-  using Result = std::invoke_result_t<Fn&>;
-  std::atomic<bool> returned{false};
-  std::optional<std::conditional_t<std::is_void_v<Result>, bool, Result>> result;
-  std::thread caller([&] {
-    if constexpr (std::is_void_v<Result>) {
-      call();
-      result.emplace(true);
-    } else {
-      result.emplace(call());
-    }
-    returned = true;
-    executor.Post([] {});  // wakes this thread's wait
-  });
-  auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
-  while (!returned) {
-    if (executor.RunOneOrWait(deadline) || returned) continue;
-    ADD_FAILURE() << "the blocking call has not returned after " << kEventuallyTimeout.count()
-                  << " s; waiting on";
-    deadline = std::chrono::steady_clock::time_point::max();
-  }
-  caller.join();
-  if constexpr (!std::is_void_v<Result>) return std::move(*result);
-}
 
 // A blocking call started on a second thread, for a test that acts while it waits: the test
 // runs the executor's tasks itself (RunOne...), then Finish runs them until the call returned.
