@@ -27,6 +27,7 @@
 #include "kvstore/events.h"
 #include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "tests/support/driven_shared_store.h"
 #include "tests/support/eventually.h"
 #include "tests/support/while_running.h"
 
@@ -40,6 +41,7 @@ using namespace std::chrono_literals;
 
 constexpr char kPrefix[] = "cilium/state/shared/v1";
 
+using kvstore::testing::DrivenStore;
 using kvstore::testing::Eventually;
 using kvstore::testing::kEventuallyTimeout;
 using kvstore::testing::WhileRunning;
@@ -415,35 +417,6 @@ class BlockingCall {
   std::atomic<bool> returned_{false};
   absl::Status status_;
   std::thread caller_;
-};
-
-// A store whose work runs on the test's ManualExecutor: Join, Close, Release and destruction go
-// through WhileRunning; the other calls never wait for the executor and are made directly.
-class DrivenStore {
- public:
-  DrivenStore() = default;
-  DrivenStore(ManualExecutor* executor, std::unique_ptr<SharedStore> store)
-      : executor_(executor), store_(std::move(store)) {}
-  DrivenStore(DrivenStore&&) = default;
-  DrivenStore& operator=(DrivenStore&&) = default;
-  ~DrivenStore() { Reset(); }
-
-  SharedStore* operator->() const { return store_.get(); }
-  SharedStore* get() const { return store_.get(); }
-  bool operator==(std::nullptr_t) const { return store_ == nullptr; }
-  void Close(const Context& ctx) {
-    WhileRunning(*executor_, [&] { store_->Close(ctx); });
-  }
-  void Release() {
-    WhileRunning(*executor_, [&] { store_->Release(); });
-  }
-  void Reset() {
-    if (store_ != nullptr) WhileRunning(*executor_, [&] { store_.reset(); });
-  }
-
- private:
-  ManualExecutor* executor_ = nullptr;
-  std::unique_ptr<SharedStore> store_;
 };
 
 // The stores, their in-memory backend and its watches all on one ManualExecutor, every timer on
