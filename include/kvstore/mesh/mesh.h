@@ -160,8 +160,8 @@ struct KVSTORE_EXPORT MeshOptions {
   std::shared_ptr<Clock> clock;  // null: SystemClock()
   // Where every remote cluster's work runs, each on a strand of its own, so that the mesh's
   // threads do not grow with its clusters. Null: DefaultExecutor().
-  std::shared_ptr<Executor> executor;  // Where the mesh's blocking backend calls run (opening
-                                       // remotes, reading and writing cluster
+  std::shared_ptr<Executor> executor;
+  // Where the mesh's blocking backend calls run (opening remotes, reading and writing cluster
   // configs, the mirrored writes, the heartbeat, the drains' deletes). Null: the library's pool
   // for blocking calls, which grows while calls block. When set, a call that blocks (an
   // unreachable etcd) holds a thread of this executor. A test passes the ManualExecutor it gives
