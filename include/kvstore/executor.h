@@ -4,6 +4,7 @@
 #ifndef KVSTORE_EXECUTOR_H_
 #define KVSTORE_EXECUTOR_H_
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -69,6 +70,11 @@ class KVSTORE_EXPORT ManualExecutor final : public Executor {
   void Post(std::function<void()> task) override;
   // Runs the oldest queued task; false when none was queued.
   bool RunOne();
+  // Runs the oldest queued task, first waiting (in real time) until one is posted, from another
+  // thread, or until `deadline`; false when none came by then. For a test whose other thread
+  // makes a blocking call that waits for this executor's tasks (SharedStore::Join): this thread
+  // runs them as they come, without polling.
+  bool RunOneOrWait(std::chrono::steady_clock::time_point deadline);
   // Runs tasks until none is queued (including those the tasks posted); returns how many ran.
   // REQUIRES: the tasks do not post new tasks forever.
   size_t RunUntilIdle();

@@ -294,6 +294,7 @@ struct StrandState : std::enable_shared_from_this<StrandState> {
 
 struct ManualExecutorState {
   mutable Mutex mu;
+  CondVar posted;  // signals a task queued (for RunOneOrWait)
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
 };
 
@@ -345,6 +346,7 @@ ManualExecutor::~ManualExecutor() {
 void ManualExecutor::Post(std::function<void()> task) {
   MutexLock lock(state_->mu);
   state_->tasks.push_back(std::move(task));
+  state_->posted.notify_all();
 }
 
 bool ManualExecutor::RunOne() {
@@ -352,6 +354,23 @@ bool ManualExecutor::RunOne() {
   {
     MutexLock lock(state_->mu);
     if (state_->tasks.empty()) return false;
+    task = std::move(state_->tasks.front());
+    state_->tasks.pop_front();
+  }
+  task();
+  return true;
+}
+
+bool ManualExecutor::RunOneOrWait(std::chrono::steady_clock::time_point deadline) {
+  std::function<void()> task;
+  {
+    MutexLock lock(state_->mu);
+    if (!state_->posted.wait_until(lock, deadline,
+                                   [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+                                     return !state_->tasks.empty();
+                                   })) {
+      return false;
+    }
     task = std::move(state_->tasks.front());
     state_->tasks.pop_front();
   }

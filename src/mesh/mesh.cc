@@ -104,6 +104,8 @@ class MeshImpl final : public Mesh {
     env_.metrics = &metrics_;
     env_.emit = [this](const MeshEvent& event) { Emit(event); };
     env_.executor = options_.executor ? options_.executor : DefaultExecutor();
+    env_.blocking = options_.blocking_executor ? options_.blocking_executor.get()
+                                               : &kvstore::internal::BlockingPool();
   }
 
   ~MeshImpl() override { StopAll(); }
@@ -273,7 +275,7 @@ class MeshImpl final : public Mesh {
   // lease TTL), so that a hung target delays no tick.
   kvstore::internal::Task<void> Heartbeat(Context ctx) {
     do {
-      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
+      co_await kvstore::internal::Offload(*env_.blocking, strand_, [&] {
         internal::WriteHeartbeat(ctx, *options_.target, options_.lease, clock_->WallNow());
         return true;
       });
@@ -287,15 +289,15 @@ class MeshImpl final : public Mesh {
   }
 
   // Deletes `what` (DeletePrefix, or Delete of one key) until it worked or `ctx` is done. The
-  // deletes run on the blocking pool; the waits between them hold no thread.
+  // deletes run on the blocking pool (or the blocking executor); the waits between them hold no
+  // thread.
   kvstore::internal::Task<bool> DeleteWithRetries(Context ctx, std::string what, bool prefix) {
     Backoff backoff(kDrainRetryBase, kDrainRetryMax);
     while (!ctx.Done()) {
-      absl::Status status =
-          co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
-            return prefix ? options_.target->DeletePrefix(ctx, what)
-                          : options_.target->Delete(ctx, what);
-          });
+      absl::Status status = co_await kvstore::internal::Offload(*env_.blocking, strand_, [&] {
+        return prefix ? options_.target->DeletePrefix(ctx, what)
+                      : options_.target->Delete(ctx, what);
+      });
       if (status.ok()) co_return true;
       if (ctx.Done()) break;
       const auto wait = backoff.Next();

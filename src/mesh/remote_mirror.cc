@@ -335,8 +335,8 @@ void RemoteMirror::UpdateMirrors(const Context& ctx, const std::vector<MirroredP
       sync_options.synced_key_override = prefix.synced_key;
       sync_options.metrics = env_.options->metrics;
       sync_options.clock = env_.clock;
-      mirror->sync = store::internal::NewAsyncWorkqueueSyncStore(name_, env_.options->target,
-                                                                 prefix.target, sync_options);
+      mirror->sync = store::internal::NewAsyncWorkqueueSyncStore(
+          name_, env_.options->target, prefix.target, sync_options, env_.blocking);
       auto observer = std::make_shared<MirrorObserver>(*mirror->sync, name_, prefix.source);
       store::RestartableWatchStoreOptions watch_options;
       watch_options.metrics = env_.options->metrics;

@@ -33,6 +33,7 @@ struct MirrorEnv {
   MeshMetrics* metrics = nullptr;
   std::function<void(const MeshEvent&)> emit;  // serialized by the mesh
   std::shared_ptr<Executor> executor;          // each remote runs on a strand of it
+  Executor* blocking = nullptr;  // the backend calls (never null; MeshOptions::blocking_executor)
 };
 
 class RemoteMirror {
@@ -91,10 +92,11 @@ class RemoteMirror {
   // Watches the remote backend's health until `conn` is done: a failing backend counts as a
   // failure, and as disconnected until it recovers.
   Task MonitorHealth(Context conn, Backend& remote);
-  // Runs a blocking call of a backend on the blocking pool, resuming on this remote's strand.
+  // Runs a blocking call of a backend on the blocking pool (or the mesh's blocking executor),
+  // resuming on this remote's strand.
   template <typename Fn>
   auto Blocking(Fn fn) {
-    return kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, std::move(fn));
+    return kvstore::internal::Offload(*env_.blocking, strand_, std::move(fn));
   }
 
   // Watches the remote's cilium/.heartbeat until `conn` is done: while no write of it was seen

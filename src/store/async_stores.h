@@ -11,6 +11,7 @@
 #include "kvstore/executor.h"
 #include "kvstore/store/sync_store.h"
 #include "kvstore/store/watch_store.h"
+#include "kvstore/store/watch_store_manager.h"
 
 namespace kvstore::store::internal {
 
@@ -44,6 +45,21 @@ class AsyncSyncStore : public SyncStore {
 std::unique_ptr<AsyncSyncStore> NewAsyncWorkqueueSyncStore(
     std::string cluster_name, std::shared_ptr<SyncStoreBackend> backend, std::string prefix,
     WorkqueueSyncStoreOptions opts = {}, Executor* blocking = nullptr);
+
+class AsyncWatchStoreManager : public WatchStoreManager {
+ public:
+  // Run as a coroutine on `executor`: the synced keys' watch (of a sync manager) runs there, and
+  // each function, once its prefix is ready, is posted to `functions` (null: the callback pool,
+  // as Run does). The task returns once `ctx` is done and every started function returned.
+  // Throws std::logic_error at once on a second run. REQUIRES: `functions` outlives the task.
+  virtual Task<void> RunAsync(Executor& executor, Context ctx, Executor* functions = nullptr) = 0;
+};
+
+// NewWatchStoreManagerImmediate and NewWatchStoreManagerSync, with the coroutine form.
+std::unique_ptr<AsyncWatchStoreManager> NewAsyncWatchStoreManagerImmediate(
+    std::string cluster_name);
+std::unique_ptr<AsyncWatchStoreManager> NewAsyncWatchStoreManagerSync(
+    std::shared_ptr<WatchStoreBackend> backend, std::string cluster_name);
 
 }  // namespace kvstore::store::internal
 

@@ -387,14 +387,15 @@ class SharedStoreImpl final : public SharedStore {
   // Calls the observer for each of `*owed`, in order, and empties it; stops early once the store
   // stops. The observer may block (SPEC: on a thread of the store's own), so the calls run on
   // the callback pool, which gives a call that blocks for long a thread of its own: it delays
-  // this store only. The watch task waits meanwhile without holding a thread.
+  // this store only (or on the configured executor, whose observers must not block for long).
+  // The watch task waits meanwhile without holding a thread.
   Task<void> Deliver(std::vector<Notification>* owed) {
     if (owed->empty()) co_return;
     if (config_.observer == nullptr) {
       owed->clear();
       co_return;
     }
-    co_await kvstore::internal::Offload(kvstore::internal::CallbackPool(), strand_, [this, owed] {
+    co_await kvstore::internal::Offload(observer_pool_, strand_, [this, owed] {
       delivery_thread_.store(std::this_thread::get_id());
       for (const Notification& n : *owed) {
         if (Stopping()) break;
@@ -559,7 +560,7 @@ class SharedStoreImpl final : public SharedStore {
         continue;
       }
       const bool full = !names.has_value();
-      co_await kvstore::internal::Offload(kvstore::internal::BlockingPool(), strand_, [&] {
+      co_await kvstore::internal::Offload(write_pool_, strand_, [&] {
         SyncLocalKeys(names);
         return true;
       });
@@ -614,8 +615,15 @@ class SharedStoreImpl final : public SharedStore {
   CancelFunc cancel_;
   std::shared_ptr<Watcher> watcher_;  // set by Start before the tasks exist, then constant
 
-  // Runs the watch and sync tasks, one step at a time, on the library's executor.
-  Strand strand_;
+  // Runs the watch and sync tasks, one step at a time, on the library's executor (or the
+  // configured one).
+  Strand strand_{config_.executor};
+  // Where the sync task's backend writes and the observer calls run: the library's blocking pool
+  // and pool for callbacks, or the configured executor.
+  Executor& write_pool_ =
+      config_.executor != nullptr ? *config_.executor : kvstore::internal::BlockingPool();
+  Executor& observer_pool_ =
+      config_.executor != nullptr ? *config_.executor : kvstore::internal::CallbackPool();
   // The thread running a Deliver's observer calls, or none: Stop must not wait for the watch
   // task from there.
   std::atomic<std::thread::id> delivery_thread_;

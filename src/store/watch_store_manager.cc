@@ -1,6 +1,5 @@
 #include "kvstore/store/watch_store_manager.h"
 
-#include <condition_variable>
 #include <exception>
 #include <map>
 #include <memory>
@@ -17,12 +16,17 @@
 #include "kvstore/store/key.h"
 #include "kvstore/store/watch_store.h"
 #include "spdlog/spdlog.h"
+#include "store/async_stores.h"
 
 namespace kvstore::store {
 namespace {
 
+using kvstore::internal::RunOnThisThread;
+using kvstore::internal::Task;
+using kvstore::internal::WaitGroup;
+
 // What both kinds of manager share: the registered functions, and a count of those running.
-class ManagerBase : public WatchStoreManager {
+class ManagerBase : public internal::AsyncWatchStoreManager {
  public:
   explicit ManagerBase(std::string cluster_name) : cluster_name_(std::move(cluster_name)) {}
   // Run waits for every function it started, so none is left running here.
@@ -36,34 +40,43 @@ class ManagerBase : public WatchStoreManager {
     functions_[std::move(prefix)] = std::move(fn);
   }
 
- protected:
-  // Marks the manager as running; throws on a second Run.
-  void Start() {
-    MutexLock lock(mu_);
-    if (running_) throw std::logic_error("WatchStoreManager::Run called twice");
-    running_ = true;
-    spdlog::info("Starting watch store manager (cluster {})", cluster_name_);
+  // The coroutine on the caller's thread; the functions on the callback pool.
+  void Run(const Context& ctx) override {
+    Start();
+    RunOnThisThread(
+        [&](Executor& here) { return Body(here, ctx, kvstore::internal::CallbackPool()); });
   }
 
-  // Starts the function registered for `prefix`, once; ignores other prefixes. A function may
-  // run until `ctx` ends, so it runs on the callback pool, which holds a thread for it meanwhile
-  // (a thread of its own, as SPEC says) and has none left over once it returned.
-  void Ready(const Context& ctx, const std::string& prefix) {
-    MutexLock lock(mu_);
-    auto it = functions_.find(prefix);
-    if (it == functions_.end()) {
-      spdlog::debug("Sync event for unregistered prefix {} (cluster {})", prefix, cluster_name_);
-      return;
+  Task<void> RunAsync(Executor& executor, Context ctx, Executor* functions) override {
+    Start();
+    return Body(executor, std::move(ctx),
+                functions != nullptr ? *functions : kvstore::internal::CallbackPool());
+  }
+
+ protected:
+  // What Run does once started: starts the functions as their prefixes are ready, then waits
+  // (WaitDone) for `ctx` and for them.
+  virtual Task<void> Body(Executor& executor, Context ctx, Executor& functions) = 0;
+
+  // Starts the function registered for `prefix`, once, on `functions`; ignores other prefixes.
+  // A function may run until `ctx` ends, so on the callback pool it holds a thread meanwhile (a
+  // thread of its own, as SPEC says), and none is left over once it returned.
+  void Ready(const Context& ctx, const std::string& prefix, Executor& functions) {
+    WSMFunc fn;
+    {
+      MutexLock lock(mu_);
+      auto it = functions_.find(prefix);
+      if (it == functions_.end()) {
+        spdlog::debug("Sync event for unregistered prefix {} (cluster {})", prefix, cluster_name_);
+        return;
+      }
+      fn = std::move(it->second);
+      functions_.erase(it);
     }
-    WSMFunc fn = std::move(it->second);
-    functions_.erase(it);
     if (!fn) return;
     spdlog::debug("Starting function for prefix {} (cluster {})", prefix, cluster_name_);
-    {
-      MutexLock guard(started_->mu);
-      ++started_->functions;
-    }
-    kvstore::internal::CallbackPool().Post([fn = std::move(fn), ctx, prefix, running = started_] {
+    started_->Add();
+    functions.Post([fn = std::move(fn), ctx, prefix, running = started_] {
       try {
         fn(ctx);
       } catch (const std::exception& e) {
@@ -71,9 +84,7 @@ class ManagerBase : public WatchStoreManager {
       } catch (...) {
         spdlog::error("Function for prefix {} threw an unknown exception", prefix);
       }
-      MutexLock guard(running->mu);
-      --running->functions;
-      running->cv.notify_all();
+      running->Done();
     });
   }
 
@@ -85,43 +96,40 @@ class ManagerBase : public WatchStoreManager {
   }
 
   // Waits until `ctx` is done and every started function returned.
-  void Wait(const Context& ctx) {
-    ctx.Wait();
-    {
-      MutexLock lock(started_->mu);
-      started_->cv.wait(lock, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(started_->mu) {
-        return started_->functions == 0;
-      });
-    }
+  Task<void> WaitDone(Executor& executor, Context ctx) {
+    co_await kvstore::internal::UntilDone(executor, ctx);
+    co_await started_->Wait(executor);
     spdlog::info("Stopped watch store manager (cluster {})", cluster_name_);
   }
 
   const std::string cluster_name_;
 
  private:
-  // The functions started and not returned yet. Shared with them: the last one may still be
-  // returning from its notify when Wait returns.
-  struct Running {
-    Mutex mu;
-    CondVar cv;  // signals `functions` going down
-    size_t functions ABSL_GUARDED_BY(mu) = 0;
-  };
+  // Marks the manager as running; throws on a second Run.
+  void Start() {
+    MutexLock lock(mu_);
+    if (running_) throw std::logic_error("WatchStoreManager::Run called twice");
+    running_ = true;
+    spdlog::info("Starting watch store manager (cluster {})", cluster_name_);
+  }
 
   mutable Mutex mu_;  // guards the fields below
   bool running_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, WSMFunc> functions_ ABSL_GUARDED_BY(mu_);  // not yet started, by prefix
 
-  const std::shared_ptr<Running> started_ = std::make_shared<Running>();
+  // The functions started and not returned yet. Shared with them: the last one may still be
+  // returning from Done when the wait ends.
+  const std::shared_ptr<WaitGroup> started_ = std::make_shared<WaitGroup>();
 };
 
 class ImmediateManager final : public ManagerBase {
  public:
   using ManagerBase::ManagerBase;
 
-  void Run(const Context& ctx) override {
-    Start();
-    for (const std::string& prefix : RegisteredPrefixes()) Ready(ctx, prefix);
-    Wait(ctx);
+ private:
+  Task<void> Body(Executor& executor, Context ctx, Executor& functions) override {
+    for (const std::string& prefix : RegisteredPrefixes()) Ready(ctx, prefix, functions);
+    co_await WaitDone(executor, std::move(ctx));
   }
 };
 
@@ -130,22 +138,21 @@ class SyncManager final : public ManagerBase {
   SyncManager(std::shared_ptr<WatchStoreBackend> backend, std::string cluster_name)
       : ManagerBase(std::move(cluster_name)), backend_(std::move(backend)) {}
 
-  void Run(const Context& ctx) override {
-    Start();
+ private:
+  Task<void> Body(Executor& executor, Context ctx, Executor& functions) override {
     if (!backend_) {
       spdlog::error("Watch store manager for cluster {} has no backend", cluster_name_);
     } else {
       // The synced keys' names relative to cilium/synced/<cluster>/ are the registered prefixes.
       auto observer = std::make_shared<SyncedKeyObserver>(
-          [this, ctx](const std::string& prefix) { Ready(ctx, prefix); });
-      std::unique_ptr<WatchStore> store =
-          NewRestartableWatchStore(cluster_name_, KVPairCreator, observer);
-      store->Watch(ctx, *backend_, JoinPath(kSyncedPrefix, cluster_name_));
+          [this, ctx, &functions](const std::string& prefix) { Ready(ctx, prefix, functions); });
+      std::unique_ptr<internal::AsyncWatchStore> store =
+          internal::NewAsyncRestartableWatchStore(cluster_name_, KVPairCreator, observer);
+      co_await store->WatchAsync(executor, ctx, *backend_, JoinPath(kSyncedPrefix, cluster_name_));
     }
-    Wait(ctx);
+    co_await WaitDone(executor, std::move(ctx));
   }
 
- private:
   class SyncedKeyObserver final : public Observer {
    public:
     explicit SyncedKeyObserver(std::function<void(const std::string&)> on_synced)
@@ -163,10 +170,20 @@ class SyncManager final : public ManagerBase {
 }  // namespace
 
 std::unique_ptr<WatchStoreManager> NewWatchStoreManagerImmediate(std::string cluster_name) {
-  return std::make_unique<ImmediateManager>(std::move(cluster_name));
+  return internal::NewAsyncWatchStoreManagerImmediate(std::move(cluster_name));
 }
 
 std::unique_ptr<WatchStoreManager> NewWatchStoreManagerSync(
+    std::shared_ptr<WatchStoreBackend> backend, std::string cluster_name) {
+  return internal::NewAsyncWatchStoreManagerSync(std::move(backend), std::move(cluster_name));
+}
+
+std::unique_ptr<internal::AsyncWatchStoreManager> internal::NewAsyncWatchStoreManagerImmediate(
+    std::string cluster_name) {
+  return std::make_unique<ImmediateManager>(std::move(cluster_name));
+}
+
+std::unique_ptr<internal::AsyncWatchStoreManager> internal::NewAsyncWatchStoreManagerSync(
     std::shared_ptr<WatchStoreBackend> backend, std::string cluster_name) {
   return std::make_unique<SyncManager>(std::move(backend), std::move(cluster_name));
 }

@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -12,18 +14,22 @@
 #include <thread>
 
 #include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
 #include "kvstore/mesh/heartbeat.h"
 #include "kvstore/paths.h"
 #include "tests/support/eventually.h"
 #include "tests/support/metrics_reader.h"
+#include "tests/support/while_running.h"
 
 namespace kvstore::mesh {
 namespace {
 
 using namespace std::chrono_literals;
 using ::kvstore::testing::Eventually;
+using ::kvstore::testing::kEventuallyTimeout;
 using ::kvstore::testing::ReadMetric;
+using ::kvstore::testing::WhileRunning;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -41,9 +47,9 @@ size_t CountPrefix(Backend& backend, const std::string& prefix) {
 // A remote cluster: its own in-memory store, with its state written as Cilium's agents and
 // clustermesh-apiserver write it.
 struct Remote {
-  explicit Remote(std::string cluster_name)
+  explicit Remote(std::string cluster_name, memory::InMemoryOptions opts = {})
       : name(std::move(cluster_name)),
-        store(memory::InMemoryStore::Create()),
+        store(memory::InMemoryStore::Create(std::move(opts))),
         client(store->NewClient(name)) {}
 
   void Put(const std::string& key, const std::string& value) {
@@ -143,21 +149,120 @@ class MeshTest : public ::testing::Test {
   std::vector<MeshEvent> events_;
 };
 
-TEST_F(MeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
+// The mesh, its target and the remotes' in-memory stores all on one ManualExecutor (the mesh's
+// blocking backend calls too: MeshOptions::blocking_executor), every timer on the FakeClock:
+// what the mesh does happens when the test runs the executor, on the test's thread, and is
+// asserted exactly. Mesh::Run blocks its caller: it runs on a thread of the test that only waits
+// (its poll of the config directory is a day away on the FakeClock, and there is no directory);
+// RemoveCluster, AddCluster and the end of Run wait for the mesh's tasks, so the test runs the
+// executor meanwhile (WhileRunning).
+class DrivenMeshTest : public MeshTest {
+ protected:
+  DrivenMeshTest() {
+    target_store_ = memory::InMemoryStore::Create(MemoryOptions());
+    target_ = target_store_->NewClient();
+  }
+  ~DrivenMeshTest() override { StopDrivenMesh(); }
+
+  memory::InMemoryOptions MemoryOptions() {
+    memory::InMemoryOptions opts;
+    opts.clock = clock_;
+    opts.executor = executor_;
+    return opts;
+  }
+  std::unique_ptr<Remote> NewRemote(std::string name) {
+    return std::make_unique<Remote>(std::move(name), MemoryOptions());
+  }
+
+  MeshOptions Options() {
+    MeshOptions options = MeshTest::Options();
+    options.executor = executor_;
+    options.blocking_executor = executor_;
+    options.clock = clock_;
+    options.config_poll_interval = 24h;
+    // Run's first act: its first write tells the test that Run has started.
+    options.heartbeat_interval = 24h;
+    return options;
+  }
+
+  void StartMesh(MeshOptions options) {
+    absl::StatusOr<std::unique_ptr<Mesh>> mesh = Mesh::New(std::move(options));
+    ASSERT_TRUE(mesh.ok()) << mesh.status();
+    mesh_ = *std::move(mesh);
+    auto [ctx, cancel] = WithCancel(Context());
+    cancel_ = cancel;
+    runner_ = std::thread([this, ctx = ctx] {
+      mesh_->Run(ctx);
+      run_returned_ = true;
+      executor_->Post([] {});  // wakes StopDrivenMesh's wait
+    });
+    ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+    Run();
+  }
+
+  // Cancels Run and runs the executor until Run returned.
+  void StopDrivenMesh() {
+    if (!runner_.joinable()) return;
+    cancel_();
+    auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
+    while (!run_returned_) {
+      if (executor_->RunOneOrWait(deadline) || run_returned_) continue;
+      ADD_FAILURE() << "Mesh::Run has not returned; waiting on";
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+    runner_.join();
+    Run();
+  }
+
+  // AddCluster waits for no task unless it replaces a drain (AddWhileDraining).
+  void Add(const Remote& remote) {
+    RemoteCluster cluster;
+    cluster.name = remote.name;
+    cluster.backend = remote.client;
+    ASSERT_TRUE(mesh_->AddCluster(std::move(cluster)).ok());
+  }
+  void AddWhileDraining(const Remote& remote) {
+    RemoteCluster cluster;
+    cluster.name = remote.name;
+    cluster.backend = remote.client;
+    ASSERT_TRUE(WhileRunning(*executor_, [&] { return mesh_->AddCluster(cluster); }).ok());
+  }
+  absl::Status Remove(const std::string& name) {
+    return WhileRunning(*executor_, [&] { return mesh_->RemoveCluster(name); });
+  }
+
+  // Runs what the executor has queued.
+  void Run() { executor_->RunUntilIdle(); }
+  // Moves the clock, then runs what fell due.
+  void Advance(Clock::duration d) {
+    clock_->Advance(d);
+    Run();
+  }
+  // Moves the clock to the earliest timer (a retry's back-off), then runs what fell due.
+  void AdvanceToNextTimer() {
+    Advance(std::max(clock_->NextTimer() - clock_->Now(), Clock::duration::zero()));
+  }
+
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
+  std::shared_ptr<ManualExecutor> executor_ = std::make_shared<ManualExecutor>();
+  std::atomic<bool> run_returned_{false};
+};
+
+TEST_F(DrivenMeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
   std::vector<std::unique_ptr<Remote>> remotes;
   for (int i = 1; i <= 3; ++i) {
-    remotes.push_back(std::make_unique<Remote>("c" + std::to_string(i)));
+    remotes.push_back(NewRemote("c" + std::to_string(i)));
     remotes.back()->WriteConfig(R"({"id":)" + std::to_string(i) + "}");
     remotes.back()->WriteState();
   }
   StartMesh(Options());
   for (const auto& remote : remotes) Add(*remote);
-  for (const auto& remote : remotes) {
-    ASSERT_TRUE(Eventually([&] { return Ready(remote->name); })) << remote->name;
-  }
+  for (const auto& remote : remotes) EXPECT_FALSE(Ready(remote->name));  // nothing ran yet
+  Run();
   for (const auto& remote : remotes) {
     const std::string& c = remote->name;
     SCOPED_TRACE(c);
+    EXPECT_TRUE(Ready(c));
     EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/" + c + "/node-" + c), "node of " + c);
     EXPECT_EQ(GetValue(*target_, "cilium/cache/services/v1/" + c + "/default/web"), "web of " + c);
     EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/" + c + "/id/1000"), "labels of " + c);
@@ -193,95 +298,91 @@ TEST_F(MeshTest, MirrorsCiliumsLayoutOfEveryRemote) {
   Remote& c2 = *remotes[1];
   c2.Put("cilium/state/nodes/v1/c2/node-new", "new");
   ASSERT_TRUE(c2.client->Delete(Context(), "cilium/state/ip/v1/default/10.0.0.1").ok());
-  EXPECT_TRUE(Eventually([&] {
-    return GetValue(*target_, "cilium/cache/nodes/v1/c2/node-new") == "new" &&
-           !GetValue(*target_, "cilium/cache/ip/v1/c2/10.0.0.1").has_value();
-  }));
+  EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c2/node-new").has_value());
+  Run();
+  EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c2/node-new"), "new");
+  EXPECT_FALSE(GetValue(*target_, "cilium/cache/ip/v1/c2/10.0.0.1").has_value());
   EXPECT_EQ(GetValue(*target_, "cilium/cache/ip/v1/c1/10.0.0.1"), "ip of c1");
 }
 
 // As Cilium's agents: a remote whose clustermesh-apiserver stopped writing cilium/.heartbeat is
 // not ready, counted from the connection until the first write, and ready again once written.
-TEST_F(MeshTest, ARemoteWhoseHeartbeatIsStaleIsNotReadyUntilItIsWrittenAgain) {
-  auto clock = std::make_shared<FakeClock>();
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":1})");
-  remote.WriteState();
-  MeshOptions options = Options();
-  options.clock = clock;
-  StartMesh(options);
-  Add(remote);
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+TEST_F(DrivenMeshTest, ARemoteWhoseHeartbeatIsStaleIsNotReadyUntilItIsWrittenAgain) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":1})");
+  remote->WriteState();
+  StartMesh(Options());
+  Add(*remote);
+  Run();
+  ASSERT_TRUE(Ready("c1"));
   EXPECT_FALSE(StatusOf("c1")->last_heartbeat.has_value());
 
-  // Time passes with no heartbeat (the watch's deadline may be set after any one step).
-  ASSERT_TRUE(Eventually([&] {
-    clock->Advance(30s);
-    return !Ready("c1");
-  }));
+  // No heartbeat for remote_heartbeat_timeout (2 min), counted from the connection.
+  Advance(2min - 1ms);
+  EXPECT_TRUE(Ready("c1"));
+  Advance(1ms);
+  EXPECT_FALSE(Ready("c1"));
   std::optional<RemoteClusterStatus> stale = StatusOf("c1");
   ASSERT_TRUE(stale.has_value());
   EXPECT_TRUE(stale->connected);
   EXPECT_THAT(stale->status, HasSubstr("cilium/.heartbeat"));
-  EXPECT_TRUE(Eventually(
-      [&] { return Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1") == 0.0; }));
+  EXPECT_EQ(Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1"), 0.0);
 
-  remote.Put("cilium/.heartbeat", FormatHeartbeat(std::chrono::system_clock::now()));
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  remote->Put("cilium/.heartbeat", FormatHeartbeat(std::chrono::system_clock::now()));
+  Run();
+  EXPECT_TRUE(Ready("c1"));
   EXPECT_TRUE(StatusOf("c1")->last_heartbeat.has_value());
   EXPECT_THAT(StatusOf("c1")->status, Not(HasSubstr("cilium/.heartbeat")));
+  EXPECT_EQ(Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1"), 1.0);
 }
 
-TEST_F(MeshTest, ARemoteHeartbeatTimeoutOfZeroIsNotChecked) {
-  auto clock = std::make_shared<FakeClock>();
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":1})");
-  remote.WriteState();
+TEST_F(DrivenMeshTest, ARemoteHeartbeatTimeoutOfZeroIsNotChecked) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":1})");
+  remote->WriteState();
   MeshOptions options = Options();
-  options.clock = clock;
   options.remote_heartbeat_timeout = 0ms;
   StartMesh(options);
-  Add(remote);
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
-  for (int i = 0; i < 20; ++i) clock->Advance(1min);
-  // What the advances started (health checks, config rounds) has run once the strand is idle:
-  // a status read after a later event of the same remote sees their effect.
-  remote.Put("cilium/state/nodes/v1/c1/node-late", "late");
-  ASSERT_TRUE(Eventually(
-      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/node-late").has_value(); }));
-  EXPECT_TRUE(Ready("c1"));
+  Add(*remote);
+  Run();
+  ASSERT_TRUE(Ready("c1"));
+  for (int i = 0; i < 20; ++i) {
+    Advance(1min);  // health checks and config rounds run as they fall due
+    EXPECT_TRUE(Ready("c1")) << i;
+  }
 }
 
-TEST_F(MeshTest, WaitsForEachCanaryOfARemoteThatWritesThem) {
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":1,"capabilities":{"syncedCanaries":true}})");
-  remote.WriteState();
-  remote.Put("cilium/synced/c1/cilium/state/nodes/v1", "2026-12-03T08:00:00Z");
+TEST_F(DrivenMeshTest, WaitsForEachCanaryOfARemoteThatWritesThem) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":1,"capabilities":{"syncedCanaries":true}})");
+  remote->WriteState();
+  remote->Put("cilium/synced/c1/cilium/state/nodes/v1", "2026-12-03T08:00:00Z");
   StartMesh(Options());
-  Add(remote);
-  ASSERT_TRUE(Eventually(
-      [&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value(); }));
-  ASSERT_TRUE(Eventually(
-      [&] { return GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value(); }));
+  Add(*remote);
+  Run();
+  EXPECT_TRUE(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value());
+  EXPECT_TRUE(GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value());
   // The services' canary is not there: neither are they.
   EXPECT_FALSE(GetValue(*target_, "cilium/cache/services/v1/c1/default/web").has_value());
   EXPECT_FALSE(Ready("c1"));
   for (const char* kind : {"services", "identities", "ip"}) {
-    remote.Put(std::string("cilium/synced/c1/cilium/state/") + kind + "/v1", "now");
+    remote->Put(std::string("cilium/synced/c1/cilium/state/") + kind + "/v1", "now");
   }
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  Run();
+  EXPECT_TRUE(Ready("c1"));
   EXPECT_EQ(GetValue(*target_, "cilium/cache/services/v1/c1/default/web"), "web of c1");
 }
 
-TEST_F(MeshTest, ReadsTheCacheOfACachedRemote) {
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":9,"capabilities":{"cached":true,"maxConnectedClusters":511}})");
-  remote.Put("cilium/cache/nodes/v1/c1/n1", "n1");
-  remote.Put("cilium/cache/identities/v1/c1/id/7", "i7");
-  remote.Put("cilium/state/nodes/v1/c1/stale", "not read");
+TEST_F(DrivenMeshTest, ReadsTheCacheOfACachedRemote) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":9,"capabilities":{"cached":true,"maxConnectedClusters":511}})");
+  remote->Put("cilium/cache/nodes/v1/c1/n1", "n1");
+  remote->Put("cilium/cache/identities/v1/c1/id/7", "i7");
+  remote->Put("cilium/state/nodes/v1/c1/stale", "not read");
   StartMesh(Options());
-  Add(remote);
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
+  Add(*remote);
+  Run();
+  EXPECT_TRUE(Ready("c1"));
   EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/n1"), "n1");
   EXPECT_EQ(GetValue(*target_, "cilium/cache/identities/v1/c1/id/7"), "i7");
   EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c1/stale").has_value());
@@ -290,41 +391,47 @@ TEST_F(MeshTest, ReadsTheCacheOfACachedRemote) {
             R"("maxConnectedClusters":511}})");
 }
 
-TEST_F(MeshTest, WritesTheClusterConfigAgainWhenDeletedOrChangedInTheTarget) {
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":5})");
+TEST_F(DrivenMeshTest, WritesTheClusterConfigAgainWhenDeletedOrChangedInTheTarget) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":5})");
   StartMesh(Options());
-  Add(remote);
+  Add(*remote);
+  Run();
   const std::string key = "cilium/cluster-config/c1";
   const std::string expected = R"({"id":5,"capabilities":{"syncedCanaries":true,"cached":true}})";
-  ASSERT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+  ASSERT_EQ(GetValue(*target_, key), expected);
   ASSERT_TRUE(target_->Delete(Context(), key).ok());
-  EXPECT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+  Run();  // at once, not at the next refresh: the clock does not move
+  EXPECT_EQ(GetValue(*target_, key), expected);
   ASSERT_TRUE(target_->Update(Context(), key, R"({"id":6})", false).ok());
-  EXPECT_TRUE(Eventually([&] { return GetValue(*target_, key) == expected; }));
+  Run();
+  EXPECT_EQ(GetValue(*target_, key), expected);
 }
 
-TEST_F(MeshTest, AMissingOrInvalidClusterConfigIsAFailureUntilFixed) {
-  Remote remote("c1");
-  remote.WriteState();
+TEST_F(DrivenMeshTest, AMissingOrInvalidClusterConfigIsAFailureUntilFixed) {
+  auto remote = NewRemote("c1");
+  remote->WriteState();
   StartMesh(Options());
-  Add(remote);
-  ASSERT_TRUE(Eventually([&] {
-    auto status = StatusOf("c1");
-    return status.has_value() && status->failures > 0;
-  }));
+  Add(*remote);
+  Run();
   std::optional<RemoteClusterStatus> status = StatusOf("c1");
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(status->failures, 1u);
   EXPECT_FALSE(status->connected);
   EXPECT_THAT(status->last_error, HasSubstr("cilium/cluster-config/c1 not found"));
   EXPECT_TRUE(SawEvent(MeshEvent::Type::kFailure, "c1"));
-  EXPECT_GE(Gauge("cilium_clustermesh_remote_cluster_failures", "c1").value_or(0), 1.0);
+  EXPECT_EQ(Gauge("cilium_clustermesh_remote_cluster_failures", "c1"), 1.0);
   EXPECT_FALSE(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1").has_value());
 
-  remote.WriteConfig(R"({"id":0})");  // ID 0 is reserved
-  ASSERT_TRUE(Eventually(
-      [&] { return StatusOf("c1")->last_error.find("cluster ID 0") != std::string::npos; }));
-  remote.WriteConfig(R"({"id":1})");
-  EXPECT_TRUE(Eventually([&] { return Ready("c1"); }));
+  remote->WriteConfig(R"({"id":0})");  // ID 0 is reserved
+  Run();
+  EXPECT_EQ(StatusOf("c1")->failures, 1u);  // read again only after the back-off
+  AdvanceToNextTimer();
+  EXPECT_EQ(StatusOf("c1")->failures, 2u);
+  EXPECT_THAT(StatusOf("c1")->last_error, HasSubstr("cluster ID 0"));
+  remote->WriteConfig(R"({"id":1})");
+  AdvanceToNextTimer();
+  EXPECT_TRUE(Ready("c1"));
   EXPECT_EQ(GetValue(*target_, "cilium/cache/nodes/v1/c1/node-c1"), "node of c1");
 }
 
@@ -355,32 +462,36 @@ TEST_F(MeshTest, RejectsBadClusterNames) {
   EXPECT_EQ(Mesh::New(MeshOptions{}).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST_F(MeshTest, RemovalDeletesTheConfigAtOnceAndTheCacheAfterTheGracePeriod) {
-  auto clock = std::make_shared<FakeClock>();
-  Remote c1("c1"), c2("c2");
-  for (Remote* remote : {&c1, &c2}) {
+TEST_F(DrivenMeshTest, RemovalDeletesTheConfigAtOnceAndTheCacheAfterTheGracePeriod) {
+  auto c1 = NewRemote("c1");
+  auto c2 = NewRemote("c2");
+  for (Remote* remote : {c1.get(), c2.get()}) {
     remote->WriteConfig(R"({"id":1})");
     remote->WriteState();
   }
   MeshOptions options = Options();
-  options.clock = clock;
   options.drain_grace_period = 3min;
   StartMesh(std::move(options));
-  Add(c1);
-  Add(c2);
-  ASSERT_TRUE(Eventually([&] { return Ready("c1") && Ready("c2"); }));
+  Add(*c1);
+  Add(*c2);
+  Run();
+  ASSERT_TRUE(Ready("c1"));
+  ASSERT_TRUE(Ready("c2"));
 
-  ASSERT_TRUE(mesh_->RemoveCluster("c1").ok());
-  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kRemoved, "c1"); }));
+  ASSERT_TRUE(Remove("c1").ok());
+  Run();
+  EXPECT_TRUE(SawEvent(MeshEvent::Type::kRemoved, "c1"));
   EXPECT_FALSE(GetValue(*target_, "cilium/cluster-config/c1").has_value());
   EXPECT_TRUE(StatusOf("c1")->draining);
   // The cache stays through the grace period, and no longer follows the remote.
-  c1.Put("cilium/state/nodes/v1/c1/after-removal", "x");
+  c1->Put("cilium/state/nodes/v1/c1/after-removal", "x");
+  Advance(3min - 1ms);
+  EXPECT_FALSE(SawEvent(MeshEvent::Type::kDrained, "c1"));
   EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 1u);
   EXPECT_TRUE(GetValue(*target_, "cilium/synced/c1/cilium/cache/nodes/v1").has_value());
 
-  clock->Advance(3min);
-  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kDrained, "c1"); }));
+  Advance(1ms);
+  EXPECT_TRUE(SawEvent(MeshEvent::Type::kDrained, "c1"));
   EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 0u);
   EXPECT_EQ(CountPrefix(*target_, "cilium/cache/identities/v1/c1/"), 0u);
   EXPECT_EQ(CountPrefix(*target_, "cilium/synced/c1/"), 0u);
@@ -391,25 +502,26 @@ TEST_F(MeshTest, RemovalDeletesTheConfigAtOnceAndTheCacheAfterTheGracePeriod) {
   EXPECT_FALSE(Gauge("cilium_clustermesh_remote_cluster_readiness_status", "c1").has_value());
 }
 
-TEST_F(MeshTest, AClusterAddedBackDuringTheGracePeriodKeepsItsCache) {
-  auto clock = std::make_shared<FakeClock>();
-  Remote remote("c1");
-  remote.WriteConfig(R"({"id":1})");
-  remote.WriteState();
-  MeshOptions options = Options();
-  options.clock = clock;
-  StartMesh(std::move(options));
-  Add(remote);
-  ASSERT_TRUE(Eventually([&] { return Ready("c1"); }));
-  ASSERT_TRUE(mesh_->RemoveCluster("c1").ok());
-  ASSERT_TRUE(Eventually([&] { return SawEvent(MeshEvent::Type::kRemoved, "c1"); }));
-  Add(remote);
-  ASSERT_TRUE(Eventually(
-      [&] { return GetValue(*target_, "cilium/cluster-config/c1").has_value() && Ready("c1"); }));
-  clock->Advance(10min);
-  remote.Put("cilium/state/nodes/v1/c1/later", "later");
-  ASSERT_TRUE(
-      Eventually([&] { return GetValue(*target_, "cilium/cache/nodes/v1/c1/later").has_value(); }));
+TEST_F(DrivenMeshTest, AClusterAddedBackDuringTheGracePeriodKeepsItsCache) {
+  auto remote = NewRemote("c1");
+  remote->WriteConfig(R"({"id":1})");
+  remote->WriteState();
+  StartMesh(Options());
+  Add(*remote);
+  Run();
+  ASSERT_TRUE(Ready("c1"));
+  ASSERT_TRUE(Remove("c1").ok());
+  Run();
+  ASSERT_TRUE(SawEvent(MeshEvent::Type::kRemoved, "c1"));
+  EXPECT_FALSE(GetValue(*target_, "cilium/cluster-config/c1").has_value());
+  AddWhileDraining(*remote);  // cancels the drain, waiting for its task
+  Run();
+  EXPECT_TRUE(GetValue(*target_, "cilium/cluster-config/c1").has_value());
+  EXPECT_TRUE(Ready("c1"));
+  Advance(10min);  // long past the grace period
+  remote->Put("cilium/state/nodes/v1/c1/later", "later");
+  Run();
+  EXPECT_TRUE(GetValue(*target_, "cilium/cache/nodes/v1/c1/later").has_value());
   EXPECT_FALSE(SawEvent(MeshEvent::Type::kDrained, "c1"));
   EXPECT_EQ(CountPrefix(*target_, "cilium/cache/nodes/v1/c1/"), 2u);
 }

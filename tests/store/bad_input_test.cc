@@ -1,6 +1,7 @@
 // Bad input through the stores, on the in-memory backend: values the user's key type cannot
 // parse, values over the backend's limit, empty and long key names, prefixes with and without
-// slashes, and bytes that are not UTF-8.
+// slashes, and bytes that are not UTF-8. The stores and the in-memory server run on one
+// ManualExecutor with a FakeClock: the test runs what is queued (Run) and moves time for retries.
 #include <chrono>
 #include <functional>
 #include <map>
@@ -8,17 +9,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvstore/backend.h"
+#include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
 #include "kvstore/paths.h"
 #include "kvstore/store/key.h"
@@ -27,7 +30,8 @@
 #include "kvstore/store/sync_store.h"
 #include "kvstore/store/watch_store.h"
 #include "prometheus/registry.h"
-#include "tests/support/eventually.h"
+#include "store/async_stores.h"
+#include "tests/support/driven_shared_store.h"
 #include "tests/support/metrics_reader.h"
 #include "tests/support/recording_observer.h"
 #include "tests/support/recording_rate_limiter.h"
@@ -35,10 +39,11 @@
 namespace kvstore::store {
 namespace {
 
-using ::kvstore::testing::Eventually;
+using ::kvstore::testing::DrivenStore;
 using ::kvstore::testing::ReadMetric;
 using ::kvstore::testing::RecordingObserver;
 using ::kvstore::testing::RecordingRateLimiter;
+using ::kvstore::testing::WhileRunning;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
@@ -97,17 +102,39 @@ class StoreBadInputTest : public ::testing::Test {
     ASSERT_TRUE(writer_->Update(Context(), key, value, false).ok()) << key;
   }
 
-  absl::StatusOr<std::unique_ptr<SharedStore>> Join(std::string prefix,
-                                                    KeyCreator creator = KVPairCreator) {
+  // Joins on the executor (Join waits for the initial list: this thread runs the executor
+  // meanwhile). Null on failure (a test failure).
+  DrivenStore Join(std::string prefix, KeyCreator creator = KVPairCreator) {
     Configuration config;
     config.prefix = std::move(prefix);
     config.key_creator = std::move(creator);
     config.backend = agent_;
     config.observer = observer_;
-    return SharedStore::Join(std::move(config));
+    config.clock = clock_;
+    config.executor = executor_;
+    absl::StatusOr<std::unique_ptr<SharedStore>> store =
+        WhileRunning(*executor_, [&] { return SharedStore::Join(std::move(config)); });
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? DrivenStore(executor_.get(), std::move(*store)) : DrivenStore();
   }
 
-  std::shared_ptr<memory::InMemoryStore> memory_ = memory::InMemoryStore::Create();
+  // Runs what the executor has queued: watch deliveries, the stores' tasks and writes.
+  void Run() { executor_->RunUntilIdle(); }
+  void Advance(Clock::duration d) {
+    clock_->Advance(d);
+    Run();
+  }
+
+  memory::InMemoryOptions MemoryOptions() {
+    memory::InMemoryOptions opts;
+    opts.clock = clock_;
+    opts.executor = executor_;
+    return opts;
+  }
+
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
+  std::shared_ptr<ManualExecutor> executor_ = std::make_shared<ManualExecutor>();
+  std::shared_ptr<memory::InMemoryStore> memory_ = memory::InMemoryStore::Create(MemoryOptions());
   std::shared_ptr<Backend> agent_ = memory_->NewClient("agent");
   std::shared_ptr<Backend> writer_ = memory_->NewClient("writer");
   std::shared_ptr<RecordingObserver> observer_ = std::make_shared<RecordingObserver>();
@@ -115,24 +142,27 @@ class StoreBadInputTest : public ::testing::Test {
 
 // ---- WatchStore ----
 
-// Runs Watch on a thread until Stop() or destruction.
+// Runs WatchAsync on the executor until Stop() or destruction (which run the executor until
+// the watch returned).
 class WatchRun {
  public:
-  WatchRun(WatchStore& store, WatchStoreBackend& backend, std::string prefix) {
+  WatchRun(internal::AsyncWatchStore& store, ManualExecutor& executor, WatchStoreBackend& backend,
+           std::string prefix)
+      : executor_(executor) {
     std::tie(ctx_, cancel_) = WithCancel(Context::Background());
-    thread_ = std::thread([this, &store, &backend, prefix] { store.Watch(ctx_, backend, prefix); });
+    kvstore::internal::Spawn(executor, store.WatchAsync(executor, ctx_, backend, prefix));
+    executor_.RunUntilIdle();
   }
   ~WatchRun() { Stop(); }
   void Stop() {
-    if (!thread_.joinable()) return;
     cancel_();
-    thread_.join();
+    executor_.RunUntilIdle();
   }
 
  private:
+  ManualExecutor& executor_;
   Context ctx_;
   CancelFunc cancel_;
-  std::thread thread_;
 };
 
 using WatchStoreBadInputTest = StoreBadInputTest;
@@ -141,15 +171,15 @@ TEST_F(WatchStoreBadInputTest, UnparsableValuesAreSkippedAndTheOtherKeysDelivere
   Put("w/a", "ok-a");
   Put("w/b", "bad-b");
   Put("w/c", "ok-c");
-  auto store = NewRestartableWatchStore("c1", NewPickyKey, observer_);
-  WatchRun run(*store, *agent_, "w");
-  ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+  auto store = internal::NewAsyncRestartableWatchStore("c1", NewPickyKey, observer_);
+  WatchRun run(*store, *executor_, *agent_, "w");
+  ASSERT_TRUE(store->Synced());
 
   Put("w/b", "ok-b");   // now parsable: delivered
   Put("w/a", "bad-a");  // unparsable: skipped, the store keeps "ok-a"
   Put("w/d", "ok-d");
   ASSERT_TRUE(writer_->Delete(Context(), "w/a").ok());
-  ASSERT_TRUE(observer_->WaitForEvents(5));
+  Run();
   EXPECT_THAT(observer_->Events(),
               ElementsAre(Updated("a", "ok-a"), Updated("c", "ok-c"), Updated("b", "ok-b"),
                           Updated("d", "ok-d"), Deleted("a", "ok-a")));
@@ -159,16 +189,16 @@ TEST_F(WatchStoreBadInputTest, UnparsableValuesAreSkippedAndTheOtherKeysDelivere
 TEST_F(WatchStoreBadInputTest, KeyWhoseValueBecameUnparsableIsDeletedAtTheNextListDone) {
   Put("w/a", "ok-a");
   Put("w/b", "ok-b");
-  auto store = NewRestartableWatchStore("c1", NewPickyKey, observer_);
+  auto store = internal::NewAsyncRestartableWatchStore("c1", NewPickyKey, observer_);
   {
-    WatchRun run(*store, *agent_, "w/");
-    ASSERT_TRUE(observer_->WaitForEvents(2));
+    WatchRun run(*store, *executor_, *agent_, "w/");
+    EXPECT_EQ(observer_->NumEvents(), 2u);
   }
   // While no watch runs (a reconnection), "a" gets a value the key type cannot parse: the re-list
   // skips it, so it stays stale and is reported deleted like a key that vanished.
   Put("w/a", "bad-a");
-  WatchRun run(*store, *agent_, "w/");
-  ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+  WatchRun run(*store, *executor_, *agent_, "w/");
+  ASSERT_TRUE(store->Synced());
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("a", "ok-a"), Updated("b", "ok-b"),
                                                Updated("b", "ok-b"), Deleted("a", "ok-a")));
   EXPECT_EQ(store->NumEntries(), 1u);
@@ -182,9 +212,9 @@ TEST_F(WatchStoreBadInputTest, PrefixWithOrWithoutSlashesSeesOnlyItsChildren) {
   for (const std::string prefix : {"p", "p/", "p///"}) {
     SCOPED_TRACE(prefix);
     auto observer = std::make_shared<RecordingObserver>();
-    auto store = NewRestartableWatchStore("c1", KVPairCreator, observer);
-    WatchRun run(*store, *agent_, prefix);
-    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+    auto store = internal::NewAsyncRestartableWatchStore("c1", KVPairCreator, observer);
+    WatchRun run(*store, *executor_, *agent_, prefix);
+    ASSERT_TRUE(store->Synced());
     EXPECT_THAT(observer->Events(),
                 UnorderedElementsAre(Updated("a", "child"),
                                      Updated("/b", "child with an empty first part")));
@@ -198,9 +228,9 @@ TEST_F(WatchStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
       {"\xff\xfe\x80", "\xc3\x28\xa0\xa1"},
       {std::string(64 * 1024, 'n'), std::string(1 << 20, 'v')},
   };
-  auto store = NewRestartableWatchStore("c1", KVPairCreator, observer_);
-  WatchRun run(*store, *agent_, "w");
-  ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+  auto store = internal::NewAsyncRestartableWatchStore("c1", KVPairCreator, observer_);
+  WatchRun run(*store, *executor_, *agent_, "w");
+  ASSERT_TRUE(store->Synced());
   std::vector<Event> want;
   for (const auto& [name, value] : pairs) {
     Put("w/" + name, value);
@@ -210,7 +240,7 @@ TEST_F(WatchStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
     ASSERT_TRUE(writer_->Delete(Context(), "w/" + name).ok());
     want.push_back(Deleted(name, value));
   }
-  ASSERT_TRUE(observer_->WaitForEvents(want.size()));
+  Run();
   EXPECT_TRUE(observer_->Events() == want) << "events differ in their bytes";
   EXPECT_EQ(store->NumEntries(), 0u);
 }
@@ -223,39 +253,40 @@ TEST_F(SharedStoreBadInputTest, UnparsableValuesAreSkippedAndTheOtherKeysDeliver
   Put(JoinPath(kPrefix, "listed-bad"), "bad value");
   Put(JoinPath(kPrefix, "listed-ok"), "ok");
   auto store = Join(kPrefix, NewPickyKey);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE(store, nullptr);
   Put(JoinPath(kPrefix, "live-bad"), "bad value");
   Put(JoinPath(kPrefix, "listed-ok"), "bad update");  // skipped: the old value stays
   Put(JoinPath(kPrefix, "live-ok"), "ok too");
   // An unparsable value of our own is written, but never enters the view either.
-  ASSERT_TRUE((*store)->UpdateLocalKeySync(Context(), PickyKey("local-bad", "bad local")).ok());
+  ASSERT_TRUE(store->UpdateLocalKeySync(Context(), PickyKey("local-bad", "bad local")).ok());
   Put(JoinPath(kPrefix, "last"), "ok");
 
-  ASSERT_TRUE(Eventually([&] { return ViewOf(**store).contains("last"); }));
-  EXPECT_EQ(ViewOf(**store), (std::map<std::string, std::string>{
-                                 {"listed-ok", "ok"}, {"live-ok", "ok too"}, {"last", "ok"}}));
-  EXPECT_EQ((*store)->NumEntries(), 3);
+  Run();
+  ASSERT_TRUE(ViewOf(*store.get()).contains("last"));
+  EXPECT_EQ(ViewOf(*store.get()), (std::map<std::string, std::string>{
+                                      {"listed-ok", "ok"}, {"live-ok", "ok too"}, {"last", "ok"}}));
+  EXPECT_EQ(store->NumEntries(), 3);
   EXPECT_EQ(ValueAt(JoinPath(kPrefix, "local-bad")), "bad local");
-  (*store)->Close(Context());
+  store.Close(Context());
 }
 
 TEST_F(SharedStoreBadInputTest, OversizedValueIsResourceExhaustedAndNotRemembered) {
   auto store = Join(kPrefix);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE(store, nullptr);
   const std::string too_big(kMaxValueBytes + 1, 'x');
-  EXPECT_EQ((*store)->UpdateLocalKeySync(Context(), KVPair("huge", too_big)).code(),
+  EXPECT_EQ(store->UpdateLocalKeySync(Context(), KVPair("huge", too_big)).code(),
             absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ((*store)->UpdateKeySync(Context(), KVPair("huge", too_big), false).code(),
+  EXPECT_EQ(store->UpdateKeySync(Context(), KVPair("huge", too_big), false).code(),
             absl::StatusCode::kResourceExhausted);
   ASSERT_TRUE(
-      (*store)
-          ->UpdateLocalKeySync(Context(), KVPair("at-limit", std::string(kMaxValueBytes, 'v')))
+      store->UpdateLocalKeySync(Context(), KVPair("at-limit", std::string(kMaxValueBytes, 'v')))
           .ok());
-  ASSERT_TRUE(Eventually([&] { return (*store)->NumEntries() == 1; }));
+  Run();
+  ASSERT_TRUE(store->NumEntries() == 1);
   EXPECT_EQ(ValueAt(JoinPath(kPrefix, "huge")), std::nullopt);
 
   // Close deletes what was remembered as local: only the key that was written.
-  (*store)->Close(Context());
+  store.Close(Context());
   EXPECT_THAT(observer_->Events(),
               ::testing::Contains(Deleted("at-limit", std::string(kMaxValueBytes, 'v'))));
   for (const Event& event : observer_->Events()) EXPECT_NE(event.key, "huge");
@@ -264,11 +295,11 @@ TEST_F(SharedStoreBadInputTest, OversizedValueIsResourceExhaustedAndNotRemembere
 
 TEST_F(SharedStoreBadInputTest, OversizedKeyNameIsResourceExhausted) {
   auto store = Join(kPrefix);
-  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_NE(store, nullptr);
   const std::string huge_name(kMaxValueBytes + 1, 'n');
-  EXPECT_EQ((*store)->UpdateLocalKeySync(Context(), KVPair(huge_name, "v")).code(),
+  EXPECT_EQ(store->UpdateLocalKeySync(Context(), KVPair(huge_name, "v")).code(),
             absl::StatusCode::kResourceExhausted);
-  (*store)->Close(Context());
+  store.Close(Context());
   EXPECT_THAT(observer_->Events(), IsEmpty());
 }
 
@@ -277,23 +308,24 @@ TEST_F(SharedStoreBadInputTest, PrefixWithOrWithoutSlashUsesOnePath) {
   Put("pa/x", "a sibling sharing bytes");
   auto plain = Join("p");
   auto slashed = Join("p//");
-  ASSERT_TRUE(plain.ok()) << plain.status();
-  ASSERT_TRUE(slashed.ok()) << slashed.status();
-  ASSERT_TRUE((*plain)->UpdateLocalKeySync(Context(), KVPair("a", "from plain")).ok());
-  ASSERT_TRUE((*slashed)->UpdateLocalKeySync(Context(), KVPair("b", "from slashed")).ok());
+  ASSERT_NE(plain, nullptr);
+  ASSERT_NE(slashed, nullptr);
+  ASSERT_TRUE(plain->UpdateLocalKeySync(Context(), KVPair("a", "from plain")).ok());
+  ASSERT_TRUE(slashed->UpdateLocalKeySync(Context(), KVPair("b", "from slashed")).ok());
   EXPECT_EQ(ValueAt("p/a"), "from plain");
   EXPECT_EQ(ValueAt("p/b"), "from slashed");
   const std::map<std::string, std::string> both = {{"a", "from plain"}, {"b", "from slashed"}};
-  EXPECT_TRUE(Eventually([&] { return ViewOf(**plain) == both && ViewOf(**slashed) == both; }));
-  (*plain)->Close(Context());
-  (*slashed)->Close(Context());
+  Run();
+  EXPECT_TRUE(ViewOf(*plain.get()) == both && ViewOf(*slashed.get()) == both);
+  plain.Close(Context());
+  slashed.Close(Context());
 }
 
 TEST_F(SharedStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
   auto mine = Join(kPrefix);
   auto theirs = Join(kPrefix);
-  ASSERT_TRUE(mine.ok()) << mine.status();
-  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  ASSERT_NE(mine, nullptr);
+  ASSERT_NE(theirs, nullptr);
   const std::map<std::string, std::string> pairs = {
       {std::string("nul\0name", 8), std::string("nul\0value", 9)},
       {"\xff\xfe\x80", "\xc3\x28\xa0\xa1"},
@@ -301,34 +333,37 @@ TEST_F(SharedStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
       {std::string(64 * 1024, 'n'), std::string(1 << 20, 'v')},
   };
   for (const auto& [name, value] : pairs) {
-    ASSERT_TRUE((*mine)->UpdateLocalKeySync(Context(), KVPair(name, value)).ok());
+    ASSERT_TRUE(mine->UpdateLocalKeySync(Context(), KVPair(name, value)).ok());
     EXPECT_EQ(ValueAt(std::string(kPrefix) + "/" + name), value);
   }
-  EXPECT_TRUE(Eventually([&] { return ViewOf(**theirs) == pairs; }));
+  Run();
+  EXPECT_TRUE(ViewOf(*theirs.get()) == pairs);
 
   // Deleted behind the store's back, a local key comes back with its exact bytes.
   const std::string odd_path = std::string(kPrefix) + "/\xff\xfe\x80";
   ASSERT_TRUE(writer_->Delete(Context(), odd_path).ok());
-  EXPECT_TRUE(Eventually([&] { return ValueAt(odd_path) == "\xc3\x28\xa0\xa1"; }));
+  Run();
+  EXPECT_TRUE(ValueAt(odd_path) == "\xc3\x28\xa0\xa1");
 
-  (*mine)->Close(Context());
-  EXPECT_TRUE(Eventually([&] { return ViewOf(**theirs).empty(); }));
-  (*theirs)->Close(Context());
+  mine.Close(Context());
+  Run();
+  EXPECT_TRUE(ViewOf(*theirs.get()).empty());
+  theirs.Close(Context());
 }
 
 // An empty name (or one that path joining changes, such as "b/") would be written at a path the
 // watch reports under another name, or at the prefix key itself: it is rejected.
 TEST_F(SharedStoreBadInputTest, EmptyLocalKeyNameIsInvalidArgument) {
   auto store = Join(kPrefix);
-  ASSERT_TRUE(store.ok()) << store.status();
-  EXPECT_EQ((*store)->UpdateLocalKeySync(Context(), KVPair("", "v")).code(),
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->UpdateLocalKeySync(Context(), KVPair("", "v")).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*store)->UpdateKeySync(Context(), KVPair("", "v"), true).code(),
+  EXPECT_EQ(store->UpdateKeySync(Context(), KVPair("", "v"), true).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*store)->UpdateLocalKeySync(Context(), KVPair("b/", "v")).code(),
+  EXPECT_EQ(store->UpdateLocalKeySync(Context(), KVPair("b/", "v")).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ValueAt(kPrefix), std::nullopt);
-  (*store)->Close(Context());
+  store.Close(Context());
 }
 
 // The fuzzer's finding behind the rule above: were the local key "" accepted, it would live at
@@ -336,13 +371,15 @@ TEST_F(SharedStoreBadInputTest, EmptyLocalKeyNameIsInvalidArgument) {
 // taken for a delete of the local key and the entry never removed.
 TEST_F(SharedStoreBadInputTest, DeleteOfAKeyNamedLikeAnEmptyLocalKeyIsSeen) {
   auto store = Join(kPrefix);
-  ASSERT_TRUE(store.ok()) << store.status();
-  (*store)->UpdateLocalKeySync(Context(), KVPair("", "local")).IgnoreError();
+  ASSERT_NE(store, nullptr);
+  store->UpdateLocalKeySync(Context(), KVPair("", "local")).IgnoreError();
   Put(std::string(kPrefix) + "/", "theirs");
-  ASSERT_TRUE(Eventually([&] { return ViewOf(**store).contains(""); }));
+  Run();
+  ASSERT_TRUE(ViewOf(*store.get()).contains(""));
   ASSERT_TRUE(writer_->Delete(Context(), std::string(kPrefix) + "/").ok());
-  EXPECT_TRUE(Eventually([&] { return ViewOf(**store).empty(); }));
-  (*store)->Close(Context());
+  Run();
+  EXPECT_TRUE(ViewOf(*store.get()).empty());
+  store.Close(Context());
 }
 
 // ---- SyncStore ----
@@ -355,16 +392,26 @@ class SyncStoreBadInputTest : public StoreBadInputTest {
     WorkqueueSyncStoreOptions opts;
     opts.rate_limiter = limiter_;
     opts.metrics = metrics_;
-    store_ = NewWorkqueueSyncStore("c1", agent_, kPrefix, std::move(opts));
+    opts.clock = clock_;
+    // The backend writes on the executor too: the in-memory backend never blocks.
+    store_ = internal::NewAsyncWorkqueueSyncStore("c1", agent_, kPrefix, std::move(opts),
+                                                  executor_.get());
     std::tie(ctx_, cancel_) = WithCancel(Context::Background());
-    runner_ = std::thread([this] { store_->Run(ctx_); });
+    running_ = true;
+    kvstore::internal::Spawn(*executor_, store_->RunAsync(*executor_, ctx_));
     return *store_;
   }
 
   void Stop() {
-    if (!runner_.joinable()) return;
+    if (!running_) return;
+    running_ = false;
     cancel_();
-    runner_.join();
+    Run();
+  }
+
+  // Moves time by the limiter's back-off `n` times: `n` more retries of a failing key.
+  void Retry(int n) {
+    for (int i = 0; i < n; ++i) Advance(kBackoff);
   }
 
   size_t WhenCalls(const std::string& item) const {
@@ -381,15 +428,15 @@ class SyncStoreBadInputTest : public StoreBadInputTest {
         .value_or(-1);
   }
 
-  // A short fixed back-off keeps the retries of a failing key coming without spinning.
-  std::shared_ptr<RecordingRateLimiter> limiter_ =
-      std::make_shared<RecordingRateLimiter>(std::chrono::milliseconds(20));
+  // A fixed back-off on the FakeClock: each retry comes when the test moves time by it.
+  static constexpr std::chrono::milliseconds kBackoff{20};
+  std::shared_ptr<RecordingRateLimiter> limiter_ = std::make_shared<RecordingRateLimiter>(kBackoff);
   prometheus::Registry registry_;
   std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>(registry_);
-  std::unique_ptr<SyncStore> store_;
+  std::unique_ptr<internal::AsyncSyncStore> store_;
   Context ctx_;
   CancelFunc cancel_;
-  std::thread runner_;
+  bool running_ = false;
 };
 
 // A permanent error (ResourceExhausted) is retried like any other, as in Cilium: the key keeps
@@ -399,15 +446,20 @@ TEST_F(SyncStoreBadInputTest, OversizedValueIsRetriedWithoutBlockingOtherKeys) {
   ASSERT_TRUE(
       store.UpsertKey(Context(), KVPair("huge", std::string(kMaxValueBytes + 1, 'x'))).ok());
   ASSERT_TRUE(store.UpsertKey(Context(), KVPair("small", "ok")).ok());
-  EXPECT_TRUE(Eventually([&] { return ValueAt(JoinPath(kPrefix, "small")) == "ok"; }));
-  EXPECT_TRUE(Eventually([&] { return WhenCalls("huge") >= 3; }));
-  EXPECT_GE(Errors(), 3);
+  Run();
+  EXPECT_EQ(ValueAt(JoinPath(kPrefix, "small")), "ok");
+  EXPECT_EQ(WhenCalls("huge"), 1u);
+  Retry(2);
+  EXPECT_EQ(WhenCalls("huge"), 3u);
+  EXPECT_EQ(Errors(), 3);
   EXPECT_EQ(ValueAt(JoinPath(kPrefix, "huge")), std::nullopt);
 
   ASSERT_TRUE(store.UpsertKey(Context(), KVPair("huge", "smaller now")).ok());
-  EXPECT_TRUE(Eventually([&] { return ValueAt(JoinPath(kPrefix, "huge")) == "smaller now"; }));
-  EXPECT_TRUE(Eventually(
-      [&] { return limiter_->Calls().back() == RecordingRateLimiter::ForgetCall("huge"); }));
+  Retry(1);  // the retry already waiting writes the new value
+  EXPECT_EQ(ValueAt(JoinPath(kPrefix, "huge")), "smaller now");
+  EXPECT_EQ(limiter_->Calls().back(), RecordingRateLimiter::ForgetCall("huge"));
+  EXPECT_EQ(WhenCalls("huge"), 3u);
+  EXPECT_EQ(clock_->NumTimers(), 0u);  // no retry left
 }
 
 // Consequence of the above: a key that can never be written, upserted before Synced(), holds back
@@ -418,22 +470,28 @@ TEST_F(SyncStoreBadInputTest, OversizedValueHoldsBackTheSyncedKeyUntilReplaced) 
       store.UpsertKey(Context(), KVPair("huge", std::string(kMaxValueBytes + 1, 'x'))).ok());
   ASSERT_TRUE(store.Synced(Context()).ok());
   const std::string canary = SyncedKeyPath("c1", kPrefix);
-  ASSERT_TRUE(Eventually([&] { return WhenCalls("huge") >= 3; }));
+  Run();
+  Retry(2);
+  ASSERT_EQ(WhenCalls("huge"), 3u);
   EXPECT_EQ(ValueAt(canary), std::nullopt);
 
   ASSERT_TRUE(store.UpsertKey(Context(), KVPair("huge", "fits")).ok());
-  EXPECT_TRUE(Eventually([&] { return ValueAt(canary).has_value(); }));
+  Retry(1);
+  EXPECT_TRUE(ValueAt(canary).has_value());
 }
 
 TEST_F(SyncStoreBadInputTest, OversizedKeyNameIsRetriedLikeAnyFailure) {
   SyncStore& store = NewStore();
   const std::string huge_name(kMaxValueBytes + 1, 'n');
   ASSERT_TRUE(store.UpsertKey(Context(), KVPair(huge_name, "v")).ok());
-  EXPECT_TRUE(Eventually([&] { return WhenCalls(huge_name) >= 2; }));
+  Run();
+  Retry(1);
+  EXPECT_EQ(WhenCalls(huge_name), 2u);
   ASSERT_TRUE(store.DeleteKey(Context(), KVPair(huge_name, "")).ok());
   // The delete of a key never written is harmless; the retries end with it.
-  EXPECT_TRUE(Eventually(
-      [&] { return limiter_->Calls().back() == RecordingRateLimiter::ForgetCall(huge_name); }));
+  Retry(1);
+  EXPECT_EQ(limiter_->Calls().back(), RecordingRateLimiter::ForgetCall(huge_name));
+  EXPECT_EQ(clock_->NumTimers(), 0u);
 }
 
 TEST_F(SyncStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
@@ -445,9 +503,9 @@ TEST_F(SyncStoreBadInputTest, ArbitraryBytesInNamesAndValuesRoundTrip) {
   };
   for (const auto& [name, value] : pairs)
     ASSERT_TRUE(store.UpsertKey(Context(), KVPair(name, value)).ok());
+  Run();
   for (const auto& [name, value] : pairs) {
-    const std::string path = std::string(kPrefix) + "/" + name;
-    EXPECT_TRUE(Eventually([&] { return ValueAt(path) == value; })) << name.size();
+    EXPECT_TRUE(ValueAt(std::string(kPrefix) + "/" + name) == value) << name.size();
   }
 }
 

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -14,16 +15,21 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/blocking_pool.h"
+#include "core/watcher_consumer.h"
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
 #include "kvstore/events.h"
+#include "kvstore/executor.h"
 #include "kvstore/memory/in_memory_store.h"
+#include "tests/support/driven_shared_store.h"
 #include "tests/support/eventually.h"
+#include "tests/support/while_running.h"
 
 namespace kvstore::store {
 namespace {
@@ -35,7 +41,10 @@ using namespace std::chrono_literals;
 
 constexpr char kPrefix[] = "cilium/state/shared/v1";
 
+using kvstore::testing::DrivenStore;
 using kvstore::testing::Eventually;
+using kvstore::testing::kEventuallyTimeout;
+using kvstore::testing::WhileRunning;
 
 std::string PathOf(const std::string& name) { return std::string(kPrefix) + "/" + name; }
 
@@ -109,6 +118,11 @@ class RecordingObserver : public Observer {
     return false;
   }
   bool Overlapped() const { return overlapped_; }
+  // Waits (in real time, bounded) until `n` events were recorded: for stores on real threads.
+  bool WaitForEvents(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kEventuallyTimeout, [&] { return events_.size() >= n; });
+  }
 
  private:
   void Record(char kind, std::string name, std::string value) {
@@ -116,13 +130,15 @@ class RecordingObserver : public Observer {
     {
       std::lock_guard<std::mutex> guard(mu_);
       events_.push_back({kind, std::move(name), std::move(value)});
+      cv_.notify_all();
     }
     in_flight_.fetch_sub(1);
   }
 
   std::atomic<int> in_flight_{0};
   std::atomic<bool> overlapped_{false};
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;       // guards events_
+  std::condition_variable cv_;  // signals events_ growing
   std::vector<Observed> events_;
 };
 
@@ -220,34 +236,45 @@ class ForwardingBackend : public Backend {
 };
 
 // Its watches never report deletes: the store cannot notice a lost key by itself, so only its
-// periodic sync can bring it back.
+// periodic sync can bring it back. Without a thread: the inner watcher's events are passed on
+// (deletes dropped) by whoever made them readable, the in-memory server's delivery task.
 class DeleteBlindBackend : public ForwardingBackend {
  public:
   using ForwardingBackend::ForwardingBackend;
-  ~DeleteBlindBackend() override {
-    std::lock_guard<std::mutex> guard(mu_);
-    for (std::thread& pump : pumps_) pump.join();
-  }
 
   std::shared_ptr<Watcher> ListAndWatch(const Context& ctx, std::string_view prefix,
                                         size_t capacity) override {
     std::shared_ptr<Watcher> from = inner_->ListAndWatch(ctx, prefix, capacity);
     auto to = std::make_shared<Watcher>(std::string(prefix), capacity);
-    internal::WatcherProducer(*to).SetStopHook([from] { from->Stop(); });
-    std::lock_guard<std::mutex> guard(mu_);
-    pumps_.emplace_back([from, to, ctx] {
-      while (std::optional<KeyValueEvent> event = from->Next()) {
-        if (event->type == EventType::kDelete) continue;
-        if (!to->Emit(*event, ctx)) break;
-      }
-      to->Close();
+    // `to` keeps `from` (through this hook) until it is stopped; Stop waits for `to` closed.
+    internal::WatcherProducer(*to).SetStopHook([from, raw_to = to.get()] {
+      from->Stop();
+      raw_to->Close();
     });
+    Pump(from, to);
     return to;
   }
 
  private:
-  std::mutex mu_;  // guards pumps_
-  std::vector<std::thread> pumps_;
+  // Passes on what `from` has buffered, then waits (a hook, no thread) for more.
+  static void Pump(const std::weak_ptr<Watcher>& weak_from, const std::weak_ptr<Watcher>& weak_to) {
+    std::shared_ptr<Watcher> from = weak_from.lock();
+    std::shared_ptr<Watcher> to = weak_to.lock();
+    if (from == nullptr || to == nullptr) return;
+    std::deque<KeyValueEvent> events;
+    internal::WatcherConsumer::Take took = internal::WatcherConsumer(*from).TryTakeBatch(&events);
+    for (KeyValueEvent& event : events) {
+      if (event.type == EventType::kDelete) continue;
+      // The tests' bursts fit the watcher's capacity.
+      if (!internal::WatcherProducer(*to).TryEmit(event)) ADD_FAILURE() << "watcher full";
+    }
+    if (took == internal::WatcherConsumer::Take::kEnded) {
+      to->Close();
+      return;
+    }
+    internal::WatcherConsumer(*from).NotifyWhenReadable(
+        [weak_from, weak_to] { Pump(weak_from, weak_to); });
+  }
 };
 
 // A slow backend: writes (UpdateIfDifferent) and deletes of one chosen key wait, before reaching
@@ -274,6 +301,11 @@ class GatedBackend : public ForwardingBackend {
     std::lock_guard<std::mutex> guard(mu_);
     return waiting_;
   }
+  // Waits (in real time, bounded) until `n` calls for the held key wait.
+  bool WaitForWaiting(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, kEventuallyTimeout, [&] { return waiting_ >= n; });
+  }
   // "U:<value>" or "D" per call for the held key, in the order they reached the real client.
   std::vector<std::string> Passed() const {
     std::lock_guard<std::mutex> guard(mu_);
@@ -295,14 +327,15 @@ class GatedBackend : public ForwardingBackend {
     std::unique_lock<std::mutex> lock(mu_);
     if (key != held_key_) return true;
     ++waiting_;
+    cv_.notify_all();
     const bool open = ctx.WaitOn(lock, cv_, [this] { return open_; });
     --waiting_;
     if (open) passed_.push_back(std::move(call));
     return open;
   }
 
-  mutable std::mutex mu_;  // guards the fields below
-  std::condition_variable cv_;
+  mutable std::mutex mu_;       // guards the fields below
+  std::condition_variable cv_;  // signals open_ and waiting_ changes
   std::string held_key_;
   bool open_ = true;
   int waiting_ = 0;
@@ -353,6 +386,80 @@ class SharedStoreTest : public ::testing::Test {
   std::shared_ptr<Backend> writer_ = server_->NewClient("writer");
 };
 
+// A blocking call started on a second thread, for a test that acts while it waits: the test
+// runs the executor's tasks itself (RunOne...), then Finish runs them until the call returned.
+class BlockingCall {
+ public:
+  BlockingCall(ManualExecutor& executor, std::function<absl::Status()> call)
+      : executor_(executor), caller_([this, call = std::move(call)] {
+          status_ = call();
+          returned_ = true;
+          executor_.Post([] {});  // wakes Finish's wait
+        }) {}
+  ~BlockingCall() { (void)Finish(); }
+  // Runs the executor until the call returned; returns what it returned.
+  absl::Status Finish() {
+    if (!caller_.joinable()) return status_;
+    auto deadline = std::chrono::steady_clock::now() + kEventuallyTimeout;
+    while (!returned_) {
+      if (executor_.RunOneOrWait(deadline) || returned_) continue;
+      ADD_FAILURE() << "the blocking call has not returned after " << kEventuallyTimeout.count()
+                    << " s; waiting on";
+      deadline = std::chrono::steady_clock::time_point::max();
+    }
+    caller_.join();
+    return status_;
+  }
+  bool Returned() const { return returned_; }
+
+ private:
+  ManualExecutor& executor_;
+  std::atomic<bool> returned_{false};
+  absl::Status status_;
+  std::thread caller_;
+};
+
+// The stores, their in-memory backend and its watches all on one ManualExecutor, every timer on
+// the FakeClock: what a store does happens when the test runs the executor (RunUntilIdle), on
+// the test's thread, observer calls included. No Eventually: each step is asserted exactly.
+class DrivenSharedStoreTest : public SharedStoreTest {
+ protected:
+  DrivenSharedStoreTest() {
+    memory::InMemoryOptions opts;
+    opts.clock = clock_;
+    opts.executor = executor_;
+    server_ = memory::InMemoryStore::Create(opts);
+    writer_ = server_->NewClient("writer");
+  }
+
+  Configuration Config(std::shared_ptr<Backend> backend,
+                       std::shared_ptr<Observer> observer = nullptr) {
+    Configuration c = SharedStoreTest::Config(std::move(backend), std::move(observer));
+    c.executor = executor_;
+    return c;
+  }
+
+  DrivenStore MustJoin(Configuration c) {
+    absl::StatusOr<std::unique_ptr<SharedStore>> store =
+        WhileRunning(*executor_, [&] { return SharedStore::Join(std::move(c)); });
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? DrivenStore(executor_.get(), std::move(*store)) : DrivenStore();
+  }
+
+  // Runs what the executor has queued (watch deliveries, the stores' tasks, observer calls).
+  void Run() { executor_->RunUntilIdle(); }
+  // Moves the clock, then runs what fell due.
+  void Advance(Clock::duration d) {
+    clock_->Advance(d);
+    Run();
+  }
+
+  // Nothing is left queued (a task dropped with the executor would leak what it holds).
+  void TearDown() override { Run(); }
+
+  const std::shared_ptr<ManualExecutor> executor_ = std::make_shared<ManualExecutor>();
+};
+
 TEST_F(SharedStoreTest, JoinRequiresPrefixAndKeyCreator) {
   Configuration no_prefix;
   no_prefix.key_creator = NewTestKey;
@@ -398,20 +505,22 @@ TEST_F(SharedStoreTest, JoinReturnsAfterTheInitialList) {
   EXPECT_EQ(dynamic_cast<const TestKey&>(*keys.at("b")).value(), "2");
 }
 
-TEST_F(SharedStoreTest, KeyPathIsPrefixSlashName) {
+TEST_F(DrivenSharedStoreTest, KeyPathIsPrefixSlashName) {
   Configuration c = Config(server_->NewClient());
   c.prefix = std::string(kPrefix) + "/";
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node1", "x")).ok());
   EXPECT_EQ(Get(PathOf("node1")), "x");
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
+  EXPECT_EQ(store->NumEntries(), 0);  // the watch has not delivered yet
+  Run();
+  EXPECT_EQ(store->NumEntries(), 1);
   EXPECT_EQ(store->SharedKeysMap().count("node1"), 1u);
 }
 
-TEST_F(SharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
-  std::unique_ptr<SharedStore> one = MustJoin(Config(server_->NewClient("one")));
-  std::unique_ptr<SharedStore> two = MustJoin(Config(server_->NewClient("two")));
+TEST_F(DrivenSharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
+  DrivenStore one = MustJoin(Config(server_->NewClient("one")));
+  DrivenStore two = MustJoin(Config(server_->NewClient("two")));
   ASSERT_NE(one, nullptr);
   ASSERT_NE(two, nullptr);
 
@@ -425,59 +534,68 @@ TEST_F(SharedStoreTest, CollaboratorsConvergeToTheUnionOfTheirKeys) {
     for (const auto& [name, key] : store.SharedKeysMap()) out.push_back(name);
     return out;
   };
+  Run();
   const std::vector<std::string> all = {"one-a", "one-b", "two-a", "two-b"};
-  EXPECT_TRUE(Eventually([&] { return names(*one) == all && names(*two) == all; }));
+  EXPECT_EQ(names(*one.get()), all);
+  EXPECT_EQ(names(*two.get()), all);
   EXPECT_EQ(one->NumEntries(), 4);
   EXPECT_EQ(two->NumEntries(), 4);
-  one->Close(Context());
-  two->Close(Context());
+  one.Close(Context());
+  Run();
+  EXPECT_EQ(two->NumEntries(), 2);
+  two.Close(Context());
 }
 
-TEST_F(SharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
+TEST_F(DrivenSharedStoreTest, LocalKeyDeletedByOthersIsRecreated) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "v")).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "mine") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "mine"), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("mine")).ok());
+  EXPECT_EQ(Get(PathOf("mine")), std::nullopt);
 
-  // The store writes it back and sees it again; a local key is never reported deleted.
-  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "mine") == 2; }));
+  // The store writes it back (at once, not at the periodic sync: the clock does not move) and
+  // sees it again; a local key is never reported deleted.
+  Run();
   EXPECT_EQ(Get(PathOf("mine")), "v");
+  EXPECT_EQ(observer->Count('U', "mine"), 2);
   EXPECT_EQ(observer->Count('D', "mine"), 0);
+  EXPECT_EQ(store->NumEntries(), 1);
 }
 
-TEST_F(SharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient()));
+TEST_F(DrivenSharedStoreTest, PeriodicSyncRestoresAModifiedLocalKey) {
+  DrivenStore store = MustJoin(Config(server_->NewClient()));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("mine", "good")).ok());
 
-  // A modification is not a delete: only the periodic sync can undo it, and the clock has not
-  // moved yet.
+  // A modification is not a delete: only the periodic sync can undo it.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten", false).ok());
+  Run();
   EXPECT_EQ(Get(PathOf("mine")), "overwritten");
-
-  // The first round is due one interval after Join.
-  clock_->Advance(kSyncInterval);
-  EXPECT_TRUE(Eventually([&] { return Get(PathOf("mine")) == "good"; }));
+  // Not before the first round, one interval after Join.
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten");
+  Advance(1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "good");
   std::optional<Value> value = Lookup(PathOf("mine"));
   ASSERT_TRUE(value.has_value());
   EXPECT_NE(value->lease_id, 0);
 
-  // And every interval after it (the next one counts from when that round ended, which the test
-  // cannot see: it advances one interval at a time until the key is back).
+  // And every interval after it, counted from when that round ended (no time passed in it).
   ASSERT_TRUE(writer_->Update(Context(), PathOf("mine"), "overwritten again", false).ok());
-  EXPECT_TRUE(Eventually([&] {
-    clock_->Advance(kSyncInterval);
-    return Get(PathOf("mine")) == "good";
-  }));
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "overwritten again");
+  Advance(1ms);
+  EXPECT_EQ(Get(PathOf("mine")), "good");
 }
 
-TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
+TEST_F(DrivenSharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(client, observer));
+  DrivenStore store = MustJoin(Config(client, observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
   std::optional<Value> before = Lookup(PathOf("node"));
@@ -485,122 +603,137 @@ TEST_F(SharedStoreTest, KeysLostWithAnExpiredSessionAreRecreatedOnTheNewLease) {
   ASSERT_NE(before->lease_id, 0);
 
   server_->ExpireSession(*client);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  Run();
 
-  EXPECT_TRUE(Eventually([&] {
-    std::optional<Value> after = Lookup(PathOf("node"));
-    return after.has_value() && after->data == "v" && after->lease_id != 0 &&
-           after->lease_id != before->lease_id;
-  }));
+  std::optional<Value> after = Lookup(PathOf("node"));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->data, "v");
+  EXPECT_NE(after->lease_id, 0);
+  EXPECT_NE(after->lease_id, before->lease_id);
   EXPECT_EQ(observer->Count('D', "node"), 0);
 }
 
-TEST_F(SharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
+TEST_F(DrivenSharedStoreTest, PeriodicSyncRecreatesKeysLostWithAnExpiredSession) {
   std::shared_ptr<Backend> client = server_->NewClient("agent");
-  std::unique_ptr<SharedStore> store =
-      MustJoin(Config(std::make_shared<DeleteBlindBackend>(client)));
+  auto observer = std::make_shared<RecordingObserver>();
+  DrivenStore store = MustJoin(Config(std::make_shared<DeleteBlindBackend>(client), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("node", "v")).ok());
+  Run();
+  ASSERT_EQ(observer->Count('U', "node"), 1);  // the blind watch passes the create on
   std::optional<Value> before = Lookup(PathOf("node"));
   ASSERT_TRUE(before.has_value());
 
   server_->ExpireSession(*client);
+  Run();
+  // The store did not notice: the key stays lost until the periodic sync.
   EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
-  clock_->Advance(kSyncInterval);
+  Advance(kSyncInterval - 1ms);
+  EXPECT_EQ(Lookup(PathOf("node")), std::nullopt);
+  Advance(1ms);
 
-  EXPECT_TRUE(Eventually([&] {
-    std::optional<Value> after = Lookup(PathOf("node"));
-    return after.has_value() && after->data == "v" && after->lease_id != 0 &&
-           after->lease_id != before->lease_id;
-  }));
+  std::optional<Value> after = Lookup(PathOf("node"));
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->data, "v");
+  EXPECT_NE(after->lease_id, 0);
+  EXPECT_NE(after->lease_id, before->lease_id);
 }
 
-TEST_F(SharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
+TEST_F(DrivenSharedStoreTest, DeleteOfASharedKeyIsReportedAfterTheDelay) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("k"), "v", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = 100ms;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_EQ(store->NumEntries(), 1);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
+  Run();
   // Handled (gone from the map) but not reported: on the store's clock no time has passed.
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
-  clock_->Advance(99ms);
+  EXPECT_EQ(store->NumEntries(), 0);
+  Advance(99ms);
   // Events still flow meanwhile; the delete is not due.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "marker") == 1; }));
+  Run();
+  EXPECT_EQ(observer->Count('U', "marker"), 1);
   EXPECT_EQ(observer->Count('D', "k"), 0);
 
-  clock_->Advance(1ms);
-  EXPECT_TRUE(Eventually([&] { return observer->Count('D', "k") == 1; }));
+  Advance(1ms);
   // The delete carries the key's last value.
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "k", "v"}, Observed{'U', "marker", "m"},
                                               Observed{'D', "k", "v"}));
 }
 
-TEST_F(SharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
+TEST_F(DrivenSharedStoreTest, DeleteIsRemovedFromTheMapAtOnceButReportedOnlyAfterTheDelay) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("k"), "v", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("k")).ok());
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
-  store->Release();
+  Run();
+  EXPECT_EQ(store->NumEntries(), 0);
+  store.Release();
   // Pending deletes die with the store.
+  Advance(std::chrono::hours(1));
   EXPECT_EQ(observer->Count('D', "k"), 0);
 }
 
-TEST_F(SharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
+TEST_F(DrivenSharedStoreTest, DeleteDelaySuppressesADeleteFollowedByARecreate) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("flappy"), "1", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("marker"), "m", false).ok());
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = 1s;
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("flappy")).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("flappy"), "2", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Saw({'U', "flappy", "2"}); }));
-  // Deletes are delivered in the order they fall due: once the later one is reported, the
-  // suppressed one would have been reported before it.
+  Run();
+  EXPECT_TRUE(observer->Saw({'U', "flappy", "2"}));
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("marker")).ok());
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 1; }));
-  clock_->Advance(1s);
-  ASSERT_TRUE(Eventually([&] { return observer->Count('D', "marker") == 1; }));
-
+  Run();
+  EXPECT_EQ(store->NumEntries(), 1);
+  Advance(1s);
+  EXPECT_EQ(observer->Count('D', "marker"), 1);
   EXPECT_EQ(observer->Count('D', "flappy"), 0);
   EXPECT_EQ(store->NumEntries(), 1);
+  EXPECT_THAT(observer->Events(),
+              ElementsAre(Observed{'U', "flappy", "1"}, Observed{'U', "marker", "m"},
+                          Observed{'U', "flappy", "2"}, Observed{'D', "marker", "m"}));
 }
 
-TEST_F(SharedStoreTest, CloseDeletesLocalKeysAndOthersSeeThemGo) {
+TEST_F(DrivenSharedStoreTest, CloseDeletesLocalKeysAndOthersSeeThemGo) {
   auto owner_observer = std::make_shared<RecordingObserver>();
   auto peer_observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> owner = MustJoin(Config(server_->NewClient(), owner_observer));
-  std::unique_ptr<SharedStore> peer = MustJoin(Config(server_->NewClient(), peer_observer));
+  DrivenStore owner = MustJoin(Config(server_->NewClient(), owner_observer));
+  DrivenStore peer = MustJoin(Config(server_->NewClient(), peer_observer));
   ASSERT_NE(owner, nullptr);
   ASSERT_NE(peer, nullptr);
   ASSERT_TRUE(owner->UpdateLocalKeySync(Context(), TestKey("a", "1")).ok());
   ASSERT_TRUE(owner->UpdateLocalKeySync(Context(), TestKey("b", "2")).ok());
-  ASSERT_TRUE(Eventually([&] { return peer->NumEntries() == 2; }));
+  Run();
+  ASSERT_EQ(peer->NumEntries(), 2);
 
-  owner->Close(Context());
+  owner.Close(Context());
 
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   EXPECT_EQ(Get(PathOf("b")), std::nullopt);
   EXPECT_EQ(owner_observer->Count('D', "a"), 1);
   EXPECT_EQ(owner_observer->Count('D', "b"), 1);
-  EXPECT_TRUE(Eventually(
-      [&] { return peer_observer->Count('D', "a") == 1 && peer_observer->Count('D', "b") == 1; }));
+  Run();
+  EXPECT_EQ(peer_observer->Count('D', "a"), 1);
+  EXPECT_EQ(peer_observer->Count('D', "b"), 1);
   EXPECT_EQ(peer->NumEntries(), 0);
 
   // Idempotent: nothing left to delete or report.
-  owner->Close(Context());
-  owner->Release();
+  owner.Close(Context());
+  owner.Release();
   EXPECT_EQ(owner_observer->Count('D', "a"), 1);
 }
 
@@ -626,44 +759,51 @@ TEST_F(SharedStoreTest, DestructorReleases) {
   EXPECT_EQ(Get(PathOf("a")), "1");
 }
 
-TEST_F(SharedStoreTest, DeleteLocalKeyForgetsDeletesAndReports) {
+TEST_F(DrivenSharedStoreTest, DeleteLocalKeyForgetsDeletesAndReports) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("a", "1")).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "a") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "a"), 1);
 
   store->DeleteLocalKey(Context(), TestKey("a", "1"));
 
-  EXPECT_GE(observer->Count('D', "a"), 1);  // reported by DeleteLocalKey itself, synchronously
+  // Reported by DeleteLocalKey itself, synchronously, the watch's report not delivered yet.
+  EXPECT_EQ(observer->Count('D', "a"), 1);
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   // The watch reports it too, as a shared key: proof that it is no longer protected.
-  EXPECT_TRUE(Eventually([&] { return observer->Count('D', "a") == 2; }));
+  Run();
+  EXPECT_EQ(observer->Count('D', "a"), 2);
   EXPECT_EQ(Get(PathOf("a")), std::nullopt);
   EXPECT_EQ(store->NumEntries(), 0);
 }
 
-TEST_F(SharedStoreTest, DeleteLocalKeyOfAKeyNotLocalOnlyDeletes) {
+TEST_F(DrivenSharedStoreTest, DeleteLocalKeyOfAKeyNotLocalOnlyDeletes) {
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);  // the watch's report never comes
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "foreign") == 1; }));
+  Run();
+  ASSERT_EQ(observer->Count('U', "foreign"), 1);
 
   store->DeleteLocalKey(Context(), TestKey("foreign", ""));
 
   EXPECT_EQ(observer->Count('D', "foreign"), 0);
   EXPECT_EQ(Get(PathOf("foreign")), std::nullopt);
-  EXPECT_TRUE(Eventually([&] { return store->NumEntries() == 0; }));
+  EXPECT_EQ(store->NumEntries(), 1);  // until the watch's delete was handled
+  Run();
+  EXPECT_EQ(store->NumEntries(), 0);
+  EXPECT_EQ(observer->Count('D', "foreign"), 0);
 }
 
-TEST_F(SharedStoreTest, UpdateKeySyncIsNotRemembered) {
+TEST_F(DrivenSharedStoreTest, UpdateKeySyncIsNotRemembered) {
   auto observer = std::make_shared<RecordingObserver>();
   Configuration c = Config(server_->NewClient(), observer);
   c.shared_key_delete_delay = std::chrono::hours(1);  // the watch's reports never come
-  std::unique_ptr<SharedStore> store = MustJoin(c);
+  DrivenStore store = MustJoin(c);
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "p"), false).ok());
   ASSERT_TRUE(store->UpdateKeySync(Context(), TestKey("leased", "l"), true).ok());
@@ -673,16 +813,18 @@ TEST_F(SharedStoreTest, UpdateKeySyncIsNotRemembered) {
   ASSERT_TRUE(leased.has_value());
   EXPECT_EQ(plain->lease_id, 0);
   EXPECT_NE(leased->lease_id, 0);
-  ASSERT_TRUE(Eventually([&] { return store->NumEntries() == 2; }));
+  Run();
+  ASSERT_EQ(store->NumEntries(), 2);
 
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("plain")).ok());
+  Run();
 
   // Dropped from the map like any shared key (a local key would stay and be written back).
-  EXPECT_TRUE(Eventually([&] { return store->SharedKeysMap().count("plain") == 0; }));
+  EXPECT_EQ(store->SharedKeysMap().count("plain"), 0u);
   EXPECT_EQ(Get(PathOf("plain")), std::nullopt);
   // DeleteLocalKey and Close report local keys only.
   store->DeleteLocalKey(Context(), TestKey("leased", "l"));
-  store->Close(Context());
+  store.Close(Context());
   EXPECT_EQ(observer->Count('D', "leased"), 0);
   EXPECT_EQ(Get(PathOf("leased")), std::nullopt);
 }
@@ -700,9 +842,9 @@ TEST_F(SharedStoreTest, FailedUpdateLocalKeySyncIsNotRemembered) {
   EXPECT_EQ(observer->Count('D', "broken"), 0);
 }
 
-TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
+TEST_F(DrivenSharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "1", false).ok());
@@ -711,11 +853,30 @@ TEST_F(SharedStoreTest, ObserverSeesEventsOneAtATimeInStreamOrder) {
   ASSERT_TRUE(writer_->Delete(Context(), PathOf("a")).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("b"), "2", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
+  EXPECT_THAT(observer->Events(), IsEmpty());  // nothing before the executor runs
 
-  ASSERT_TRUE(Eventually([&] { return observer->Events().size() == 6; }));
+  Run();
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
                                               Observed{'U', "b", "1"}, Observed{'D', "a", "2"},
                                               Observed{'U', "b", "2"}, Observed{'U', "c", "1"}));
+  EXPECT_FALSE(observer->Overlapped());
+}
+
+// The same on the library's threads: the observer called from the callback pool, never two
+// calls at once.
+TEST_F(SharedStoreTest, ObserverOnTheLibrarysThreadsSeesEventsOneAtATimeInStreamOrder) {
+  auto observer = std::make_shared<RecordingObserver>();
+  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  ASSERT_NE(store, nullptr);
+
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "1", false).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("a"), "2", false).ok());
+  ASSERT_TRUE(writer_->Delete(Context(), PathOf("a")).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
+
+  ASSERT_TRUE(observer->WaitForEvents(4));
+  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
+                                              Observed{'D', "a", "2"}, Observed{'U', "c", "1"}));
   EXPECT_FALSE(observer->Overlapped());
 }
 
@@ -782,7 +943,7 @@ TEST_F(SharedStoreTest, ObserversThatBlockDelayNoOtherStore) {
 }
 
 // An observer may stop its own store from inside a callback; the store's owner destroys it later.
-TEST_F(SharedStoreTest, ObserverMayReleaseItsStore) {
+TEST_F(DrivenSharedStoreTest, ObserverMayReleaseItsStore) {
   class Releasing : public Observer {
    public:
     void OnUpdate(const Key& key) override {
@@ -794,14 +955,16 @@ TEST_F(SharedStoreTest, ObserverMayReleaseItsStore) {
     std::atomic<int> updates = 0;
   };
   auto observer = std::make_shared<Releasing>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
   observer->store = store.get();
   ASSERT_TRUE(writer_->Update(Context(), PathOf("stop"), "1", false).ok());
-  ASSERT_TRUE(Eventually([&] { return observer->updates == 1; }));
+  Run();  // the observer releases the store from its callback, on this thread
+  EXPECT_EQ(observer->updates, 1);
   // Stopped: later events reach no one.
   ASSERT_TRUE(writer_->Update(Context(), PathOf("later"), "1", false).ok());
-  store.reset();
+  Run();
+  store.Reset();
   EXPECT_EQ(observer->updates, 1);
 }
 
@@ -836,10 +999,10 @@ TEST_F(SharedStoreTest, StoresRunOnAFixedNumberOfThreads) {
 
 // No lock is held across a backend call: while the write of one key hangs, other keys are
 // written and deleted, the watch delivers, and the store answers.
-TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
+TEST_F(DrivenSharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
   auto backend = std::make_shared<GatedBackend>(server_->NewClient());
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  DrivenStore store = MustJoin(Config(backend, observer));
   ASSERT_NE(store, nullptr);
   backend->Hold(PathOf("slow"));
 
@@ -851,36 +1014,40 @@ TEST_F(SharedStoreTest, SlowWriteOfOneKeyBlocksNeitherOtherKeysNorTheWatch) {
     ~OpenAtEnd() { backend->Open(); }
   } open_at_end{backend.get()};
 
+  // The callers' threads are the test's: the store's own work waits for this thread to run it.
   slow = std::async(std::launch::async,
                     [&] { return store->UpdateLocalKeySync(Context(), TestKey("slow", "1")); });
-  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  ASSERT_TRUE(backend->WaitForWaiting(1));
 
   others = std::async(std::launch::async, [&] {
     EXPECT_TRUE(store->UpdateLocalKeySync(Context(), TestKey("fast", "2")).ok());
     EXPECT_TRUE(store->UpdateKeySync(Context(), TestKey("plain", "3"), false).ok());
     store->DeleteLocalKey(Context(), TestKey("fast", "2"));
   });
-  EXPECT_TRUE(Eventually([&] { return others.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_EQ(others.wait_for(kEventuallyTimeout), std::future_status::ready);
+  EXPECT_EQ(observer->Count('D', "fast"), 1);  // DeleteLocalKey's own report
   ASSERT_TRUE(writer_->Update(Context(), PathOf("foreign"), "f", false).ok());
-  EXPECT_TRUE(Eventually([&] {
-    return observer->Count('U', "foreign") == 1 && observer->Count('U', "plain") == 1 &&
-           observer->Count('D', "fast") == 2 && store->NumEntries() == 2;
-  }));
+  Run();  // the watch delivers while the slow write still hangs
+  EXPECT_EQ(observer->Count('U', "foreign"), 1);
+  EXPECT_EQ(observer->Count('U', "plain"), 1);
+  EXPECT_EQ(observer->Count('D', "fast"), 2);
+  EXPECT_EQ(store->NumEntries(), 2);
   EXPECT_EQ(Get(PathOf("fast")), std::nullopt);
   EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);  // still held
 
   backend->Open();
-  ASSERT_TRUE(Eventually([&] { return slow.wait_for(0s) == std::future_status::ready; }));
+  ASSERT_EQ(slow.wait_for(kEventuallyTimeout), std::future_status::ready);
   EXPECT_TRUE(slow.get().ok());
   EXPECT_EQ(Get(PathOf("slow")), "1");
-  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "slow") == 1; }));
+  Run();
+  EXPECT_EQ(observer->Count('U', "slow"), 1);
 }
 
 // Calls for one key still reach the backend one at a time, in the order they were made.
-TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
+TEST_F(DrivenSharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
   auto backend = std::make_shared<GatedBackend>(server_->NewClient());
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(backend, observer));
+  DrivenStore store = MustJoin(Config(backend, observer));
   ASSERT_NE(store, nullptr);
   backend->Hold(PathOf("k"));
 
@@ -893,27 +1060,28 @@ TEST_F(SharedStoreTest, WritesAndDeletesOfOneKeyStayInOrder) {
 
   written = std::async(std::launch::async,
                        [&] { return store->UpdateLocalKeySync(Context(), TestKey("k", "1")); });
-  ASSERT_TRUE(Eventually([&] { return backend->NumWaiting() == 1; }));
+  ASSERT_TRUE(backend->WaitForWaiting(1));
   deleted =
       std::async(std::launch::async, [&] { store->DeleteLocalKey(Context(), TestKey("k", "1")); });
   // The delete waits for its turn, not at the backend.
+  EXPECT_EQ(deleted.wait_for(0s), std::future_status::timeout);
   EXPECT_EQ(backend->NumWaiting(), 1);
 
   backend->Open();
-  ASSERT_TRUE(Eventually([&] {
-    return written.wait_for(0s) == std::future_status::ready &&
-           deleted.wait_for(0s) == std::future_status::ready;
-  }));
+  ASSERT_EQ(written.wait_for(kEventuallyTimeout), std::future_status::ready);
+  ASSERT_EQ(deleted.wait_for(kEventuallyTimeout), std::future_status::ready);
   EXPECT_TRUE(written.get().ok());
   EXPECT_THAT(backend->Passed(), ElementsAre("U:1", "D"));
   EXPECT_EQ(Get(PathOf("k")), std::nullopt);
-  // It was local when deleted: reported by DeleteLocalKey (and by the watch).
-  EXPECT_GE(observer->Count('D', "k"), 1);
+  // It was local when deleted: reported by DeleteLocalKey, then by the watch.
+  EXPECT_EQ(observer->Count('D', "k"), 1);
+  Run();
+  EXPECT_EQ(observer->Count('D', "k"), 2);
 }
 
-TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
+TEST_F(DrivenSharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   auto observer = std::make_shared<RecordingObserver>();
-  std::unique_ptr<SharedStore> store = MustJoin(Config(server_->NewClient(), observer));
+  DrivenStore store = MustJoin(Config(server_->NewClient(), observer));
   ASSERT_NE(store, nullptr);
 
   ASSERT_TRUE(writer_->Update(Context(), PathOf("good"), "1", false).ok());
@@ -921,7 +1089,7 @@ TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   ASSERT_TRUE(writer_->Update(Context(), PathOf("good"), "invalid too", false).ok());
   ASSERT_TRUE(writer_->Update(Context(), PathOf("last"), "2", false).ok());
 
-  ASSERT_TRUE(Eventually([&] { return observer->Count('U', "last") == 1; }));
+  Run();
   EXPECT_THAT(observer->Events(),
               ElementsAre(Observed{'U', "good", "1"}, Observed{'U', "last", "2"}));
   std::map<std::string, std::shared_ptr<const Key>> keys = store->SharedKeysMap();
@@ -930,38 +1098,41 @@ TEST_F(SharedStoreTest, ValuesThatFailToUnmarshalAreSkipped) {
   EXPECT_EQ(dynamic_cast<const TestKey&>(*keys.at("good")).value(), "1");
 }
 
-TEST_F(SharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
+TEST_F(DrivenSharedStoreTest, JoinFailsWhenTheContextDeadlinePassesBeforeTheList) {
   Configuration c = Config(std::make_shared<NeverListingBackend>());
-  std::tie(c.context, std::ignore) = WithTimeout(Context(), 50ms);
-  absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kDeadlineExceeded);
+  std::tie(c.context, std::ignore) = WithDeadline(Context(), clock_->Now() + 50ms, clock_);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // The store's first task comes once Join has started the store and waits for the list.
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Advance(49ms);
+  EXPECT_FALSE(join.Returned());
+  clock_->Advance(1ms);
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
-TEST_F(SharedStoreTest, JoinTimesOutOnTheStoreClock) {
+TEST_F(DrivenSharedStoreTest, JoinTimesOutOnTheStoreClock) {
   Configuration c = Config(std::make_shared<NeverListingBackend>());
-  std::future<absl::Status> joined =
-      std::async(std::launch::async, [c] { return SharedStore::Join(c).status(); });
-  // Join sleeps on the clock (the sync task waits on a timer of it): Join has taken its deadline.
-  ASSERT_TRUE(Eventually([&] { return clock_->NumWaiters() == 1; }));
-  EXPECT_EQ(joined.wait_for(0s), std::future_status::timeout);
-
-  clock_->Advance(kJoinListTimeout);
-  ASSERT_TRUE(Eventually([&] { return joined.wait_for(0s) == std::future_status::ready; }));
-  EXPECT_EQ(joined.get().code(), absl::StatusCode::kDeadlineExceeded);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // Join takes its deadline on the clock before it starts the store's tasks: once the first
+  // task came, moving the clock moves it past that deadline.
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Advance(kJoinListTimeout - 1ms);
+  EXPECT_FALSE(join.Returned());
+  clock_->Advance(1ms);
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
-TEST_F(SharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {
+TEST_F(DrivenSharedStoreTest, JoinFailsWhenTheContextIsCancelledBeforeTheList) {
   auto [ctx, cancel] = WithCancel(Context());
   Configuration c = Config(std::make_shared<NeverListingBackend>());
   c.context = ctx;
-  // Whether the cancel lands before or during the wait for the list, Join reports it.
-  std::thread canceller([cancel = cancel] {
-    std::this_thread::sleep_for(20ms);
-    cancel();
-  });
-  absl::StatusOr<std::unique_ptr<SharedStore>> store = SharedStore::Join(c);
-  canceller.join();
-  EXPECT_EQ(store.status().code(), absl::StatusCode::kCancelled);
+  BlockingCall join(*executor_, [c] { return SharedStore::Join(c).status(); });
+  // Cancelled once the store started (Join waits for the list, or is about to).
+  ASSERT_TRUE(executor_->RunOneOrWait(std::chrono::steady_clock::now() + kEventuallyTimeout));
+  Run();
+  EXPECT_FALSE(join.Returned());
+  cancel();
+  EXPECT_EQ(join.Finish().code(), absl::StatusCode::kCancelled);
 }
 
 TEST_F(SharedStoreTest, JoinWithAnAlreadyCancelledContextFails) {

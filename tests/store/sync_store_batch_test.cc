@@ -1,27 +1,27 @@
 // SyncStore with a backend that accepts batches (SyncStoreBackend::MaxBatchOps > 1): several queued
 // keys per backend request, with the same per-key semantics as one write at a time.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "core/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/sync_store.h"
 #include "kvstore/workqueue/rate_limiter.h"
-#include "tests/support/eventually.h"
+#include "store/async_stores.h"
 #include "tests/support/fake_sync_store_backend.h"
 
 namespace kvstore::store {
 namespace {
 
-using ::kvstore::testing::Eventually;
 using ::kvstore::testing::FakeSyncStoreBackend;
 using ::testing::Contains;
 using ::testing::Each;
@@ -76,28 +76,51 @@ std::shared_ptr<workqueue::RateLimiter<std::string>> FastRateLimiter() {
       std::chrono::milliseconds(1), std::chrono::milliseconds(10));
 }
 
+// The store on the test's thread: its workers on `executor_`, its backend requests on `writes_`,
+// its retry delays on `clock_`.
 class SyncStoreBatchTest : public ::testing::Test {
  protected:
   void TearDown() override { Stop(); }
 
-  SyncStore* NewStore(size_t max_ops, unsigned workers) {
+  internal::AsyncSyncStore* NewStore(size_t max_ops, unsigned workers) {
     backend_ = std::make_shared<BatchingBackend>(max_ops);
     WorkqueueSyncStoreOptions opts;
     opts.workers = workers;
     opts.rate_limiter = FastRateLimiter();
-    store_ = NewWorkqueueSyncStore("qux", backend_, "/foo/bar", std::move(opts));
+    opts.clock = clock_;
+    store_ = internal::NewAsyncWorkqueueSyncStore("qux", backend_, "/foo/bar", std::move(opts),
+                                                  &writes_);
     return store_.get();
   }
 
   void Start() {
     std::tie(ctx_, cancel_) = WithCancel(Context::Background());
-    runner_ = std::thread([this] { store_->Run(ctx_); });
+    running_ = true;
+    kvstore::internal::Spawn(executor_, store_->RunAsync(executor_, ctx_),
+                             [returned = returned_] { *returned = true; });
   }
 
   void Stop() {
-    if (!runner_.joinable()) return;
+    if (!running_) return;
+    running_ = false;
     cancel_();
-    runner_.join();
+    Settle();
+    EXPECT_TRUE(*returned_);
+  }
+
+  // Runs the workers and the writes until nothing is queued (time does not move).
+  void Settle() {
+    while (executor_.RunUntilIdle() + writes_.RunUntilIdle() > 0) {
+    }
+  }
+  // Settles, moving the clock to each retry's time until none is left.
+  void SettleWithRetries() {
+    Settle();
+    for (int i = 0; i < 1000 && clock_->NumTimers() > 0; ++i) {
+      clock_->Advance(std::max(clock_->NextTimer() - clock_->Now(), Clock::duration::zero()));
+      Settle();
+    }
+    EXPECT_EQ(clock_->NumTimers(), 0u);
   }
 
   // Index of the last call on `key` in `calls`, or -1.
@@ -108,24 +131,29 @@ class SyncStoreBatchTest : public ::testing::Test {
     return -1;
   }
 
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
+  ManualExecutor executor_;
+  ManualExecutor writes_;
   std::shared_ptr<BatchingBackend> backend_;
-  std::unique_ptr<SyncStore> store_;
-  Context ctx_;
+  std::unique_ptr<internal::AsyncSyncStore> store_;
+  Context ctx_ = Context::Background();
   CancelFunc cancel_;
-  std::thread runner_;
+  bool running_ = false;
+  std::shared_ptr<bool> returned_ = std::make_shared<bool>(false);
 };
 
 constexpr char kSyncedKey[] = "cilium/synced/qux/foo/bar";
 
 TEST_F(SyncStoreBatchTest, WritesQueuedKeysInBatchesThenTheSyncedKey) {
-  SyncStore* store = NewStore(/*max_ops=*/16, /*workers=*/1);
+  internal::AsyncSyncStore* store = NewStore(/*max_ops=*/16, /*workers=*/1);
   for (int i = 0; i < 50; ++i) {
     ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key" + std::to_string(i), "v")).ok());
   }
-  std::atomic<bool> synced = false;
+  bool synced = false;
   ASSERT_TRUE(store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());
   Start();
-  ASSERT_TRUE(Eventually([&] { return synced.load(); }));
+  SettleWithRetries();
+  ASSERT_TRUE(synced);
 
   std::vector<std::vector<std::string>> batches = backend_->Batches();
   // 50 keys queued before Run: batches of 16 (the synced key is never part of a batch).
@@ -142,15 +170,16 @@ TEST_F(SyncStoreBatchTest, WritesQueuedKeysInBatchesThenTheSyncedKey) {
 }
 
 TEST_F(SyncStoreBatchTest, FailedBatchRetriesEachKeyAndSyncedKeyWaits) {
-  SyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/2);
+  internal::AsyncSyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/2);
   backend_->FailBatches(2);
   for (int i = 0; i < 20; ++i) {
     ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key" + std::to_string(i), "v")).ok());
   }
-  std::atomic<bool> synced = false;
+  bool synced = false;
   ASSERT_TRUE(store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());
   Start();
-  ASSERT_TRUE(Eventually([&] { return synced.load(); }));
+  SettleWithRetries();
+  ASSERT_TRUE(synced);
 
   std::vector<Call> calls = backend_->Calls();
   const int synced_at = LastCallOn(calls, kSyncedKey);
@@ -165,13 +194,14 @@ TEST_F(SyncStoreBatchTest, FailedBatchRetriesEachKeyAndSyncedKeyWaits) {
 }
 
 TEST_F(SyncStoreBatchTest, OneFailedKeyOfABatchIsRetriedAlone) {
-  SyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/1);
+  internal::AsyncSyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/1);
   backend_->FailNext("/foo/bar/key3", 1);
   for (int i = 0; i < 6; ++i) {
     ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key" + std::to_string(i), "v")).ok());
   }
   Start();
-  ASSERT_TRUE(backend_->WaitForCalls(7));
+  SettleWithRetries();
+  ASSERT_EQ(backend_->NumCalls(), 7u);
   std::vector<Call> calls = backend_->Calls();
   int key3_calls = 0;
   for (const Call& call : calls) key3_calls += call.key == "/foo/bar/key3" ? 1 : 0;
@@ -180,15 +210,16 @@ TEST_F(SyncStoreBatchTest, OneFailedKeyOfABatchIsRetriedAlone) {
 }
 
 TEST_F(SyncStoreBatchTest, DeletesAndCoalescedChangesGoThroughBatches) {
-  SyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/1);
+  internal::AsyncSyncStore* store = NewStore(/*max_ops=*/8, /*workers=*/1);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("a", "1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("b", "1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("a", "2")).ok());  // coalesces with the first
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("b", "")).ok());
   Start();
-  ASSERT_TRUE(backend_->WaitForCalls(2));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 2u);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("c", "sentinel")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(3));
+  Settle();
   EXPECT_THAT(backend_->Calls(),
               ::testing::ElementsAre(FakeSyncStoreBackend::UpdateCall("/foo/bar/a", "2"),
                                      FakeSyncStoreBackend::DeleteCall("/foo/bar/b"),
@@ -196,7 +227,8 @@ TEST_F(SyncStoreBatchTest, DeletesAndCoalescedChangesGoThroughBatches) {
   // The delete was written: deleting again is a no-op.
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("b", "")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("d", "sentinel")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(4));
+  Settle();
+  EXPECT_EQ(backend_->NumCalls(), 4u);
   EXPECT_EQ(backend_->Calls().back().key, "/foo/bar/d");
 }
 
@@ -204,15 +236,16 @@ TEST_F(SyncStoreBatchTest, DeletesAndCoalescedChangesGoThroughBatches) {
 // upserts and deletes alike, through ApplyBatch, one op at a time; only the synced canary is
 // written on its own with Update.
 TEST_F(SyncStoreBatchTest, BackendWithoutBatchingGetsEveryKeyThroughApplyBatch) {
-  SyncStore* store = NewStore(/*max_ops=*/1, /*workers=*/2);
+  internal::AsyncSyncStore* store = NewStore(/*max_ops=*/1, /*workers=*/2);
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key" + std::to_string(i), "v")).ok());
   }
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key4", "")).ok());
-  std::atomic<bool> synced = false;
+  bool synced = false;
   ASSERT_TRUE(store->Synced(ctx_, {[&](const Context&) { synced = true; }}).ok());
   Start();
-  ASSERT_TRUE(Eventually([&] { return synced.load(); }));
+  SettleWithRetries();
+  ASSERT_TRUE(synced);
 
   std::vector<std::vector<std::string>> batches = backend_->Batches();
   EXPECT_THAT(batches, Each(SizeIs(1u)));

@@ -1,5 +1,6 @@
 #include "kvstore/store/sync_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -10,13 +11,16 @@
 #include <thread>
 #include <vector>
 
+#include "core/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvstore/clock.h"
+#include "kvstore/executor.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/metrics.h"
 #include "kvstore/workqueue/rate_limiter.h"
 #include "prometheus/registry.h"
-#include "tests/support/eventually.h"
+#include "store/async_stores.h"
 #include "tests/support/fake_sync_store_backend.h"
 #include "tests/support/metrics_reader.h"
 #include "tests/support/recording_rate_limiter.h"
@@ -24,7 +28,6 @@
 namespace kvstore::store {
 namespace {
 
-using ::kvstore::testing::Eventually;
 using ::kvstore::testing::FakeSyncStoreBackend;
 using ::kvstore::testing::ReadMetric;
 using ::kvstore::testing::RecordingRateLimiter;
@@ -32,13 +35,14 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 using Call = FakeSyncStoreBackend::Call;
+using internal::AsyncSyncStore;
 
 Call Update(std::string key, std::string value, bool lease = true) {
   return FakeSyncStoreBackend::UpdateCall(std::move(key), std::move(value), lease);
 }
 Call Delete(std::string key) { return FakeSyncStoreBackend::DeleteCall(std::move(key)); }
 
-// Retries after 1 ms, 2 ms, ... so failure tests run fast.
+// Retries after 1 ms, 2 ms, ... up to 10 ms.
 std::shared_ptr<workqueue::RateLimiter<std::string>> FastRateLimiter() {
   return std::make_shared<workqueue::ItemExponentialFailureRateLimiter<std::string>>(
       std::chrono::milliseconds(1), std::chrono::milliseconds(10));
@@ -83,201 +87,262 @@ class CallbackLog {
   std::vector<std::string> names_;
 };
 
+// The store runs on the test's thread: its coroutines (the workers) on `executor_`, its backend
+// writes on `writes_`, its retry delays on `clock_`. A write the workers handed over and that
+// has not run yet is in flight (what a blocked backend call was, except that it reads the key's
+// value when it runs); Settle runs everything. BlockingSyncStoreTest below runs SPEC's blocking
+// Run on a thread, with real time, and a backend call blocked in the middle.
 class SyncStoreTest : public ::testing::Test {
  protected:
   void TearDown() override { Stop(); }
 
   // The fixture owns the store, so that TearDown stops Run before the store goes away.
-  SyncStore* NewStore(std::string prefix, WorkqueueSyncStoreOptions opts = {}) {
+  AsyncSyncStore* NewStore(std::string prefix, WorkqueueSyncStoreOptions opts = {}) {
     if (!opts.rate_limiter) opts.rate_limiter = FastRateLimiter();
-    store_ = NewWorkqueueSyncStore("qux", backend_, std::move(prefix), std::move(opts));
+    if (!opts.clock) opts.clock = clock_;
+    store_ = internal::NewAsyncWorkqueueSyncStore("qux", backend_, std::move(prefix),
+                                                  std::move(opts), &writes_);
     return store_.get();
   }
 
-  // Runs `store` on a thread until Stop().
-  void Start(SyncStore& store) {
+  // Starts RunAsync on the executor and runs the store's coroutines (not the writes) until they
+  // wait.
+  void Start(AsyncSyncStore& store) {
     std::tie(ctx_, cancel_) = WithCancel(Context::Background());
-    runner_ = std::thread([this, &store] { store.Run(ctx_); });
+    running_ = true;
+    kvstore::internal::Spawn(executor_, store.RunAsync(executor_, ctx_),
+                             [returned = returned_] { *returned = true; });
+    executor_.RunUntilIdle();
   }
 
+  // Cancels the run and settles: RunAsync has returned.
   void Stop() {
-    if (!runner_.joinable()) return;
+    if (!running_) return;
+    running_ = false;
     cancel_();
-    runner_.join();
+    Settle();
+    EXPECT_TRUE(*returned_);
   }
 
-  // Waits for `n` calls and returns all calls.
-  std::vector<Call> CallsAfter(size_t n) {
-    EXPECT_TRUE(backend_->WaitForCalls(n)) << "only " << backend_->NumCalls() << " calls";
-    return backend_->Calls();
+  // Runs the store's coroutines and its writes until neither has anything queued. Time does not
+  // move: retries wait.
+  void Settle() {
+    while (executor_.RunUntilIdle() + writes_.RunUntilIdle() > 0) {
+    }
+  }
+  // Moves the clock to the next timer (a retry's delay), then settles. False when none is due.
+  bool FireNextTimer() {
+    if (clock_->NumTimers() == 0) return false;
+    clock_->Advance(std::max(clock_->NextTimer() - clock_->Now(), Clock::duration::zero()));
+    Settle();
+    return true;
+  }
+  // Settles, then fires timers until none is left (every retry done).
+  void SettleWithRetries() {
+    Settle();
+    for (int i = 0; i < 1000 && FireNextTimer(); ++i) {
+    }
+    EXPECT_EQ(clock_->NumTimers(), 0u);
   }
 
+  std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
+  ManualExecutor executor_;
+  ManualExecutor writes_;
   std::shared_ptr<FakeSyncStoreBackend> backend_ = std::make_shared<FakeSyncStoreBackend>();
-  std::unique_ptr<SyncStore> store_;
-  Context ctx_;
+  std::unique_ptr<AsyncSyncStore> store_;
+  Context ctx_ = Context::Background();
   CancelFunc cancel_;
-  std::thread runner_;
+  bool running_ = false;
+  std::shared_ptr<bool> returned_ = std::make_shared<bool>(false);
 };
 
 TEST_F(SyncStoreTest, WritesKeysInOrderWithLease) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
-  EXPECT_THAT(CallsAfter(2),
+  EXPECT_EQ(backend_->NumCalls(), 0u);  // nothing ran yet
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Update("/foo/bar/key1", "value1"), Update("/foo/bar/key2", "value2")));
 }
 
 TEST_F(SyncStoreTest, SkipsUnchangedValue) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key3", "value3")).ok());
-  EXPECT_THAT(CallsAfter(2),
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Update("/foo/bar/key1", "value1"), Update("/foo/bar/key3", "value3")));
 }
 
 TEST_F(SyncStoreTest, CoalescesChangesWhileWorkerIsBusy) {
-  SyncStore* store = NewStore("/foo/bar");
-  backend_->Block("/foo/bar/key4");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key4", "value4")).ok());
-  ASSERT_TRUE(Eventually([&] { return backend_->NumBlocked() == 1; }));
+  executor_.RunUntilIdle();
+  ASSERT_EQ(writes_.Pending(), 1u);  // key4's write is in flight
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "valueA")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "valueB")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "valueC")).ok());
-  backend_->Release("/foo/bar/key4");
-  ASSERT_TRUE(backend_->WaitForCalls(2));
-  // A later key is written after anything still queued for key1 (one worker, FIFO).
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
-  EXPECT_THAT(CallsAfter(3),
-              ElementsAre(Update("/foo/bar/key4", "value4"), Update("/foo/bar/key1", "valueC"),
-                          Update("/foo/bar/key9", "sentinel")));
+  executor_.RunUntilIdle();
+  EXPECT_EQ(writes_.Pending(), 1u);  // the one worker is busy
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
+              ElementsAre(Update("/foo/bar/key4", "value4"), Update("/foo/bar/key1", "valueC")));
 }
 
 TEST_F(SyncStoreTest, DeletesKnownKeysAndIgnoresUnknownOnes) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key4", "value4")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key5", "")).ok());
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key4", "")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(2));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 2u);
   // Deleting it again is a no-op too, as the store knows it is gone.
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key4", "")).ok());
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
-  EXPECT_THAT(CallsAfter(3), ElementsAre(Update("/foo/bar/key4", "value4"), Delete("/foo/bar/key4"),
-                                         Update("/foo/bar/key9", "sentinel")));
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
+              ElementsAre(Update("/foo/bar/key4", "value4"), Delete("/foo/bar/key4")));
 }
 
 TEST_F(SyncStoreTest, UpsertThenDeleteBeforeAnyWriteGivesOneDelete) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key1", "")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
   Start(*store);
-  EXPECT_THAT(CallsAfter(2),
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Delete("/foo/bar/key1"), Update("/foo/bar/key9", "sentinel")));
 }
 
 TEST_F(SyncStoreTest, MarshalErrorIsReturned) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   absl::Status status = store->UpsertKey(ctx_, FailingKey());
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), ::testing::HasSubstr("broken"));
 }
 
 TEST_F(SyncStoreTest, SyncedKeyPathIsAReservedName) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   absl::Status status = store->UpsertKey(ctx_, KVPair("cilium/synced/qux/foo/bar", "x"));
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(SyncStoreTest, SecondRunThrows) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   auto [ctx, cancel] = WithCancel(Context::Background());
   cancel();
-  store->Run(ctx);
+  store->Run(ctx);  // the blocking call, on this thread
   EXPECT_THROW(store->Run(ctx), std::logic_error);
+  EXPECT_THROW((void)store->RunAsync(executor_, ctx), std::logic_error);
 }
 
-TEST_F(SyncStoreTest, RetriesFailedUpdate) {
-  SyncStore* store = NewStore("/foo/bar");
+TEST_F(SyncStoreTest, RetriesFailedUpdateAfterTheRateLimitersDelay) {
+  AsyncSyncStore* store = NewStore("/foo/bar");
   backend_->FailNext("/foo/bar/key1", 1);
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "valueC")).ok());
-  EXPECT_THAT(CallsAfter(2),
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
+  // The retry waits for the rate limiter's first delay (1 ms), and no longer.
+  ASSERT_EQ(clock_->NumTimers(), 1u);
+  EXPECT_EQ(clock_->NextTimer() - clock_->Now(), std::chrono::milliseconds(1));
+  clock_->Advance(std::chrono::microseconds(999));
+  Settle();
+  EXPECT_EQ(backend_->NumCalls(), 1u);
+  clock_->Advance(std::chrono::microseconds(1));
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Update("/foo/bar/key1", "valueC"), Update("/foo/bar/key1", "valueC")));
+  EXPECT_EQ(clock_->NumTimers(), 0u);
 }
 
 TEST_F(SyncStoreTest, RetriesFailedDelete) {
-  SyncStore* store = NewStore("/foo/bar");
+  AsyncSyncStore* store = NewStore("/foo/bar");
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
   backend_->FailNext("/foo/bar/key2", 1);
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key2", "")).ok());
-  EXPECT_THAT(CallsAfter(3), ElementsAre(Update("/foo/bar/key2", "value2"), Delete("/foo/bar/key2"),
-                                         Delete("/foo/bar/key2")));
+  SettleWithRetries();
+  EXPECT_THAT(backend_->Calls(), ElementsAre(Update("/foo/bar/key2", "value2"),
+                                             Delete("/foo/bar/key2"), Delete("/foo/bar/key2")));
 }
 
 TEST_F(SyncStoreTest, WritesWithoutLeaseWhenAsked) {
-  SyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.with_lease = false; }));
+  AsyncSyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.with_lease = false; }));
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  EXPECT_THAT(CallsAfter(1), ElementsAre(Update("/foo/bar/key1", "value1", /*lease=*/false)));
+  Settle();
+  EXPECT_THAT(backend_->Calls(), ElementsAre(Update("/foo/bar/key1", "value1", /*lease=*/false)));
 }
 
 TEST_F(SyncStoreTest, CustomRateLimiterSeesWhenThenForget) {
   auto limiter = std::make_shared<RecordingRateLimiter>();
-  SyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.rate_limiter = limiter; }));
+  AsyncSyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.rate_limiter = limiter; }));
   backend_->FailNext("/foo/bar/key1", 1);
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  EXPECT_THAT(CallsAfter(2),
+  SettleWithRetries();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Update("/foo/bar/key1", "value1"), Update("/foo/bar/key1", "value1")));
-  ASSERT_TRUE(limiter->WaitForCalls(2));
   EXPECT_THAT(limiter->Calls(), ElementsAre(RecordingRateLimiter::WhenCall("key1"),
                                             RecordingRateLimiter::ForgetCall("key1")));
 }
 
-TEST_F(SyncStoreTest, SecondWorkerWritesWhileDeleteIsBlocked) {
-  SyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.workers = 2; }));
+TEST_F(SyncStoreTest, SecondWorkerWritesWhileDeleteIsInFlight) {
+  AsyncSyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.workers = 2; }));
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
-  backend_->Block("/foo/bar/key1");
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key1", "")).ok());
-  ASSERT_TRUE(Eventually([&] { return backend_->NumBlocked() == 1; }));
+  executor_.RunUntilIdle();
+  ASSERT_EQ(writes_.Pending(), 1u);  // the delete is in flight
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
-  EXPECT_THAT(CallsAfter(3), ElementsAre(Update("/foo/bar/key1", "value1"), Delete("/foo/bar/key1"),
-                                         Update("/foo/bar/key2", "value2")));
-  EXPECT_EQ(backend_->NumBlocked(), 1u);
-  backend_->Release("/foo/bar/key1");
+  executor_.RunUntilIdle();
+  EXPECT_EQ(writes_.Pending(), 2u);  // the second worker took key2 meanwhile
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
+              ElementsAre(Update("/foo/bar/key1", "value1"), Delete("/foo/bar/key1"),
+                          Update("/foo/bar/key2", "value2")));
 }
 
 TEST_F(SyncStoreTest, NeverWritesOneKeyTwiceAtOnce) {
-  SyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.workers = 4; }));
-  backend_->Block("/foo/bar/key1");
+  AsyncSyncStore* store = NewStore("/foo/bar", Opts([&](auto& o) { o.workers = 4; }));
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  ASSERT_TRUE(Eventually([&] { return backend_->NumBlocked() == 1; }));
+  executor_.RunUntilIdle();
+  ASSERT_EQ(writes_.Pending(), 1u);  // key1's first write is in flight
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value2")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(2));
-  // key2 passed, but key1's second value waits for the first write to finish.
-  EXPECT_EQ(backend_->NumBlocked(), 1u);
-  EXPECT_EQ(backend_->NumCalls(), 2u);
-  backend_->Release("/foo/bar/key1");
-  EXPECT_THAT(CallsAfter(3),
-              ElementsAre(Update("/foo/bar/key1", "value1"), Update("/foo/bar/key2", "value2"),
+  executor_.RunUntilIdle();
+  // key2 passed, but key1's second value waits for the first write to finish, with idle workers.
+  EXPECT_EQ(writes_.Pending(), 2u);
+  // key1's first write reads the key's latest value when it runs; as the key changed after the
+  // worker took it, it is written again once that write returned.
+  ASSERT_TRUE(writes_.RunOne());
+  EXPECT_THAT(backend_->Calls(), ElementsAre(Update("/foo/bar/key1", "value2")));
+  executor_.RunUntilIdle();
+  EXPECT_EQ(writes_.Pending(), 2u);  // key2's write, and key1's second one
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
+              ElementsAre(Update("/foo/bar/key1", "value2"), Update("/foo/bar/key2", "value2"),
                           Update("/foo/bar/key1", "value2")));
 }
 
 TEST_F(SyncStoreTest, SyncedKeyAfterEarlierKeysThenCallbacksInOrder) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   Start(*store);
   auto callback = [this](std::string name) {
     return [this, name](const Context& ctx) { (void)backend_->Update(ctx, name, "", true); };
@@ -286,38 +351,46 @@ TEST_F(SyncStoreTest, SyncedKeyAfterEarlierKeysThenCallbacksInOrder) {
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
   ASSERT_TRUE(store->Synced(ctx_, {callback("callback/1"), callback("callback/2")}).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key3", "value3")).ok());
-  std::vector<Call> calls = CallsAfter(6);
+  Settle();
+  std::vector<Call> calls = backend_->Calls();
   ASSERT_EQ(calls.size(), 6u);
   EXPECT_EQ(calls[0], Update("foo/bar/key1", "value1"));
   EXPECT_EQ(calls[1], Update("foo/bar/key2", "value2"));
   EXPECT_EQ(calls[2].key, "cilium/synced/qux/foo/bar");
   EXPECT_TRUE(calls[2].lease);
   EXPECT_TRUE(IsRfc3339(calls[2].value)) << calls[2].value;
+  EXPECT_EQ(calls[2].value, "2026-01-01T00:00:00Z");  // the FakeClock's wall time
   EXPECT_EQ(calls[3], Update("callback/1", ""));
   EXPECT_EQ(calls[4], Update("callback/2", ""));
   EXPECT_EQ(calls[5], Update("foo/bar/key3", "value3"));
 }
 
 TEST_F(SyncStoreTest, SyncedKeyOverride) {
-  SyncStore* store =
+  AsyncSyncStore* store =
       NewStore("foo/bar", Opts([&](auto& o) { o.synced_key_override = "override"; }));
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->Synced(ctx_).ok());
-  std::vector<Call> calls = CallsAfter(2);
+  Settle();
+  std::vector<Call> calls = backend_->Calls();
+  ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0], Update("foo/bar/key1", "value1"));
   EXPECT_EQ(calls[1].key, "cilium/synced/qux/override");
 }
 
 TEST_F(SyncStoreTest, SyncedKeyWaitsForKeyThatFailedFirst) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   backend_->FailNext("foo/bar/key1", 1);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
   ASSERT_TRUE(store->Synced(ctx_).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key3", "value3")).ok());
   Start(*store);
-  std::vector<Call> calls = CallsAfter(5);
+  Settle();
+  // key1 failed and waits for its retry: the synced key is not written meanwhile.
+  for (const Call& call : backend_->Calls()) EXPECT_NE(call.key, "cilium/synced/qux/foo/bar");
+  SettleWithRetries();
+  std::vector<Call> calls = backend_->Calls();
   ASSERT_EQ(calls.size(), 5u);
   EXPECT_EQ(calls[0], Update("foo/bar/key1", "value1"));
   EXPECT_EQ(calls[1], Update("foo/bar/key2", "value2"));
@@ -330,27 +403,31 @@ TEST_F(SyncStoreTest, SyncedKeyWaitsForKeyThatFailedFirst) {
 }
 
 TEST_F(SyncStoreTest, RetriesFailedSyncedKeyWrite) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   CallbackLog log;
   backend_->FailNext("cilium/synced/qux/foo/bar", 1);
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->Synced(ctx_, {log.Callback("done")}).ok());
-  std::vector<Call> calls = CallsAfter(3);
+  Settle();
+  EXPECT_THAT(log.Names(), IsEmpty());  // not before the synced key was written
+  SettleWithRetries();
+  std::vector<Call> calls = backend_->Calls();
+  ASSERT_EQ(calls.size(), 3u);
   EXPECT_EQ(calls[0], Update("foo/bar/key1", "value1"));
   EXPECT_EQ(calls[1].key, "cilium/synced/qux/foo/bar");
   EXPECT_EQ(calls[2].key, "cilium/synced/qux/foo/bar");
-  ASSERT_TRUE(Eventually([&] { return !log.Names().empty(); }));
   EXPECT_THAT(log.Names(), ElementsAre("done"));
 }
 
 TEST_F(SyncStoreTest, SyncedKeyWithTenWorkersWaitsForKeyFailingTwice) {
-  SyncStore* store = NewStore("foo/bar", Opts([&](auto& o) { o.workers = 10; }));
+  AsyncSyncStore* store = NewStore("foo/bar", Opts([&](auto& o) { o.workers = 10; }));
   backend_->FailNext("foo/bar/key1", 2);
   Start(*store);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->Synced(ctx_).ok());
-  std::vector<Call> calls = CallsAfter(4);
+  SettleWithRetries();
+  std::vector<Call> calls = backend_->Calls();
   ASSERT_EQ(calls.size(), 4u);
   EXPECT_EQ(calls[0], Update("foo/bar/key1", "value1"));
   EXPECT_EQ(calls[1], Update("foo/bar/key1", "value1"));
@@ -359,82 +436,135 @@ TEST_F(SyncStoreTest, SyncedKeyWithTenWorkersWaitsForKeyFailingTwice) {
 }
 
 TEST_F(SyncStoreTest, CallbacksRunOnceInOrderAndOnlyFirstSyncedCounts) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   CallbackLog log;
   Start(*store);
   ASSERT_TRUE(store->Synced(ctx_, {log.Callback("a"), log.Callback("b"), log.Callback("c")}).ok());
   ASSERT_TRUE(store->Synced(ctx_, {log.Callback("second")}).ok());
-  ASSERT_TRUE(Eventually([&] { return log.Names().size() == 3; }));
-  // A later key is written after any further synced write (one worker, FIFO).
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
-  std::vector<Call> calls = CallsAfter(2);
-  EXPECT_EQ(calls.size(), 2u);
+  Settle();
+  std::vector<Call> calls = backend_->Calls();
+  ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].key, "cilium/synced/qux/foo/bar");
   EXPECT_THAT(log.Names(), ElementsAre("a", "b", "c"));
 }
 
 TEST_F(SyncStoreTest, RegistersLeaseObserversWhileRunning) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
+  EXPECT_THAT(backend_->ObserverPrefixes(), IsEmpty());
   Start(*store);
-  ASSERT_TRUE(Eventually([&] { return backend_->ObserverPrefixes().size() == 2; }));
   EXPECT_THAT(backend_->ObserverPrefixes(), ElementsAre("cilium/synced/qux/foo/bar", "foo/bar"));
   Stop();
   EXPECT_THAT(backend_->ObserverPrefixes(), IsEmpty());
 }
 
 TEST_F(SyncStoreTest, RewritesKeyWithExpiredLeaseWithItsLastValue) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   Start(*store);
-  ASSERT_TRUE(Eventually([&] { return backend_->ObserverPrefixes().size() == 2; }));
+  ASSERT_EQ(backend_->ObserverPrefixes().size(), 2u);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(2));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 2u);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1B")).ok());
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key2", "")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(4));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 4u);
   backend_->ExpireLease("foo/bar/key1");
   backend_->ExpireLease("foo/bar/key2");     // deleted: not re-created
   backend_->ExpireLease("foo/bar/unknown");  // never upserted
-  ASSERT_TRUE(backend_->WaitForCalls(5));
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
-  EXPECT_THAT(CallsAfter(6),
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
               ElementsAre(Update("foo/bar/key1", "value1"), Update("foo/bar/key2", "value2"),
                           Update("foo/bar/key1", "value1B"), Delete("foo/bar/key2"),
-                          Update("foo/bar/key1", "value1B"), Update("foo/bar/key9", "sentinel")));
+                          Update("foo/bar/key1", "value1B")));
 }
 
 // Expired keys are mapped back to names by the inverse of the key layout: a key of a sibling
 // prefix ("foo/barkey1" for "foo/bar") is not key1 of this store.
 TEST_F(SyncStoreTest, ExpiredLeaseOfASiblingPrefixIsIgnored) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   Start(*store);
-  ASSERT_TRUE(Eventually([&] { return backend_->ObserverPrefixes().size() == 2; }));
+  ASSERT_EQ(backend_->ObserverPrefixes().size(), 2u);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
   backend_->ExpireLease("foo/barkey1");
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
+  Settle();
+  EXPECT_EQ(backend_->NumCalls(), 1u);
   backend_->ExpireLease("foo/bar//key1");  // doubled slashes still name key1
-  EXPECT_THAT(CallsAfter(3),
-              ElementsAre(Update("foo/bar/key1", "value1"), Update("foo/bar/key9", "sentinel"),
-                          Update("foo/bar/key1", "value1")));
+  Settle();
+  EXPECT_THAT(backend_->Calls(),
+              ElementsAre(Update("foo/bar/key1", "value1"), Update("foo/bar/key1", "value1")));
 }
 
 TEST_F(SyncStoreTest, RewritesExpiredSyncedKeyWithoutCallbacks) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   CallbackLog log;
   Start(*store);
-  ASSERT_TRUE(Eventually([&] { return backend_->ObserverPrefixes().size() == 2; }));
+  ASSERT_EQ(backend_->ObserverPrefixes().size(), 2u);
   ASSERT_TRUE(store->Synced(ctx_, {log.Callback("once")}).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(1));
-  ASSERT_TRUE(Eventually([&] { return log.Names().size() == 1; }));
+  Settle();
+  ASSERT_EQ(backend_->NumCalls(), 1u);
+  ASSERT_THAT(log.Names(), ElementsAre("once"));
   backend_->ExpireLease("cilium/synced/qux/foo/bar");
-  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key9", "sentinel")).ok());
-  std::vector<Call> calls = CallsAfter(3);
-  ASSERT_EQ(calls.size(), 3u);
+  Settle();
+  std::vector<Call> calls = backend_->Calls();
+  ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0].key, "cilium/synced/qux/foo/bar");
   EXPECT_EQ(calls[1].key, "cilium/synced/qux/foo/bar");
-  EXPECT_EQ(calls[2], Update("foo/bar/key9", "sentinel"));
   EXPECT_THAT(log.Names(), ElementsAre("once"));
+}
+
+// SPEC's blocking Run, on a thread of its own, with the library's blocking pool and real time.
+class BlockingSyncStoreTest : public ::testing::Test {
+ protected:
+  // Run returns before the store goes away.
+  void TearDown() override {
+    if (runner_.joinable()) {
+      cancel_();
+      runner_.join();
+    }
+    store_.reset();
+  }
+  void Start() {
+    std::tie(ctx_, cancel_) = WithCancel(Context::Background());
+    runner_ = std::thread([this] { store_->Run(ctx_); });
+  }
+  std::vector<Call> CallsAfter(size_t n) {
+    EXPECT_TRUE(backend_->WaitForCalls(n)) << "only " << backend_->NumCalls() << " calls";
+    return backend_->Calls();
+  }
+
+  std::shared_ptr<FakeSyncStoreBackend> backend_ = std::make_shared<FakeSyncStoreBackend>();
+  std::unique_ptr<SyncStore> store_;
+  Context ctx_ = Context::Background();
+  CancelFunc cancel_;
+  std::thread runner_;
+};
+
+TEST_F(BlockingSyncStoreTest, RunWritesKeysInOrderWithLeaseAndRetries) {
+  store_ = NewWorkqueueSyncStore("qux", backend_, "/foo/bar",
+                                 Opts([&](auto& o) { o.rate_limiter = FastRateLimiter(); }));
+  backend_->FailNext("/foo/bar/key2", 1);
+  Start();
+  ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
+  ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key2", "value2")).ok());
+  EXPECT_THAT(CallsAfter(3),
+              ElementsAre(Update("/foo/bar/key1", "value1"), Update("/foo/bar/key2", "value2"),
+                          Update("/foo/bar/key2", "value2")));
+}
+
+TEST_F(BlockingSyncStoreTest, CoalescesChangesWhileTheWriteBlocks) {
+  store_ = NewWorkqueueSyncStore("qux", backend_, "/foo/bar");
+  backend_->Block("/foo/bar/key4");
+  Start();
+  ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key4", "value4")).ok());
+  ASSERT_TRUE(backend_->WaitForCalls(1));  // recorded, then blocked
+  ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key1", "valueA")).ok());
+  ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key1", "valueC")).ok());
+  backend_->Release("/foo/bar/key4");
+  EXPECT_THAT(CallsAfter(2),
+              ElementsAre(Update("/foo/bar/key4", "value4"), Update("/foo/bar/key1", "valueC")));
 }
 
 class SyncStoreMetricsTest : public SyncStoreTest {
@@ -463,21 +593,32 @@ class SyncStoreMetricsTest : public SyncStoreTest {
 };
 
 TEST_F(SyncStoreMetricsTest, WithoutBackendEveryWriteFails) {
-  store_ = NewWorkqueueSyncStore("foo", nullptr, "cilium/state/nodes/v1", Opts([&](auto& o) {
-                                   o.rate_limiter = FastRateLimiter();
-                                   o.metrics = metrics_;
-                                 }));
+  store_ = internal::NewAsyncWorkqueueSyncStore("foo", nullptr, "cilium/state/nodes/v1",
+                                                Opts([&](auto& o) {
+                                                  o.rate_limiter = FastRateLimiter();
+                                                  o.metrics = metrics_;
+                                                  o.clock = clock_;
+                                                }),
+                                                &writes_);
   ASSERT_TRUE(store_->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
   Start(*store_);
-  EXPECT_TRUE(Eventually([&] { return Errors() >= 2; }));
+  Settle();
+  EXPECT_EQ(Errors(), 1);
+  ASSERT_TRUE(FireNextTimer());
+  EXPECT_EQ(Errors(), 2);
+  ASSERT_TRUE(FireNextTimer());
+  EXPECT_EQ(Errors(), 3);
 }
 
 TEST_F(SyncStoreMetricsTest, ReportsQueueSizeErrorsAndInitialSync) {
-  store_ = NewWorkqueueSyncStore("foo", backend_, "cilium/state/nodes/v1", Opts([&](auto& o) {
-                                   o.rate_limiter = FastRateLimiter();
-                                   o.metrics = metrics_;
-                                 }));
-  SyncStore* store = store_.get();
+  store_ = internal::NewAsyncWorkqueueSyncStore("foo", backend_, "cilium/state/nodes/v1",
+                                                Opts([&](auto& o) {
+                                                  o.rate_limiter = FastRateLimiter();
+                                                  o.metrics = metrics_;
+                                                  o.clock = clock_;
+                                                }),
+                                                &writes_);
+  AsyncSyncStore* store = store_.get();
   EXPECT_EQ(QueueSize(), 0);
   EXPECT_EQ(Errors(), 0);
   EXPECT_EQ(SyncCompleted(), 0);
@@ -492,40 +633,43 @@ TEST_F(SyncStoreMetricsTest, ReportsQueueSizeErrorsAndInitialSync) {
   EXPECT_EQ(QueueSize(), 3);
 
   // A key being written is no longer counted, even when changed meanwhile.
-  backend_->Block("cilium/state/nodes/v1/key1");
   backend_->FailNext("cilium/state/nodes/v1/key2", 1);
   Start(*store);
-  ASSERT_TRUE(Eventually([&] { return backend_->NumBlocked() == 1; }));
+  ASSERT_EQ(writes_.Pending(), 1u);  // key1's write is in flight
   EXPECT_EQ(QueueSize(), 2);
   ASSERT_TRUE(store->DeleteKey(ctx_, KVPair("key1", "")).ok());
   EXPECT_EQ(QueueSize(), 2);
-  backend_->Release("cilium/state/nodes/v1/key1");
 
-  // key1 (update), key2 (fails), key3, key1 (delete), key2 (retry).
-  ASSERT_TRUE(backend_->WaitForCalls(5));
-  ASSERT_TRUE(Eventually([&] { return QueueSize() == 0; }));
+  // key1 (the write in flight had not read its value yet: it writes the delete), key2 (fails),
+  // key3, key2 (retry).
+  SettleWithRetries();
+  EXPECT_THAT(backend_->Calls(), ElementsAre(Delete("cilium/state/nodes/v1/key1"),
+                                             Update("cilium/state/nodes/v1/key2", "value2"),
+                                             Update("cilium/state/nodes/v1/key3", "value3"),
+                                             Update("cilium/state/nodes/v1/key2", "value2")));
+  EXPECT_EQ(QueueSize(), 0);
   EXPECT_EQ(Errors(), 1);
   EXPECT_EQ(SyncCompleted(), 0);
 
-  const std::string synced_key = "cilium/synced/foo/cilium/state/nodes/v1";
-  backend_->Block(synced_key);
-  std::atomic<double> seen_by_callback{-1};
+  double seen_by_callback = -1;
   ASSERT_TRUE(
       store
           ->Synced(ctx_, {[&](const Context&) { seen_by_callback = SyncCompleted().value_or(-2); }})
           .ok());
-  ASSERT_TRUE(Eventually([&] { return backend_->NumBlocked() == 1; }));
-  EXPECT_EQ(SyncCompleted(), 0);  // not written yet
-  backend_->Release(synced_key);
-  ASSERT_TRUE(Eventually([&] { return seen_by_callback == 1; }));
+  executor_.RunUntilIdle();
+  ASSERT_EQ(writes_.Pending(), 1u);  // the synced key's write is in flight
+  EXPECT_EQ(SyncCompleted(), 0);     // not written yet
+  Settle();
+  EXPECT_EQ(seen_by_callback, 1);
   EXPECT_EQ(SyncCompleted(), 1);
   EXPECT_EQ(QueueSize(), 0);
   EXPECT_EQ(Errors(), 1);
 
   backend_->FailNext("cilium/state/nodes/v1/key4", 2);
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key4", "value4")).ok());
-  ASSERT_TRUE(backend_->WaitForCalls(9));
-  ASSERT_TRUE(Eventually([&] { return Errors() == 3; }));
+  SettleWithRetries();
+  EXPECT_EQ(backend_->NumCalls(), 8u);  // and the synced key, then key4 three times
+  EXPECT_EQ(Errors(), 3);
 
   Stop();
   EXPECT_EQ(SyncCompleted(), 0);

@@ -9,24 +9,30 @@
 #include <thread>
 #include <vector>
 
+#include "core/task.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kvstore/executor.h"
 #include "kvstore/store/key.h"
 #include "kvstore/store/metrics.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
+#include "store/async_stores.h"
 #include "tests/support/eventually.h"
 #include "tests/support/fake_watch_store_backend.h"
 #include "tests/support/metrics_reader.h"
 #include "tests/support/recording_observer.h"
+#include "tests/support/scripted_watch_store_backend.h"
 
 namespace kvstore::store {
 namespace {
 
+using internal::AsyncWatchStore;
 using ::kvstore::testing::Eventually;
 using ::kvstore::testing::FakeWatchStoreBackend;
 using ::kvstore::testing::ReadMetric;
 using ::kvstore::testing::RecordingObserver;
+using ::kvstore::testing::ScriptedWatchStoreBackend;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 using Event = RecordingObserver::Event;
@@ -50,7 +56,7 @@ Event Deleted(std::string key, std::string value) {
 }
 
 // Runs one Watch on a thread for the lifetime of this object; the destructor cancels it and
-// waits for Watch to return.
+// waits for Watch to return. For the tests of the blocking call itself.
 class WatchRun {
  public:
   WatchRun(WatchStore& store, WatchStoreBackend& backend, std::string prefix) {
@@ -67,7 +73,6 @@ class WatchRun {
     thread_.join();
   }
   bool Returned() const { return returned_; }
-  const Context& ctx() const { return ctx_; }
 
  private:
   Context ctx_;
@@ -76,13 +81,48 @@ class WatchRun {
   std::thread thread_;
 };
 
+// Runs one WatchAsync on the test's ManualExecutor for the lifetime of this object, without a
+// thread: the test runs the executor's tasks (the observer's calls among them) on its own thread.
+// The destructor cancels the watch and runs the executor until it returned.
+class DrivenWatch {
+ public:
+  DrivenWatch(AsyncWatchStore& store, ManualExecutor& executor, WatchStoreBackend& backend,
+              std::string prefix)
+      : executor_(executor) {
+    std::tie(ctx_, cancel_) = WithCancel(Context::Background());
+    kvstore::internal::Spawn(executor, store.WatchAsync(executor, ctx_, backend, std::move(prefix)),
+                             [returned = returned_] { *returned = true; });
+    executor_.RunUntilIdle();
+  }
+  ~DrivenWatch() { Stop(); }
+  void Stop() {
+    cancel_();
+    executor_.RunUntilIdle();
+  }
+  bool Returned() const { return *returned_; }
+  const Context& ctx() const { return ctx_; }
+
+ private:
+  ManualExecutor& executor_;
+  Context ctx_;
+  CancelFunc cancel_;
+  std::shared_ptr<bool> returned_ = std::make_shared<bool>(false);
+};
+
 class WatchStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<WatchStore> NewStore(RestartableWatchStoreOptions opts = {}) {
-    return NewRestartableWatchStore("qux", KVPairCreator, observer_, std::move(opts));
+  std::unique_ptr<AsyncWatchStore> NewStore(RestartableWatchStoreOptions opts = {}) {
+    return internal::NewAsyncRestartableWatchStore("qux", KVPairCreator, observer_,
+                                                   std::move(opts));
   }
   bool WaitForEvents(size_t n) { return observer_->WaitForEvents(n); }
+  // Runs what is queued on the executor; then exactly `n` events were recorded.
+  void ExpectEventsAfterRun(size_t n) {
+    executor_.RunUntilIdle();
+    EXPECT_EQ(observer_->NumEvents(), n);
+  }
 
+  ManualExecutor executor_;
   std::shared_ptr<RecordingObserver> observer_ = std::make_shared<RecordingObserver>();
 };
 
@@ -90,19 +130,21 @@ TEST_F(WatchStoreTest, PropagatesCreateModifyDeleteAndListDone) {
   auto store = NewStore();
   EXPECT_EQ(store->NumEntries(), 0u);
   EXPECT_FALSE(store->Synced());
-  FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
+  ScriptedWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
   {
-    WatchRun run(*store, backend, "foo/bar");
-    ASSERT_TRUE(WaitForEvents(2));
+    DrivenWatch run(*store, executor_, backend, "foo/bar");
+    ExpectEventsAfterRun(2);
     EXPECT_FALSE(store->Synced());
     EXPECT_EQ(store->NumEntries(), 2u);
-    backend.Feed(ListDone());
-    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
-    backend.Feed(Modify("key2", "value2B"));
-    backend.Feed(Create("key3", "value3A"));
-    backend.Feed(Remove("key4"));  // unknown: no event
-    backend.Feed(Remove("key3"));
-    ASSERT_TRUE(WaitForEvents(5));
+    ASSERT_TRUE(backend.Feed(ListDone()));
+    EXPECT_FALSE(store->Synced());  // not before the executor ran the watch
+    executor_.RunUntilIdle();
+    EXPECT_TRUE(store->Synced());
+    ASSERT_TRUE(backend.Feed(Modify("key2", "value2B")));
+    ASSERT_TRUE(backend.Feed(Create("key3", "value3A")));
+    ASSERT_TRUE(backend.Feed(Remove("key4")));  // unknown: no event
+    ASSERT_TRUE(backend.Feed(Remove("key3")));
+    ExpectEventsAfterRun(5);
     EXPECT_EQ(store->NumEntries(), 2u);
   }
   EXPECT_FALSE(store->Synced());
@@ -113,22 +155,46 @@ TEST_F(WatchStoreTest, PropagatesCreateModifyDeleteAndListDone) {
   EXPECT_THAT(backend.Prefixes(), ElementsAre("foo/bar/"));
 }
 
+// The blocking Watch on a thread of its own, the observer called from it (SPEC's contract).
+TEST_F(WatchStoreTest, BlockingWatchPropagatesEventsFromItsThread) {
+  auto store = NewStore();
+  FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
+  {
+    WatchRun run(*store, backend, "foo/bar");
+    ASSERT_TRUE(WaitForEvents(2));
+    EXPECT_FALSE(store->Synced());
+    EXPECT_EQ(store->NumEntries(), 2u);
+    backend.Feed(ListDone());
+    backend.Feed(Modify("key2", "value2B"));
+    ASSERT_TRUE(WaitForEvents(3));
+    EXPECT_TRUE(store->Synced());  // kListDone came before the modification
+    backend.Feed(Remove("key1"));
+    ASSERT_TRUE(WaitForEvents(4));
+    EXPECT_EQ(store->NumEntries(), 1u);
+  }
+  EXPECT_FALSE(store->Synced());
+  EXPECT_THAT(observer_->Events(),
+              ElementsAre(Updated("key1", "value1A"), Updated("key2", "value2A"),
+                          Updated("key2", "value2B"), Deleted("key1", "value1A")));
+}
+
 TEST_F(WatchStoreTest, SecondRunOnAnotherPrefixDeletesStaleKeys) {
   auto store = NewStore();
   {
-    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2B"),
-                                   Create("key3", "value3A"), ListDone()});
-    WatchRun run(*store, backend, "foo/bar");
-    ASSERT_TRUE(WaitForEvents(3));
-    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
+    ScriptedWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2B"),
+                                       Create("key3", "value3A"), ListDone()});
+    DrivenWatch run(*store, executor_, backend, "foo/bar");
+    ExpectEventsAfterRun(3);
+    EXPECT_TRUE(store->Synced());
   }
-  FakeWatchStoreBackend backend({Create("key1", "value1C"), Create("key4", "value4A"), ListDone()});
+  ScriptedWatchStoreBackend backend(
+      {Create("key1", "value1C"), Create("key4", "value4A"), ListDone()});
   {
-    WatchRun run(*store, backend, "foo/baz");
-    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
-    ASSERT_TRUE(WaitForEvents(7));
-    backend.Feed(Create("key2", "value2C"));
-    ASSERT_TRUE(WaitForEvents(8));
+    DrivenWatch run(*store, executor_, backend, "foo/baz");
+    EXPECT_TRUE(store->Synced());
+    ExpectEventsAfterRun(7);
+    ASSERT_TRUE(backend.Feed(Create("key2", "value2C")));
+    ExpectEventsAfterRun(8);
     EXPECT_EQ(store->NumEntries(), 3u);
   }
   std::vector<Event> events = observer_->Events();
@@ -142,18 +208,18 @@ TEST_F(WatchStoreTest, SecondRunOnAnotherPrefixDeletesStaleKeys) {
 
 TEST_F(WatchStoreTest, ModifyOfUnknownKeyActsAsCreate) {
   auto store = NewStore();
-  FakeWatchStoreBackend backend({ListDone(), Modify("key3", "value3A")});
-  WatchRun run(*store, backend, "foo/bar");
-  ASSERT_TRUE(WaitForEvents(1));
+  ScriptedWatchStoreBackend backend({ListDone(), Modify("key3", "value3A")});
+  DrivenWatch run(*store, executor_, backend, "foo/bar");
+  ExpectEventsAfterRun(1);
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key3", "value3A")));
   EXPECT_EQ(store->NumEntries(), 1u);
 }
 
 TEST_F(WatchStoreTest, DeleteOfUnknownKeyIsIgnored) {
   auto store = NewStore();
-  FakeWatchStoreBackend backend({ListDone(), Remove("ghost"), Create("key1", "value1")});
-  WatchRun run(*store, backend, "foo/bar");
-  ASSERT_TRUE(WaitForEvents(1));
+  ScriptedWatchStoreBackend backend({ListDone(), Remove("ghost"), Create("key1", "value1")});
+  DrivenWatch run(*store, executor_, backend, "foo/bar");
+  ExpectEventsAfterRun(1);
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key1", "value1")));
 }
 
@@ -176,6 +242,20 @@ TEST_F(WatchStoreTest, ReturnsWhenWatcherCloses) {
 }
 
 TEST_F(WatchStoreTest, ReturnsWhenContextIsDone) {
+  auto store = NewStore();
+  ScriptedWatchStoreBackend backend({Create("key1", "value1")});
+  DrivenWatch run(*store, executor_, backend, "foo/bar");
+  ExpectEventsAfterRun(1);
+  EXPECT_FALSE(run.Returned());
+  EXPECT_EQ(backend.NumStopped(), 0u);
+  run.Stop();
+  EXPECT_TRUE(run.Returned());
+  // The backend's side of the watch was told to end.
+  EXPECT_EQ(backend.NumStopped(), 1u);
+}
+
+// The blocking Watch returns when its context is done, from its own thread.
+TEST_F(WatchStoreTest, BlockingWatchReturnsWhenContextIsDone) {
   auto store = NewStore();
   FakeWatchStoreBackend backend({Create("key1", "value1")});
   WatchRun run(*store, backend, "foo/bar");
@@ -201,12 +281,12 @@ TEST_F(WatchStoreTest, SkipsValuesThatFailToUnmarshal) {
    private:
     KVPair pair_;
   };
-  auto store = NewRestartableWatchStore(
+  auto store = internal::NewAsyncRestartableWatchStore(
       "qux", [] { return std::make_unique<PickyKey>(); }, observer_);
-  FakeWatchStoreBackend backend({Create("key1", "bad"), Create("key2", "ok2"), ListDone(),
-                                 Modify("key2", "broken"), Create("key3", "ok3")});
-  WatchRun run(*store, backend, "foo/bar");
-  ASSERT_TRUE(WaitForEvents(2));
+  ScriptedWatchStoreBackend backend({Create("key1", "bad"), Create("key2", "ok2"), ListDone(),
+                                     Modify("key2", "broken"), Create("key3", "ok3")});
+  DrivenWatch run(*store, executor_, backend, "foo/bar");
+  ExpectEventsAfterRun(2);
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("key2", "ok2"), Updated("key3", "ok3")));
   EXPECT_EQ(store->NumEntries(), 2u);
 }
@@ -214,10 +294,10 @@ TEST_F(WatchStoreTest, SkipsValuesThatFailToUnmarshal) {
 TEST_F(WatchStoreTest, DrainDeletesEveryKnownKey) {
   auto store = NewStore();
   {
-    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A"), ListDone(),
-                                   Modify("key3", "value3A"), Remove("key2")});
-    WatchRun run(*store, backend, "foo/bar");
-    ASSERT_TRUE(WaitForEvents(4));
+    ScriptedWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A"),
+                                       ListDone(), Modify("key3", "value3A"), Remove("key2")});
+    DrivenWatch run(*store, executor_, backend, "foo/bar");
+    ExpectEventsAfterRun(4);
   }
   store->Drain();
   std::vector<Event> events = observer_->Events();
@@ -228,9 +308,9 @@ TEST_F(WatchStoreTest, DrainDeletesEveryKnownKey) {
 
   // The store can watch again, and be drained again.
   {
-    FakeWatchStoreBackend backend({Create("key1", "value1A")});
-    WatchRun run(*store, backend, "foo/bar");
-    ASSERT_TRUE(WaitForEvents(7));
+    ScriptedWatchStoreBackend backend({Create("key1", "value1A")});
+    DrivenWatch run(*store, executor_, backend, "foo/bar");
+    ExpectEventsAfterRun(7);
   }
   store->Drain();
   events = observer_->Events();
@@ -273,14 +353,16 @@ TEST_F(WatchStoreTest, OnSyncCallbacksRunOnceAcrossRuns) {
 
 TEST_F(WatchStoreTest, ConcurrentWatchAndDrainThrow) {
   auto store = NewStore();
-  FakeWatchStoreBackend backend({Create("key1", "value1")});
-  WatchRun run(*store, backend, "foo/bar/");
-  ASSERT_TRUE(WaitForEvents(1));
+  ScriptedWatchStoreBackend backend({Create("key1", "value1")});
+  DrivenWatch run(*store, executor_, backend, "foo/bar/");
+  ExpectEventsAfterRun(1);
   EXPECT_THROW(store->Watch(run.ctx(), backend, "foo/bar/"), std::logic_error);
+  EXPECT_THROW((void)store->WatchAsync(executor_, run.ctx(), backend, "foo/bar/"),
+               std::logic_error);
   EXPECT_THROW(store->Drain(), std::logic_error);
   // The running Watch is unaffected.
-  backend.Feed(Create("key2", "value2"));
-  ASSERT_TRUE(WaitForEvents(2));
+  ASSERT_TRUE(backend.Feed(Create("key2", "value2")));
+  ExpectEventsAfterRun(2);
   EXPECT_EQ(backend.Prefixes().size(), 1u);
 }
 
@@ -300,29 +382,30 @@ TEST_F(WatchStoreTest, ReportsEntriesAndInitialSyncMetrics) {
   EXPECT_EQ(entries.Value(), 0);
 
   {
-    FakeWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
-    WatchRun run(*store, backend, "cilium/state/nodes/v1");
-    ASSERT_TRUE(WaitForEvents(2));
+    ScriptedWatchStoreBackend backend({Create("key1", "value1A"), Create("key2", "value2A")});
+    DrivenWatch run(*store, executor_, backend, "cilium/state/nodes/v1");
+    ExpectEventsAfterRun(2);
     EXPECT_EQ(synced(), 0);
     EXPECT_EQ(entries.Value(), 2);
-    backend.Feed(ListDone());
-    ASSERT_TRUE(Eventually([&] { return synced() == 1; }));
-    backend.Feed(Remove("key1"));
-    backend.Feed(Create("key2", "value2B"));
-    backend.Feed(Create("key3", "value3A"));
-    ASSERT_TRUE(WaitForEvents(5));
+    ASSERT_TRUE(backend.Feed(ListDone()));
+    executor_.RunUntilIdle();
+    EXPECT_EQ(synced(), 1);
+    ASSERT_TRUE(backend.Feed(Remove("key1")));
+    ASSERT_TRUE(backend.Feed(Create("key2", "value2B")));
+    ASSERT_TRUE(backend.Feed(Create("key3", "value3A")));
+    ExpectEventsAfterRun(5);
   }
   EXPECT_EQ(entries.Value(), 2);
   EXPECT_EQ(synced(), 0);
 
   {
-    FakeWatchStoreBackend backend({Create("key3", "value3A")});
-    WatchRun run(*store, backend, "cilium/state/nodes/v1");
-    ASSERT_TRUE(WaitForEvents(6));
+    ScriptedWatchStoreBackend backend({Create("key3", "value3A")});
+    DrivenWatch run(*store, executor_, backend, "cilium/state/nodes/v1");
+    ExpectEventsAfterRun(6);
     EXPECT_EQ(synced(), 0);
-    backend.Feed(ListDone());
-    ASSERT_TRUE(WaitForEvents(7));  // key2 went stale
-    ASSERT_TRUE(Eventually([&] { return synced() == 1; }));
+    ASSERT_TRUE(backend.Feed(ListDone()));
+    ExpectEventsAfterRun(7);  // key2 went stale
+    EXPECT_EQ(synced(), 1);
     EXPECT_EQ(entries.Value(), 1);
   }
   EXPECT_EQ(synced(), 0);
@@ -347,22 +430,22 @@ TEST_F(WatchStoreTest, DeleteGetsTheUpdatedObjectEvenWhenItsValueNoLongerUnmarsh
   };
   std::atomic<bool> refuse{false};
   std::atomic<int> created{0};
-  auto store = NewRestartableWatchStore(
+  auto store = internal::NewAsyncRestartableWatchStore(
       "qux",
       [&]() -> std::unique_ptr<Key> {
         ++created;
         return std::make_unique<PickyKey>(&refuse);
       },
       observer_);
-  FakeWatchStoreBackend backend({Create("a", "1"), Create("b", "2"), ListDone()});
-  WatchRun run(*store, backend, "foo");
-  ASSERT_TRUE(WaitForEvents(2));
-  ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
-  backend.Feed(Remove("a"));
-  ASSERT_TRUE(WaitForEvents(3));
+  ScriptedWatchStoreBackend backend({Create("a", "1"), Create("b", "2"), ListDone()});
+  DrivenWatch run(*store, executor_, backend, "foo");
+  ExpectEventsAfterRun(2);
+  EXPECT_TRUE(store->Synced());
+  ASSERT_TRUE(backend.Feed(Remove("a")));
+  ExpectEventsAfterRun(3);
   refuse = true;
-  backend.Feed(Remove("b"));
-  ASSERT_TRUE(WaitForEvents(4));
+  ASSERT_TRUE(backend.Feed(Remove("b")));
+  ExpectEventsAfterRun(4);
   EXPECT_EQ(created.load(), 2);  // one per update, none for the deletes
   EXPECT_THAT(observer_->Events(), ElementsAre(Updated("a", "picky:1"), Updated("b", "picky:2"),
                                                Deleted("a", "picky:1"), Deleted("b", "picky:2")));
@@ -417,22 +500,23 @@ class SerialObserver final : public Observer {
 TEST_F(WatchStoreTest, OnDeleteGetsTheObjectTheLastOnUpdateGot) {
   auto observer = std::make_shared<SerialObserver>();
   std::atomic<int> serial{0};
-  auto store = NewRestartableWatchStore(
+  auto store = internal::NewAsyncRestartableWatchStore(
       "qux", [&]() -> std::unique_ptr<Key> { return std::make_unique<SerialKey>(++serial); },
       observer);
   {
-    FakeWatchStoreBackend backend(
+    ScriptedWatchStoreBackend backend(
         {Create("a", "1"), Create("b", "1"), Create("c", "1"), ListDone()});
-    WatchRun run(*store, backend, "foo");
-    ASSERT_TRUE(Eventually([&] { return store->Synced(); }));
-    backend.Feed(Modify("a", "2"));
-    backend.Feed(Remove("a"));
-    ASSERT_TRUE(Eventually([&] { return observer->NumCalls() == 5; }));
+    DrivenWatch run(*store, executor_, backend, "foo");
+    EXPECT_TRUE(store->Synced());
+    ASSERT_TRUE(backend.Feed(Modify("a", "2")));
+    ASSERT_TRUE(backend.Feed(Remove("a")));
+    executor_.RunUntilIdle();
+    EXPECT_EQ(observer->NumCalls(), 5u);
   }
   {  // A re-list without "c": it is stale at kListDone.
-    FakeWatchStoreBackend backend({Create("b", "2"), ListDone()});
-    WatchRun run(*store, backend, "foo");
-    ASSERT_TRUE(Eventually([&] { return observer->NumCalls() == 7; }));
+    ScriptedWatchStoreBackend backend({Create("b", "2"), ListDone()});
+    DrivenWatch run(*store, executor_, backend, "foo");
+    EXPECT_EQ(observer->NumCalls(), 7u);
   }
   store->Drain();
   EXPECT_THAT(observer->Calls(), ElementsAre("U:a#1", "U:b#2", "U:c#3", "U:a#4", "D:a#4",  // run 1

@@ -161,6 +161,14 @@ struct KVSTORE_EXPORT MeshOptions {
   // Where every remote cluster's work runs, each on a strand of its own, so that the mesh's
   // threads do not grow with its clusters. Null: DefaultExecutor().
   std::shared_ptr<Executor> executor;
+  // Where the mesh's blocking backend calls run (opening remotes, reading and writing cluster
+  // configs, the mirrored writes, the heartbeat, the drains' deletes). Null: the library's pool
+  // for blocking calls, which grows while calls block. When set, a call that blocks (an
+  // unreachable etcd) holds a thread of this executor. A test passes the ManualExecutor it gives
+  // `executor`, with in-memory backends on it: the mesh then runs entirely on the thread running
+  // that executor's tasks (Run, RemoveCluster, and AddCluster replacing a drain still wait for
+  // those tasks, so another thread must run them meanwhile).
+  std::shared_ptr<Executor> blocking_executor;
 };
 
 class KVSTORE_EXPORT Mesh {

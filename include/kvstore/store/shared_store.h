@@ -13,6 +13,7 @@
 #include "kvstore/backend.h"
 #include "kvstore/clock.h"
 #include "kvstore/context.h"
+#include "kvstore/executor.h"
 #include "kvstore/export.h"
 #include "kvstore/store/key.h"
 
@@ -34,12 +35,22 @@ struct KVSTORE_EXPORT Configuration {
   // Drives every timer of the store: the synchronization interval, the shared key delete delay
   // and Join's wait for the initial list.
   std::shared_ptr<Clock> clock;  // null: real time
+  // Where the store's work runs: its watch and sync tasks (on a strand of it), the backend writes
+  // of its periodic sync, and its observer calls (still one at a time, in stream order). Null:
+  // the library's executor, with the writes on the library's blocking pool and the observer calls
+  // on its pool for callbacks. When set, an observer call or a backend write that blocks holds a
+  // thread of this executor: the observer must not block for long. With a ManualExecutor (and the
+  // in-memory backend on it) everything runs on the thread running its tasks, for deterministic
+  // tests; Join, Close, Release and the destructor wait for those tasks, so while they run on one
+  // thread another must run the executor (ManualExecutor::RunOneOrWait).
+  std::shared_ptr<Executor> executor;
 };
 
-// A store owns no thread: two tasks on the library's executor (a strand of DefaultExecutor())
-// apply watch events and re-write local keys. The observer is called one call at a time, in
-// stream order (delayed deletes included), from a thread of the library's pool for callbacks,
-// which gives an observer that blocks a thread of its own: it delays its own store only. All
+// A store owns no thread: two tasks on the library's executor (a strand of DefaultExecutor(), or
+// of Configuration::executor) apply watch events and re-write local keys. The observer is called
+// one call at a time, in stream order (delayed deletes included), from a thread of the library's
+// pool for callbacks, which gives an observer that blocks a thread of its own: it delays its own
+// store only (with Configuration::executor: from that executor's threads). All
 // methods are thread-safe; no mutex is held while the backend is called, and calls for different
 // keys never wait for each other. REQUIRES: the store is not destroyed from inside an observer
 // callback.
