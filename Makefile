@@ -96,14 +96,21 @@ soak: build
 # unless said otherwise: load_collaborators_test (20,000 keys: 285 s under TSan),
 # fault_single_member_test (91 s under TSan) and kvstorectl_agent_mesh_test (42 s;
 # fault_cluster_test and kvstorectl_mesh_clusters_test cover their paths), kvstorectl_cilium_test,
-# kvstorectl_agent_auth_lifecycle_test, kvstorectl_agent_herd_test, lifecycle_cycles_test and
-# security_logs_test (each passed without a report under TSan), etcd_cert_rotation_test (under
-# TSan on a machine at load 10 its writes stalled for the 30 s request timeout after the key was
-# rotated, without a sanitizer report; to be looked into), and the two that measure time or CPU,
+# kvstorectl_agent_auth_lifecycle_test, kvstorectl_agent_herd_test and security_logs_test (each
+# passed without a report under both sanitizers; ASan+UBSan times 195, 44, 25, 7, 7, 12 and 9 s
+# in the order named), lifecycle_cycles_test (open: passed under TSan in 23 s; under ASan its
+# plain cycles stalled at cycle 253 with no initial list, its TLS cycles grew RSS by 200 MB, which
+# ASan's quarantine of freed memory may explain, and LeakSanitizer reported 16 KB allocated
+# inside libcrypto whose callers the fast unwinder does not show), etcd_cert_rotation_test (open:
+# under TSan, 2 of 7 runs stopped on a report of the poller deleting a gRPC ClientContext that
+# the writing thread had read, the read's stack not restorable; and in 2 others, with no report,
+# calls made while the new certificate stood beside the old key hung to their 30 s deadline
+# instead of going on with the old pair), and the two that measure time or CPU,
 # which a sanitizer's slowdown can break without any report: etcd_down_load_test (its bound of
-# 25% of a core while etcd is down: 70-80% once under TSan, passed in the last run) and
-# etcd_freeze_member_test (a 5 s lease TTL, which expired once under ASan on a loaded machine;
-# passed under TSan in 62 s). An etcd suite not listed (a new one too) runs only in the full runs.
+# 25% of a core while etcd is down: 70-80% once under TSan; passed here under TSan, 33 s, and
+# ASan, 26 s) and etcd_freeze_member_test (a 5 s lease TTL, which expired once under ASan on a
+# loaded machine; passed here under TSan, 62 s, and ASan, 56 s). An etcd suite not listed (a new
+# one too) runs only in the full runs.
 ASAN_ETCD_TESTS ?= etcd_basic_test etcd_watch_test etcd_lease_test etcd_tls_cluster_test \
   etcd_security_test etcd_auth_streams_test etcd_cluster_test fault_cluster_test \
   etcd_conformance_test etcd_batch_test etcd_metrics_test lifecycle_unreachable_test \
