@@ -31,7 +31,8 @@ class LeaseObservers {
   // observer is not running and will not run again (unless this is called from an observer).
   void Register(std::string_view prefix, Fn fn);
   // Calls every observer whose prefix matches, once per key, in order, on this thread. Dispatches
-  // are serialised. Observers must not block: call this where a slow one stalls no event
+  // are serialised. What an observer throws is logged and counted (core/guarded.h), and the
+  // dispatch goes on. Observers must not block: call this where a slow one stalls no event
   // delivery, without any lock held that an observer might take.
   void Dispatch(const std::vector<std::string>& keys);
   // No more calls after this (the instance was closed). Waits for a running dispatch unless

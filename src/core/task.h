@@ -194,6 +194,8 @@ Task<bool> NextEvents(Executor& executor, Watcher& watcher, const Context& ctx,
 // Runs `fn` (a blocking call: a backend's Get, Update, ...) on `pool` and returns its result,
 // resuming on `executor`. REQUIRES: `fn` returns a value (not void). The blocking call holds a
 // thread of `pool` meanwhile, bounded by its own context; the awaiting coroutine holds none.
+// What `fn` throws is rethrown in the awaiting coroutine (which is resumed all the same), so that
+// it never stays suspended for good behind a pool thread that caught the exception.
 template <typename Fn>
 auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_result_t<Fn&>> {
   using Result = std::invoke_result_t<Fn&>;
@@ -202,16 +204,24 @@ auto Offload(Executor& pool, Executor& executor, Fn fn) -> Task<std::invoke_resu
     Executor& executor;
     Fn& fn;
     std::optional<Result> result;
+    std::exception_ptr error;
     bool await_ready() const noexcept { return false; }
     void await_suspend(std::coroutine_handle<> handle) {
       pool.Post([this, handle] {
-        result.emplace(fn());
+        try {
+          result.emplace(fn());
+        } catch (...) {
+          error = std::current_exception();
+        }
         executor.Post([handle] { handle.resume(); });
       });
     }
-    Result await_resume() { return std::move(*result); }
+    Result await_resume() {
+      if (error) std::rethrow_exception(error);
+      return std::move(*result);
+    }
   };
-  Awaiter awaiter{pool, executor, fn, std::nullopt};  // named: see NextItems
+  Awaiter awaiter{pool, executor, fn, std::nullopt, nullptr};  // named: see NextItems
   co_return co_await awaiter;
 }
 

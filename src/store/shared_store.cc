@@ -20,6 +20,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "core/blocking_pool.h"
+#include "core/guarded.h"
 #include "core/task.h"
 #include "core/watcher_producer.h"
 #include "kvstore/events.h"
@@ -399,11 +400,16 @@ class SharedStoreImpl final : public SharedStore {
       delivery_thread_.store(std::this_thread::get_id());
       for (const Notification& n : *owed) {
         if (Stopping()) break;
-        if (n.update) {
-          NotifyUpdate(*n.key);
-        } else {
-          NotifyDelete(*n.key);
-        }
+        // An observer call that throws is logged and counted, and the store goes on with the
+        // next: the exception would otherwise end the watch task, and the store would stop
+        // following the kvstore without a word.
+        kvstore::internal::RunGuarded("a SharedStore observer", [this, &n] {
+          if (n.update) {
+            NotifyUpdate(*n.key);
+          } else {
+            NotifyDelete(*n.key);
+          }
+        });
       }
       delivery_thread_.store(std::thread::id());
       return true;

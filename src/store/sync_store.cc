@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/guarded.h"
 #include "core/planted_bugs.h"
 #include "kvstore/mutex.h"
 #include "kvstore/paths.h"
@@ -312,8 +313,13 @@ class SyncStoreCore : public std::enable_shared_from_this<SyncStoreCore> {
       callbacks_ran_ = true;
       callbacks.swap(synced_callbacks_);
     }
+    // A callback that throws is logged and counted, and the next one still runs: the exception
+    // would otherwise end this worker (the store would stop writing keys, and with one worker
+    // Run would return before its context is done).
     for (const auto& callback : callbacks) {
-      if (callback) callback(ctx);
+      if (callback) {
+        kvstore::internal::RunGuarded("a SyncStore synced callback", [&] { callback(ctx); });
+      }
     }
   }
 

@@ -10,8 +10,11 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "core/blocking_pool.h"
+#include "core/lease_observers.h"
 #include "core/task.h"
 #include "kvstore/clock.h"
 #include "kvstore/executor.h"
@@ -124,6 +127,56 @@ TEST(GuardedTest, SpawnedTaskThatThrowsStillCallsDone) {
   EXPECT_TRUE(Eventually([&] { return done.load(); }));
   EXPECT_EQ(CaughtExceptions(), before + 1);
   EXPECT_NE(logs.Text().find("exception escaped a library task: boom-coroutine"), std::string::npos)
+      << logs.Text();
+}
+
+// A blocking call offloaded to a pool that throws: the exception reaches the awaiting coroutine,
+// which is resumed (before, the pool thread caught and logged it and the coroutine stayed
+// suspended for good: a SyncStore::Run whose synced callback threw never returned).
+Task<void> OffloadThatThrows(Executor& here, std::string* caught) {
+  try {
+    co_await Offload(BlockingPool(), here,
+                     []() -> bool { throw std::runtime_error("boom-offload"); });
+  } catch (const std::runtime_error& error) {
+    *caught = error.what();
+  }
+  // The coroutine goes on: a second offload returns its value.
+  const int value = co_await Offload(BlockingPool(), here, [] { return 7; });
+  *caught += " then " + std::to_string(value);
+}
+
+TEST(GuardedTest, OffloadedCallThatThrowsResumesTheAwaitingCoroutine) {
+  std::string caught;
+  RunOnThisThread([&](Executor& here) { return OffloadThatThrows(here, &caught); });
+  EXPECT_EQ(caught, "boom-offload then 7");
+}
+
+Task<void> OffloadThatThrowsUncaught(Executor& here) {
+  co_await Offload(CallbackPool(), here, []() -> bool { throw std::logic_error("boom-rethrown"); });
+}
+
+// Uncaught in the coroutine, it reaches the caller of the blocking call (as an exception from a
+// WatchStore observer does), on the caller's thread.
+TEST(GuardedTest, OffloadedCallThatThrowsReachesTheBlockingCallsCaller) {
+  EXPECT_THROW(RunOnThisThread([](Executor& here) { return OffloadThatThrowsUncaught(here); }),
+               std::logic_error);
+}
+
+// A lease-expired observer that throws is caught where the observers are dispatched: the other
+// observers, and the keys after it, are still reported (before, the exception skipped them all
+// and reached whichever call found the lease expired).
+TEST(GuardedTest, LeaseExpiredObserverThatThrowsStopsNoOtherObserver) {
+  StringSink& logs = Logs();
+  LeaseObservers observers;
+  std::vector<std::string> seen;
+  observers.Register("a/", [](std::string_view) { throw std::runtime_error("boom-lease"); });
+  observers.Register("b/", [&](std::string_view key) { seen.emplace_back(key); });
+  const uint64_t before = CaughtExceptions();
+  observers.Dispatch({"a/1", "b/1", "a/2", "b/2"});
+  EXPECT_EQ(seen, (std::vector<std::string>{"b/1", "b/2"}));
+  EXPECT_EQ(CaughtExceptions(), before + 2);
+  EXPECT_NE(logs.Text().find("exception escaped a lease-expired observer: boom-lease"),
+            std::string::npos)
       << logs.Text();
 }
 

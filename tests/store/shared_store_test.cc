@@ -13,12 +13,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
 
 #include "core/blocking_pool.h"
+#include "core/guarded.h"
 #include "core/watcher_consumer.h"
 #include "core/watcher_producer.h"
 #include "kvstore/backend.h"
@@ -878,6 +880,43 @@ TEST_F(SharedStoreTest, ObserverOnTheLibrarysThreadsSeesEventsOneAtATimeInStream
   EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "a", "1"}, Observed{'U', "a", "2"},
                                               Observed{'D', "a", "2"}, Observed{'U', "c", "1"}));
   EXPECT_FALSE(observer->Overlapped());
+}
+
+// An observer that throws for the keys named "throw-..." and records the others.
+class ThrowingObserver : public RecordingObserver {
+ public:
+  void OnUpdate(const Key& key) override {
+    if (key.GetKeyName().starts_with("throw-")) throw std::runtime_error("observer refused");
+    RecordingObserver::OnUpdate(key);
+  }
+  void OnDelete(const NamedKey& key) override {
+    if (key.GetKeyName().starts_with("throw-")) throw 7;  // not a std::exception
+    RecordingObserver::OnDelete(key);
+  }
+};
+
+// An observer that throws runs on a thread of the store's own: the exception is caught there and
+// counted, and the store goes on delivering the events after it (before, the callback pool's
+// thread caught it, and the store's watch task stayed suspended for good: no later event was
+// delivered).
+TEST_F(SharedStoreTest, ObserverThatThrowsIsCaughtAndTheStoreGoesOn) {
+  auto observer = std::make_shared<ThrowingObserver>();
+  Configuration c = Config(server_->NewClient(), observer);
+  c.shared_key_delete_delay = 0ms;  // the delete is reported at once
+  std::unique_ptr<SharedStore> store = MustJoin(c);
+  ASSERT_NE(store, nullptr);
+  const uint64_t caught = kvstore::internal::CaughtExceptions();
+
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("throw-a"), "1", false).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("b"), "1", false).ok());
+  ASSERT_TRUE(writer_->Delete(Context(), PathOf("throw-a")).ok());
+  ASSERT_TRUE(writer_->Update(Context(), PathOf("c"), "1", false).ok());
+
+  EXPECT_TRUE(Eventually([&] { return observer->Count('U', "c") == 1; }));
+  EXPECT_THAT(observer->Events(), ElementsAre(Observed{'U', "b", "1"}, Observed{'U', "c", "1"}));
+  EXPECT_TRUE(Eventually([&] { return kvstore::internal::CaughtExceptions() >= caught + 2; }));
+  EXPECT_EQ(store->NumEntries(), 2);
+  store->Close(Context());
 }
 
 // An observer that blocks in OnUpdate until released, counting the calls that began.

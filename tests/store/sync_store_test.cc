@@ -402,6 +402,28 @@ TEST_F(SyncStoreTest, SyncedKeyWaitsForKeyThatFailedFirst) {
   EXPECT_EQ(calls[4].key, "cilium/synced/qux/foo/bar");
 }
 
+// A synced callback that throws runs on a worker of the store: the exception is caught there, the
+// next callback still runs and the store goes on writing keys. (Before, the blocking pool's
+// thread caught it and the worker stayed suspended for good: no key was written after it, and
+// Run never returned, not even once its context was done.)
+TEST_F(SyncStoreTest, SyncedCallbackThatThrowsStopsNeitherTheOthersNorTheStore) {
+  SyncStore* store = NewStore("foo/bar");
+  CallbackLog log;
+  Start(*store);
+  ASSERT_TRUE(store
+                  ->Synced(ctx_, {[](const Context&) { throw std::runtime_error("refused"); },
+                                  log.Callback("after")})
+                  .ok());
+  ASSERT_TRUE(Eventually([&] { return !log.Names().empty(); }));
+  EXPECT_THAT(log.Names(), ElementsAre("after"));
+  ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
+  std::vector<Call> calls = CallsAfter(2);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].key, "cilium/synced/qux/foo/bar");
+  EXPECT_EQ(calls[1], Update("foo/bar/key1", "value1"));
+  Stop();  // returns once its context is done
+}
+
 TEST_F(SyncStoreTest, RetriesFailedSyncedKeyWrite) {
   AsyncSyncStore* store = NewStore("foo/bar");
   CallbackLog log;
