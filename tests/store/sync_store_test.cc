@@ -407,21 +407,22 @@ TEST_F(SyncStoreTest, SyncedKeyWaitsForKeyThatFailedFirst) {
 // thread caught it and the worker stayed suspended for good: no key was written after it, and
 // Run never returned, not even once its context was done.)
 TEST_F(SyncStoreTest, SyncedCallbackThatThrowsStopsNeitherTheOthersNorTheStore) {
-  SyncStore* store = NewStore("foo/bar");
+  AsyncSyncStore* store = NewStore("foo/bar");
   CallbackLog log;
   Start(*store);
   ASSERT_TRUE(store
                   ->Synced(ctx_, {[](const Context&) { throw std::runtime_error("refused"); },
                                   log.Callback("after")})
                   .ok());
-  ASSERT_TRUE(Eventually([&] { return !log.Names().empty(); }));
+  Settle();
   EXPECT_THAT(log.Names(), ElementsAre("after"));
   ASSERT_TRUE(store->UpsertKey(ctx_, KVPair("key1", "value1")).ok());
-  std::vector<Call> calls = CallsAfter(2);
+  Settle();
+  std::vector<Call> calls = backend_->Calls();
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_EQ(calls[0].key, "cilium/synced/qux/foo/bar");
   EXPECT_EQ(calls[1], Update("foo/bar/key1", "value1"));
-  Stop();  // returns once its context is done
+  Stop();  // RunAsync returns once its context is done
 }
 
 TEST_F(SyncStoreTest, RetriesFailedSyncedKeyWrite) {
