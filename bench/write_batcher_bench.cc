@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "backend/etcd/write_batcher.h"
 
 namespace {
@@ -28,7 +29,7 @@ void BM_WriteBatcherBurst(benchmark::State& state) {
   const std::string value(256, 'v');
   std::vector<std::string> keys;
   for (int i = 0; i < burst; ++i)
-    keys.push_back("cilium/state/nodes/v1/default/node-" + std::to_string(i));
+    keys.push_back(absl::StrCat("cilium/state/nodes/v1/default/node-", i));
   int64_t done_count = 0;
   for (auto _ : state) {
     for (int i = 0; i < burst; ++i) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "kvstore/context.h"
 
 namespace kvstore::etcd {
@@ -67,15 +68,16 @@ class Fixture {
 
   void Submit(const std::string& name, etcdserverpb::RequestOp op,
               const Context& ctx = Context::Background()) {
-    batcher_.Submit(WriteBatcher::Write{.ctx = ctx, .what = "write " + name, .op = std::move(op)},
-                    [this, name](const absl::Status& status, etcdserverpb::ResponseOp& response) {
-                      Result& r = results[name];
-                      r.status = status;
-                      r.revision = response.has_response_put()
-                                       ? response.response_put().header().revision()
-                                       : response.response_delete_range().header().revision();
-                      ++r.calls;
-                    });
+    batcher_.Submit(
+        WriteBatcher::Write{.ctx = ctx, .what = absl::StrCat("write ", name), .op = std::move(op)},
+        [this, name](const absl::Status& status, etcdserverpb::ResponseOp& response) {
+          Result& r = results[name];
+          r.status = status;
+          r.revision = response.has_response_put()
+                           ? response.response_put().header().revision()
+                           : response.response_delete_range().header().revision();
+          ++r.calls;
+        });
   }
 
   // Answers the oldest single request with `status` (a response of `revision` when ok).
@@ -186,8 +188,7 @@ TEST(WriteBatcherTest, TransactionsStayWithinTheOperationAndByteLimits) {
   Fixture f(
       WriteBatcher::Limits{.direct = 1, .max_ops = 2, .max_bytes = 100, .op_overhead_bytes = 0});
   f.Submit("first", PutOp("k0", "v"));
-  for (int i = 1; i <= 3; ++i)
-    f.Submit("k" + std::to_string(i), PutOp("k" + std::to_string(i), "v"));
+  for (int i = 1; i <= 3; ++i) f.Submit(absl::StrCat("k", i), PutOp(absl::StrCat("k", i), "v"));
   f.Submit("big", PutOp("big", std::string(98, 'v')));  // alone over the budget with any other
   f.AnswerSingle(absl::OkStatus());
   ASSERT_EQ(f.txns.size(), 1u);
@@ -235,7 +236,7 @@ TEST(WriteBatcherTest, ATransactionWhoseOutcomeIsUnknownGivesEachWriteItsStatus)
   EXPECT_TRUE(f.singles.empty()) << "not repeated: it may have been applied";
   for (const char* name : {"b", "c"}) {
     EXPECT_EQ(f.results[name].status.code(), absl::StatusCode::kUnavailable) << name;
-    EXPECT_NE(f.results[name].status.message().find(std::string("write ") + name),
+    EXPECT_NE(f.results[name].status.message().find(absl::StrCat("write ", name)),
               std::string::npos)
         << f.results[name].status;
   }
@@ -244,7 +245,7 @@ TEST(WriteBatcherTest, ATransactionWhoseOutcomeIsUnknownGivesEachWriteItsStatus)
 TEST(WriteBatcherTest, ATransactionOverEtcdsLimitGoesAgainAloneAndLaterOnesAreSmaller) {
   Fixture f(WriteBatcher::Limits{.direct = 1, .max_ops = 8});
   f.Submit("first", PutOp("a", "0"));
-  for (int i = 0; i < 4; ++i) f.Submit(std::to_string(i), PutOp("k" + std::to_string(i), "v"));
+  for (int i = 0; i < 4; ++i) f.Submit(absl::StrCat(i), PutOp(absl::StrCat("k", i), "v"));
   f.AnswerSingle(absl::OkStatus());
   ASSERT_EQ(f.txns.size(), 1u);
   EXPECT_EQ(f.txns[0].Keys().size(), 4u);
@@ -252,7 +253,7 @@ TEST(WriteBatcherTest, ATransactionOverEtcdsLimitGoesAgainAloneAndLaterOnesAreSm
   ASSERT_EQ(f.singles.size(), 4u);
   // Those four in flight (not counted) and one counted: the next ones wait behind it.
   f.Submit("busy", PutOp("busy", "0"));
-  for (int i = 4; i < 8; ++i) f.Submit(std::to_string(i), PutOp("k" + std::to_string(i), "v"));
+  for (int i = 4; i < 8; ++i) f.Submit(absl::StrCat(i), PutOp(absl::StrCat("k", i), "v"));
   ASSERT_EQ(f.singles.size(), 5u);
   f.AnswerSingle(absl::OkStatus());  // k0 (not counted): nothing moves
   EXPECT_TRUE(f.txns.empty());
