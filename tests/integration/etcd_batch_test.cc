@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -151,6 +152,34 @@ TEST_F(EtcdBatchTest, LostLeaseIsReplacedAndReported) {
   backend->RegisterLeaseExpiredObserver(prefix_, nullptr);
 }
 
+// The results of asynchronous writes, by name, as their callbacks report them.
+class AsyncResults {
+ public:
+  Backend::StatusCallback Record(std::string name) {
+    return [this, name = std::move(name)](const absl::Status& status) {
+      MutexLock guard(mu_);
+      results_[name] = status;
+      cv_.notify_all();
+    };
+  }
+  // Waits (at most 60 s) until `n` results came; nullopt on timeout.
+  std::optional<std::map<std::string, absl::Status>> WaitFor(size_t n) {
+    MutexLock lock(mu_);
+    if (!WithTimeout(Context::Background(), std::chrono::seconds(60))
+             .first.WaitOn(lock, cv_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+               return results_.size() == n;
+             })) {
+      return std::nullopt;
+    }
+    return results_;
+  }
+
+ private:
+  Mutex mu_;
+  CondVar cv_;
+  std::map<std::string, absl::Status> results_ ABSL_GUARDED_BY(mu_);
+};
+
 // Many writes started at once: beyond the few that go at once, they wait and travel together in
 // transactions (keys of one transaction share a mod revision), and each caller hears of its own.
 TEST_F(EtcdBatchTest, WritesStartedTogetherShareTransactionsAndEachGetsItsResult) {
@@ -159,31 +188,19 @@ TEST_F(EtcdBatchTest, WritesStartedTogetherShareTransactionsAndEachGetsItsResult
   for (int i = 0; i < kDeletes; ++i) {
     ASSERT_TRUE(backend->Update(ctx_, absl::StrCat(prefix_, "old", i), "x", false).ok());
   }
-  Mutex mu;
-  CondVar cv;
-  std::map<std::string, absl::Status> results;  // guarded by mu
-  auto record = [&](std::string name) {
-    return [&, name](const absl::Status& status) {
-      MutexLock guard(mu);
-      results[name] = status;
-      cv.notify_all();
-    };
-  };
+  AsyncResults results;
   for (int i = 0; i < kWrites; ++i) {
     const std::string key = absl::StrCat(prefix_, "k", i);
-    backend->UpdateAsync(ctx_, key, absl::StrCat("v", i), /*lease=*/i % 2 == 0, record(key));
+    backend->UpdateAsync(ctx_, key, absl::StrCat("v", i), /*lease=*/i % 2 == 0,
+                         results.Record(key));
     if (i < kDeletes) {
       const std::string old = absl::StrCat(prefix_, "old", i);
-      backend->DeleteAsync(ctx_, old, record(old));
+      backend->DeleteAsync(ctx_, old, results.Record(old));
     }
   }
-  {
-    MutexLock lock(mu);
-    ASSERT_TRUE(WithTimeout(ctx_, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
-      return results.size() == static_cast<size_t>(kWrites + kDeletes);
-    }));
-    for (const auto& [name, status] : results) EXPECT_TRUE(status.ok()) << name << ": " << status;
-  }
+  std::optional<std::map<std::string, absl::Status>> done = results.WaitFor(kWrites + kDeletes);
+  ASSERT_TRUE(done.has_value());
+  for (const auto& [name, status] : *done) EXPECT_TRUE(status.ok()) << name << ": " << status;
   absl::StatusOr<KeyValuePairs> list = backend->ListPrefix(ctx_, prefix_);
   ASSERT_TRUE(list.ok()) << list.status();
   ASSERT_EQ(list->size(), static_cast<size_t>(kWrites)) << "the old keys are gone";
@@ -218,29 +235,19 @@ TEST(EtcdWriteBatcherAuthTest, AWriteRefusedForPermissionFailsAloneInASharedTran
   std::shared_ptr<Backend> alice = MustConnect(config);
   ASSERT_NE(alice, nullptr);
   Context ctx;
-  Mutex mu;
-  CondVar cv;
-  std::map<std::string, absl::Status> results;  // guarded by mu
+  AsyncResults results;
   constexpr int kWrites = 100;
   for (int i = 0; i < kWrites; ++i) {
     const std::string key = absl::StrCat(i % 2 == 0 ? "ok/" : "no/", i);
-    alice->UpdateAsync(ctx, key, "v", /*lease=*/false, [&, key](const absl::Status& status) {
-      MutexLock guard(mu);
-      results[key] = status;
-      cv.notify_all();
-    });
+    alice->UpdateAsync(ctx, key, "v", /*lease=*/false, results.Record(key));
   }
-  {
-    MutexLock lock(mu);
-    ASSERT_TRUE(WithTimeout(ctx, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
-      return results.size() == static_cast<size_t>(kWrites);
-    }));
-    for (const auto& [key, status] : results) {
-      if (key.starts_with("ok/")) {
-        EXPECT_TRUE(status.ok()) << key << ": " << status;
-      } else {
-        EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << key << ": " << status;
-      }
+  std::optional<std::map<std::string, absl::Status>> done = results.WaitFor(kWrites);
+  ASSERT_TRUE(done.has_value());
+  for (const auto& [key, status] : *done) {
+    if (key.starts_with("ok/")) {
+      EXPECT_TRUE(status.ok()) << key << ": " << status;
+    } else {
+      EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << key << ": " << status;
     }
   }
   std::shared_ptr<Backend> root = MustConnect((*cluster)->ClientConfig());
@@ -265,25 +272,15 @@ TEST_F(EtcdBatchTest, WritesStartedTogetherAfterTheirLeaseWasRevokedAllLand) {
   const int64_t lease = list->at(first).lease_id;
   ASSERT_TRUE(cluster_->RevokeLease(lease).ok());
 
-  Mutex mu;
-  CondVar cv;
-  std::map<std::string, absl::Status> results;  // guarded by mu
+  AsyncResults results;
   constexpr int kWrites = 100;
   for (int i = 0; i < kWrites; ++i) {
     const std::string key = absl::StrCat(prefix_, "k", i);
-    backend->UpdateAsync(ctx_, key, "v", /*lease=*/true, [&, key](const absl::Status& status) {
-      MutexLock guard(mu);
-      results[key] = status;
-      cv.notify_all();
-    });
+    backend->UpdateAsync(ctx_, key, "v", /*lease=*/true, results.Record(key));
   }
-  {
-    MutexLock lock(mu);
-    ASSERT_TRUE(WithTimeout(ctx_, std::chrono::seconds(60)).first.WaitOn(lock, cv, [&] {
-      return results.size() == static_cast<size_t>(kWrites);
-    }));
-    for (const auto& [key, status] : results) EXPECT_TRUE(status.ok()) << key << ": " << status;
-  }
+  std::optional<std::map<std::string, absl::Status>> done = results.WaitFor(kWrites);
+  ASSERT_TRUE(done.has_value());
+  for (const auto& [key, status] : *done) EXPECT_TRUE(status.ok()) << key << ": " << status;
   list = backend->ListPrefix(ctx_, prefix_);
   ASSERT_TRUE(list.ok());
   ASSERT_EQ(list->size(), static_cast<size_t>(kWrites)) << "the first key went with its lease";
