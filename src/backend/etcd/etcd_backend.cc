@@ -25,6 +25,7 @@
 #include "backend/etcd/key_range.h"
 #include "backend/etcd/lease_manager.h"
 #include "backend/etcd/rpc_client.h"
+#include "backend/etcd/txn_limits.h"
 #include "backend/etcd/watch_hub.h"
 #include "core/blocking_pool.h"
 #include "core/write_checks.h"
@@ -198,9 +199,9 @@ class EtcdBackend final : public Backend {
     });
   }
 
-  size_t MaxBatchOps() const override { return max_txn_ops_.load(); }
+  size_t MaxBatchOps() const override { return txn_limits_.max_ops(); }
 
-  // Each chunk of at most MaxBatchOps() operations and max_txn_bytes_ is one unconditional
+  // Each chunk of at most MaxBatchOps() operations and txn_limits_' bytes is one unconditional
   // transaction, so its writes succeed or fail together.
   std::vector<absl::Status> ApplyBatch(const Context& ctx, std::span<const WriteOp> ops) override {
     std::vector<absl::Status> results(ops.size());
@@ -376,22 +377,16 @@ class EtcdBackend final : public Backend {
   }
 
  private:
-  // etcd's default --max-txn-ops, and a total below its default request limit of 1.5 MiB: where
-  // batches start. A server configured lower makes them smaller (ShrinkBatches).
-  static constexpr size_t kMaxTxnOps = 128;
-  static constexpr size_t kMaxTxnBytes = 1024 * 1024;
-  static constexpr size_t kTxnOpOverhead = 32;  // protobuf framing of one put
-
   static size_t OpBytes(const WriteOp& op) {
-    return op.key.size() + (op.value ? op.value->size() : 0) + kTxnOpOverhead;
+    return op.key.size() + (op.value ? op.value->size() : 0) + TxnLimits::kOpOverheadBytes;
   }
 
   // Writes the ops at `indexes` (valid ones) in chunks within the current limits; fills their
   // results.
   void ApplyInChunks(const Context& ctx, std::span<const WriteOp> ops,
                      const std::vector<size_t>& indexes, std::vector<absl::Status>& results) {
-    const size_t max_ops = max_txn_ops_.load();
-    const size_t max_bytes = max_txn_bytes_.load();
+    const size_t max_ops = txn_limits_.max_ops();
+    const size_t max_bytes = txn_limits_.max_bytes();
     std::vector<size_t> chunk;
     size_t chunk_bytes = 0;
     // etcd refuses a transaction that names a key twice.
@@ -478,16 +473,11 @@ class EtcdBackend final : public Backend {
   // The server refused a transaction of `ops` operations and `bytes` bytes for exceeding its
   // --max-txn-ops or --max-request-bytes: later batches of this backend stay at half of that.
   void ShrinkBatches(const absl::Status& refusal, size_t ops, size_t bytes) {
-    std::atomic<size_t>& limit = IsTooManyTxnOpsError(refusal) ? max_txn_ops_ : max_txn_bytes_;
-    const size_t wanted = std::max<size_t>((IsTooManyTxnOpsError(refusal) ? ops : bytes) / 2, 1);
-    size_t current = limit.load();
-    while (wanted < current && !limit.compare_exchange_weak(current, wanted)) {
-    }
-    if (wanted < current) {
+    if (std::optional<size_t> shrunk = txn_limits_.Shrink(refusal, ops, bytes)) {
       spdlog::warn(
           "etcd at {} refused a transaction of {} operations and {} bytes ({}); "
           "batches are now at most {} {}",
-          rpc_->EndpointList(), ops, bytes, std::string(refusal.message()), wanted,
+          rpc_->EndpointList(), ops, bytes, std::string(refusal.message()), *shrunk,
           IsTooManyTxnOpsError(refusal) ? "operations" : "bytes");
     }
   }
@@ -640,8 +630,8 @@ class EtcdBackend final : public Backend {
   // config.bootstrap_qps, in force while bootstrapping_; null: none.
   const std::unique_ptr<workqueue::BucketRateLimiter<int>> bootstrap_limiter_;
   std::atomic<bool> bootstrapping_;
-  std::atomic<size_t> max_txn_ops_{kMaxTxnOps};
-  std::atomic<size_t> max_txn_bytes_{kMaxTxnBytes};
+  // Where batches start, and how a server configured lower makes them smaller (ShrinkBatches).
+  TxnLimits txn_limits_;
   Mutex close_mu_;
   std::atomic<bool> closed_{false};
 };

@@ -68,8 +68,7 @@ struct WriteBatcher::Pending {
 WriteBatcher::WriteBatcher(Limits limits, SendOne send_one, SendTxn send_txn)
     : direct_(std::max<size_t>(limits.direct, 1)),
       op_overhead_bytes_(limits.op_overhead_bytes),
-      max_ops_(std::max<size_t>(limits.max_ops, 1)),
-      max_bytes_(std::max<size_t>(limits.max_bytes, 1)),
+      txn_limits_(limits.max_ops, limits.max_bytes),
       send_one_(std::move(send_one)),
       send_txn_(std::move(send_txn)) {}
 
@@ -108,8 +107,8 @@ void WriteBatcher::Submit(Write write, Done done) {
 }
 
 std::vector<WriteBatcher::PendingPtr> WriteBatcher::TakeBatch() {
-  const size_t max_ops = max_ops_.load();
-  const size_t max_bytes = max_bytes_.load();
+  const size_t max_ops = txn_limits_.max_ops();
+  const size_t max_bytes = txn_limits_.max_bytes();
   std::vector<PendingPtr> batch;
   absl::flat_hash_set<std::string_view> keys;
   size_t bytes = 0;
@@ -199,15 +198,9 @@ void WriteBatcher::Conclude(const std::vector<PendingPtr>& batch, const absl::St
     }
     return;
   }
-  if (IsTooManyTxnOpsError(status) || IsRequestTooLargeError(status)) {
-    std::atomic<size_t>& limit = IsTooManyTxnOpsError(status) ? max_ops_ : max_bytes_;
-    size_t size = batch.size();
-    if (&limit == &max_bytes_) size = static_cast<size_t>(request.ByteSizeLong());
-    const size_t wanted = std::max<size_t>(size / 2, 1);
-    size_t current = limit.load();
-    while (wanted < current && !limit.compare_exchange_weak(current, wanted)) {
-    }
-  }
+  // A size refusal also makes later transactions smaller.
+  txn_limits_.Shrink(status, batch.size(), static_cast<size_t>(request.ByteSizeLong()));
+
   for (size_t i = 0; i < batch.size(); ++i) {
     batch[i]->write.op.Swap(request.mutable_success(static_cast<int>(i)));
     SendAlone(batch[i]);

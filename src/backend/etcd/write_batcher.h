@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "backend/etcd/txn_limits.h"
 #include "kvstore/context.h"
 #include "kvstore/mutex.h"
 #include "rpc.pb.h"
@@ -51,10 +52,10 @@ class WriteBatcher {
       std::string what, const etcdserverpb::TxnRequest& request,
       std::function<void(const absl::Status& status, etcdserverpb::TxnResponse& response)> done)>;
   struct Limits {
-    size_t direct = 2;              // writes in flight before the next ones wait (>= 1)
-    size_t max_ops = 128;           // etcd's default --max-txn-ops
-    size_t max_bytes = 1 << 20;     // under etcd's default --max-request-bytes (1.5 MiB)
-    size_t op_overhead_bytes = 32;  // protobuf framing of one operation
+    size_t direct = 2;  // writes in flight before the next ones wait (>= 1)
+    size_t max_ops = TxnLimits::kDefaultMaxOps;
+    size_t max_bytes = TxnLimits::kDefaultMaxBytes;
+    size_t op_overhead_bytes = TxnLimits::kOpOverheadBytes;
   };
 
   WriteBatcher(Limits limits, SendOne send_one, SendTxn send_txn);
@@ -89,8 +90,7 @@ class WriteBatcher {
   const size_t direct_;
   const size_t op_overhead_bytes_;
   // Shrunk when etcd refuses a transaction for its size (never below one operation).
-  std::atomic<size_t> max_ops_;
-  std::atomic<size_t> max_bytes_;
+  TxnLimits txn_limits_;
   const SendOne send_one_;
   const SendTxn send_txn_;
 
